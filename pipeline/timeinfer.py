@@ -1,0 +1,129 @@
+"""Turning what a line says about time into a tz-aware datetime.
+
+BSD syslog lines carry no year and no zone; Apache error logs carry no zone. The engine
+resolves them here, per input, from context:
+
+* the zone is ``--tz`` (default: the machine's local zone);
+* the year of the first year-less line is the latest year that does not put it after the
+  file's reference time (its mtime, or "now" for stdin), i.e. logs are never in the future;
+  ``--year`` sets that first year instead;
+* afterwards the year advances when time runs backwards by more than a week (Dec → Jan),
+  and a line that only fits as coming just before the latest line of the previous year (a
+  late line around New Year) takes the previous year without moving the running state.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pipeline.errors import UsageError
+
+UTC = ZoneInfo("UTC")
+#: clock skew tolerated before a year-less line counts as "in the future"
+FUTURE_SLACK = timedelta(days=1)
+#: how far lines of merged files may be out of order without meaning a new year
+REORDER = timedelta(days=7)
+
+
+def local_zone() -> tzinfo:
+    """The machine's zone: ``$TZ``, else ``/etc/localtime``, else UTC."""
+    tz = os.environ.get("TZ")
+    if tz:
+        try:
+            return ZoneInfo(tz.lstrip(":"))
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    localtime = Path("/etc/localtime")
+    if localtime.exists():
+        try:
+            with localtime.open("rb") as f:
+                return ZoneInfo.from_file(f, key="localtime")
+        except (OSError, ValueError):
+            pass
+    return UTC
+
+
+def parse_zone(name: str | None) -> tzinfo:
+    if not name:
+        return local_zone()
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(
+            f"unknown time zone {name!r}", hint="use an IANA name such as Europe/Berlin or UTC"
+        ) from None
+
+
+def _safe_replace_year(ts: datetime, year: int) -> datetime:
+    try:
+        return ts.replace(year=year)
+    except ValueError:  # Feb 29 in a non-leap year: the nearest earlier leap year
+        y = year - 1
+        while True:
+            try:
+                return ts.replace(year=y)
+            except ValueError:
+                y -= 1
+
+
+class TimeResolver:
+    """Resolves naive / year-less grammar timestamps of one input, in input order."""
+
+    def __init__(self, tz: tzinfo, reference: datetime, year: int | None = None) -> None:
+        self.tz = tz
+        self.reference = reference.astimezone(tz)
+        self.fixed_year = year
+        self.last: datetime | None = None
+
+    def _first_year(self, ts: datetime) -> int:
+        if self.fixed_year is not None:
+            return self.fixed_year
+        ref = self.reference + FUTURE_SLACK
+        year = ref.year
+        if _safe_replace_year(ts, year).replace(tzinfo=self.tz) > ref:
+            year -= 1
+        return year
+
+    def resolve(self, ts: datetime, year_missing: bool) -> datetime:
+        """An aware datetime for a grammar timestamp (aware ones pass through)."""
+        if ts.tzinfo is not None:
+            return ts
+        if not year_missing:
+            return ts.replace(tzinfo=self.tz)
+        if self.last is None:
+            self.last = _safe_replace_year(ts, self._first_year(ts))
+            return self.last.replace(tzinfo=self.tz)
+        here = _safe_replace_year(ts, self.last.year)
+        if here < self.last - REORDER:
+            # time ran backwards by more than a reordering: a new year began (Dec -> Jan)
+            here = _safe_replace_year(ts, self.last.year + 1)
+        elif here > self.last + REORDER:
+            before = _safe_replace_year(ts, self.last.year - 1)
+            if self.last - REORDER <= before <= self.last:
+                # a late line from just before New Year, written after January began
+                return before.replace(tzinfo=self.tz)
+        if here > self.last:
+            self.last = here
+        return here.replace(tzinfo=self.tz)
+
+    def observe(self, ts: datetime | None, year_missing: bool) -> None:
+        """Track the month of a line that is not otherwise resolved (chunk samples)."""
+        if ts is not None and ts.tzinfo is None and year_missing:
+            self.resolve(ts, year_missing)
+
+
+def parse_when(text: str, tz: tzinfo) -> datetime:
+    """``--since``/``--until`` values: ISO 8601 dates or datetimes; naive ones are in ``tz``."""
+    value = text.strip()
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        raise UsageError(
+            f"cannot read time {text!r}", hint="use ISO 8601, e.g. 2026-11-30 or 2026-11-30T08:00"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=tz)
+    return dt

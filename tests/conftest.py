@@ -1,0 +1,50 @@
+"""Shared fixtures: where the repository and ../shared are, and how real components are required.
+
+Tests that need ``../shared`` (the third-party corpus, the benchmark generator) skip with a
+reason when it is absent, as in a user's clone. Tests that need a real system component
+(rsyslogd, logger, logrotate) skip when it is missing, except under ``CI=true``, where a
+missing component is an install step that was forgotten and the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+SAMPLES = REPO / "samples"
+RULES = REPO / "rules"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip (fail under CI) when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        if IN_CI:
+            pytest.fail(f"{path} is missing; CI must provide ../shared")
+        pytest.skip(f"{path} is absent (../shared is only beside a development checkout)")
+    return path
+
+
+def require_program(name: str, *candidates: str) -> str:
+    """The path of a real program, or skip (fail under CI) when it is not installed."""
+    for cand in (name, *candidates):
+        found = shutil.which(cand) or (cand if os.path.isabs(cand) and os.access(cand, os.X_OK) else None)
+        if found:
+            return found
+    message = f"{name} is not installed (make test installs it as root: see APT_PACKAGES)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def builtin_rules():  # type: ignore[no-untyped-def]
+    from pipeline.detection.loader import load_rules
+
+    return load_rules()

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pipeline.detection.patterns import PatternError, compile_pattern, required_literals
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r"^kernel: EXT4-fs \((?P<dev>\w+)\): Remounting", {"kernel: EXT4-fs ("}),
+        (r"(?P<q>\w+): (?P<d>\w+): DSN: Return receipt$", {": DSN: Return receipt"}),
+        (r"^(?:nfs|NFS): server \S+ not responding", {" not responding"}),
+        (r"^(?:stop-sigterm|State 'stop-sigterm') timed out", {"stop-sigterm"}),
+        (r"(?i)no space left", None),
+        (r"\d+", None),
+    ],
+)
+def test_required_literals(pattern: str, expected: set[str] | None) -> None:
+    got = required_literals(pattern)
+    assert (None if got is None else set(got)) == expected
+
+
+def test_re2_is_used_when_it_accepts_the_pattern() -> None:
+    assert compile_pattern(r"^a (?P<x>\d+) b$").engine == "re2"
+
+
+def test_lookaround_falls_back_to_re_when_safe() -> None:
+    p = compile_pattern(r"^user=(?P<u>[a-z]+)(?!\S)")
+    assert p.engine == "re"
+    assert p.search("user=bob rest") == {"u": "bob"}
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(a+)+(?=b)", r"^(\w+\s?)*(?=x)", r"x.*.*(?=y)", r"(?P<from>.*)>", r"(?P<v>.+)", r"(?P<v>.{3,})"],
+)
+def test_unsafe_patterns_are_refused(pattern: str) -> None:
+    with pytest.raises(PatternError):
+        compile_pattern(pattern)
+
+
+def _crafted_lines(rule_pattern: str) -> list[str]:
+    """64 KiB lines built from the pattern's own literals and characters that keep matching."""
+    lits = sorted(required_literals(rule_pattern) or {"a"})
+    size = 64 * 1024
+    base = lits[0]
+    return [
+        (base * (size // max(1, len(base)) + 1))[:size],
+        (base + " " + "a" * size)[:size],
+        ("(" * size)[:size],
+        (base + "<" + "x" * size)[:size],
+        ("a " * size)[:size],
+    ]
+
+
+def test_builtin_rule_patterns_have_bounded_cost_on_crafted_64k_lines(builtin_rules) -> None:  # type: ignore[no-untyped-def]
+    """Every regex of the pack scans crafted 64 KiB lines in linear time.
+
+    A backtracking pattern takes seconds to hours on such lines; RE2 stays at memory speed.
+    The bound is two orders of magnitude above what linear scanning needs, so the test
+    is about the complexity class, not about this machine's speed.
+    """
+    worst = 0.0
+    for rule in builtin_rules:
+        for cond in rule.conditions:
+            if cond.regex is None:
+                continue
+            for line in _crafted_lines(cond.regex.source):
+                started = time.perf_counter()
+                cond.regex.search(line)
+                worst = max(worst, time.perf_counter() - started)
+    assert worst < 0.05, f"slowest crafted line took {worst:.3f}s"
+
+
+def test_refused_pattern_really_is_catastrophic_on_python_re() -> None:
+    """The shape the validator refuses does blow up on Python re, so refusing it matters."""
+    import re
+
+    line = "a" * 19 + "!"
+    started = time.perf_counter()
+    re.search(r"^(a+)+$", line)
+    slow = time.perf_counter() - started
+    line2 = "a" * 2000 + "!"
+    started = time.perf_counter()
+    compile_pattern(r"^(a+)+$").search(line2)  # RE2 takes it: linear
+    fast = time.perf_counter() - started
+    assert fast < slow
