@@ -1,0 +1,323 @@
+"""Fallback formats for application logs that are not syslog: ``access-log`` and ``timestamped``.
+
+They have low sniffing priority: a file is only read with them when no syslog or Apache error
+grammar fits it, and :func:`pipeline.grammars.parse_any` tries them last.
+
+BNF (``SP`` is one or more spaces)::
+
+    access-log  ::= [vhost SP] client SP ident SP user SP "[" clf_date "]" SP
+                    DQUOTE request DQUOTE SP status SP size
+                    [SP DQUOTE referer DQUOTE SP DQUOTE agent DQUOTE] [SP extra]
+    clf_date    ::= DD "/" MONTH "/" YYYY ":" HH ":" MM ":" SS SP ("+"|"-") HHMM
+    request     ::= METHOD SP target [SP protocol] | any text
+
+    timestamped ::= ["<" LETTER ">"] (stamp | "[" stamp "]") [":"] SP message
+    stamp       ::= iso_stamp                         ; 2013-01-04 17:03:46[.123|,123][ zone]
+                  | YYYY "/" MM "/" DD SP TIME        ; nginx
+                  | DD "-" MONTH "-" YYYY SP TIME [SP ("+"|"-") HHMM]   ; BIND, Roundcube
+                  | YYMMDD SP TIME                    ; old MySQL
+                  | MM "-" DD SP TIME                 ; FreeSWITCH (no year)
+                  | ctime_stamp                       ; vsftpd
+                  | bsd_stamp                         ; Asterisk "[Jan 18 17:39:50]" (no year)
+
+``access-log`` keeps the whole line as the message (rules on access logs match the request and
+the user agent together) and puts the parts in fields: ``client``, ``ident``, ``user``,
+``method``, ``path``, ``protocol``, ``request``, ``status``, ``size``, ``referer``,
+``user_agent``, ``vhost`` (``-`` values are left out). ``timestamped`` reads only the time;
+the rest of the line is the message.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pyparsing as pp
+
+from pipeline.grammars.base import LineFormat, Parsed
+from pipeline.grammars.common import (
+    MONTH_RE,
+    MONTHS,
+    Stamp,
+    bsd_stamp,
+    build_datetime,
+    clean,
+    ctime_stamp,
+    end,
+    fields_action,
+    iso_stamp,
+    match_of,
+    message,
+    named,
+    run,
+)
+
+# --- access-log ----------------------------------------------------------------------------------
+
+_QUOTED = r"\"(?:[^\"\\]|\\.)*\""
+
+
+def _clf_action(instring: str, loc: int, toks: pp.ParseResults) -> Stamp:
+    found = match_of(toks)
+    return Stamp(
+        build_datetime(
+            instring,
+            loc,
+            year=int(found["year"]),
+            month=MONTHS[found["mon"]],
+            day=int(found["day"]),
+            clock=found["clock"],
+            zone=found["zone"],
+        )
+    )
+
+
+clf_stamp = (
+    pp.Regex(
+        rf"\[(?P<day>\d\d)/(?P<mon>{MONTH_RE})/(?P<year>\d{{4}}):(?P<clock>\d\d:\d\d:\d\d)"
+        r" (?P<zone>[+-]\d{4})\]",
+        as_match=True,
+    )
+    .set_name("[dd/Mon/yyyy:HH:MM:SS zone]")
+    .set_parse_action(_clf_action)
+)
+
+access_who = (
+    pp.Regex(
+        r"(?:(?P<vhost>\S+) +(?=\S+ +\S+ +\S+ +\[))?(?P<client>\S+) +(?P<ident>\S+) +(?P<user>\S+)",
+        as_match=True,
+    )
+    .set_name("[vhost] client ident user")
+    .set_parse_action(fields_action())
+)
+
+access_request = (
+    pp.Regex(
+        rf"(?P<request>{_QUOTED}) +(?P<status>\d{{3}}) +(?P<size>\d+|-)"
+        rf"(?: +(?P<referer>{_QUOTED}) +(?P<agent>{_QUOTED}))?",
+        as_match=True,
+    )
+    .set_name('"request" status size')
+    .set_parse_action(fields_action())
+)
+
+ACCESS_GRAMMAR = (
+    (
+        access_who("who")
+        + clf_stamp("timestamp")
+        + access_request("request")
+        + pp.Opt(message("extra"))
+        + end
+    )
+    .parse_with_tabs()
+    .set_name("access-log")
+)
+
+_UNESCAPE = re.compile(r"\\(.)")
+
+
+def _unquote(text: str) -> str:
+    return _UNESCAPE.sub(r"\1", text[1:-1])
+
+
+def parse_access(line: str) -> Parsed:
+    """Parse one NCSA common / combined access log line (Apache, nginx)."""
+    res = run(ACCESS_GRAMMAR, line, "access-log")
+    fields: dict[str, str] = {}
+    who = named(res, "who")
+    if isinstance(who, dict):
+        fields.update((key, value) for key, value in who.items() if value != "-")
+    req = named(res, "request")
+    if isinstance(req, dict):
+        request = _unquote(req["request"])
+        fields["request"] = request
+        parts = request.split(" ")
+        if len(parts) in (2, 3) and parts[0].isupper():
+            fields["method"], fields["path"] = parts[0], parts[1]
+            if len(parts) == 3:
+                fields["protocol"] = parts[2]
+        fields["status"] = req["status"]
+        if req["size"] != "-":
+            fields["size"] = req["size"]
+        for group, key in (("referer", "referer"), ("agent", "user_agent")):
+            if group in req:
+                value = _unquote(req[group])
+                if value != "-":
+                    fields[key] = value
+    stamp = named(res, "timestamp")
+    return Parsed(
+        timestamp=stamp.when if isinstance(stamp, Stamp) else None,
+        message=line.strip(),
+        fields=fields,
+    )
+
+
+_ACCESS_SNIFF = re.compile(
+    rf"(?:\S+ +)?\S+ +\S+ +\S+ +\[\d\d/{MONTH_RE}/\d{{4}}:\d\d:\d\d:\d\d [+-]\d{{4}}\] +\""
+)
+
+
+def _sniff_access(line: str) -> bool:
+    return _ACCESS_SNIFF.match(line) is not None
+
+
+ACCESS_FORMAT = LineFormat(
+    "access-log",
+    "NCSA common/combined access log: "
+    "'1.2.3.4 - - [05/Mar/2007:14:39:21 +0100] \"GET / HTTP/1.1\" 200 42'",
+    _sniff_access,
+    parse_access,
+    priority=50,
+)
+
+# --- timestamped ---------------------------------------------------------------------------------
+
+_CLOCK = r"(?P<clock>\d{1,2}:\d\d:\d\d)(?:[.,](?P<frac>\d{1,9}))?"
+
+
+def _slash_action(instring: str, loc: int, toks: pp.ParseResults) -> Stamp:
+    found = match_of(toks)
+    return Stamp(
+        build_datetime(
+            instring,
+            loc,
+            year=int(found["year"]),
+            month=int(found["month"]),
+            day=int(found["day"]),
+            clock=found["clock"],
+            fraction=found["frac"],
+        )
+    )
+
+
+slash_stamp = (
+    pp.Regex(rf"(?P<year>\d{{4}})/(?P<month>\d\d)/(?P<day>\d\d) +{_CLOCK}(?!:?\d)", as_match=True)
+    .set_name("YYYY/MM/DD time")
+    .set_parse_action(_slash_action)
+)
+
+
+def _dmy_action(instring: str, loc: int, toks: pp.ParseResults) -> Stamp:
+    found = match_of(toks)
+    return Stamp(
+        build_datetime(
+            instring,
+            loc,
+            year=int(found["year"]),
+            month=MONTHS[found["mon"]],
+            day=int(found["day"]),
+            clock=found["clock"],
+            fraction=found["frac"],
+            zone=found["zone"],
+        )
+    )
+
+
+dmy_stamp = (
+    pp.Regex(
+        rf"(?P<day>\d\d)-(?P<mon>{MONTH_RE})-(?P<year>\d{{4}}) +{_CLOCK}"
+        r"(?: (?P<zone>[+-]\d{4}))?(?!:?\d)",
+        as_match=True,
+    )
+    .set_name("DD-Mon-YYYY time")
+    .set_parse_action(_dmy_action)
+)
+
+
+def _yymmdd_action(instring: str, loc: int, toks: pp.ParseResults) -> Stamp:
+    found = match_of(toks)
+    return Stamp(
+        build_datetime(
+            instring,
+            loc,
+            year=2000 + int(found["yy"]),
+            month=int(found["month"]),
+            day=int(found["day"]),
+            clock=found["clock"],
+        )
+    )
+
+
+yymmdd_stamp = (
+    pp.Regex(
+        r"(?P<yy>\d\d)(?P<month>\d\d)(?P<day>\d\d) +(?P<clock>\d{1,2}:\d\d:\d\d)(?!:?\d)",
+        as_match=True,
+    )
+    .set_name("YYMMDD time")
+    .set_parse_action(_yymmdd_action)
+)
+
+
+def _monthday_action(instring: str, loc: int, toks: pp.ParseResults) -> Stamp:
+    found = match_of(toks)
+    when = build_datetime(
+        instring,
+        loc,
+        year=2000,
+        month=int(found["month"]),
+        day=int(found["day"]),
+        clock=found["clock"],
+        fraction=found["frac"],
+    )
+    return Stamp(when, year_missing=True)
+
+
+monthday_stamp = (
+    pp.Regex(rf"(?P<month>\d\d)-(?P<day>\d\d) +{_CLOCK}(?!:?\d)", as_match=True)
+    .set_name("MM-DD time")
+    .set_parse_action(_monthday_action)
+)
+
+any_stamp = (
+    iso_stamp | slash_stamp | dmy_stamp | yymmdd_stamp | monthday_stamp | ctime_stamp | bsd_stamp
+).set_name("timestamp")
+
+TIMESTAMPED_GRAMMAR = (
+    (
+        pp.Opt(pp.Regex(r"<[A-Z]>").set_name("<L>"))
+        + (pp.Suppress("[") + any_stamp("timestamp") + pp.Suppress("]") | any_stamp("timestamp"))
+        + pp.Opt(pp.Suppress(":"))
+        + message("message")
+        + end
+    )
+    .parse_with_tabs()
+    .set_name("timestamped")
+)
+
+
+def parse_timestamped(line: str) -> Parsed:
+    """Read the leading timestamp of an application log line; the rest is the message."""
+    res = run(TIMESTAMPED_GRAMMAR, line, "timestamped")
+    stamp = named(res, "timestamp")
+    return Parsed(
+        timestamp=stamp.when if isinstance(stamp, Stamp) else None,
+        message=clean(str(named(res, "message") or "")),
+        year_missing=stamp.year_missing if isinstance(stamp, Stamp) else False,
+    )
+
+
+_TIMESTAMPED_SNIFF = re.compile(
+    r"(?:<[A-Z]>)?\[?(?:"
+    r"\d{4}-\d\d-\d\d(?:[Tt]| +)\d{1,2}:\d\d:\d\d"
+    r"|\d{4}/\d\d/\d\d +\d{1,2}:\d\d:\d\d"
+    rf"|\d\d-{MONTH_RE}-\d{{4}} +\d{{1,2}}:\d\d:\d\d"
+    r"|\d{6} +\d{1,2}:\d\d:\d\d"
+    r"|\d\d-\d\d +\d{1,2}:\d\d:\d\d"
+    rf"|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) {MONTH_RE} +\d{{1,2}} \d\d:\d\d:\d\d"
+    rf"|(?<=\[){MONTH_RE} +\d{{1,2}} +\d{{1,2}}:\d\d:\d\d"
+    r")"
+)
+
+
+def _sniff_timestamped(line: str) -> bool:
+    return _TIMESTAMPED_SNIFF.match(line) is not None
+
+
+TIMESTAMPED_FORMAT = LineFormat(
+    "timestamped",
+    "any line that starts with a date and time in a common application layout",
+    _sniff_timestamped,
+    parse_timestamped,
+    priority=10,
+)
+
+FORMATS: tuple[LineFormat, ...] = (ACCESS_FORMAT, TIMESTAMPED_FORMAT)
