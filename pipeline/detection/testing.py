@@ -9,17 +9,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pipeline.detection.model import Example, Rule
 from pipeline.detection.prefilter import Prefilter
-from pipeline.engine import Detector, LineProcessor, ScanOptions, ScanStats, Unparsed, Engine
+from pipeline.engine import Detector, Engine, LineProcessor, ScanOptions, ScanStats, Unparsed
 from pipeline.errors import Location, Problem
 from pipeline.grammars import sniff_format
 from pipeline.model import Finding
 from pipeline.sources.files import InputFile, expand_inputs, iter_chunks, open_input
 from pipeline.timeinfer import UTC, TimeResolver
-from datetime import datetime
 
 EXPECT_RE = re.compile(r"^#\s*expect:\s*(?P<body>.*?)\s*$")
 SAMPLE_SKIP_SUFFIXES = (".md", ".py", ".txt", ".yaml", ".yml", ".json.expect")
@@ -61,7 +61,11 @@ def _run_line(rule: Rule, line: str, location: Location) -> tuple[list[Finding],
 def _program_of(line: str) -> str | None:
     fmt = sniff_format([line])
     proc = LineProcessor(
-        "<example>", TimeResolver(UTC, datetime.now(UTC)), None, lambda p: None, ScanStats(),
+        "<example>",
+        TimeResolver(UTC, datetime.now(UTC)),
+        None,
+        lambda p: None,
+        ScanStats(),
         fmt=fmt,
     )
     for rec in proc.process(line.encode("utf-8") + b"\n", 1, all_lines=True):
@@ -159,9 +163,7 @@ def check_samples(
     checked = 0
     seen: set[str] = set()
     engine = Engine(rules, options or ScanOptions(tz=UTC))
-    inputs = [
-        i for i in expand_inputs([str(samples)]) if not i.path.endswith(SAMPLE_SKIP_SUFFIXES)
-    ]
+    inputs = [i for i in expand_inputs([str(samples)]) if not i.path.endswith(SAMPLE_SKIP_SUFFIXES)]
     for inp in inputs:
         expected = read_expectations(inp)
         result = engine.scan([inp.path])
@@ -190,7 +192,9 @@ def check_samples(
                         )
         for p in result.problems:
             if p.kind not in ("skipped",):
-                failures.append(TestFailure(p.location, None, f"sample problem: {p.kind}: {p.detail}"))
+                failures.append(
+                    TestFailure(p.location, None, f"sample problem: {p.kind}: {p.detail}")
+                )
         stats = ScanStats()
         for rec in engine.iter_input(inp, stats, lambda p: None, all_lines=True):
             if isinstance(rec, Unparsed):

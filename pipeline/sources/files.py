@@ -28,6 +28,8 @@ from pipeline.errors import InputError, Location, Problem
 MAX_LINE = 64 * 1024
 #: bytes read at a time; large enough for C-speed searching, small enough to bound memory
 CHUNK_SIZE = 8 * 1024 * 1024
+#: decompressed bytes read per step, so a truncated archive loses little
+READ_STEP = 64 * 1024
 
 _MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
 _ROTATED_NUM = re.compile(r"^(?P<base>.+)\.(?P<n>\d+)$")
@@ -88,9 +90,7 @@ def _looks_binary(path: str) -> bool:
     return b"\x00" in head
 
 
-def expand_inputs(
-    paths: list[str], problems: list[Problem] | None = None
-) -> list[InputFile]:
+def expand_inputs(paths: list[str], problems: list[Problem] | None = None) -> list[InputFile]:
     """Turn PATH arguments (files, directories, globs, ``-``) into ordered inputs.
 
     A named path that does not exist raises :class:`InputError`. Inside directories, files
@@ -164,6 +164,45 @@ def open_input(inp: InputFile) -> BinaryIO:
 _ARCHIVE_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError)
 
 
+def _read_blocks(
+    stream: BinaryIO,
+    display: str,
+    report: Callable[[Problem], None],
+    chunk_size: int,
+    lines_so_far: Callable[[], int],
+) -> Iterator[bytes]:
+    """Blocks of about ``chunk_size`` bytes; on a decompression error, what was read first.
+
+    Decompressing streams are read with ``read1`` in small steps, so a truncated archive
+    loses at most the last step's partial data, not a whole chunk.
+    """
+    compressed = not isinstance(stream, (io.BufferedReader, io.BytesIO))
+    step = min(chunk_size, READ_STEP) if compressed else chunk_size
+    reader = getattr(stream, "read1", None) if compressed else None
+    read = reader if reader is not None else stream.read
+    buf = bytearray()
+    while True:
+        try:
+            block = read(step)
+        except _ARCHIVE_ERRORS as exc:
+            # decompressors raise EOFError / zlib.error / BadGzipFile / LZMAError (and bz2 a
+            # plain OSError) for truncated or corrupt archives; plain files only read errors
+            kind = "truncated-archive" if compressed else "read-error"
+            if buf:
+                yield bytes(buf)
+                buf.clear()
+            report(Problem(kind, Location(display, lines_so_far()), str(exc) or type(exc).__name__))
+            return
+        if not block:
+            break
+        buf += block
+        if len(buf) >= chunk_size:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
+
+
 def iter_chunks(
     stream: BinaryIO,
     display: str,
@@ -174,46 +213,38 @@ def iter_chunks(
     """Yield chunks of whole lines; cut lines over ``max_line`` bytes and report them.
 
     A decompression error (truncated or corrupt archive) or a read error ends the input
-    after the data read so far, with a ``truncated-archive`` / ``read-error`` problem.
+    after the data read so far, with a ``truncated-archive`` / ``read-error`` problem
+    located at the first line not read.
     """
     carry = b""
     line_no = 1  # number of the first line in carry
     skipping = False  # inside an over-long line whose first max_line bytes were kept
-    while True:
-        try:
-            block = stream.read(chunk_size)
-        except _ARCHIVE_ERRORS as exc:
-            # decompressors raise EOFError / zlib.error / BadGzipFile / LZMAError (and bz2 a
-            # plain OSError) for truncated or corrupt archives; plain files only read errors
-            compressed = not isinstance(stream, io.BufferedReader) or isinstance(
-                exc, (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+
+    def too_long() -> None:
+        report(
+            Problem(
+                "line-too-long",
+                Location(display, line_no),
+                f"longer than {max_line} bytes; cut to that length",
             )
-            kind = "truncated-archive" if compressed else "read-error"
-            report(Problem(kind, Location(display, line_no), str(exc) or type(exc).__name__))
-            block = b""
-        if not block:
-            break
+        )
+
+    # the lambda reads line_no as it is when an error happens: late binding is the point
+    for block in _read_blocks(stream, display, report, chunk_size, lambda: line_no):  # noqa: B023
         if skipping:
             nl = block.find(b"\n")
             if nl < 0:
                 continue
             block = block[nl + 1 :]
             skipping = False
-            carry += b"\n"
-            yield Chunk(carry, line_no)
+            yield Chunk(carry + b"\n", line_no)
             line_no += 1
             carry = b""
         data = carry + block if carry else block
         cut = data.rfind(b"\n")
         if cut < 0:
             if len(data) > max_line:
-                report(
-                    Problem(
-                        "line-too-long",
-                        Location(display, line_no),
-                        f"longer than {max_line} bytes; cut to that length",
-                    )
-                )
+                too_long()
                 carry = data[:max_line]
                 skipping = True
             else:
@@ -223,13 +254,7 @@ def iter_chunks(
         yield Chunk(whole, line_no)
         line_no += whole.count(b"\n")
         if len(carry) > max_line:
-            report(
-                Problem(
-                    "line-too-long",
-                    Location(display, line_no),
-                    f"longer than {max_line} bytes; cut to that length",
-                )
-            )
+            too_long()
             carry = carry[:max_line]
             skipping = True
     if carry:

@@ -53,8 +53,8 @@ def test_good_rule_loads_with_everything() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("    tags: [demo]\n", "    tags: [demo]\n    colour: red\n", "r.yaml:8: unknown key 'colour'"),
-        ("    severity: high\n", "    severity: high\n    severity: low\n", "r.yaml:5: duplicate key 'severity'"),
+        ("    tags: [demo]\n", "    tags: [demo]\n    colour: red\n", "r.yaml:9: unknown key 'colour'"),
+        ("    severity: high\n", "    severity: high\n    severity: low\n", "r.yaml:5:5: duplicate key 'severity'"),
         ("    severity: high\n", "    severity: urgent\n", "r.yaml:4: unknown severity 'urgent'"),
         ("'^thing (?P<name>[a-z]+) broke$'", "'^thing (?P<name>[a-z]+ broke$'", "r.yaml:13: regex of 'message': invalid regex"),
         ("'^thing (?P<name>[a-z]+) broke$'", "'^thing (?P<name>.*) broke$'", "r.yaml:13: regex of 'message': named group 'name' holds an unbounded catch-all"),

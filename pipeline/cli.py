@@ -1,0 +1,518 @@
+"""The ``logwarden`` command line: a thin layer over the engine. Only this module prints or exits.
+
+Exit status: 0 success; 1 findings at or above ``--fail-on`` (scan) or failing rule tests;
+2 usage errors, missing inputs and invalid rules.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs, load_rules
+from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats, Unparsed
+from pipeline.errors import LogwardenError
+from pipeline.model import Event, Finding, Severity
+from pipeline.timeinfer import parse_when, parse_zone
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: what ``scan`` reads when no PATH is given: Debian's usual logs and their rotations
+DEFAULT_PATHS = (
+    "/var/log/syslog*",
+    "/var/log/mail.log*",
+    "/var/log/apache2/error.log*",
+)
+SEVERITY_STYLE = {
+    Severity.CRITICAL: "bold white on red",
+    Severity.HIGH: "bold red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c not in (0x09,)}
+
+
+def visible(text: str | None) -> str:
+    """Log text made safe for a terminal: control characters shown as ``\\xNN``."""
+    return "" if text is None else text.translate(_CONTROL)
+
+
+def _err_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _console(out: TextIO | None = None) -> Console:
+    """A console for tables: the terminal's width, or a wide fixed one when piped."""
+    out = out or sys.stdout
+    tty = out.isatty()
+    return Console(file=out, highlight=False, soft_wrap=False, width=None if tty else 200)
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(f"logwarden: error: {message}", err=True)
+    sys.exit(code)
+
+
+def rules_options(func: F) -> F:
+    """``--rules DIR`` (repeatable) and ``--no-builtin-rules``, shared by every rule user."""
+    func = click.option(
+        "--no-builtin-rules",
+        is_flag=True,
+        help="Leave out the built-in rule pack (use only --rules).",
+    )(func)
+    func = click.option(
+        "--rules",
+        "rule_dirs",
+        multiple=True,
+        type=click.Path(),
+        metavar="DIR",
+        help="Also load the YAML rules in DIR (a directory or a file); repeatable.",
+    )(func)
+    return func
+
+
+def time_options(func: F) -> F:
+    for opt in reversed(
+        [
+            click.option("--since", metavar="T", help="Only lines at or after T (ISO 8601)."),
+            click.option("--until", metavar="T", help="Only lines before T (ISO 8601)."),
+            click.option(
+                "--year",
+                type=int,
+                metavar="Y",
+                help="Year of the first year-less syslog line (default: from the file's mtime).",
+            ),
+            click.option(
+                "--tz",
+                metavar="TZ",
+                help="Zone of local-time logs, e.g. Europe/Berlin (default: this machine's).",
+            ),
+            click.option(
+                "--input-format",
+                metavar="NAME",
+                help="Parse every input as this format instead of sniffing it.",
+            ),
+        ]
+    ):
+        func = opt(func)
+    return func
+
+
+def handle_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LogwardenError as exc:
+            fail(str(exc))
+        except BrokenPipeError:
+            sys.stderr.close()
+            sys.exit(0)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _options(
+    since: str | None,
+    until: str | None,
+    year: int | None,
+    tz: str | None,
+    input_format: str | None,
+) -> ScanOptions:
+    from pipeline.grammars import FORMATS
+
+    zone = parse_zone(tz)
+    if input_format is not None and input_format not in FORMATS:
+        raise click.BadParameter(
+            f"unknown format {input_format!r}; known: {', '.join(sorted(FORMATS))}",
+            param_hint="--input-format",
+        )
+    return ScanOptions(
+        since=parse_when(since, zone) if since else None,
+        until=parse_when(until, zone) if until else None,
+        year=year,
+        tz=zone,
+        format=input_format,
+    )
+
+
+def _default_paths() -> list[str]:
+    import glob
+
+    found = [p for pattern in DEFAULT_PATHS for p in sorted(glob.glob(pattern))]
+    if not found:
+        fail("no PATH given and none of " + ", ".join(DEFAULT_PATHS) + " exists")
+    return [os.path.dirname(p) + "/" + os.path.basename(p) for p in found]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="logwarden")
+def main() -> None:
+    """logwarden: find known failure signatures in Linux server logs.
+
+    Reads syslog (traditional, RFC 3339, RFC 5424), mail.log, Apache error logs and
+    journal JSON, plain or compressed, and reports what the YAML rules detect.
+    """
+
+
+# -- scan ---------------------------------------------------------------------------------
+
+
+def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> None:
+    unparsed = sum(stats.unparsed.values())
+    parts = [
+        f"{stats.files} files",
+        f"{stats.lines} lines",
+        f"{stats.candidates} candidates",
+        f"{stats.parsed} parsed",
+        f"{unparsed} unparsed"
+        + (
+            " (" + ", ".join(f"{k}: {v}" for k, v in sorted(stats.unparsed.items())) + ")"
+            if unparsed
+            else ""
+        ),
+        f"{stats.findings} findings",
+    ]
+    if stats.comments:
+        parts.append(f"{stats.comments} comment lines")
+    if stats.out_of_range:
+        parts.append(f"{stats.out_of_range} outside --since/--until")
+    if stats.seconds > 0:
+        parts.append(f"{stats.lines / stats.seconds:,.0f} lines/s")
+    console.print(Text("counts: " + ", ".join(parts)))
+    if stats.problems:
+        console.print(
+            Text(
+                "problems: " + ", ".join(f"{k}: {v}" for k, v in sorted(stats.problems.items())),
+                style="yellow",
+            )
+        )
+        for p in result.problems:
+            console.print(Text(f"  {visible(str(p))}", style="yellow"))
+        if result.problems_omitted:
+            console.print(Text(f"  ... and {result.problems_omitted} more", style="yellow"))
+
+
+def findings_table(findings: Sequence[Finding]) -> Table:
+    table = Table(show_lines=False, header_style="bold")
+    for col in ("severity", "rule", "time", "host", "program", "source", "message"):
+        table.add_column(col, overflow="fold")
+    for f in findings:
+        table.add_row(
+            Text(str(f.severity), style=SEVERITY_STYLE[f.severity]),
+            Text(f.rule),
+            Text(f.timestamp.isoformat(timespec="seconds") if f.timestamp else "-"),
+            Text(visible(f.host) or "-"),
+            Text(visible(f.program) or "-"),
+            Text(f"{f.source}:{f.line}"),
+            Text(visible(f.message)),
+        )
+    return table
+
+
+CSV_COLUMNS = ("timestamp", "severity", "rule", "title", "host", "program", "source", "message")
+
+
+def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
+    if fmt == "jsonl":
+        for f in findings:
+            out.write(json.dumps(f.as_dict(), ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        w = csv.writer(out)
+        w.writerow([*CSV_COLUMNS, "fields"])
+        for f in findings:
+            d = f.as_dict()
+            w.writerow(
+                [d[c] if d[c] is not None else "" for c in CSV_COLUMNS]
+                + [json.dumps(d["fields"], ensure_ascii=False)]
+            )
+    else:  # table
+        rows = list(findings)
+        console = _console(out)
+        if rows:
+            console.print(findings_table(rows))
+        else:
+            console.print("no findings")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@rules_options
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(["table", "jsonl", "csv"]),
+    default="table",
+    show_default=True,
+    help="How findings are written.",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write findings to FILE.")
+@time_options
+@click.option(
+    "--fail-on",
+    type=click.Choice([str(s) for s in Severity]),
+    help="Exit 1 when a finding at or above this severity exists.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not print the counts.")
+@handle_errors
+def scan(
+    paths: tuple[str, ...],
+    rule_dirs: tuple[str, ...],
+    no_builtin_rules: bool,
+    out_format: str,
+    output: str | None,
+    since: str | None,
+    until: str | None,
+    year: int | None,
+    tz: str | None,
+    input_format: str | None,
+    fail_on: str | None,
+    quiet: bool,
+) -> None:
+    """Scan log files for known failure signatures (batch forensics).
+
+    PATH is a file, a directory (walked, formats sniffed per file), a glob or - for
+    stdin. Rotated sets (mail.log.2.gz, mail.log.1, mail.log) are read oldest first;
+    .gz, .bz2 and .xz are read transparently. Without PATH: Debian's syslog, mail.log
+    and Apache error log with their rotations.
+    """
+    rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
+    if not rules:
+        fail("no rules loaded (--no-builtin-rules without --rules?)")
+    engine = Engine(rules, _options(since, until, year, tz, input_format))
+    result = engine.scan(list(paths) if paths else _default_paths())
+    findings = sorted(
+        result.findings,
+        key=lambda f: (f.timestamp.timestamp() if f.timestamp else float("-inf"), f.source, f.line),
+    )
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as out:
+            write_findings(findings, out_format, out)
+    else:
+        write_findings(findings, out_format, sys.stdout)
+    if not quiet:
+        _write_counts(result.stats, result, _err_console())
+    if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
+        sys.exit(1)
+
+
+# -- parse --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(["jsonl", "table"]),
+    default="jsonl",
+    show_default=True,
+)
+@click.option("--print-unparsed", is_flag=True, help="Also print lines no grammar could read.")
+@time_options
+@handle_errors
+def parse(
+    paths: tuple[str, ...],
+    out_format: str,
+    print_unparsed: bool,
+    since: str | None,
+    until: str | None,
+    year: int | None,
+    tz: str | None,
+    input_format: str | None,
+) -> None:
+    """Parse every line and print it as an event (timestamp, host, program, pid, ...)."""
+    engine = Engine([], _options(since, until, year, tz, input_format))
+    stats = ScanStats()
+    table = Table(header_style="bold") if out_format == "table" else None
+    if table is not None:
+        for col in ("source", "time", "host", "program", "pid", "level", "format", "message"):
+            table.add_column(col, overflow="fold")
+    out = sys.stdout
+    for rec in engine.parse(list(paths), stats):
+        if isinstance(rec, Unparsed):
+            if print_unparsed:
+                obj = {
+                    "source": str(rec.location),
+                    "unparsed": True,
+                    "format": rec.format,
+                    "reason": rec.reason,
+                    "text": rec.text,
+                }
+                if table is not None:
+                    table.add_row(
+                        Text(str(rec.location)),
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "UNPARSED",
+                        Text(visible(rec.text)),
+                    )
+                else:
+                    out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            continue
+        if table is not None:
+            table.add_row(
+                Text(f"{rec.source}:{rec.line}"),
+                Text(rec.timestamp.isoformat() if rec.timestamp else "-"),
+                Text(visible(rec.host) or "-"),
+                Text(visible(rec.program) or "-"),
+                Text(str(rec.pid) if rec.pid is not None else "-"),
+                Text(rec.level or "-"),
+                Text(rec.format),
+                Text(visible(rec.message)),
+            )
+        else:
+            out.write(json.dumps(_event_json(rec), ensure_ascii=False) + "\n")
+    if table is not None:
+        _console().print(table)
+    unparsed = sum(stats.unparsed.values())
+    click.echo(
+        f"{stats.lines} lines, {stats.parsed} parsed, {unparsed} unparsed"
+        + (f", {stats.comments} comment lines" if stats.comments else "")
+        + (f", {stats.blank} blank" if stats.blank else "")
+        + (
+            "; problems: " + ", ".join(f"{k}: {v}" for k, v in sorted(stats.problems.items()))
+            if stats.problems
+            else ""
+        ),
+        err=True,
+    )
+
+
+def _event_json(e: Event) -> dict[str, Any]:
+    d = e.as_dict()
+    if not d["fields"]:
+        del d["fields"]
+    return d
+
+
+# -- rules --------------------------------------------------------------------------------
+
+
+@main.group()
+def rules() -> None:
+    """List, validate and test rules."""
+
+
+@rules.command("list")
+@rules_options
+@click.option("--format", "out_format", type=click.Choice(["table", "jsonl"]), default="table")
+@handle_errors
+def rules_list(rule_dirs: tuple[str, ...], no_builtin_rules: bool, out_format: str) -> None:
+    """List the loaded rules."""
+    loaded = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
+    if out_format == "jsonl":
+        for r in loaded:
+            click.echo(
+                json.dumps(
+                    {
+                        "id": r.id,
+                        "severity": str(r.severity),
+                        "title": r.title,
+                        "tags": list(r.tags),
+                        "location": str(r.location),
+                    }
+                )
+            )
+        return
+    table = Table(header_style="bold")
+    for col in ("id", "severity", "title", "tags", "defined at"):
+        table.add_column(col, overflow="fold")
+    for r in loaded:
+        table.add_row(
+            r.id,
+            Text(str(r.severity), style=SEVERITY_STYLE[r.severity]),
+            r.title,
+            ", ".join(r.tags),
+            str(r.location),
+        )
+    _console().print(table)
+
+
+def _rule_dirs_arg(directory: str | None) -> tuple[list[str], bool]:
+    if directory is None:
+        return [], True
+    return [directory], False
+
+
+@rules.command("validate")
+@click.argument("directory", required=False, type=click.Path(), metavar="[DIR]")
+@handle_errors
+def rules_validate(directory: str | None) -> None:
+    """Check rule files (DIR, or the built-in pack) and print every error with file:line."""
+    dirs, builtin = _rule_dirs_arg(directory)
+    loaded, errors = check_rule_dirs(dirs, builtin=builtin)
+    for e in errors:
+        click.echo(f"error: {e}", err=True)
+    for r in loaded:
+        if not r.literals:
+            click.echo(
+                f"warning: {r.location}: [{r.id}] has no required literal; every line will "
+                "be parsed for it (slower, still correct)",
+                err=True,
+            )
+    if errors:
+        click.echo(f"{len(errors)} errors in {dirs[0] if dirs else builtin_rules_dir()}", err=True)
+        sys.exit(2)
+    click.echo(f"{len(loaded)} rules valid")
+
+
+@rules.command("test")
+@click.argument("directory", required=False, type=click.Path(), metavar="[DIR]")
+@click.option(
+    "--samples",
+    "samples_dir",
+    type=click.Path(file_okay=False),
+    help="Annotated sample logs to check (default: the samples/ next to the built-in rules).",
+)
+@handle_errors
+def rules_test(directory: str | None, samples_dir: str | None) -> None:
+    """Run every rule's examples and the annotated samples; fail on any mismatch."""
+    from pipeline.detection.testing import TestFailure, check_examples, check_samples
+
+    dirs, builtin = _rule_dirs_arg(directory)
+    loaded, errors = check_rule_dirs(dirs, builtin=builtin)
+    for e in errors:
+        click.echo(f"error: {e}", err=True)
+    if errors:
+        sys.exit(2)
+    failures, n_examples = check_examples(loaded)
+    if samples_dir is None and directory is None:
+        default = builtin_rules_dir().parent / "samples"
+        samples_dir = str(default) if default.is_dir() else None
+    n_sample_lines = 0
+    if samples_dir is not None:
+        s_fail, n_sample_lines, seen = check_samples(loaded, Path(samples_dir))
+        failures.extend(s_fail)
+        failures.extend(
+            TestFailure(r.location, r.id, f"no sample under {samples_dir} yields this rule")
+            for r in loaded
+            if r.id not in seen
+        )
+    for f in failures:
+        click.echo(f"FAIL {f}", err=True)
+    click.echo(
+        f"{len(loaded)} rules, {n_examples} examples, {n_sample_lines} annotated sample lines: "
+        f"{'ok' if not failures else f'{len(failures)} failures'}"
+    )
+    if failures:
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,480 @@
+"""The one engine: input → prefilter → grammar → Event → detection → Finding.
+
+``scan`` (forensics), ``parse`` and, later, the daemon and the pandas API are front-ends
+over :class:`LineProcessor` (one input's lines to events) and :class:`Detector` (events
+to findings). Nothing here prints or exits; counters and located problems are returned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from types import MappingProxyType
+
+import numpy as np
+
+from pipeline.detection.model import Rule
+from pipeline.detection.prefilter import IntArray, Prefilter, newline_offsets
+from pipeline.errors import Location, Problem
+from pipeline.grammars import FORMATS, get_format, parse_any, sniff_format
+from pipeline.grammars.base import GrammarError, LineFormat, Parsed
+from pipeline.grammars.bodies import parse_body
+from pipeline.model import Event, Finding
+from pipeline.sources.files import (
+    MAX_LINE,
+    STDIN,
+    InputFile,
+    expand_inputs,
+    iter_chunks,
+    open_input,
+)
+from pipeline.timeinfer import TimeResolver, local_zone
+
+#: located problems kept per (input, kind); all are counted
+PROBLEMS_LISTED_PER_KIND = 20
+#: lines read at the start of an input to sniff its format
+SNIFF_LINES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    since: datetime | None = None
+    until: datetime | None = None
+    year: int | None = None
+    tz: tzinfo | None = None
+    format: str | None = None  # force a format instead of sniffing
+    max_line: int = MAX_LINE
+    #: "now" for inputs without an mtime (stdin) and for the never-in-the-future rule
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+@dataclass(slots=True)
+class Unparsed:
+    """A line no grammar could read; it is counted and located, never dropped silently."""
+
+    location: Location
+    text: str
+    format: str | None
+    reason: str
+
+
+@dataclass
+class ScanStats:
+    files: int = 0
+    bytes: int = 0
+    lines: int = 0
+    comments: int = 0
+    blank: int = 0
+    candidates: int = 0
+    parsed: int = 0
+    unparsed: Counter[str] = field(default_factory=Counter)
+    out_of_range: int = 0
+    findings: int = 0
+    problems: Counter[str] = field(default_factory=Counter)
+    formats: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "bytes": self.bytes,
+            "lines": self.lines,
+            "comments": self.comments,
+            "blank": self.blank,
+            "candidates": self.candidates,
+            "parsed": self.parsed,
+            "unparsed": dict(self.unparsed),
+            "out_of_range": self.out_of_range,
+            "findings": self.findings,
+            "problems": dict(self.problems),
+            "formats": dict(self.formats),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class ProblemLog:
+    """Counts every problem; keeps the first few of each kind per input with locations."""
+
+    def __init__(self, stats: ScanStats) -> None:
+        self.stats = stats
+        self.listed: list[Problem] = []
+        self._per: Counter[tuple[str, str]] = Counter()
+
+    def __call__(self, problem: Problem) -> None:
+        self.stats.problems[problem.kind] += 1
+        key = (problem.location.path, problem.kind)
+        self._per[key] += 1
+        if self._per[key] <= PROBLEMS_LISTED_PER_KIND:
+            self.listed.append(problem)
+
+    def omitted(self) -> int:
+        return sum(max(0, n - PROBLEMS_LISTED_PER_KIND) for n in self._per.values())
+
+
+class Detector:
+    """Stateless rule evaluation: one finding per matching event and rule.
+
+    Rules that select exact program names are indexed by them, so an event is only tested
+    against the rules that could apply to its program.
+    """
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = list(rules)
+        self._any_program: list[Rule] = []
+        self._by_program: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            progs = rule.select.program
+            if progs and not any(ch in p for p in progs for ch in "*?["):
+                for p in progs:
+                    self._by_program.setdefault(p, []).append(rule)
+            else:
+                self._any_program.append(rule)
+        order = {id(r): i for i, r in enumerate(self.rules)}
+        self._cache: dict[str | None, list[Rule]] = {}
+        self._order = order
+
+    def rules_for(self, program: str | None) -> list[Rule]:
+        got = self._cache.get(program)
+        if got is None:
+            got = self._any_program + self._by_program.get(program or "", [])
+            got.sort(key=lambda r: self._order[id(r)])
+            if len(self._cache) < 4096:
+                self._cache[program] = got
+        return got
+
+    def detect(self, event: Event) -> list[Finding]:
+        out: list[Finding] = []
+        for rule in self.rules_for(event.program):
+            captures = rule.evaluate(event)
+            if captures is None:
+                continue
+            out.append(
+                Finding(
+                    rule=rule.id,
+                    severity=rule.severity,
+                    title=rule.title,
+                    timestamp=event.timestamp,
+                    host=event.host,
+                    program=event.program,
+                    source=event.source,
+                    line=event.line,
+                    message=event.message,
+                    fields=MappingProxyType(captures),
+                    tags=rule.tags,
+                )
+            )
+        return out
+
+
+class LineProcessor:
+    """Turns the lines of one input into events, in order.
+
+    Holds what is per input: its format (sniffed from the first lines unless forced), its
+    time resolver and its display name. ``all_lines=False`` parses only prefilter candidates.
+    """
+
+    def __init__(
+        self,
+        display: str,
+        resolver: TimeResolver,
+        prefilter: Prefilter | None,
+        report: Callable[[Problem], None],
+        stats: ScanStats,
+        *,
+        fmt: str | None = None,
+        max_line: int = MAX_LINE,
+    ) -> None:
+        self.display = display
+        self.resolver = resolver
+        self.prefilter = prefilter
+        self.report = report
+        self.stats = stats
+        self.max_line = max_line
+        self.format: LineFormat | None = get_format(fmt) if fmt else None
+        self.forced = fmt is not None
+        self.sniffed = fmt is not None
+        self.unknown_reported = False
+
+    # -- format ----------------------------------------------------------------------------
+
+    def _sniff(self, data: bytes) -> None:
+        self.sniffed = True
+        sample: list[str] = []
+        for raw in data.split(b"\n", SNIFF_LINES * 4)[: SNIFF_LINES * 4]:
+            text = raw.rstrip(b"\r").decode("utf-8", "replace")
+            if text.strip() and not text.startswith("#"):
+                sample.append(text[: self.max_line])
+            if len(sample) >= SNIFF_LINES:
+                break
+        name = sniff_format(sample) if sample else None
+        if name is not None:
+            self.format = FORMATS[name]
+            self.stats.formats[name] += 1
+        elif sample:
+            self.stats.formats["unknown"] += 1
+            self.report(
+                Problem(
+                    "unknown-format",
+                    Location(self.display),
+                    "no known format fits most of the first lines; each line is tried "
+                    "against every grammar",
+                )
+            )
+
+    # -- anomalies counted over whole chunks ------------------------------------------------
+
+    def _scan_anomalies(self, data: bytes, first_line: int, offsets: IntArray) -> None:
+        pos = data.find(b"\x00")
+        while pos >= 0:
+            idx = int(np.searchsorted(offsets, pos))
+            start = int(offsets[idx - 1]) + 1 if idx > 0 else 0
+            self.report(
+                Problem(
+                    "nul-byte",
+                    Location(self.display, first_line + idx, pos - start + 1),
+                    "NUL byte in line",
+                )
+            )
+            end = data.find(b"\n", pos)
+            if end < 0:
+                break
+            pos = data.find(b"\x00", end)
+        if not data.isascii():
+            start = 0
+            while start < len(data):
+                try:
+                    data[start:].decode("utf-8")
+                    break
+                except UnicodeDecodeError as exc:
+                    bad = start + exc.start
+                    idx = int(np.searchsorted(offsets, bad))
+                    line_start = int(offsets[idx - 1]) + 1 if idx > 0 else 0
+                    self.report(
+                        Problem(
+                            "invalid-utf8",
+                            Location(self.display, first_line + idx, bad - line_start + 1),
+                            "undecodable bytes shown as U+FFFD",
+                        )
+                    )
+                    nxt = data.find(b"\n", bad)
+                    if nxt < 0:
+                        break
+                    start = nxt + 1
+        if len(offsets):
+            starts = np.concatenate(([0], offsets[:-1] + 1))
+            long_idx = np.flatnonzero((offsets - starts) > self.max_line)
+            for long_i in long_idx:
+                self.report(
+                    Problem(
+                        "line-too-long",
+                        Location(self.display, first_line + int(long_i)),
+                        f"longer than {self.max_line} bytes; cut to that length",
+                    )
+                )
+
+    # -- lines -----------------------------------------------------------------------------
+
+    def _parse(self, text: str, line_no: int) -> Event | Unparsed:
+        loc = Location(self.display, line_no)
+        parsed: Parsed | None = None
+        fmt_name: str | None = self.format.name if self.format else None
+        reason = ""
+        if self.format is not None:
+            try:
+                parsed = self.format.parse(text)
+            except GrammarError as exc:
+                reason = f"{exc} (column {exc.col + 1})"
+                loc = Location(self.display, line_no, exc.col + 1)
+        if parsed is None and not self.forced:
+            try:
+                fmt_name, parsed = parse_any(text)
+            except GrammarError as exc:
+                reason = reason or str(exc)
+        if parsed is None:
+            self.stats.unparsed[fmt_name or "unknown"] += 1
+            self.report(Problem("unparsed", loc, reason or "no grammar fits"))
+            return Unparsed(loc, text, fmt_name, reason or "no grammar fits")
+        self.stats.parsed += 1
+        ts = parsed.timestamp
+        aware = self.resolver.resolve(ts, parsed.year_missing) if ts is not None else None
+        fields = dict(parsed.fields)
+        if parsed.message:
+            for key, value in parse_body(parsed.program, parsed.message).items():
+                fields.setdefault(key, value)
+        return Event(
+            timestamp=aware,
+            host=parsed.host,
+            program=parsed.program,
+            pid=parsed.pid,
+            level=parsed.level,
+            message=parsed.message,
+            format=fmt_name or "unknown",
+            source=self.display,
+            line=line_no,
+            fields=MappingProxyType(fields),
+            year_inferred=parsed.year_missing and ts is not None and aware is not None,
+        )
+
+    def _observe_first_line(self, data: bytes) -> None:
+        """Keep the year inference current between sparse candidates."""
+        if self.format is None or not data:
+            return
+        end = data.find(b"\n")
+        raw = data[: end if end >= 0 else len(data)][: self.max_line].rstrip(b"\r")
+        if not raw or raw.startswith(b"#"):
+            return
+        try:
+            parsed = self.format.parse(raw.decode("utf-8", "replace"))
+        except GrammarError:
+            return
+        self.resolver.observe(parsed.timestamp, parsed.year_missing)
+
+    def process(
+        self, data: bytes, first_line: int, *, all_lines: bool = False
+    ) -> Iterator[Event | Unparsed]:
+        """Events (or unparsed records) of the lines in ``data``, in line order."""
+        if not data:
+            return
+        if not self.sniffed:
+            self._sniff(data)
+        nl = newline_offsets(data)
+        n_lines = len(nl) + (0 if data.endswith(b"\n") else 1)
+        self.stats.lines += n_lines
+        self.stats.bytes += len(data)
+        self._scan_anomalies(data, first_line, nl)
+        self.stats.comments += data.count(b"\n#") - (1 if data.endswith(b"\n#") else 0)
+        if data.startswith(b"#"):
+            self.stats.comments += 1
+        journal = self.format is not None and self.format.name == "journal-json"
+        if all_lines or self.prefilter is None:
+            indexes: Iterable[int] = range(n_lines)
+        else:
+            self._observe_first_line(data)
+            indexes = (int(i) for i in self.prefilter.candidate_lines(data, nl, journal=journal))
+        for idx in indexes:
+            start = int(nl[idx - 1]) + 1 if idx > 0 else 0
+            end = int(nl[idx]) if idx < len(nl) else len(data)
+            raw = data[start:end]
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if raw.startswith(b"#"):
+                continue
+            if not raw.strip():
+                self.stats.blank += 1
+                continue
+            if len(raw) > self.max_line:
+                raw = raw[: self.max_line]
+            if not all_lines:
+                self.stats.candidates += 1
+            text = raw.decode("utf-8", "replace") if not raw.isascii() else raw.decode("ascii")
+            yield self._parse(text, first_line + idx)
+
+
+@dataclass
+class ScanResult:
+    findings: list[Finding]
+    stats: ScanStats
+    problems: list[Problem]
+    problems_omitted: int = 0
+
+
+class Engine:
+    """Batch scanning of inputs with one rule set."""
+
+    def __init__(self, rules: Sequence[Rule], options: ScanOptions | None = None) -> None:
+        self.rules = list(rules)
+        self.options = options or ScanOptions()
+        self.prefilter = Prefilter(self.rules)
+        self.detector = Detector(self.rules)
+        self.tz = self.options.tz or local_zone()
+
+    def _resolver(self, inp: InputFile) -> TimeResolver:
+        if inp.mtime is not None and inp.path != STDIN:
+            ref = datetime.fromtimestamp(inp.mtime, UTC)
+        else:
+            ref = self.options.clock()
+        return TimeResolver(self.tz, ref, self.options.year)
+
+    def _in_range(self, ts: datetime | None) -> bool:
+        o = self.options
+        if o.since is None and o.until is None:
+            return True
+        if ts is None:
+            return False
+        if o.since is not None and ts < o.since:
+            return False
+        return not (o.until is not None and ts >= o.until)
+
+    def iter_input(
+        self,
+        inp: InputFile,
+        stats: ScanStats,
+        report: Callable[[Problem], None],
+        *,
+        all_lines: bool,
+    ) -> Iterator[Event | Unparsed]:
+        """Every event (all lines, or prefilter candidates) of one input."""
+        o = self.options
+        if (
+            o.since is not None
+            and inp.mtime is not None
+            and inp.path != STDIN
+            and datetime.fromtimestamp(inp.mtime, UTC) < o.since
+        ):
+            stats.files += 1
+            report(Problem("skipped", Location(inp.display), "last written before --since"))
+            return
+        proc = LineProcessor(
+            inp.display,
+            self._resolver(inp),
+            None if all_lines else self.prefilter,
+            report,
+            stats,
+            fmt=o.format,
+            max_line=o.max_line,
+        )
+        stats.files += 1
+        try:
+            stream = open_input(inp)
+        except OSError as exc:
+            report(Problem("unreadable", Location(inp.display), exc.strerror or str(exc)))
+            return
+        try:
+            for chunk in iter_chunks(stream, inp.display, report, max_line=o.max_line):
+                yield from proc.process(chunk.data, chunk.first_line, all_lines=all_lines)
+        except OSError as exc:
+            report(Problem("read-error", Location(inp.display), exc.strerror or str(exc)))
+        finally:
+            if inp.path != STDIN:
+                stream.close()
+
+    def scan(self, paths: Sequence[str]) -> ScanResult:
+        """Scan files, directories, globs or ``-``; raise InputError for missing paths."""
+        started = time.perf_counter()
+        stats = ScanStats()
+        log = ProblemLog(stats)
+        inputs = expand_inputs(list(paths), log.listed)
+        for p in log.listed:
+            stats.problems[p.kind] += 1
+        findings: list[Finding] = []
+        for inp in inputs:
+            for rec in self.iter_input(inp, stats, log, all_lines=False):
+                if isinstance(rec, Unparsed):
+                    continue
+                if not self._in_range(rec.timestamp):
+                    stats.out_of_range += 1
+                    continue
+                findings.extend(self.detector.detect(rec))
+        stats.findings = len(findings)
+        stats.seconds = time.perf_counter() - started
+        return ScanResult(findings, stats, log.listed, log.omitted())
+
+    def parse(self, paths: Sequence[str], stats: ScanStats) -> Iterator[Event | Unparsed]:
+        """Every line of the inputs as an event or an unparsed record; counts go to ``stats``."""
+        log = ProblemLog(stats)
+        inputs = expand_inputs(list(paths), log.listed)
+        for inp in inputs:
+            yield from self.iter_input(inp, stats, log, all_lines=True)

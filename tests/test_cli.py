@@ -1,0 +1,216 @@
+"""The CLI contract: every command and option, exit codes, output formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from tests.conftest import REPO, SAMPLES
+
+DOVECOT = (
+    "Nov 30 08:23:33 vm dovecot: master: Warning: service(pop3-login): process_limit (2) "
+    "reached, client connections are being dropped\n"
+)
+DSN = "Nov 30 08:22:25 vm sm-mta[17783]: 6AU8MP47017782: 6AU8MP47017783: DSN: Return receipt\n"
+REMOUNT = (
+    "Nov 30 07:00:01 vm systemd[1]: Failed to start systemd-remount-fs.service - "
+    "Remount Root and Kernel File Systems.\n"
+)
+
+
+def run(*args: str, input: str | bytes | None = None) -> tuple[int, str, str]:
+    runner = CliRunner()
+    result = runner.invoke(main, list(args), input=input, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    p = tmp_path / "syslog"
+    p.write_text("Nov 30 08:00:00 vm cron[1]: nothing\n" + DOVECOT + DSN + REMOUNT)
+    os.utime(p, (datetime(2026, 11, 30, 12, tzinfo=UTC).timestamp(),) * 2)
+    return p
+
+
+def jsonl(text: str) -> list[dict[str, object]]:
+    return [json.loads(x) for x in text.splitlines() if x.strip()]
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text()
+    for cmd in (["scan"], ["parse"], ["rules"], ["rules", "list"], ["rules", "validate"], ["rules", "test"]):
+        code, out, _ = run(*cmd, "--help")
+        assert code == 0 and "Usage:" in out, cmd
+        assert f"logwarden {' '.join(cmd)}" in readme, f"README lacks `logwarden {' '.join(cmd)}`"
+
+
+def test_scan_jsonl_has_the_contract_fields(log: Path) -> None:
+    code, out, err = run("scan", str(log), "--format", "jsonl", "--tz", "UTC")
+    assert code == 0
+    rows = jsonl(out)
+    assert [r["rule"] for r in rows] == [
+        "systemd.remount-fs-failed",
+        "sendmail.dsn-return-receipt",
+        "dovecot.process-limit-reached",
+    ]
+    dsn = rows[1]
+    assert dsn["severity"] == "high"
+    assert dsn["host"] == "vm" and dsn["program"] == "sm-mta"
+    assert dsn["timestamp"] == "2026-11-30T08:22:25+00:00"
+    assert dsn["source"] == f"{log}:3"
+    assert dsn["fields"]["queue_id"] == "6AU8MP47017782"  # type: ignore[index]
+    assert dsn["fields"]["dsn_queue_id"] == "6AU8MP47017783"  # type: ignore[index]
+    assert isinstance(dsn["title"], str) and dsn["message"]
+    assert re.search(r"counts: 1 files, 4 lines, \d+ candidates, \d+ parsed, 0 unparsed, 3 findings", err)
+
+
+def test_scan_table_is_default_and_prints_counts(log: Path) -> None:
+    code, out, err = run("scan", str(log))
+    assert code == 0
+    assert "dovecot.process-limit-reached" in out and "critical" in out
+    assert "counts:" in err
+    code, _, err = run("scan", str(log), "-q")
+    assert "counts:" not in err
+
+
+def test_scan_csv_and_output_file(log: Path, tmp_path: Path) -> None:
+    out_file = tmp_path / "f.csv"
+    code, out, _ = run("scan", str(log), "--format", "csv", "-o", str(out_file))
+    assert code == 0 and out == ""
+    rows = list(csv.DictReader(io.StringIO(out_file.read_text())))
+    assert len(rows) == 3 and rows[0]["rule"] and json.loads(rows[0]["fields"]) is not None
+
+
+def test_scan_fail_on(log: Path) -> None:
+    assert run("scan", str(log), "--fail-on", "critical", "-q")[0] == 1
+    quiet = log.with_name("quiet")
+    quiet.write_text(DSN)
+    assert run("scan", str(quiet), "--fail-on", "critical", "-q")[0] == 0
+    assert run("scan", str(quiet), "--fail-on", "high", "-q")[0] == 1
+
+
+def test_scan_since_until_year_tz(log: Path) -> None:
+    code, out, _ = run("scan", str(log), "--format", "jsonl", "--tz", "UTC",
+                       "--since", "2026-11-30T08:00:00", "--until", "2026-11-30T08:23:00")
+    assert [r["rule"] for r in jsonl(out)] == ["sendmail.dsn-return-receipt"]
+    code, out, _ = run("scan", str(log), "--format", "jsonl", "--year", "2019", "--tz", "Europe/Berlin")
+    stamps = [r["timestamp"] for r in jsonl(out)]
+    assert stamps[0] == "2019-11-30T07:00:01+01:00"
+
+
+def test_scan_directory_glob_and_stdin(log: Path, tmp_path: Path) -> None:
+    assert len(jsonl(run("scan", str(tmp_path), "--format", "jsonl")[1])) == 3
+    assert len(jsonl(run("scan", str(tmp_path / "sys*"), "--format", "jsonl")[1])) == 3
+    code, out, _ = run("scan", "-", "--format", "jsonl", input=DOVECOT)
+    (row,) = jsonl(out)
+    assert row["source"] == "<stdin>:1"
+
+
+def test_scan_rules_dir_and_no_builtin(log: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "myrules"
+    rules.mkdir()
+    (rules / "cron.yaml").write_text(
+        """rules:
+  - id: cron.nothing
+    title: Cron said nothing
+    severity: low
+    description: d
+    remediation: r
+    select: {program: cron}
+    match: {message: {equals: nothing}}
+    examples:
+      match: ['Nov 30 08:00:00 vm cron[1]: nothing']
+      no_match: ['Nov 30 08:00:00 vm other[1]: nothing']
+"""
+    )
+    code, out, _ = run("scan", str(log), "--rules", str(rules), "--no-builtin-rules", "--format", "jsonl")
+    assert [r["rule"] for r in jsonl(out)] == ["cron.nothing"]
+    code, out, _ = run("scan", str(log), "--rules", str(rules), "--format", "jsonl")
+    assert len(jsonl(out)) == 4
+
+
+def test_usage_errors_exit_2(tmp_path: Path, log: Path) -> None:
+    code, _, err = run("scan", str(tmp_path / "missing.log"))
+    assert code == 2 and "missing.log: no such file or directory" in err
+    code, _, err = run("scan", str(log), "--tz", "Nowhere/Land")
+    assert code == 2 and "unknown time zone" in err
+    code, _, err = run("scan", str(log), "--since", "tuesday")
+    assert code == 2 and "cannot read time" in err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.yaml").write_text("rules:\n  - id: x.y\n    wat: 1\n")
+    code, _, err = run("scan", str(log), "--rules", str(bad))
+    assert code == 2 and f"{bad / 'x.yaml'}:3: unknown key 'wat'" in err
+    code, _, _ = run("scan", str(log), "--format", "xml")
+    assert code == 2
+
+
+def test_parse_prints_every_line_and_totals(tmp_path: Path) -> None:
+    p = tmp_path / "mixed"
+    p.write_text("Nov 30 08:00:00 vm cron[12]: hello\n" + DOVECOT + "garbage ~~~\n")
+    code, out, err = run("parse", str(p), "--tz", "UTC")
+    assert code == 0
+    rows = jsonl(out)
+    assert rows[0]["program"] == "cron" and rows[0]["pid"] == 12 and rows[0]["host"] == "vm"
+    assert rows[0]["format"] == "syslog" and rows[0]["source"] == f"{p}:1"
+    assert set(rows[0]) >= {"timestamp", "host", "program", "pid", "level", "message", "format", "source"}
+    assert "3 lines, 2 parsed, 1 unparsed" in err
+    code, out, _ = run("parse", str(p), "--print-unparsed")
+    assert any(r.get("unparsed") and str(r["source"]).startswith(f"{p}:3:") for r in jsonl(out))
+    code, out, _ = run("parse", str(p), "--format", "table")
+    assert code == 0 and "cron" in out
+
+
+def test_rules_list_validate_test() -> None:
+    code, out, _ = run("rules", "list")
+    assert code == 0 and "sendmail.dsn-return-receipt" in out
+    code, out, _ = run("rules", "list", "--format", "jsonl")
+    assert len(jsonl(out)) >= 12
+    code, out, _ = run("rules", "validate")
+    assert code == 0 and "rules valid" in out
+    code, out, err = run("rules", "test")
+    assert code == 0, err
+    assert re.search(r"\d+ rules, \d+ examples, \d+ annotated sample lines: ok", out)
+
+
+def test_rules_validate_and_test_report_bad_rules(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        """rules:
+  - id: demo.one
+    title: t
+    severity: low
+    description: d
+    remediation: r
+    match: {message: {regex: '^boom (?P<what>\\w+)$'}}
+    examples:
+      match: ['Nov 30 08:00:00 vm x[1]: boom ok', 'Nov 30 08:00:00 vm x[1]: no boom']
+      no_match: []
+"""
+    )
+    code, out, _ = run("rules", "validate", str(tmp_path))
+    assert code == 0
+    code, out, err = run("rules", "test", str(tmp_path))
+    assert code == 1
+    assert f"{tmp_path / 'r.yaml'}:9" in err and "match example did not match" in err
+    assert "needs at least one match and one no_match example" in err
+    (tmp_path / "r.yaml").write_text("rules:\n  - id: demo.one\n    severity: loud\n")
+    code, _, err = run("rules", "validate", str(tmp_path))
+    assert code == 2 and "r.yaml:3: unknown severity 'loud'" in err
+
+
+def test_demo_samples_scan_finds_every_builtin_rule() -> None:
+    code, out, err = run("scan", str(SAMPLES), "--format", "jsonl")
+    assert code == 0, err
+    found = {r["rule"] for r in jsonl(out)}
+    code, listed, _ = run("rules", "list", "--format", "jsonl")
+    assert {r["id"] for r in jsonl(listed)} <= found
+    assert "0 unparsed" in err
