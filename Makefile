@@ -42,6 +42,8 @@ apt-deps:
 
 test: $(VENV)/.installed-dev apt-deps
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+	$(BIN)/ruff check pipeline
+	$(BIN)/mypy pipeline
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check pipeline tests bench
