@@ -105,8 +105,10 @@ peer = (
 startup = pp.Regex(r"(?:AH\d{4,5}|httpd|apache2?): (?s:.*)").set_name("start-up line")
 
 #: ``message`` takes the rest of the line, so the grammar always consumes the whole line.
-PREFIXED = (prefix("prefix") + pp.ZeroOrMore(peer)("peers") + message("message")).set_name(
-    "[date] [module:level] ... message"
+PREFIXED = (
+    (prefix("prefix") + pp.ZeroOrMore(peer)("peers") + message("message"))
+    .set_name("[date] [module:level] ... message")
+    .parse_with_tabs()
 )
 
 GRAMMAR = (PREFIXED | startup("startup")).parse_with_tabs()

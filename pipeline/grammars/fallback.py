@@ -42,43 +42,48 @@ from pipeline.grammars.common import (
     build_datetime,
     clean,
     ctime_stamp,
-    end,
     fields_action,
     iso_stamp,
-    match_of,
     message,
     named,
     run,
+    stamp_element,
 )
+
+
+def _numeric_from(instring: str, loc: int, found: re.Match[str]) -> Stamp:
+    """A Stamp from groups year (or yy) / month (number or name) / day / clock [/ frac, zone]."""
+    groups = found.groupdict()
+    month = groups["month"]
+    if groups.get("yy") is not None:  # two-digit years: 70..99 -> 19xx, 00..69 -> 20xx
+        short = int(groups["yy"])
+        year = short + (1900 if short >= 70 else 2000)
+    else:
+        year = int(groups.get("year") or 2000)
+    when = build_datetime(
+        instring,
+        loc,
+        year=year,
+        month=MONTHS[month] if month in MONTHS else int(month),
+        day=int(groups["day"]),
+        clock=groups["clock"],
+        fraction=groups.get("frac"),
+        zone=groups.get("zone"),
+    )
+    return Stamp(when, year_missing=groups.get("year") is None and groups.get("yy") is None)
+
 
 # --- access-log ----------------------------------------------------------------------------------
 
 _QUOTED = r"\"(?:[^\"\\]|\\.)*\""
 
 
-def _clf_action(instring: str, loc: int, toks: pp.ParseResults) -> Stamp:
-    found = match_of(toks)
-    return Stamp(
-        build_datetime(
-            instring,
-            loc,
-            year=int(found["year"]),
-            month=MONTHS[found["mon"]],
-            day=int(found["day"]),
-            clock=found["clock"],
-            zone=found["zone"],
-        )
-    )
-
-
-clf_stamp = (
-    pp.Regex(
-        rf"\[(?P<day>\d\d)/(?P<mon>{MONTH_RE})/(?P<year>\d{{4}}):(?P<clock>\d\d:\d\d:\d\d)"
-        r" (?P<zone>[+-]\d{4})\]",
-        as_match=True,
-    )
-    .set_name("[dd/Mon/yyyy:HH:MM:SS zone]")
-    .set_parse_action(_clf_action)
+#: ``[05/Mar/2007:14:39:21 +0100]``
+clf_stamp = stamp_element(
+    rf"\[(?P<day>\d\d)/(?P<month>{MONTH_RE})/(?P<year>\d{{4}}):(?P<clock>\d\d:\d\d:\d\d)"
+    r" (?P<zone>[+-]\d{4})\]",
+    _numeric_from,
+    "[dd/Mon/yyyy:HH:MM:SS zone]",
 )
 
 access_who = (
@@ -100,17 +105,10 @@ access_request = (
     .set_parse_action(fields_action())
 )
 
+#: ``message`` takes the rest of the line (nginx adds fields after the user agent).
 ACCESS_GRAMMAR = (
-    (
-        access_who("who")
-        + clf_stamp("timestamp")
-        + access_request("request")
-        + pp.Opt(message("extra"))
-        + end
-    )
-    .parse_with_tabs()
-    .set_name("access-log")
-)
+    access_who("who") + clf_stamp("timestamp") + access_request("request") + message("extra")
+).parse_with_tabs()
 
 _UNESCAPE = re.compile(r"\\(.)")
 
@@ -174,114 +172,48 @@ ACCESS_FORMAT = LineFormat(
 _CLOCK = r"(?P<clock>\d{1,2}:\d\d:\d\d)(?:[.,](?P<frac>\d{1,9}))?"
 
 
-def _slash_action(instring: str, loc: int, toks: pp.ParseResults) -> Stamp:
-    found = match_of(toks)
-    return Stamp(
-        build_datetime(
-            instring,
-            loc,
-            year=int(found["year"]),
-            month=int(found["month"]),
-            day=int(found["day"]),
-            clock=found["clock"],
-            fraction=found["frac"],
-        )
-    )
-
-
-slash_stamp = (
-    pp.Regex(rf"(?P<year>\d{{4}})/(?P<month>\d\d)/(?P<day>\d\d) +{_CLOCK}(?!:?\d)", as_match=True)
-    .set_name("YYYY/MM/DD time")
-    .set_parse_action(_slash_action)
+#: nginx ``2015/01/21 10:56:10``
+slash_stamp = stamp_element(
+    rf"(?P<year>\d{{4}})/(?P<month>\d\d)/(?P<day>\d\d) +{_CLOCK}(?!:?\d)",
+    _numeric_from,
+    "YYYY/MM/DD time",
 )
 
-
-def _dmy_action(instring: str, loc: int, toks: pp.ParseResults) -> Stamp:
-    found = match_of(toks)
-    return Stamp(
-        build_datetime(
-            instring,
-            loc,
-            year=int(found["year"]),
-            month=MONTHS[found["mon"]],
-            day=int(found["day"]),
-            clock=found["clock"],
-            fraction=found["frac"],
-            zone=found["zone"],
-        )
-    )
-
-
-dmy_stamp = (
-    pp.Regex(
-        rf"(?P<day>\d\d)-(?P<mon>{MONTH_RE})-(?P<year>\d{{4}}) +{_CLOCK}"
-        r"(?: (?P<zone>[+-]\d{4}))?(?!:?\d)",
-        as_match=True,
-    )
-    .set_name("DD-Mon-YYYY time")
-    .set_parse_action(_dmy_action)
+#: BIND ``11-Aug-2013 03:36:11.372``, Roundcube ``22-Jan-2013 22:28:21 +0200``
+dmy_stamp = stamp_element(
+    rf"(?P<day>\d\d)-(?P<month>{MONTH_RE})-(?P<year>\d{{4}}) +{_CLOCK}"
+    r"(?: (?P<zone>[+-]\d{4}))?(?!:?\d)",
+    _numeric_from,
+    "DD-Mon-YYYY time",
 )
 
-
-def _yymmdd_action(instring: str, loc: int, toks: pp.ParseResults) -> Stamp:
-    found = match_of(toks)
-    return Stamp(
-        build_datetime(
-            instring,
-            loc,
-            year=2000 + int(found["yy"]),
-            month=int(found["month"]),
-            day=int(found["day"]),
-            clock=found["clock"],
-        )
-    )
-
-
-yymmdd_stamp = (
-    pp.Regex(
-        r"(?P<yy>\d\d)(?P<month>\d\d)(?P<day>\d\d) +(?P<clock>\d{1,2}:\d\d:\d\d)(?!:?\d)",
-        as_match=True,
-    )
-    .set_name("YYMMDD time")
-    .set_parse_action(_yymmdd_action)
+#: old MySQL ``130324  0:04:00``
+yymmdd_stamp = stamp_element(
+    r"(?P<yy>\d\d)(?P<month>\d\d)(?P<day>\d\d) +(?P<clock>\d{1,2}:\d\d:\d\d)(?!:?\d)",
+    _numeric_from,
+    "YYMMDD time",
 )
 
-
-def _monthday_action(instring: str, loc: int, toks: pp.ParseResults) -> Stamp:
-    found = match_of(toks)
-    when = build_datetime(
-        instring,
-        loc,
-        year=2000,
-        month=int(found["month"]),
-        day=int(found["day"]),
-        clock=found["clock"],
-        fraction=found["frac"],
-    )
-    return Stamp(when, year_missing=True)
-
-
-monthday_stamp = (
-    pp.Regex(rf"(?P<month>\d\d)-(?P<day>\d\d) +{_CLOCK}(?!:?\d)", as_match=True)
-    .set_name("MM-DD time")
-    .set_parse_action(_monthday_action)
+#: FreeSWITCH ``08-03 07:56:53.026292`` (no year: placeholder 2000, ``year_missing``)
+monthday_stamp = stamp_element(
+    rf"(?P<month>\d\d)-(?P<day>\d\d) +{_CLOCK}(?!:?\d)", _numeric_from, "MM-DD time"
 )
 
 any_stamp = (
     iso_stamp | slash_stamp | dmy_stamp | yymmdd_stamp | monthday_stamp | ctime_stamp | bsd_stamp
 ).set_name("timestamp")
 
-TIMESTAMPED_GRAMMAR = (
-    (
-        pp.Opt(pp.Regex(r"<[A-Z]>").set_name("<L>"))
-        + (pp.Suppress("[") + any_stamp("timestamp") + pp.Suppress("]") | any_stamp("timestamp"))
-        + pp.Opt(pp.Suppress(":"))
-        + message("message")
-        + end
-    )
-    .parse_with_tabs()
-    .set_name("timestamped")
+bracketed_stamp = (pp.Suppress("[") + any_stamp("timestamp") + pp.Suppress("]")).set_name(
+    "[timestamp]"
 )
+
+#: ``message`` takes the rest of the line, so the grammar always consumes the whole line.
+TIMESTAMPED_GRAMMAR = (
+    pp.Opt(pp.Regex(r"<[A-Z]>").set_name("<L>"))
+    + (bracketed_stamp | any_stamp("timestamp")).set_name("timestamp")
+    + pp.Opt(pp.Suppress(":"))
+    + message("message")
+).parse_with_tabs()
 
 
 def parse_timestamped(line: str) -> Parsed:

@@ -43,22 +43,26 @@ def _is_bytes(value: list[Any]) -> bool:
     return all(type(item) is int and 0 <= item <= 255 for item in value)
 
 
-def _text(value: Any) -> str | None:
+class _NotJournal(ValueError):
+    """A value journalctl never writes (an object, lists nested more than two deep)."""
+
+
+def _text(value: Any, depth: int = 0) -> str | None:
     """A journal value as text: strings as-is, byte arrays decoded, lists of values joined."""
     if value is None:
         return None
     if isinstance(value, str):
         return value
-    if isinstance(value, list):
-        if value and _is_bytes(value):
-            return bytes(value).decode("utf-8", errors="replace")
-        parts = [part for part in (_text(item) for item in value) if part is not None]
-        return "\n".join(parts)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list) and depth < 2:
+        if value and _is_bytes(value):
+            return bytes(value).decode("utf-8", errors="replace")
+        parts = [part for part in (_text(item, depth + 1) for item in value) if part is not None]
+        return "\n".join(parts)
+    raise _NotJournal(f"unexpected value of type {type(value).__name__}")
 
 
 def _first(value: str | None) -> str | None:
@@ -95,14 +99,15 @@ def parse(line: str) -> Parsed:
     if not isinstance(entry, dict):
         raise GrammarError("line does not fit journal-json: not a JSON object", start)
     fields: dict[str, str] = {}
-    for key, value in entry.items():
-        if key == "MESSAGE":
-            continue
-        text = _text(value)
-        if text is not None:
-            fields[str(key)] = text
+    try:
+        for key, value in entry.items():
+            text = _text(value)
+            if text is not None and key != "MESSAGE":
+                fields[key] = text
+        message = _text(entry.get("MESSAGE")) or ""
+    except _NotJournal as exc:
+        raise GrammarError(f"line does not fit journal-json: {exc}", start) from None
     level = _LEVEL_BY_PRIORITY.get(_first(fields.get("PRIORITY")) or "")
-    message = _text(entry.get("MESSAGE")) or ""
     return Parsed(
         timestamp=_realtime(fields.get("__REALTIME_TIMESTAMP"))
         or _realtime(fields.get("_SOURCE_REALTIME_TIMESTAMP")),

@@ -18,6 +18,8 @@ nfs_state=``not responding``. Other kernel text gives only ``uptime`` when it ha
 
 from __future__ import annotations
 
+import re
+
 import pyparsing as pp
 
 from pipeline.grammars.common import end, fields_action, message, parse_fields
@@ -57,8 +59,14 @@ KERNEL = (
 )
 
 
+#: a cheap test run first: most kernel messages are about neither file systems nor NFS.
+_WORTH_PARSING = re.compile(rf"\s*(?:\[ *\d+\.\d+\]|[A-Za-z0-9]+-fs|{_FS_NAMES}|nfs:|NFS:)")
+
+
 def parse_kernel(text: str) -> dict[str, str]:
     """Fields of a kernel message; {} when it has neither an uptime nor a known body."""
+    if not _WORTH_PARSING.match(text):
+        return {}
     out = parse_fields(KERNEL, text.strip())
     if "fs" in out:
         out["fs"] = out["fs"].lower()

@@ -4,10 +4,9 @@ They read the message after the syslog tag and return fields; text that does not
 
 Sendmail (``sendmail``, ``sm-mta``, ``sm-msp-queue``, ... tags)::
 
-    sendmail ::= dsn | pairs_line | queued
-    dsn      ::= QID ":" SP [QID ":" SP] "DSN:" SP text     -> queue_id, dsn_queue_id, dsn
-    pairs_line ::= [QID ":" SP] pair *("," [SP] pair)       -> queue_id, <key>=<value> ...
-    queued   ::= QID ":" SP text                            -> queue_id
+    sendmail ::= [QID ":" SP] (pairs | dsn | text)        -> queue_id
+    pairs    ::= pair *("," [SP] pair)                      -> <key>=<value> ...
+    dsn      ::= [QID ":" SP] "DSN:" SP text                -> dsn_queue_id, dsn
     QID      ::= 12*20(ALPHA | DIGIT)                       ; e.g. 6AU8MP47017782
     pair     ::= key "=" value
     value    ::= *(angle | paren | square | CHAR)           ; stops at "," [SP] key "="
@@ -24,14 +23,18 @@ Dovecot (``dovecot`` tag; ``master:`` lines come from the master process)::
     service_msg ::= "service(" NAME "):" SP (status_timeout | limit | child_signal
                                               | child_error | text)       -> service
     status_timeout ::= "Initial status notification not received in" SP N SP "seconds, ..."
-                                                                          -> timeout
+                        -> event=status-notification-timeout, timeout
     limit    ::= KIND [SP "(" N ")"] SP "reached, client connections are being dropped"
-                                                                          -> limit_kind, limit
-    child_signal ::= "child" SP PID SP "killed with signal" SP N ...      -> child_pid, signal
-    child_error  ::= "child" SP PID SP "returned error" SP N ...          -> child_pid, exit_code
+                        -> event=limit-reached, limit_kind, limit    ; KIND: process_limit, ...
+    child_signal ::= "child" SP PID SP "killed with signal" SP N ...
+                        -> event=child-killed, child_pid, signal
+    child_error  ::= "child" SP PID SP "returned error" SP N ...
+                        -> event=child-error, child_pid, exit_code
 """
 
 from __future__ import annotations
+
+import re
 
 import pyparsing as pp
 
@@ -55,15 +58,16 @@ dsn = (
     .set_parse_action(fields_action())
 )
 
-_PAIR = pp.Regex(rf"(?P<key>{_KEY})=(?P<value>{_VALUE})", as_match=True)
+_PAIR = re.compile(rf"(?P<key>{_KEY})=(?P<value>{_VALUE})")
 
 
 def _pairs_action(toks: pp.ParseResults) -> dict[str, str]:
+    """``a=1, b=<x, y> (z)`` -> ``{"a": "1", "b": "<x, y> (z)"}`` (first of a repeated key)."""
     text = str(toks[0])
     out: dict[str, str] = {}
     pos = 0
     while pos < len(text):
-        found = _PAIR.re_match(text, pos)
+        found = _PAIR.match(text, pos)
         if found is None:
             break
         out.setdefault(found["key"], found["value"].strip())
@@ -82,7 +86,7 @@ pairs = (
 )
 
 SENDMAIL = (
-    (queue_id + dsn + end | pp.Opt(queue_id) + pairs + end | queue_id + message + end)
+    (pp.Opt(queue_id) + (pairs | dsn | message) + end)
     .parse_with_tabs()
     .set_name("sendmail message")
 )

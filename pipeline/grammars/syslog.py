@@ -5,16 +5,16 @@ the message, handed as-is to the per-program body grammars in :mod:`pipeline.gra
 
 BNF (``SP`` is one or more spaces; alternatives are tried left to right)::
 
-    syslog       ::= [pri] bsd_stamp [SP fac_level] SP rest
-    rfc3339      ::= [pri] rfc3339_stamp SP rest
+    syslog       ::= [PRI] bsd_stamp [SP fac_level] SP rest
+    rfc3339      ::= [PRI] rfc3339_stamp SP rest
     iso-syslog   ::= iso_stamp SP header SP message          ; a tag is required
     tai64n       ::= "@" 24HEXDIG SP [bare_header SP] message
     syslog-notime::= header SP message                       ; a tag is required
-    rfc5424      ::= [pri] VERSION SP (rfc3339_stamp | "-") SP HOSTNAME SP APP-NAME SP PROCID
+    rfc5424      ::= [PRI] VERSION SP (rfc3339_stamp | "-") SP HOSTNAME SP APP-NAME SP PROCID
                      SP MSGID SP (1*sd_element | "-") [SP message]
 
-    rest         ::= [host SP] [tag SP] message                ; see header for the choice
-    header       ::= [host SP] tag                           ; host first when both readings fit
+    rest         ::= [host SP] [tag SP] message              ; loose_header, then message
+    header       ::= [host SP] tag
     bare_header  ::= tag
     tag          ::= program ["[" pid "]"] [" (" context ")"] ":"   ; ":" before a space or EOL
     program      ::= word *2(" " word2)     ; "syslogd 1.4.1", "Google Chrome", "-- root"
@@ -31,7 +31,15 @@ Which reading wins when a line is ambiguous:
   envelope cannot tell a host from the first word of a program name.
 
 The BSD timestamp has no year: it comes back with the placeholder year 2000 and
-``year_missing=True``; the engine infers the year.
+``year_missing=True``; the engine infers the year. RFC 3339 / 5424 and tai64n times are aware;
+an ISO time without a zone is naive.
+
+Level and fields: ``<PRI>`` gives ``level`` (its severity, named as in ``pipeline.model.LEVELS``)
+and ``fields['facility']``; so does ``<facility.level>``. The macOS sender context
+(``sandboxd[129] ([31211]):``) goes to ``fields['context']``. RFC 5424 adds ``msgid``,
+``procid`` (when it is not a number; a number is the pid) and its structured data as
+``<SD-ID>.<PARAM-NAME>`` (an SD-ID alone, with value "", marks an element without params).
+The message is stripped of surrounding whitespace (and of a leading BOM in RFC 5424).
 """
 
 from __future__ import annotations
@@ -70,7 +78,8 @@ from pipeline.model import LEVELS
 # --- the tag -------------------------------------------------------------------------------------
 
 _HOST = r"[^\s\[\]]*[^\s\[\]:]"
-_PROGRAM = r"[^\s\[\]:=\"'<>,]+(?: [\w.+\-]+){0,2}"
+_WORD = r"[^\s\[\]:=\"'<>,]+"
+_PROGRAM = rf"{_WORD}(?: [\w.+\-]+){{0,2}}"
 _TAG_TAIL = r"(?:\[(?P<pid>\d{1,10})\])?(?: \((?P<context>[^()\s]*)\))?:(?=\s|$)"
 
 
@@ -103,7 +112,7 @@ header = (
 
 #: ``program[pid]:`` with no host in front (daemontools / multilog style).
 bare_header = (
-    pp.Regex(rf"(?P<program>[^\s\[\]:=\"'<>,]+){_TAG_TAIL}", as_match=True)
+    pp.Regex(rf"(?P<program>{_WORD}){_TAG_TAIL}", as_match=True)
     .set_name("program[pid]:")
     .set_parse_action(_header_action)
 )
@@ -305,10 +314,9 @@ _SD_UNESCAPE = re.compile(r"\\([\"\\\]])")
 
 
 def _sd_action(toks: pp.ParseResults) -> dict[str, str]:
-    found = toks[0]
-    assert isinstance(found, re.Match)
+    """``[id a="1"][b]`` -> ``{"id": "", "id.a": "1", "b": ""}``: an id alone marks presence."""
     data: dict[str, str] = {}
-    for element in _SD_ELEMENT.finditer(found.group(0)):
+    for element in _SD_ELEMENT.finditer(match_of(toks).group(0)):
         sd_id = element["id"]
         data.setdefault(sd_id, "")
         for param in _SD_PARAM.finditer(element["params"]):

@@ -21,9 +21,11 @@ BNF (``UNIT`` is a unit name with its type suffix: ``cronjob-test@backup.service
                      | "Scheduled restart job, restart counter is at" SP N ["."]
                                        -> action=restart-scheduled, restart_count
                      | ("Deactivated successfully" | "Succeeded") ["."]  -> action=deactivated
+                     | "Consumed" SP TEXT ["."]         -> action=consumed, consumed
     lifecycle      ::= VERB SP [UNIT SP "-" SP] DESC ["..." | "."]
                                        -> action=starting, started, stopping, stopped, ...
     VERB           ::= "Starting" | "Started" | "Stopping" | "Stopped" | "Reloading" | "Reloaded"
+                     | "Finished"
 
 A description that is itself a unit name (systemd prints the name when a unit has no
 Description=) also fills ``unit``.
@@ -94,6 +96,11 @@ restart_scheduled = _event(
     rf"{_UNIT}: Scheduled restart job, restart counter is at (?P<restart_count>\d+){_DOT}",
     "restart-scheduled",
 )
+consumed = _event(
+    "X: Consumed ... CPU time",
+    rf"{_UNIT}: Consumed (?P<consumed>.+?){_DOT}",
+    "consumed",
+)
 deactivated = _event(
     "X: Deactivated successfully",
     rf"{_UNIT}: (?:Deactivated successfully|Succeeded){_DOT}",
@@ -111,7 +118,7 @@ def _lifecycle_action(toks: pp.ParseResults) -> dict[str, str]:
 
 lifecycle = (
     pp.Regex(
-        r"(?P<verb>Starting|Started|Stopping|Stopped|Reloading|Reloaded) "
+        r"(?P<verb>Starting|Started|Stopping|Stopped|Reloading|Reloaded|Finished) "
         rf"(?:{_UNIT} - )?(?P<description>.+?)(?:\.\.\.|\.)?\s*\Z",
         as_match=True,
     )
@@ -131,6 +138,7 @@ SYSTEMD = (
             | start_limit
             | restart_scheduled
             | deactivated
+            | consumed
             | lifecycle
         )
         + end

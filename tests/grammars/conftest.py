@@ -37,4 +37,3 @@ def corpus_path(*parts: str) -> Path:
 def corpus() -> Path:
     """The corpus directory (skips or fails as :func:`corpus_path` does)."""
     return corpus_path()
-

@@ -96,7 +96,11 @@ def test_os_error_before_the_client() -> None:
 @pytest.mark.parametrize(
     ("line", "level", "client"),
     [
-        ("[error] [client 80.230.208.105] Directory index forbidden by rule: /home/", "error", "80.230.208.105"),
+        (
+            "[error] [client 80.230.208.105] Directory index forbidden by rule: /home/",
+            "error",
+            "80.230.208.105",
+        ),
         ("[notice] Apache configured", "notice", None),
     ],
 )

@@ -235,21 +235,46 @@ def test_dovecot_other_messages() -> None:
             "Stopping Cronjob test service...",
             {"description": "Cronjob test service", "action": "stopping"},
         ),
-        ("Stopped Cronjob test service.", {"description": "Cronjob test service", "action": "stopped"}),
+        (
+            "Stopped Cronjob test service.",
+            {"description": "Cronjob test service", "action": "stopped"},
+        ),
         (
             "Started cronjob-test.service - Cronjob test service.",
-            {"unit": "cronjob-test.service", "description": "Cronjob test service", "action": "started"},
+            {
+                "unit": "cronjob-test.service",
+                "description": "Cronjob test service",
+                "action": "started",
+            },
         ),
         (
             "Starting cronjob-test.service...",
-            {"unit": "cronjob-test.service", "description": "cronjob-test.service", "action": "starting"},
+            {
+                "unit": "cronjob-test.service",
+                "description": "cronjob-test.service",
+                "action": "starting",
+            },
         ),
-        ("foo.service: Start request repeated too quickly.", {"unit": "foo.service", "action": "start-limit-hit"}),
+        (
+            "foo.service: Start request repeated too quickly.",
+            {"unit": "foo.service", "action": "start-limit-hit"},
+        ),
         (
             "foo.service: Scheduled restart job, restart counter is at 5.",
             {"unit": "foo.service", "restart_count": "5", "action": "restart-scheduled"},
         ),
-        ("foo.service: Deactivated successfully.", {"unit": "foo.service", "action": "deactivated"}),
+        (
+            "foo.service: Deactivated successfully.",
+            {"unit": "foo.service", "action": "deactivated"},
+        ),
+        (
+            "certbot.service: Consumed 1.234s CPU time.",
+            {"unit": "certbot.service", "consumed": "1.234s CPU time", "action": "consumed"},
+        ),
+        (
+            "Finished logrotate.service - Rotate log files.",
+            {"unit": "logrotate.service", "description": "Rotate log files", "action": "finished"},
+        ),
         ("Time has been changed", {}),
     ],
 )
@@ -295,7 +320,11 @@ def test_systemd(text: str, expected: dict[str, str]) -> None:
         ),
         (
             "XFS (sdb1): Corruption detected. Unmount and run xfs_repair",
-            {"fs": "xfs", "device": "sdb1", "detail": "Corruption detected. Unmount and run xfs_repair"},
+            {
+                "fs": "xfs",
+                "device": "sdb1",
+                "detail": "Corruption detected. Unmount and run xfs_repair",
+            },
         ),
         ("klogd 1.4.1, log source = /proc/kmsg started.", {}),
         ("[  970.699396] F2B: failure from 192.0.2.2", {"uptime": "970.699396"}),
@@ -317,7 +346,9 @@ def test_apache_through_syslog() -> None:
     assert fields["client"] == "192.0.2.2"
 
 
-@pytest.mark.parametrize("program", [None, "", "sshd", "postfix/smtpd", "systemd-logind", "dovecot-auth"])
+@pytest.mark.parametrize(
+    "program", [None, "", "sshd", "postfix/smtpd", "systemd-logind", "dovecot-auth"]
+)
 def test_programs_without_a_body_grammar(program: str | None) -> None:
     assert parse_body(program, "06FAFTbL012697: DSN: x") == {}
     assert body_parser(program) is None

@@ -40,7 +40,7 @@ def _bsd_expectation(
 ) -> tuple[str | None, str | None, int | None, str, str]:
     return (
         row[host],
-        row[program] if program in row else program,
+        row.get(program, program),
         int(row[pid]) if row[pid] else None,
         row["Content"],
         f"{MONTHS.index(row[month]) + 1:02d}-{int(row[day]):02d} {row[time]}",
@@ -120,8 +120,14 @@ def _fail2ban_lines(folder: Path) -> list[tuple[str, str]]:
 #: fail2ban sample lines no grammar reads, and why.
 FAIL2BAN_UNPARSED = {
     # an impossible date (year 0), in a test of fail2ban's own date handling
-    ("zzz-generic-example", "0000-12-30 00:00:00 server test-demo[47831]:  F2B: failure from 192.0.2.1"),
-    ("zzz-generic-example", "0000-12-30 00:00:00 server test-demo[47831]:  F2B: failure from 192.0.2.2"),
+    (
+        "zzz-generic-example",
+        "0000-12-30 00:00:00 server test-demo[47831]:  F2B: failure from 192.0.2.1",
+    ),
+    (
+        "zzz-generic-example",
+        "0000-12-30 00:00:00 server test-demo[47831]:  F2B: failure from 192.0.2.2",
+    ),
     # continuation lines of a multi-line message
     ("zzz-generic-example", "             absentCircleWithNoReason = 0;"),
     ("zzz-generic-example", '             applicationDate = "0000-12-30 00:00:00 +0000";'),
@@ -164,7 +170,13 @@ def test_fail2ban_files_sniff(corpus: Path, name: str, expected: str) -> None:
 
 def test_fail2ban_sniffed_format_reads_the_lines_it_claims(corpus: Path) -> None:
     """Within the single-format files, the sniffed format parses nearly every line itself."""
-    for name in ("apache-noscript", "apache-overflows", "postfix", "sendmail-reject", "sshd-journal"):
+    for name in (
+        "apache-noscript",
+        "apache-overflows",
+        "postfix",
+        "sendmail-reject",
+        "sshd-journal",
+    ):
         lines = [
             line
             for line in (corpus / "fail2ban" / "logs" / name).read_text("utf-8").splitlines()

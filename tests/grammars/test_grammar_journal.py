@@ -105,3 +105,17 @@ def test_real_journalctl_output(data_dir: Path) -> None:
     assert native.message == "tab\tand bell\x07 here"
     assert native.fields["UNIT"] == "cronjob-test.service\nsecond.service"
     assert native.level == "error"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"a": {"b": "c"}}',
+        '{"a": [[["x"]]]}',
+        '{"a": ' + "[" * 900 + "]" * 900 + "}",
+        '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    ],
+)
+def test_values_journalctl_never_writes_are_rejected(line: str) -> None:
+    with pytest.raises(GrammarError):
+        PARSE(line)

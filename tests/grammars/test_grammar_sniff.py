@@ -10,7 +10,9 @@ from pipeline.grammars.base import LineFormat
 SYSLOG = "Nov 30 08:22:25 vm sm-mta[17783]: 6AU8MP47017782: 6AU8MP47017783: DSN: Return receipt"
 RFC3339 = "2026-11-30T08:18:02.338779+00:00 vm sm-mta[17783]: 6AU8MP47017782: queued"
 JOURNAL = '{"__REALTIME_TIMESTAMP":"1796031349371844","MESSAGE":"hi","_HOSTNAME":"vm"}'
-APACHE = "[Sat Jan 23 13:22:28.123456 2021] [core:error] [pid 1:tid 2] [client 1.2.3.4:5] AH00124: x"
+APACHE = (
+    "[Sat Jan 23 13:22:28.123456 2021] [core:error] [pid 1:tid 2] [client 1.2.3.4:5] AH00124: x"
+)
 STARTUP = "AH00558: apache2: Could not reliably determine the server's fully qualified domain name"
 
 
@@ -90,7 +92,10 @@ def test_sniff_reads_at_most_50_lines() -> None:
         (APACHE, "apache-error"),
         (STARTUP, "apache-error"),
         ("dovecot: master: Error: service(log): child 1210 killed with signal 9", "syslog-notime"),
-        ("Jul 26 15:28:15 systemd[1]: Failed to start Remount Root and Kernel File Systems.", "syslog"),
+        (
+            "Jul 26 15:28:15 systemd[1]: Failed to start Remount Root and Kernel File Systems.",
+            "syslog",
+        ),
         ("2013-01-04 17:03:46 login authenticator failed", "timestamped"),
     ],
 )

@@ -146,9 +146,17 @@ def test_a_year_in_the_line_is_used() -> None:
 @pytest.mark.parametrize(
     ("line", "program", "pid"),
     [
-        ("Jun 14 15:16:01 combo sshd(pam_unix)[19939]: check pass; user unknown", "sshd(pam_unix)", 19939),
+        (
+            "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: check pass; user unknown",
+            "sshd(pam_unix)",
+            19939,
+        ),
         ("Jun 19 04:09:11 combo syslogd 1.4.1: restart.", "syslogd 1.4.1", None),
-        ("Jan 12 11:07:49 mail postfix/smtpd[13767]: improper command pipelining", "postfix/smtpd", 13767),
+        (
+            "Jan 12 11:07:49 mail postfix/smtpd[13767]: improper command pipelining",
+            "postfix/smtpd",
+            13767,
+        ),
         (
             "Mar 11 23:27:54 server postfix-smo/submission/smtpd[22427]: reject",
             "postfix-smo/submission/smtpd",
@@ -170,7 +178,11 @@ def test_a_year_in_the_line_is_used() -> None:
             43,
         ),
         ("Jul  7 08:06:15 combo  -- root[2421]: ROOT LOGIN ON tty2", "-- root", 2421),
-        ("Jan 29 13:54:06 auth-worker(22401): Info: sql(admin): unknown user", "auth-worker(22401)", None),
+        (
+            "Jan 29 13:54:06 auth-worker(22401): Info: sql(admin): unknown user",
+            "auth-worker(22401)",
+            None,
+        ),
     ],
 )
 def test_program_names(line: str, program: str, pid: int | None) -> None:
@@ -295,10 +307,13 @@ def test_rfc5424_structured_data_goes_to_fields() -> None:
 
 
 def test_rfc5424_as_rsyslog_writes_it() -> None:
-    parsed = RFC5424(
-        "<13>1 2026-11-30T08:18:02.338779+00:00 vm myapp - - -  hello from logger"
+    parsed = RFC5424("<13>1 2026-11-30T08:18:02.338779+00:00 vm myapp - - -  hello from logger")
+    assert (parsed.host, parsed.program, parsed.pid, parsed.level) == (
+        "vm",
+        "myapp",
+        None,
+        "notice",
     )
-    assert (parsed.host, parsed.program, parsed.pid, parsed.level) == ("vm", "myapp", None, "notice")
     assert parsed.message == "hello from logger"
 
 
