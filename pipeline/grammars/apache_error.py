@@ -133,6 +133,13 @@ def _read(res: pp.ParseResults) -> tuple[Prefix | None, str, dict[str, str]]:
     head = named(res, "prefix")
     text = str(named(res, "message") or "").strip()
     fields: dict[str, str] = dict(head.fields) if isinstance(head, Prefix) else {}
+    code = _AH_CODE.match(text)
+    if code:
+        fields["ah_code"] = code.group(0)
+    if "errno" in fields:
+        # Apache writes the OS error before the peer block; keep it in the message too, so
+        # rules on the wording (e.g. "No space left on device") see it as in the raw line
+        text = f"({fields['errno']}){fields.get('os_error', '')}: {text}"
     peers = named(res, "peers")
     for block in peers if isinstance(peers, pp.ParseResults) else ():
         if isinstance(block, dict):
@@ -140,9 +147,6 @@ def _read(res: pp.ParseResults) -> tuple[Prefix | None, str, dict[str, str]]:
             fields[block["kind"]] = addr
             if port is not None:
                 fields[f"{block['kind']}_port"] = port
-    code = _AH_CODE.match(text)
-    if code:
-        fields["ah_code"] = code.group(0)
     return (head if isinstance(head, Prefix) else None), text, fields
 
 

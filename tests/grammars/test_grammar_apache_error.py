@@ -90,7 +90,9 @@ def test_os_error_before_the_client() -> None:
         " [client 99.47.227.95:34567] AH00035: access to / denied"
     )
     assert (parsed.fields["errno"], parsed.fields["os_error"]) == ("13", "Permission denied")
-    assert parsed.message == "AH00035: access to / denied"
+    # the OS error stays in the message, as in the raw line, so wording rules see it
+    assert parsed.message == "(13)Permission denied: AH00035: access to / denied"
+    assert parsed.fields["ah_code"] == "AH00035"
 
 
 @pytest.mark.parametrize(
