@@ -11,11 +11,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from types import MappingProxyType
 
 import numpy as np
 
+from pipeline.detection.correlate import Detector
 from pipeline.detection.model import Rule
 from pipeline.detection.prefilter import IntArray, Prefilter, newline_offsets
 from pipeline.errors import Location, Problem
@@ -46,9 +47,22 @@ class ScanOptions:
     year: int | None = None
     tz: tzinfo | None = None
     format: str | None = None  # force a format instead of sniffing
+    #: how far out of order matched lines may come (merged files) before windows judge them
+    lateness: timedelta = timedelta(0)
     max_line: int = MAX_LINE
     #: "now" for inputs without an mtime (stdin) and for the never-in-the-future rule
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class TimeMark:
+    """Time seen on a host without an event for detection: a chunk's first or last line.
+
+    Detection uses it to judge windows (absence, digests) that the input has covered.
+    """
+
+    host: str | None
+    timestamp: datetime
 
 
 @dataclass(slots=True)
@@ -112,61 +126,6 @@ class ProblemLog:
 
     def omitted(self) -> int:
         return sum(max(0, n - PROBLEMS_LISTED_PER_KIND) for n in self._per.values())
-
-
-class Detector:
-    """Stateless rule evaluation: one finding per matching event and rule.
-
-    Rules that select exact program names are indexed by them, so an event is only tested
-    against the rules that could apply to its program.
-    """
-
-    def __init__(self, rules: Sequence[Rule]) -> None:
-        self.rules = list(rules)
-        self._any_program: list[Rule] = []
-        self._by_program: dict[str, list[Rule]] = {}
-        for rule in self.rules:
-            progs = rule.select.program
-            if progs and not any(ch in p for p in progs for ch in "*?["):
-                for p in progs:
-                    self._by_program.setdefault(p, []).append(rule)
-            else:
-                self._any_program.append(rule)
-        order = {id(r): i for i, r in enumerate(self.rules)}
-        self._cache: dict[str | None, list[Rule]] = {}
-        self._order = order
-
-    def rules_for(self, program: str | None) -> list[Rule]:
-        got = self._cache.get(program)
-        if got is None:
-            got = self._any_program + self._by_program.get(program or "", [])
-            got.sort(key=lambda r: self._order[id(r)])
-            if len(self._cache) < 4096:
-                self._cache[program] = got
-        return got
-
-    def detect(self, event: Event) -> list[Finding]:
-        out: list[Finding] = []
-        for rule in self.rules_for(event.program):
-            captures = rule.evaluate(event)
-            if captures is None:
-                continue
-            out.append(
-                Finding(
-                    rule=rule.id,
-                    severity=rule.severity,
-                    title=rule.title,
-                    timestamp=event.timestamp,
-                    host=event.host,
-                    program=event.program,
-                    source=event.source,
-                    line=event.line,
-                    message=event.message,
-                    fields=MappingProxyType(captures),
-                    tags=rule.tags,
-                )
-            )
-        return out
 
 
 class LineProcessor:
@@ -318,23 +277,26 @@ class LineProcessor:
             year_inferred=parsed.year_missing and ts is not None and aware is not None,
         )
 
-    def _observe_first_line(self, data: bytes) -> None:
-        """Keep the year inference current between sparse candidates."""
-        if self.format is None or not data:
-            return
-        end = data.find(b"\n")
-        raw = data[: end if end >= 0 else len(data)][: self.max_line].rstrip(b"\r")
-        if not raw or raw.startswith(b"#"):
-            return
+    def _sample(self, raw: bytes) -> TimeMark | None:
+        """The time of one line outside the candidates (keeps year inference and windows
+        current between sparse candidates)."""
+        if self.format is None:
+            return None
+        raw = raw[: self.max_line].rstrip(b"\r")
+        if not raw.strip() or raw.startswith(b"#"):
+            return None
         try:
             parsed = self.format.parse(raw.decode("utf-8", "replace"))
         except GrammarError:
-            return
-        self.resolver.observe(parsed.timestamp, parsed.year_missing)
+            return None
+        if parsed.timestamp is None:
+            return None
+        ts = self.resolver.resolve(parsed.timestamp, parsed.year_missing)
+        return TimeMark(parsed.host, ts)
 
     def process(
         self, data: bytes, first_line: int, *, all_lines: bool = False
-    ) -> Iterator[Event | Unparsed]:
+    ) -> Iterator[Event | Unparsed | TimeMark]:
         """Events (or unparsed records) of the lines in ``data``, in line order."""
         if not data:
             return
@@ -349,10 +311,21 @@ class LineProcessor:
         if data.startswith(b"#"):
             self.stats.comments += 1
         journal = self.format is not None and self.format.name == "journal-json"
+        last_mark: TimeMark | None = None
         if all_lines or self.prefilter is None:
             indexes: Iterable[int] = range(n_lines)
         else:
-            self._observe_first_line(data)
+            first_end = int(nl[0]) if len(nl) else len(data)
+            mark = self._sample(data[:first_end])
+            if mark is not None:
+                yield mark
+            last_start = (
+                int(nl[-2]) + 1
+                if data.endswith(b"\n") and len(nl) > 1
+                else (int(nl[-1]) + 1 if len(nl) and not data.endswith(b"\n") else 0)
+            )
+            if last_start > 0:
+                last_mark = self._sample(data[last_start:].rstrip(b"\n"))
             indexes = (int(i) for i in self.prefilter.candidate_lines(data, nl, journal=journal))
         for idx in indexes:
             start = int(nl[idx - 1]) + 1 if idx > 0 else 0
@@ -371,6 +344,22 @@ class LineProcessor:
                 self.stats.candidates += 1
             text = raw.decode("utf-8", "replace") if not raw.isascii() else raw.decode("ascii")
             yield self._parse(text, first_line + idx)
+        if last_mark is not None:
+            yield last_mark
+
+
+class FindingSet:
+    """Findings by key, in order of first emission; an update replaces the earlier version."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, Finding] = {}
+
+    def add(self, findings: Iterable[Finding]) -> None:
+        for f in findings:
+            self._by_key[f.key] = f
+
+    def findings(self) -> list[Finding]:
+        return list(self._by_key.values())
 
 
 @dataclass
@@ -379,6 +368,7 @@ class ScanResult:
     stats: ScanStats
     problems: list[Problem]
     problems_omitted: int = 0
+    detection: dict[str, object] = field(default_factory=dict)
 
 
 class Engine:
@@ -387,9 +377,12 @@ class Engine:
     def __init__(self, rules: Sequence[Rule], options: ScanOptions | None = None) -> None:
         self.rules = list(rules)
         self.options = options or ScanOptions()
-        self.prefilter = Prefilter(self.rules)
-        self.detector = Detector(self.rules)
+        self.detector = self.new_detector()
+        self.prefilter = Prefilter(self.detector.line_rules)
         self.tz = self.options.tz or local_zone()
+
+    def new_detector(self) -> Detector:
+        return Detector(self.rules, lateness=self.options.lateness)
 
     def _resolver(self, inp: InputFile) -> TimeResolver:
         if inp.mtime is not None and inp.path != STDIN:
@@ -415,7 +408,7 @@ class Engine:
         report: Callable[[Problem], None],
         *,
         all_lines: bool,
-    ) -> Iterator[Event | Unparsed]:
+    ) -> Iterator[Event | Unparsed | TimeMark]:
         """Every event (all lines, or prefilter candidates) of one input."""
         o = self.options
         if (
@@ -451,30 +444,43 @@ class Engine:
             if inp.path != STDIN:
                 stream.close()
 
-    def scan(self, paths: Sequence[str]) -> ScanResult:
-        """Scan files, directories, globs or ``-``; raise InputError for missing paths."""
+    def scan(self, paths: Sequence[str], detector: Detector | None = None) -> ScanResult:
+        """Scan files, directories, globs or ``-``; raise InputError for missing paths.
+
+        With ``detector``, detection continues from its state (a resumed scan) and is not
+        finished at the end, so its :meth:`~Detector.snapshot` can be saved.
+        """
         started = time.perf_counter()
         stats = ScanStats()
         log = ProblemLog(stats)
         inputs = expand_inputs(list(paths), log.listed)
         for p in log.listed:
             stats.problems[p.kind] += 1
-        findings: list[Finding] = []
+        det = detector if detector is not None else self.new_detector()
+        collected = FindingSet()
         for inp in inputs:
             for rec in self.iter_input(inp, stats, log, all_lines=False):
                 if isinstance(rec, Unparsed):
                     continue
+                if isinstance(rec, TimeMark):
+                    collected.add(det.observe(rec.host, rec.timestamp))
+                    continue
                 if not self._in_range(rec.timestamp):
                     stats.out_of_range += 1
                     continue
-                findings.extend(self.detector.detect(rec))
+                collected.add(det.process(rec))
+        if detector is None:
+            collected.add(det.finish())
+        findings = collected.findings()
         stats.findings = len(findings)
         stats.seconds = time.perf_counter() - started
-        return ScanResult(findings, stats, log.listed, log.omitted())
+        return ScanResult(findings, stats, log.listed, log.omitted(), det.stats.as_dict())
 
     def parse(self, paths: Sequence[str], stats: ScanStats) -> Iterator[Event | Unparsed]:
         """Every line of the inputs as an event or an unparsed record; counts go to ``stats``."""
         log = ProblemLog(stats)
         inputs = expand_inputs(list(paths), log.listed)
         for inp in inputs:
-            yield from self.iter_input(inp, stats, log, all_lines=True)
+            for rec in self.iter_input(inp, stats, log, all_lines=True):
+                if not isinstance(rec, TimeMark):
+                    yield rec

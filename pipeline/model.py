@@ -95,10 +95,73 @@ class Event:
             "year_inferred": self.year_inferred,
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Event:
+        """The inverse of :meth:`as_dict`."""
+        source, line = _source_line(str(d["source"]))
+        pid = d.get("pid")
+        return cls(
+            timestamp=_ts(d.get("timestamp")),
+            host=d.get("host"),
+            program=d.get("program"),
+            pid=None if pid is None else int(pid),
+            level=d.get("level"),
+            message=str(d.get("message", "")),
+            format=str(d.get("format", "unknown")),
+            source=source,
+            line=line,
+            fields=MappingProxyType({str(k): str(v) for k, v in (d.get("fields") or {}).items()}),
+            year_inferred=bool(d.get("year_inferred", False)),
+        )
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts is not None else None
+
+
+def _ts(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _source_line(text: str) -> tuple[str, int]:
+    path, _, line = text.rpartition(":")
+    return (path, int(line)) if line.isdigit() and path else (text, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Related:
+    """One event behind a finding, kept as a short reference (a bounded sample)."""
+
+    source: str
+    line: int
+    timestamp: datetime | None
+    message: str
+
+    @classmethod
+    def of(cls, event: Event) -> Related:
+        return cls(event.source, event.line, event.timestamp, event.message[:500])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": f"{self.source}:{self.line}",
+            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Related:
+        source, line = _source_line(str(d["source"]))
+        return cls(source, line, _ts(d.get("timestamp")), str(d.get("message", "")))
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """A rule's verdict about one or more events."""
+    """A rule's verdict about one or more events.
+
+    ``count`` and ``last_seen`` grow when later occurrences are folded into this finding
+    (suppression, thresholds); a finding updated that way keeps its ``key``. ``related``
+    is a bounded sample of the events behind it.
+    """
 
     rule: str
     severity: Severity
@@ -111,6 +174,12 @@ class Finding:
     message: str
     fields: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     tags: tuple[str, ...] = ()
+    count: int = 1
+    last_seen: datetime | None = None
+    related: tuple[Related, ...] = ()
+    #: 0 for the first finding with this content at this time; 1, 2, ... for identical
+    #: lines repeated within the same timestamp (so they stay distinct findings)
+    occurrence: int = 0
 
     @property
     def key(self) -> str:
@@ -120,6 +189,8 @@ class Finding:
         for part in (self.rule, stamp, self.host or "", self.program or "", self.message):
             h.update(part.encode("utf-8", "surrogatepass"))
             h.update(b"\x1f")
+        if self.occurrence:
+            h.update(str(self.occurrence).encode())
         return h.hexdigest()[:20]
 
     def as_dict(self) -> dict[str, Any]:
@@ -134,5 +205,31 @@ class Finding:
             "message": self.message,
             "fields": dict(self.fields),
             "tags": list(self.tags),
+            "count": self.count,
+            "last_seen": _iso(self.last_seen or self.timestamp),
+            "related": [r.as_dict() for r in self.related],
+            "occurrence": self.occurrence,
             "key": self.key,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Finding:
+        """The inverse of :meth:`as_dict` (``key`` is recomputed, not trusted)."""
+        source, line = _source_line(str(d["source"]))
+        return cls(
+            rule=str(d["rule"]),
+            severity=Severity.parse(str(d["severity"])),
+            title=str(d["title"]),
+            timestamp=_ts(d.get("timestamp")),
+            host=d.get("host"),
+            program=d.get("program"),
+            source=source,
+            line=line,
+            message=str(d["message"]),
+            fields=MappingProxyType({str(k): str(v) for k, v in (d.get("fields") or {}).items()}),
+            tags=tuple(d.get("tags") or ()),
+            count=int(d.get("count", 1)),
+            last_seen=_ts(d.get("last_seen")),
+            related=tuple(Related.from_dict(r) for r in d.get("related") or ()),
+            occurrence=int(d.get("occurrence", 0)),
+        )

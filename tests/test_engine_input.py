@@ -109,7 +109,14 @@ def test_unreadable_file_is_reported_and_others_still_scanned(engine: Engine, tm
 
         stats = ScanStats()
         log = ProblemLog(stats)
-        events = [e for inp in inputs for e in engine.iter_input(inp, stats, log, all_lines=False)]
+        from pipeline.model import Event
+
+        events = [
+            e
+            for inp in inputs
+            for e in engine.iter_input(inp, stats, log, all_lines=False)
+            if isinstance(e, Event)
+        ]
         assert stats.problems["unreadable"] == 1
         assert log.listed[0].location.path == str(gone)
         assert len(events) == 1 and events[0].source == good  # type: ignore[union-attr]

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from pipeline.detection.loader import load_rules
 from pipeline.detection.prefilter import Prefilter
-from pipeline.engine import Detector, LineProcessor, ScanStats, Unparsed
+from pipeline.detection.correlate import Detector
+from pipeline.engine import LineProcessor, ScanStats, TimeMark, Unparsed
 from pipeline.errors import Problem
 from pipeline.grammars import FORMATS
 from pipeline.timeinfer import TimeResolver
@@ -48,12 +49,14 @@ def run(data: bytes, fmt: str | None, all_lines: bool) -> tuple[ScanStats, list[
     )
     events = unparsed = 0
     for rec in proc.process(data, 1, all_lines=all_lines):
+        if isinstance(rec, TimeMark):
+            continue
         if isinstance(rec, Unparsed):
             unparsed += 1
             assert rec.location.path == "fuzz.log" and rec.location.line is not None
         else:
             events += 1
-            DETECTOR.detect(rec)
+            DETECTOR.process(rec)
             assert rec.timestamp is None or rec.timestamp.tzinfo is not None
     return stats, problems, events, unparsed
 

@@ -10,12 +10,23 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from pipeline.detection.model import Condition, Example, Rule, Selectors
+from pipeline.detection.model import (
+    Condition,
+    Correlation,
+    Enrich,
+    Example,
+    Rule,
+    Selectors,
+    Step,
+    Suppress,
+    parse_duration,
+)
 from pipeline.detection.patterns import (
     PatternError,
     best_literal_set,
@@ -27,6 +38,19 @@ from pipeline.errors import Location, RuleError
 from pipeline.model import Severity
 
 RULE_KEYS = {
+    "type",
+    "report",
+    "enabled",
+    "suppress",
+    "enrich",
+    "window",
+    "group_by",
+    "steps",
+    "of",
+    "count",
+    "trigger",
+    "expect",
+    "sample",
     "id",
     "title",
     "severity",
@@ -38,11 +62,24 @@ RULE_KEYS = {
     "match",
     "examples",
 }
-REQUIRED_KEYS = ("id", "title", "severity", "description", "remediation", "match", "examples")
+REQUIRED_KEYS = ("id", "title", "severity", "description", "remediation", "examples")
+RULE_TYPES = ("line", "threshold", "sequence", "absence")
+#: keys that only some rule types take
+TYPE_KEYS = {
+    "line": {"match", "enrich", "report"},
+    "threshold": {"of", "count", "window", "group_by", "sample"},
+    "sequence": {"steps", "window", "group_by", "sample"},
+    "absence": {"trigger", "expect", "window", "group_by", "sample"},
+}
+STEP_KEYS = {"rule", "where", "count", "distinct"}
+SUPPRESS_KEYS = {"period", "group_by", "digest"}
+ENRICH_KEYS = {"rule", "on", "copy", "keep"}
+OVERRIDE_KEYS = {"id", "enabled", "severity", "window", "hosts", "count", "suppress"}
+EXAMPLE_SCENARIO_KEYS = {"lines", "fields", "count"}
 SELECT_KEYS = ("format", "program", "host", "level")
 CONDITION_KEYS = {"equals", "in", "contains", "regex", "if_present"}
 EXAMPLE_KEYS = {"match", "no_match"}
-EXAMPLE_ITEM_KEYS = {"line", "fields"}
+EXAMPLE_ITEM_KEYS = {"line", "fields", "lines", "count"}
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)+$")
 FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: literals shorter than this select too many lines to be worth a prefilter
@@ -51,11 +88,36 @@ MIN_LITERAL = 3
 LITERAL_FIELDS = ("message", "program", "host")
 
 
+@dataclass(frozen=True)
+class Override:
+    """Changes to an already loaded rule, e.g. enabling ``mail.delivery-silence`` for hosts."""
+
+    rule: str
+    changes: dict[str, Any]
+    location: Location
+
+    def apply(self, rule: Rule) -> Rule:
+        c = self.changes
+        updates: dict[str, Any] = {}
+        for key in ("enabled", "severity", "suppress"):
+            if key in c:
+                updates[key] = c[key]
+        if "hosts" in c:
+            updates["select"] = replace(rule.select, host=c["hosts"])
+        corr = rule.correlation
+        if corr is not None and ("window" in c or "count" in c):
+            updates["correlation"] = replace(
+                corr, window=c.get("window", corr.window), count=c.get("count", corr.count)
+            )
+        return replace(rule, **updates)
+
+
 @dataclass
 class RuleFileReport:
     path: str
     rules: list[Rule] = field(default_factory=list)
     errors: list[RuleError] = field(default_factory=list)
+    overrides: list[Override] = field(default_factory=list)
 
 
 def builtin_rules_dir() -> Path:
@@ -192,7 +254,9 @@ class _Reader:
                 kwargs["if_present"] = spec_d["if_present"]
         return Condition(**kwargs) if ok else None
 
-    def examples(self, node: Any, line: int) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
+    def examples(
+        self, node: Any, line: int, *, scenario: bool = False
+    ) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
         if not isinstance(node, LocDict):
             self.err("'examples' must be a mapping with 'match' and 'no_match' lists", line)
             return (), ()
@@ -207,44 +271,215 @@ class _Reader:
                 self.err(f"examples {kind!r} must be a list", node.line_of(kind))
                 continue
             for i, item in enumerate(items):
-                iline = items.line_of(i)
-                if isinstance(item, str):
-                    out[kind].append(
-                        Example(item, MappingProxyType({}), Location(self.path, iline))
-                    )
-                elif isinstance(item, LocDict):
-                    self.unknown_keys(item, EXAMPLE_ITEM_KEYS, f"a {kind} example")
-                    text = item.get("line")
-                    fields = item.get("fields", {})
-                    if not isinstance(text, str):
-                        self.err("an example needs a 'line' text", iline)
-                        continue
-                    if not isinstance(fields, dict) or not all(
-                        isinstance(v, (str, int)) for v in fields.values()
-                    ):
-                        self.err("example 'fields' must map names to texts", iline)
-                        continue
-                    if fields and kind == "no_match":
-                        self.err("a no_match example cannot check fields", iline)
-                        continue
-                    out[kind].append(
-                        Example(
-                            text,
-                            MappingProxyType({str(k): str(v) for k, v in fields.items()}),
-                            Location(self.path, iline),
-                        )
-                    )
-                else:
-                    self.err(f"a {kind} example must be a line or a mapping", iline)
+                ex = self.example(item, items.line_of(i), kind, scenario)
+                if ex is not None:
+                    out[kind].append(ex)
         return tuple(out["match"]), tuple(out["no_match"])
+
+    def example(self, item: Any, iline: int, kind: str, scenario: bool) -> Example | None:
+        loc = Location(self.path, iline)
+        if isinstance(item, str) and not scenario:
+            return Example(item, MappingProxyType({}), loc)
+        if not isinstance(item, LocDict):
+            want = "a mapping with 'lines'" if scenario else "a line or a mapping"
+            self.err(f"a {kind} example must be {want}", iline)
+            return None
+        self.unknown_keys(
+            item, EXAMPLE_SCENARIO_KEYS if scenario else EXAMPLE_ITEM_KEYS, f"a {kind} example"
+        )
+        fields = item.get("fields", {})
+        if not isinstance(fields, dict) or not all(
+            isinstance(v, (str, int)) for v in fields.values()
+        ):
+            self.err("example 'fields' must map names to texts", iline)
+            return None
+        if fields and kind == "no_match":
+            self.err("a no_match example cannot check fields", iline)
+            return None
+        count = item.get("count")
+        if count is not None and (
+            not isinstance(count, int) or isinstance(count, bool) or count < 0
+        ):
+            self.err("example 'count' must be a whole number", iline)
+            return None
+        frozen = MappingProxyType({str(k): str(v) for k, v in fields.items()})
+        if scenario or "lines" in item:
+            lines = item.get("lines")
+            if (
+                not isinstance(lines, list)
+                or not lines
+                or not all(isinstance(x, str) for x in lines)
+            ):
+                self.err("an example needs 'lines': a non-empty list of log lines", iline)
+                return None
+            return Example("", frozen, loc, tuple(lines), count)
+        text = item.get("line")
+        if not isinstance(text, str):
+            self.err("an example needs a 'line' text", iline)
+            return None
+        return Example(text, frozen, loc, (), count)
+
+    def duration(self, node: LocDict, key: str, *, required: bool) -> timedelta | None:
+        value = node.get(key)
+        if value is None:
+            if required:
+                self.err(f"missing required key {key!r}", node.line)
+            return None
+        try:
+            d = parse_duration(value)
+        except ValueError as exc:
+            self.err(str(exc), node.line_of(key))
+            return None
+        if d <= timedelta(0):
+            self.err(f"{key!r} must be longer than zero", node.line_of(key))
+            return None
+        return d
+
+    def count_of(self, node: LocDict, key: str, default: int) -> int:
+        value = node.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            self.err(f"{key!r} must be a whole number of at least 1", node.line_of(key))
+            return default
+        return value
+
+    def step(self, node: Any, line: int, what: str) -> Step | None:
+        if isinstance(node, str):
+            return Step(node)
+        if not isinstance(node, LocDict):
+            self.err(f"{what} must be a rule id or a mapping with 'rule'", line)
+            return None
+        self.unknown_keys(node, STEP_KEYS, what)
+        rule_id = self.text(node, "rule")
+        where: list[Condition] = []
+        spec = node.get("where")
+        if spec is not None:
+            if not isinstance(spec, LocDict) or not spec:
+                self.err(
+                    f"'where' of {what} must be a mapping of field conditions",
+                    node.line_of("where"),
+                )
+            else:
+                for name, cond_spec in spec.items():
+                    cond = self.condition(name, cond_spec, spec.line_of(name))
+                    if cond is not None:
+                        where.append(cond)
+        distinct = self.text(node, "distinct", required=False) if "distinct" in node else None
+        count = self.count_of(node, "count", 1)
+        if rule_id is None:
+            return None
+        return Step(rule_id, tuple(where), count, distinct)
+
+    def suppress(self, node: Any, line: int) -> Suppress | None:
+        if not isinstance(node, LocDict):
+            self.err("'suppress' must be a mapping with 'period'", line)
+            return None
+        self.unknown_keys(node, SUPPRESS_KEYS, "suppress")
+        period = self.duration(node, "period", required=True)
+        digest = node.get("digest", False)
+        if not isinstance(digest, bool):
+            self.err("'digest' must be true or false", node.line_of("digest"))
+            return None
+        if period is None:
+            return None
+        return Suppress(period, self.text_list(node, "group_by"), digest)
+
+    def enrich(self, node: Any, line: int) -> tuple[Enrich, ...]:
+        if not isinstance(node, LocList):
+            self.err("'enrich' must be a list", line)
+            return ()
+        out = []
+        for i, item in enumerate(node):
+            iline = node.line_of(i)
+            if not isinstance(item, LocDict):
+                self.err("an enrich entry must be a mapping", iline)
+                continue
+            self.unknown_keys(item, ENRICH_KEYS, "an enrich entry")
+            rule_id = self.text(item, "rule")
+            on = self.text_list(item, "on")
+            copy = self.text_list(item, "copy")
+            keep = self.duration(item, "keep", required=True)
+            if not on or not copy:
+                self.err("an enrich entry needs 'on' and 'copy' fields", iline)
+                continue
+            if rule_id and keep is not None:
+                out.append(Enrich(rule_id, on, copy, keep))
+        return tuple(out)
+
+    def correlation(self, kind: str, node: LocDict) -> Correlation | None:
+        window = self.duration(node, "window", required=True)
+        group_by = self.text_list(node, "group_by")
+        sample = self.count_of(node, "sample", 5)
+        if kind == "threshold":
+            of = self.step(node.get("of"), node.line_of("of"), "'of'") if "of" in node else None
+            if "of" not in node:
+                self.err(
+                    "a threshold rule needs 'of': the rule whose matches are counted", node.line
+                )
+            count = self.count_of(node, "count", 1)
+            if "count" not in node:
+                self.err("a threshold rule needs 'count'", node.line)
+            if window is None or of is None:
+                return None
+            return Correlation(kind, window, group_by, (of,), count, sample=sample)
+        if kind == "sequence":
+            steps_node = node.get("steps")
+            if not isinstance(steps_node, LocList) or len(steps_node) < 2:
+                self.err(
+                    "a sequence rule needs 'steps': a list of at least two steps",
+                    node.line_of("steps") if "steps" in node else node.line,
+                )
+                return None
+            steps = [
+                self.step(x, steps_node.line_of(i), f"step {i + 1}")
+                for i, x in enumerate(steps_node)
+            ]
+            if window is None or any(s is None for s in steps):
+                return None
+            return Correlation(kind, window, group_by, tuple(s for s in steps if s), sample=sample)
+        # absence
+        trigger = (
+            self.step(node["trigger"], node.line_of("trigger"), "'trigger'")
+            if "trigger" in node
+            else None
+        )
+        if "expect" not in node:
+            self.err("an absence rule needs 'expect': the rule whose matches must come", node.line)
+            return None
+        expect = self.step(node["expect"], node.line_of("expect"), "'expect'")
+        if "trigger" not in node:
+            if group_by not in ((), ("host",)):
+                self.err(
+                    "an absence rule without 'trigger' (a heartbeat) is per host: "
+                    "leave out 'group_by' or make it [host]",
+                    node.line_of("group_by"),
+                )
+                return None
+            group_by = ("host",)
+        if window is None or expect is None or ("trigger" in node and trigger is None):
+            return None
+        return Correlation(kind, window, group_by, (), 1, trigger, expect, sample)
 
     def rule(self, node: Any, line: int) -> Rule | None:
         if not isinstance(node, LocDict):
             self.err("a rule must be a mapping", line)
             return None
         before = len(self.errors)
+        kind = str(node.get("type", "line"))
+        if kind not in RULE_TYPES:
+            self.err(
+                f"unknown rule type {kind!r}",
+                node.line_of("type"),
+                "one of: " + ", ".join(RULE_TYPES),
+            )
+            kind = "line"
+        other_types = set().union(*(v for k, v in TYPE_KEYS.items() if k != kind))
+        allowed = RULE_KEYS - (other_types - TYPE_KEYS[kind])
+        for key in node:
+            if key in RULE_KEYS and key not in allowed:
+                self.err(f"{key!r} does not apply to a {kind} rule", node.line_of(key))
         self.unknown_keys(node, RULE_KEYS, "a rule")
-        for key in REQUIRED_KEYS:
+        required = (*REQUIRED_KEYS, "match") if kind == "line" else REQUIRED_KEYS
+        for key in required:
             if key not in node:
                 self.err(f"missing required key {key!r}", node.line)
         rule_id = self.text(node, "id")
@@ -266,6 +501,12 @@ class _Reader:
         remediation = self.text(node, "remediation")
         references = self.text_list(node, "references")
         tags = self.text_list(node, "tags")
+        flags: dict[str, bool] = {}
+        for key in ("report", "enabled"):
+            value = node.get(key, True)
+            if not isinstance(value, bool):
+                self.err(f"{key!r} must be true or false", node.line_of(key))
+            flags[key] = value is not False
         select = Selectors()
         sel = node.get("select")
         if sel is not None:
@@ -276,7 +517,7 @@ class _Reader:
                 select = Selectors(**{k: self.text_list(sel, k) for k in SELECT_KEYS})
         conditions: list[Condition] = []
         match = node.get("match")
-        if match is not None:
+        if match is not None and kind == "line":
             if not isinstance(match, LocDict) or not match:
                 self.err(
                     "'match' must be a non-empty mapping of field conditions", node.line_of("match")
@@ -286,10 +527,19 @@ class _Reader:
                     cond = self.condition(name, spec, match.line_of(name))
                     if cond is not None:
                         conditions.append(cond)
+        suppress = (
+            self.suppress(node["suppress"], node.line_of("suppress"))
+            if "suppress" in node
+            else None
+        )
+        enrich = self.enrich(node["enrich"], node.line_of("enrich")) if "enrich" in node else ()
+        correlation = self.correlation(kind, node) if kind != "line" else None
         ex_match: tuple[Example, ...] = ()
         ex_no: tuple[Example, ...] = ()
         if "examples" in node:
-            ex_match, ex_no = self.examples(node["examples"], node.line_of("examples"))
+            ex_match, ex_no = self.examples(
+                node["examples"], node.line_of("examples"), scenario=kind != "line"
+            )
         if len(self.errors) > before:
             return None
         assert rule_id and title and description is not None and remediation is not None
@@ -306,8 +556,42 @@ class _Reader:
             location=Location(self.path, node.line),
             examples_match=ex_match,
             examples_no_match=ex_no,
-            literals=plan_literals(select, conditions),
+            literals=plan_literals(select, conditions) if kind == "line" else (),
+            report=flags["report"],
+            enabled=flags["enabled"],
+            suppress=suppress,
+            enrich=enrich,
+            correlation=correlation,
         )
+
+    def override(self, node: Any, line: int) -> Override | None:
+        if not isinstance(node, LocDict):
+            self.err("an override must be a mapping with 'id'", line)
+            return None
+        before = len(self.errors)
+        self.unknown_keys(node, OVERRIDE_KEYS, "an override")
+        rule_id = self.text(node, "id")
+        changes: dict[str, Any] = {}
+        if "enabled" in node:
+            if not isinstance(node["enabled"], bool):
+                self.err("'enabled' must be true or false", node.line_of("enabled"))
+            changes["enabled"] = node["enabled"]
+        if "severity" in node:
+            try:
+                changes["severity"] = Severity.parse(str(node["severity"]))
+            except ValueError as exc:
+                self.err(str(exc), node.line_of("severity"))
+        if "window" in node:
+            changes["window"] = self.duration(node, "window", required=True)
+        if "count" in node:
+            changes["count"] = self.count_of(node, "count", 1)
+        if "hosts" in node:
+            changes["hosts"] = self.text_list(node, "hosts")
+        if "suppress" in node:
+            changes["suppress"] = self.suppress(node["suppress"], node.line_of("suppress"))
+        if len(self.errors) > before or rule_id is None:
+            return None
+        return Override(rule_id, changes, Location(self.path, node.line))
 
 
 def plan_literals(select: Selectors, conditions: Sequence[Condition]) -> tuple[bytes, ...]:
@@ -346,8 +630,8 @@ def read_rule_text(text: str, path: str) -> RuleFileReport:
     elif not isinstance(doc, LocDict):
         reader.err("a rule file must be a mapping with a 'rules' list", 1)
     else:
-        reader.unknown_keys(doc, {"rules"}, "a rule file")
-        items = doc.get("rules")
+        reader.unknown_keys(doc, {"rules", "overrides"}, "a rule file")
+        items = doc.get("rules", LocList() if "overrides" in doc else None)
         if not isinstance(items, LocList):
             reader.err("'rules' must be a list", doc.line_of("rules") if "rules" in doc else 1)
         else:
@@ -355,6 +639,15 @@ def read_rule_text(text: str, path: str) -> RuleFileReport:
                 rule = reader.rule(node, items.line_of(i))
                 if rule is not None:
                     report.rules.append(rule)
+        if "overrides" in doc:
+            ovs = doc["overrides"]
+            if not isinstance(ovs, LocList):
+                reader.err("'overrides' must be a list", doc.line_of("overrides"))
+            else:
+                for i, node in enumerate(ovs):
+                    ov = reader.override(node, ovs.line_of(i))
+                    if ov is not None:
+                        report.overrides.append(ov)
     report.errors.extend(reader.errors)
     return report
 
@@ -392,10 +685,12 @@ def check_rule_dirs(
         files = rule_files(paths)
     except RuleError as exc:
         return [], [exc]
+    overrides: list[Override] = []
     for f in files:
         report = read_rule_file(f)
         rules.extend(report.rules)
         errors.extend(report.errors)
+        overrides.extend(report.overrides)
     seen: dict[str, Rule] = {}
     unique: list[Rule] = []
     for rule in rules:
@@ -409,7 +704,61 @@ def check_rule_dirs(
             continue
         seen[rule.id] = rule
         unique.append(rule)
+    for ov in overrides:
+        if ov.rule not in seen:
+            errors.append(RuleError(f"override of unknown rule {ov.rule!r}", ov.location))
+            continue
+        seen[ov.rule] = ov.apply(seen[ov.rule])
+    unique = [seen[r.id] for r in unique]
+    errors.extend(check_references(unique))
     return unique, errors
+
+
+def check_references(rules: Sequence[Rule]) -> list[RuleError]:
+    """Correlations and enrichments must name existing line rules, with fields they have."""
+    by_id = {r.id: r for r in rules}
+    errors: list[RuleError] = []
+    for rule in rules:
+        refs = set(rule.correlation.referenced()) if rule.correlation else set()
+        refs |= {e.rule for e in rule.enrich}
+        for ref in sorted(refs):
+            target = by_id.get(ref)
+            if target is None:
+                errors.append(
+                    RuleError(f"{rule.id!r} refers to unknown rule {ref!r}", rule.location)
+                )
+            elif target.correlation is not None:
+                errors.append(
+                    RuleError(
+                        f"{rule.id!r} refers to {ref!r}, a {target.kind} rule; steps, triggers "
+                        "and enrichments must name line rules",
+                        rule.location,
+                    )
+                )
+    return errors
+
+
+def active_rules(rules: Sequence[Rule]) -> list[Rule]:
+    """The enabled rules, plus helper rules (``report: false``) only when something uses them.
+
+    A disabled rule is dropped; a correlation whose references are all dropped goes too.
+    """
+    enabled = {r.id: r for r in rules if r.enabled}
+    needed: set[str] = set()
+    for r in enabled.values():
+        if r.correlation:
+            needed |= r.correlation.referenced()
+        needed |= {e.rule for e in r.enrich}
+    out = []
+    for r in rules:
+        if r.id not in enabled:
+            continue
+        if r.correlation and not r.correlation.referenced() <= set(enabled):
+            continue
+        if r.kind == "line" and not r.report and r.id not in needed:
+            continue
+        out.append(r)
+    return out
 
 
 def load_rules(dirs: Sequence[str | os.PathLike[str]] = (), *, builtin: bool = True) -> list[Rule]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import MappingProxyType
 
 from pipeline.detection.patterns import CompiledPattern
@@ -25,7 +27,12 @@ class Condition:
 
     def test(self, event: Event) -> dict[str, str] | None:
         """The captures (possibly empty) when the condition holds, else None."""
-        value = event.get(self.field)
+        return self.test_text(event.get(self.field))
+
+    def test_value(self, value: str | None) -> bool:
+        return self.test_text(value) is not None
+
+    def test_text(self, value: str | None) -> dict[str, str] | None:
         if value is None:
             return {} if self.if_present else None
         if self.equals is not None and value != self.equals:
@@ -74,9 +81,16 @@ class Selectors:
 
 @dataclass(frozen=True, slots=True)
 class Example:
+    """A line (or, for correlation rules, a scenario of ``lines``) a rule must (not) match.
+
+    ``count`` is how many findings of the rule the scenario must yield (None: at least one).
+    """
+
     line: str
     fields: Mapping[str, str]
     location: Location
+    lines: tuple[str, ...] = ()
+    count: int | None = None
 
 
 _NO_FIELDS: Mapping[str, str] = MappingProxyType({})
@@ -100,6 +114,16 @@ class Rule:
     #: match; empty means every line is a candidate.
     literals: tuple[bytes, ...] = ()
     meta: Mapping[str, str] = field(default_factory=lambda: _NO_FIELDS)
+    #: False for helper rules that only feed correlations and enrichments
+    report: bool = True
+    enabled: bool = True
+    suppress: Suppress | None = None
+    enrich: tuple[Enrich, ...] = ()
+    correlation: Correlation | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.correlation.kind if self.correlation else "line"
 
     def evaluate(self, event: Event) -> dict[str, str] | None:
         """The captured fields when the event matches this rule, else None."""
@@ -112,3 +136,87 @@ class Rule:
                 return None
             captures.update(got)
         return captures
+
+
+# -- stateful parts of rules ----------------------------------------------------------------
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str | int) -> timedelta:
+    """``90s``, ``10m``, ``1h30m``, ``24h``, ``7d`` (a bare number is seconds)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return timedelta(seconds=text)
+    value = str(text).strip()
+    m = _DURATION.match(value)
+    if not value or m is None or not any(m.groups()):
+        raise ValueError(f"invalid duration {text!r} (use e.g. 90s, 10m, 1h30m, 24h, 7d)")
+    d, h, mi, s = (int(x) if x else 0 for x in m.groups())
+    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a correlation: matches of ``rule`` that also pass ``where``.
+
+    ``count`` occurrences (of distinct ``distinct`` values, when given) complete the step.
+    """
+
+    rule: str
+    where: tuple[Condition, ...] = ()
+    count: int = 1
+    distinct: str | None = None
+
+    def accepts(self, rule_id: str, event: Event, fields: Mapping[str, str]) -> bool:
+        if rule_id != self.rule:
+            return False
+        for cond in self.where:
+            value = fields.get(cond.field)
+            if value is None:
+                value = event.get(cond.field)
+            if not cond.test_value(value):
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Suppress:
+    """At most one finding per ``period`` and group key; later ones update its count.
+
+    With ``digest``, nothing is reported at once: one summary finding per period instead.
+    """
+
+    period: timedelta
+    group_by: tuple[str, ...] = ()
+    digest: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Enrich:
+    """Copy fields from an earlier match of ``rule`` that agrees on the ``on`` fields."""
+
+    rule: str
+    on: tuple[str, ...]
+    copy: tuple[str, ...]
+    keep: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Correlation:
+    """The stateful part of a ``threshold``, ``sequence`` or ``absence`` rule."""
+
+    kind: str  # "threshold" | "sequence" | "absence"
+    window: timedelta
+    group_by: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()  # sequence: in order; threshold: one step
+    count: int = 1  # threshold: events needed in the window
+    trigger: Step | None = None  # absence: opens a window; None = heartbeat form
+    expect: Step | None = None  # absence: closes it
+    sample: int = 5  # related events kept per finding
+
+    def referenced(self) -> set[str]:
+        refs = {s.rule for s in self.steps}
+        for s in (self.trigger, self.expect):
+            if s is not None:
+                refs.add(s.rule)
+        return refs

@@ -1,28 +1,46 @@
 """Testing rules: inline examples and annotated sample logs, through the real engine path.
 
-Each example line runs through the same prefilter, grammar and detector as a scan, so a rule
+Each example runs through the same prefilter, grammar and detector as a scan, so a rule
 whose literals miss its own example fails here rather than silently in production.
+Correlation rules take scenarios (``lines:``) and are run with the line rules they name.
+
+Sample annotations:
+
+* ``# expect: RULE [name=value ...]`` — the next log line yields that finding;
+* ``# expect-count: RULE N [name=value ...]`` — the file yields exactly N findings of RULE
+  (with those field values), wherever they are; per-line checks skip RULE in that file.
+
+Every other (rule, line) pair must yield nothing.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+from pipeline.detection.correlate import Detector
 from pipeline.detection.model import Example, Rule
 from pipeline.detection.prefilter import Prefilter
-from pipeline.engine import Detector, Engine, LineProcessor, ScanOptions, ScanStats, Unparsed
+from pipeline.engine import (
+    Engine,
+    FindingSet,
+    LineProcessor,
+    ScanOptions,
+    ScanStats,
+    TimeMark,
+    Unparsed,
+)
 from pipeline.errors import Location, Problem
-from pipeline.grammars import sniff_format
-from pipeline.model import Finding
+from pipeline.model import Event, Finding
 from pipeline.sources.files import InputFile, expand_inputs, iter_chunks, open_input
-from pipeline.timeinfer import UTC, TimeResolver
+from pipeline.timeinfer import TimeResolver
 
 EXPECT_RE = re.compile(r"^#\s*expect:\s*(?P<body>.*?)\s*$")
-SAMPLE_SKIP_SUFFIXES = (".md", ".py", ".txt", ".yaml", ".yml", ".json.expect")
+EXPECT_COUNT_RE = re.compile(r"^#\s*expect-count:\s*(?P<rule>\S+)\s+(?P<n>\d+)(?P<rest>.*?)\s*$")
+SAMPLE_SKIP_SUFFIXES = (".md", ".py", ".txt", ".yaml", ".yml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,46 +54,88 @@ class TestFailure:
         return head + (f"[{self.rule}] " if self.rule else "") + self.message
 
 
-def _run_line(rule: Rule, line: str, location: Location) -> tuple[list[Finding], str | None]:
-    """Findings of one rule on one line, and the grammar's complaint if it did not parse."""
-    problems: list[Problem] = []
-    fmt = sniff_format([line])
+def _with_dependencies(rule: Rule, everything: Sequence[Rule]) -> list[Rule]:
+    """The rule plus the line rules it names (steps, triggers, enrichment sources)."""
+    refs = set(rule.correlation.referenced()) if rule.correlation else set()
+    refs |= {e.rule for e in rule.enrich}
+    deps = [r for r in everything if r.id in refs and r.id != rule.id]
+    return [rule, *deps]
+
+
+def run_lines(
+    rules: Sequence[Rule], lines: Sequence[str], display: str
+) -> tuple[list[Finding], list[str]]:
+    """Findings of ``rules`` on ``lines`` (one input, in order) and the unparsed reasons."""
+    detector = Detector(rules)
     proc = LineProcessor(
-        str(location),
+        display,
         TimeResolver(UTC, datetime.now(UTC)),
-        Prefilter([rule]),
-        problems.append,
+        Prefilter(detector.line_rules),
+        lambda p: None,
         ScanStats(),
-        fmt=fmt,
     )
-    data = line.encode("utf-8") + b"\n"
-    found: list[Finding] = []
-    detector = Detector([rule])
+    data = "".join(line + "\n" for line in lines).encode("utf-8")
+    found = FindingSet()
+    errors: list[str] = []
     for rec in proc.process(data, 1):
         if isinstance(rec, Unparsed):
-            return [], rec.reason
-        found.extend(detector.detect(rec))
-    return found, None
+            errors.append(rec.reason)
+        elif isinstance(rec, TimeMark):
+            found.add(detector.observe(rec.host, rec.timestamp))
+        else:
+            found.add(detector.process(rec))
+    found.add(detector.finish())
+    return found.findings(), errors
 
 
 def _program_of(line: str) -> str | None:
-    fmt = sniff_format([line])
     proc = LineProcessor(
-        "<example>",
-        TimeResolver(UTC, datetime.now(UTC)),
-        None,
-        lambda p: None,
-        ScanStats(),
-        fmt=fmt,
+        "<example>", TimeResolver(UTC, datetime.now(UTC)), None, lambda p: None, ScanStats()
     )
     for rec in proc.process(line.encode("utf-8") + b"\n", 1, all_lines=True):
-        if not isinstance(rec, Unparsed):
+        if isinstance(rec, Event):
             return rec.program
     return None
 
 
-def check_examples(rules: Sequence[Rule]) -> tuple[list[TestFailure], int]:
-    """Run every rule's examples; return the failures and the number of examples run."""
+def _check_example(
+    rule: Rule, rules: Sequence[Rule], ex: Example, positive: bool
+) -> list[TestFailure]:
+    lines = list(ex.lines) if ex.lines else [ex.line]
+    found, errors = run_lines(rules, lines, str(ex.location))
+    mine = [f for f in found if f.rule == rule.id]
+    out = [TestFailure(ex.location, rule.id, f"example does not parse: {e}") for e in errors]
+    if not positive:
+        if mine:
+            out.append(TestFailure(ex.location, rule.id, "no_match example matched"))
+        return out
+    if ex.count is not None and len(mine) != ex.count:
+        out.append(
+            TestFailure(ex.location, rule.id, f"expected {ex.count} findings, got {len(mine)}")
+        )
+    elif not mine:
+        out.append(TestFailure(ex.location, rule.id, "match example did not match"))
+        return out
+    if mine:
+        got = dict(mine[0].fields)
+        for k, v in ex.fields.items():
+            if got.get(k) != v:
+                out.append(
+                    TestFailure(
+                        ex.location, rule.id, f"field {k!r}: expected {v!r}, got {got.get(k)!r}"
+                    )
+                )
+    return out
+
+
+def check_examples(
+    rules: Sequence[Rule], everything: Sequence[Rule] | None = None
+) -> tuple[list[TestFailure], int]:
+    """Run every rule's examples; return the failures and the number of examples run.
+
+    ``everything`` is where referenced rules are looked up (default: ``rules``).
+    """
+    pool = list(everything if everything is not None else rules)
     failures: list[TestFailure] = []
     count = 0
     for rule in rules:
@@ -87,31 +147,15 @@ def check_examples(rules: Sequence[Rule]) -> tuple[list[TestFailure], int]:
                     "a rule needs at least one match and one no_match example",
                 )
             )
-        ex: Example
+        # the rule under test runs even when disabled or a helper that reports nothing
+        subset = [replace(rule, enabled=True, report=True), *_with_dependencies(rule, pool)[1:]]
         for ex in rule.examples_match:
             count += 1
-            found, err = _run_line(rule, ex.line, ex.location)
-            if err is not None:
-                failures.append(TestFailure(ex.location, rule.id, f"example does not parse: {err}"))
-            elif not found:
-                failures.append(TestFailure(ex.location, rule.id, "match example did not match"))
-            else:
-                got = dict(found[0].fields)
-                for k, v in ex.fields.items():
-                    if got.get(k) != v:
-                        failures.append(
-                            TestFailure(
-                                ex.location,
-                                rule.id,
-                                f"field {k!r}: expected {v!r}, got {got.get(k)!r}",
-                            )
-                        )
+            failures.extend(_check_example(rule, subset, ex, True))
         for ex in rule.examples_no_match:
             count += 1
-            found, err = _run_line(rule, ex.line, ex.location)
-            if found:
-                failures.append(TestFailure(ex.location, rule.id, "no_match example matched"))
-        if rule.select.program and rule.examples_no_match:
+            failures.extend(_check_example(rule, subset, ex, False))
+        if rule.kind == "line" and rule.select.program and rule.examples_no_match:
             spoofed = [
                 ex
                 for ex in rule.examples_no_match
@@ -130,75 +174,124 @@ def check_examples(rules: Sequence[Rule]) -> tuple[list[TestFailure], int]:
     return failures, count
 
 
-def read_expectations(inp: InputFile) -> dict[int, list[tuple[str, dict[str, str]]]]:
-    """``# expect:`` annotations of a sample: line number → [(rule id or 'none', fields)]."""
-    out: dict[int, list[tuple[str, dict[str, str]]]] = {}
+@dataclass
+class Expectations:
+    """What one sample file's annotations say."""
+
+    lines: dict[int, list[tuple[str, dict[str, str]]]]
+    counts: list[tuple[str, int, dict[str, str], int]]  # rule, n, fields, annotation line
+
+
+def _fields(parts: Sequence[str]) -> dict[str, str]:
+    return dict(p.split("=", 1) for p in parts if "=" in p)
+
+
+def read_expectations(inp: InputFile) -> Expectations:
+    """``# expect:`` and ``# expect-count:`` annotations of a sample."""
+    exp = Expectations({}, [])
     pending: list[tuple[str, dict[str, str]]] = []
     with open_input(inp) as stream:
         for chunk in iter_chunks(stream, inp.display, lambda p: None):
             for i, raw in enumerate(chunk.data.split(b"\n")):
                 text = raw.rstrip(b"\r").decode("utf-8", "replace")
-                if m := EXPECT_RE.match(text):
+                if m := EXPECT_COUNT_RE.match(text):
+                    exp.counts.append(
+                        (m["rule"], int(m["n"]), _fields(m["rest"].split()), chunk.first_line + i)
+                    )
+                elif m := EXPECT_RE.match(text):
                     parts = m["body"].split()
-                    if not parts:
-                        continue
-                    fields = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
-                    pending.append((parts[0], fields))
+                    if parts:
+                        pending.append((parts[0], _fields(parts[1:])))
                 elif text.startswith("#") or not text.strip():
                     continue
                 elif pending:
-                    out[chunk.first_line + i] = pending
+                    exp.lines[chunk.first_line + i] = pending
                     pending = []
-    return out
+    return exp
+
+
+def sample_inputs(samples: Path) -> dict[str, list[InputFile]]:
+    """Sample files grouped by directory: a directory is scanned as one input set, so
+    rotated files and joins across them work as in a real scan."""
+    groups: dict[str, list[InputFile]] = {}
+    for inp in expand_inputs([str(samples)]):
+        if inp.path.endswith(SAMPLE_SKIP_SUFFIXES):
+            continue
+        groups.setdefault(str(Path(inp.path).parent), []).append(inp)
+    return groups
+
+
+def _compare(
+    inp: InputFile, exp: Expectations, findings: list[Finding]
+) -> tuple[list[TestFailure], int]:
+    failures: list[TestFailure] = []
+    counted = {rule for rule, _, _, _ in exp.counts}
+    for rule, n, fields, at in exp.counts:
+        got = [
+            f
+            for f in findings
+            if f.rule == rule
+            and all(f.fields.get(k) == v or getattr(f, k, None) == v for k, v in fields.items())
+        ]
+        if len(got) != n:
+            failures.append(
+                TestFailure(
+                    Location(inp.display, at),
+                    rule,
+                    f"expected {n} findings{' with ' + str(fields) if fields else ''}, "
+                    f"got {len(got)}",
+                )
+            )
+    got_lines: dict[int, dict[str, Finding]] = {}
+    for f in findings:
+        if f.rule not in counted:
+            got_lines.setdefault(f.line, {})[f.rule] = f
+    checked = 0
+    for line in sorted(set(exp.lines) | set(got_lines)):
+        loc = Location(inp.display, line)
+        want = {r: fl for r, fl in exp.lines.get(line, []) if r != "none" and r not in counted}
+        have = got_lines.get(line, {})
+        checked += 1 if line in exp.lines else 0
+        for rid in sorted(set(want) - set(have)):
+            failures.append(TestFailure(loc, rid, "expected finding is missing"))
+        for rid in sorted(set(have) - set(want)):
+            failures.append(TestFailure(loc, rid, "unexpected finding (not annotated)"))
+        for rid in sorted(set(want) & set(have)):
+            for k, v in want[rid].items():
+                value = have[rid].fields.get(k)
+                if value != v:
+                    failures.append(
+                        TestFailure(loc, rid, f"field {k!r}: expected {v!r}, got {value!r}")
+                    )
+    return failures, checked + len(exp.counts)
 
 
 def check_samples(
     rules: Sequence[Rule], samples: Path, options: ScanOptions | None = None
 ) -> tuple[list[TestFailure], int, set[str]]:
-    """Scan every sample file and compare findings with its annotations exactly.
+    """Scan every sample directory as one input set and compare with the annotations.
 
-    Returns failures, the number of annotated lines checked, and the rule ids seen.
+    Returns failures, the number of annotations checked, and the rule ids seen.
     """
     failures: list[TestFailure] = []
     checked = 0
     seen: set[str] = set()
     engine = Engine(rules, options or ScanOptions(tz=UTC))
-    inputs = [i for i in expand_inputs([str(samples)]) if not i.path.endswith(SAMPLE_SKIP_SUFFIXES)]
-    for inp in inputs:
-        expected = read_expectations(inp)
-        result = engine.scan([inp.path])
-        got: dict[int, list[Finding]] = {}
-        for f in result.findings:
-            got.setdefault(f.line, []).append(f)
-            seen.add(f.rule)
-        for line in sorted(set(expected) | set(got)):
-            loc = Location(inp.display, line)
-            want = {r: fl for r, fl in expected.get(line, []) if r != "none"}
-            have = {f.rule: f for f in got.get(line, [])}
-            checked += 1 if line in expected else 0
-            for rid in sorted(set(want) - set(have)):
-                failures.append(TestFailure(loc, rid, "expected finding is missing"))
-            for rid in sorted(set(have) - set(want)):
-                failures.append(TestFailure(loc, rid, "unexpected finding (not annotated)"))
-            for rid in sorted(set(want) & set(have)):
-                for k, v in want[rid].items():
-                    if have[rid].fields.get(k) != v:
-                        failures.append(
-                            TestFailure(
-                                loc,
-                                rid,
-                                f"field {k!r}: expected {v!r}, got {have[rid].fields.get(k)!r}",
-                            )
-                        )
+    for inputs in sample_inputs(samples).values():
+        result = engine.scan([i.path for i in inputs])
+        seen.update(f.rule for f in result.findings)
         for p in result.problems:
-            if p.kind not in ("skipped",):
-                failures.append(
-                    TestFailure(p.location, None, f"sample problem: {p.kind}: {p.detail}")
-                )
-        stats = ScanStats()
-        for rec in engine.iter_input(inp, stats, lambda p: None, all_lines=True):
-            if isinstance(rec, Unparsed):
-                failures.append(
-                    TestFailure(rec.location, None, f"sample line does not parse: {rec.reason}")
-                )
+            failures.append(TestFailure(p.location, None, f"sample problem: {p.kind}: {p.detail}"))
+        for inp in inputs:
+            mine = [f for f in result.findings if f.source == inp.display]
+            fails, n = _compare(inp, read_expectations(inp), mine)
+            failures.extend(fails)
+            checked += n
+            stats = ScanStats()
+            problems: list[Problem] = []
+            for rec in engine.iter_input(inp, stats, problems.append, all_lines=True):
+                if isinstance(rec, Unparsed):
+                    failures.append(
+                        TestFailure(rec.location, None, f"sample line does not parse: {rec.reason}")
+                    )
     return failures, checked, seen

@@ -1,0 +1,900 @@
+"""Stateful detection on event time: enrichment joins, suppression and digests, thresholds,
+sequences and absences.
+
+:class:`Detector` receives events in input order. Line rules match each event; their matches
+(rule, event, captured fields) go through a small per-host reorder buffer (``lateness``),
+then in event-time order to:
+
+* enrichment tables (``enrich:``): a match of a source rule is remembered by its join fields
+  for ``keep``; a later match of the consumer rule copies fields from it (the DSN receipt
+  gets the ``sender`` of its queue id's ``from=`` line, also across a rotation);
+* suppression (``suppress:``): one finding per period and group key, later occurrences
+  update its ``count`` and ``last_seen``; or, with ``digest``, one summary per period;
+* correlation rules that subscribed to the rule (threshold, sequence, absence).
+
+Time is only ever event time. Each host has a watermark, the latest event time seen from it
+(candidates and the sampled first and last lines of every chunk); absence windows and
+digests are judged when that watermark passes their end, so replaying old logs gives the
+same findings as watching them live. At the end of the input, open absence windows are
+counted as "not judged", never reported.
+
+All state is plain data: :meth:`Detector.snapshot` returns JSON-able dicts and
+:meth:`Detector.restore` takes them back, so a resumed run continues windows exactly.
+Memory is bounded: every table has a cap, and what is evicted is counted.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from pipeline.detection.loader import active_rules
+from pipeline.detection.model import Correlation, Enrich, Rule, Step
+from pipeline.model import Event, Finding, Related
+
+#: open windows / partial sequences / suppression entries kept per rule before eviction
+MAX_OPEN = 10_000
+#: remembered matches per enrichment before the oldest are evicted
+MAX_REMEMBERED = 200_000
+#: events kept per threshold window (the count stays exact up to this)
+MAX_WINDOW_EVENTS = 10_000
+
+GroupKey = tuple[str | None, ...]
+
+
+def _key_text(key: GroupKey) -> str:
+    return json.dumps(list(key))
+
+
+def _key_of(text: str) -> GroupKey:
+    return tuple(json.loads(text))
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts is not None else None
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _value(name: str, event: Event, fields: Mapping[str, str]) -> str | None:
+    got = fields.get(name)
+    return got if got is not None else event.get(name)
+
+
+def group_key(names: Sequence[str], event: Event, fields: Mapping[str, str]) -> GroupKey:
+    return tuple(_value(n, event, fields) for n in names)
+
+
+def _human(d: timedelta) -> str:
+    secs = int(d.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs and secs % size == 0:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"
+
+
+@dataclass(slots=True)
+class Match:
+    rule: Rule
+    event: Event
+    fields: dict[str, str]
+
+
+@dataclass
+class DetectorStats:
+    matches: int = 0
+    suppressed: int = 0
+    enriched: int = 0
+    expired_unjudged: Counter[str] = field(default_factory=Counter)
+    incomplete: Counter[str] = field(default_factory=Counter)
+    evicted: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "matches": self.matches,
+            "suppressed": self.suppressed,
+            "enriched": self.enriched,
+            "expired_unjudged": dict(self.expired_unjudged),
+            "incomplete": dict(self.incomplete),
+            "evicted": dict(self.evicted),
+        }
+
+
+def base_finding(rule: Rule, event: Event, fields: Mapping[str, str]) -> Finding:
+    return Finding(
+        rule=rule.id,
+        severity=rule.severity,
+        title=rule.title,
+        timestamp=event.timestamp,
+        host=event.host,
+        program=event.program,
+        source=event.source,
+        line=event.line,
+        message=event.message,
+        fields=MappingProxyType(dict(fields)),
+        tags=rule.tags,
+        related=(Related.of(event),),
+    )
+
+
+# -- enrichment ------------------------------------------------------------------------------
+
+
+class EnrichTable:
+    """Remembered matches of a source rule, by join fields, for ``keep``."""
+
+    def __init__(self, spec: Enrich, stats: DetectorStats, name: str) -> None:
+        self.spec = spec
+        self.stats = stats
+        self.name = name
+        self.rows: dict[GroupKey, tuple[datetime | None, dict[str, str]]] = {}
+
+    def remember(self, event: Event, fields: Mapping[str, str]) -> None:
+        key = group_key(self.spec.on, event, fields)
+        if any(v is None for v in key):
+            return
+        values = {c: v for c in self.spec.copy if (v := _value(c, event, fields)) is not None}
+        if not values:
+            return
+        self.rows.pop(key, None)
+        self.rows[key] = (event.timestamp, values)
+        if len(self.rows) > MAX_REMEMBERED:
+            self._expire(event.timestamp)
+            while len(self.rows) > MAX_REMEMBERED:
+                self.rows.pop(next(iter(self.rows)))
+                self.stats.evicted[self.name] += 1
+
+    def _expire(self, now: datetime | None) -> None:
+        if now is None:
+            return
+        horizon = now - self.spec.keep
+        for key in [k for k, (t, _) in self.rows.items() if t is not None and t < horizon]:
+            del self.rows[key]
+
+    def lookup(self, event: Event, fields: Mapping[str, str]) -> dict[str, str]:
+        key = group_key(self.spec.on, event, fields)
+        row = self.rows.get(key)
+        if row is None:
+            return {}
+        t, values = row
+        now = event.timestamp
+        if (
+            t is not None
+            and now is not None
+            and (now - t > self.spec.keep or now < t - self.spec.keep)
+        ):
+            del self.rows[key]
+            return {}
+        return values
+
+    def snapshot(self) -> list[Any]:
+        return [[list(k), _iso(t), v] for k, (t, v) in self.rows.items()]
+
+    def restore(self, data: list[Any]) -> None:
+        self.rows = {tuple(k): (_dt(t), dict(v)) for k, t, v in data}
+
+
+# -- suppression and digests -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Period:
+    start: datetime | None
+    host: str | None
+    finding: Finding
+    count: int
+    last: datetime | None
+    related: list[Related]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "start": _iso(self.start),
+            "host": self.host,
+            "finding": self.finding.as_dict(),
+            "count": self.count,
+            "last": _iso(self.last),
+            "related": [r.as_dict() for r in self.related],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> _Period:
+        return cls(
+            _dt(d["start"]),
+            d["host"],
+            Finding.from_dict(d["finding"]),
+            int(d["count"]),
+            _dt(d["last"]),
+            [Related.from_dict(r) for r in d["related"]],
+        )
+
+
+class Suppressor:
+    """``suppress:`` of one rule: fold occurrences per period and group key."""
+
+    def __init__(self, rule: Rule, stats: DetectorStats, sample: int = 5) -> None:
+        assert rule.suppress is not None
+        self.rule = rule
+        self.spec = rule.suppress
+        self.stats = stats
+        self.sample = sample
+        self.periods: dict[GroupKey, _Period] = {}
+
+    def offer(self, finding: Finding, event: Event, fields: Mapping[str, str]) -> list[Finding]:
+        key = group_key(self.spec.group_by, event, fields)
+        ts = event.timestamp
+        out: list[Finding] = []
+        cur = self.periods.get(key)
+        if (
+            cur is not None
+            and ts is not None
+            and cur.start is not None
+            and ts >= cur.start + self.spec.period
+        ):
+            if self.spec.digest:
+                out.append(self._digest(cur))
+            del self.periods[key]
+            cur = None
+        if cur is None:
+            self.periods[key] = _Period(ts, event.host, finding, 1, ts, [Related.of(event)])
+            self._bound(ts)
+            if not self.spec.digest:
+                out.append(finding)
+            return out
+        cur.count += 1
+        if ts is not None and (cur.last is None or ts > cur.last):
+            cur.last = ts
+        if len(cur.related) < self.sample:
+            cur.related.append(Related.of(event))
+        self.stats.suppressed += 1
+        if not self.spec.digest:
+            cur.finding = replace(cur.finding, count=cur.count, last_seen=cur.last)
+            out.append(cur.finding)
+        return out
+
+    def _digest(self, p: _Period) -> Finding:
+        first = p.finding
+        span = ""
+        if p.start is not None and p.last is not None:
+            span = f" between {p.start.isoformat()} and {p.last.isoformat()}"
+        return replace(
+            first,
+            message=f"{p.count} × {first.title}{span}; first: {first.message}",
+            count=p.count,
+            last_seen=p.last,
+            related=tuple(p.related),
+            fields=MappingProxyType({**first.fields, "digest": "true"}),
+        )
+
+    def _bound(self, now: datetime | None) -> None:
+        if len(self.periods) <= MAX_OPEN:
+            return
+        if now is not None:
+            for key in [
+                k
+                for k, p in self.periods.items()
+                if p.start is not None and p.start + self.spec.period < now and not self.spec.digest
+            ]:
+                del self.periods[key]
+        while len(self.periods) > MAX_OPEN:
+            self.periods.pop(next(iter(self.periods)))
+            self.stats.evicted[self.rule.id] += 1
+
+    def judge(self, host: str | None, now: datetime) -> list[Finding]:
+        """Close digest periods of ``host`` that ended before ``now``; forget old periods."""
+        out = []
+        for key, p in list(self.periods.items()):
+            if p.host != host or p.start is None or p.start + self.spec.period > now:
+                continue
+            if self.spec.digest:
+                out.append(self._digest(p))
+            del self.periods[key]
+        return out
+
+    def finish(self) -> list[Finding]:
+        out = [self._digest(p) for p in self.periods.values()] if self.spec.digest else []
+        if self.spec.digest:
+            self.periods.clear()
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        return {_key_text(k): p.as_dict() for k, p in self.periods.items()}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self.periods = {_key_of(k): _Period.from_dict(v) for k, v in data.items()}
+
+
+# -- correlation rules ---------------------------------------------------------------------------
+
+
+class CorrelationState:
+    """Base of the three stateful rule kinds."""
+
+    def __init__(self, rule: Rule, stats: DetectorStats) -> None:
+        assert rule.correlation is not None
+        self.rule = rule
+        self.corr: Correlation = rule.correlation
+        self.stats = stats
+
+    def finding(
+        self,
+        event: Event,
+        fields: Mapping[str, str],
+        message: str,
+        related: Iterable[Related],
+        *,
+        timestamp: datetime | None = None,
+        count: int = 1,
+        last_seen: datetime | None = None,
+    ) -> Finding:
+        return Finding(
+            rule=self.rule.id,
+            severity=self.rule.severity,
+            title=self.rule.title,
+            timestamp=timestamp if timestamp is not None else event.timestamp,
+            host=event.host,
+            program=event.program,
+            source=event.source,
+            line=event.line,
+            message=message,
+            fields=MappingProxyType(dict(fields)),
+            tags=self.rule.tags,
+            count=count,
+            last_seen=last_seen,
+            related=tuple(related)[: self.corr.sample],
+        )
+
+    def accepts_host(self, host: str | None) -> bool:
+        """``select: host`` of a correlation rule (set per host through overrides)."""
+        return not self.rule.select.host or (host is not None and host in self.rule.select.host)
+
+    def on_match(self, rule_id: str, event: Event, fields: Mapping[str, str]) -> list[Finding]:
+        raise NotImplementedError
+
+    def judge(self, host: str | None, now: datetime) -> list[Finding]:
+        return []
+
+    def finish(self) -> None:
+        return None
+
+    def snapshot(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class ThresholdState(CorrelationState):
+    """At least ``count`` matches within ``window`` per group key: one finding per crossing."""
+
+    def __init__(self, rule: Rule, stats: DetectorStats) -> None:
+        super().__init__(rule, stats)
+        self.step: Step = self.corr.steps[0]
+        self.windows: dict[GroupKey, deque[tuple[datetime, Related]]] = {}
+        self.fired: dict[GroupKey, Finding] = {}
+
+    def on_match(self, rule_id: str, event: Event, fields: Mapping[str, str]) -> list[Finding]:
+        ts = event.timestamp
+        if ts is None or not self.step.accepts(rule_id, event, fields):
+            return []
+        key = group_key(self.corr.group_by, event, fields)
+        win = self.windows.setdefault(key, deque())
+        while win and ts - win[0][0] > self.corr.window:
+            win.popleft()
+        win.append((ts, Related.of(event)))
+        if len(win) > MAX_WINDOW_EVENTS:
+            win.popleft()
+        n = len(win)
+        done = self.fired.get(key)
+        if done is not None and n < self.corr.count:
+            done = None
+            del self.fired[key]
+        if done is None and n >= self.corr.count:
+            shown = {**fields, "count": str(n)}
+            f = self.finding(
+                event,
+                shown,
+                f"{n} × {self._of_title()} within {_human(self.corr.window)}"
+                f" (since {win[0][0].isoformat()})",
+                (r for _, r in win),
+                count=n,
+                last_seen=ts,
+            )
+            f = replace(f, timestamp=win[0][0])
+            self.fired[key] = f
+            if len(self.windows) > MAX_OPEN:
+                self._evict()
+            return [f]
+        if done is not None:
+            updated = replace(done, count=done.count + 1, last_seen=ts)
+            self.fired[key] = updated
+            return [updated]
+        return []
+
+    def _of_title(self) -> str:
+        return self.step.rule
+
+    def _evict(self) -> None:
+        while len(self.windows) > MAX_OPEN:
+            key = next(iter(self.windows))
+            del self.windows[key]
+            self.fired.pop(key, None)
+            self.stats.evicted[self.rule.id] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "windows": {
+                _key_text(k): [[t.isoformat(), r.as_dict()] for t, r in w]
+                for k, w in self.windows.items()
+            },
+            "fired": {_key_text(k): f.as_dict() for k, f in self.fired.items()},
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self.windows = {
+            _key_of(k): deque((datetime.fromisoformat(t), Related.from_dict(r)) for t, r in w)
+            for k, w in data["windows"].items()
+        }
+        self.fired = {_key_of(k): Finding.from_dict(f) for k, f in data["fired"].items()}
+
+
+@dataclass(slots=True)
+class _Partial:
+    step: int
+    start: datetime
+    progress: int
+    distinct: list[str]
+    fields: dict[str, str]
+    related: list[Related]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "start": self.start.isoformat(),
+            "progress": self.progress,
+            "distinct": self.distinct,
+            "fields": self.fields,
+            "related": [r.as_dict() for r in self.related],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> _Partial:
+        return cls(
+            int(d["step"]),
+            datetime.fromisoformat(d["start"]),
+            int(d["progress"]),
+            list(d["distinct"]),
+            dict(d["fields"]),
+            [Related.from_dict(r) for r in d["related"]],
+        )
+
+
+class SequenceState(CorrelationState):
+    """Steps in order within ``window`` per group key (which may name captured fields)."""
+
+    def __init__(self, rule: Rule, stats: DetectorStats) -> None:
+        super().__init__(rule, stats)
+        self.steps = self.corr.steps
+        self.partials: dict[GroupKey, _Partial] = {}
+
+    def _advance(self, p: _Partial, step: Step, event: Event, fields: Mapping[str, str]) -> None:
+        if step.distinct is not None:
+            value = _value(step.distinct, event, fields)
+            if value is None or value in p.distinct:
+                return
+            p.distinct.append(value)
+            p.progress = len(p.distinct)
+        else:
+            p.progress += 1
+        for k, v in fields.items():
+            p.fields.setdefault(k, v)
+        if len(p.related) < max(self.corr.sample, len(self.steps)):
+            p.related.append(Related.of(event))
+        if p.progress >= step.count:
+            p.step += 1
+            p.progress = 0
+            p.distinct = []
+
+    def on_match(self, rule_id: str, event: Event, fields: Mapping[str, str]) -> list[Finding]:
+        ts = event.timestamp
+        if ts is None or not self.accepts_host(event.host):
+            return []
+        key = group_key(self.corr.group_by, event, fields)
+        p = self.partials.get(key)
+        if p is not None and ts - p.start > self.corr.window:
+            del self.partials[key]
+            self.stats.incomplete[self.rule.id] += 1
+            p = None
+        if p is not None:
+            step = self.steps[p.step]
+            if step.accepts(rule_id, event, fields):
+                self._advance(p, step, event, fields)
+                if p.step == len(self.steps):
+                    del self.partials[key]
+                    return [self._complete(p, event)]
+            return []
+        first = self.steps[0]
+        if not first.accepts(rule_id, event, fields):
+            return []
+        p = _Partial(0, ts, 0, [], {}, [])
+        self._advance(p, first, event, fields)
+        if p.step == len(self.steps):  # pragma: no cover - a sequence has two steps or more
+            return [self._complete(p, event)]
+        self.partials[key] = p
+        while len(self.partials) > MAX_OPEN:
+            self.partials.pop(next(iter(self.partials)))
+            self.stats.evicted[self.rule.id] += 1
+        return []
+
+    def _complete(self, p: _Partial, event: Event) -> Finding:
+        names = " then ".join(s.rule + (f" ×{s.count}" if s.count > 1 else "") for s in self.steps)
+        assert event.timestamp is not None
+        took = event.timestamp - p.start
+        return self.finding(
+            event,
+            p.fields,
+            f"{names} on {event.host or 'one source'} within {_human(took) if took else '0s'}"
+            f" (started {p.start.isoformat()})",
+            p.related,
+            count=len(p.related),
+            last_seen=event.timestamp,
+        )
+
+    def finish(self) -> None:
+        self.stats.incomplete[self.rule.id] += len(self.partials)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {_key_text(k): p.as_dict() for k, p in self.partials.items()}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self.partials = {_key_of(k): _Partial.from_dict(v) for k, v in data.items()}
+
+
+@dataclass(slots=True)
+class _Window:
+    end: datetime
+    host: str | None
+    trigger: dict[str, Any]  # the trigger event, as Event.as_dict()
+    fields: dict[str, str]
+
+
+class AbsenceState(CorrelationState):
+    """No ``expect`` within ``window`` after a ``trigger``; or, without a trigger, no
+    ``expect`` for ``window`` on a host that keeps logging (a heartbeat)."""
+
+    def __init__(self, rule: Rule, stats: DetectorStats) -> None:
+        super().__init__(rule, stats)
+        self.trigger = self.corr.trigger
+        self.expect = self.corr.expect
+        assert self.expect is not None
+        self.windows: dict[GroupKey, _Window] = {}
+        # heartbeat: host -> [last expect (or first sight), alerted, last event as dict]
+        self.beats: dict[str | None, list[Any]] = {}
+
+    def on_match(self, rule_id: str, event: Event, fields: Mapping[str, str]) -> list[Finding]:
+        ts = event.timestamp
+        if ts is None or not self.accepts_host(event.host):
+            return []
+        assert self.expect is not None
+        key = group_key(self.corr.group_by, event, fields)
+        if self.expect.accepts(rule_id, event, fields):
+            if self.trigger is None:
+                self.beats[event.host] = [ts, False, event.as_dict()]
+            else:
+                w = self.windows.get(key)
+                if w is not None and ts <= w.end:
+                    del self.windows[key]
+        if (
+            self.trigger is not None
+            and self.trigger.accepts(rule_id, event, fields)
+            and key not in self.windows
+        ):
+            self.windows[key] = _Window(
+                ts + self.corr.window, event.host, event.as_dict(), dict(fields)
+            )
+            while len(self.windows) > MAX_OPEN:
+                self.windows.pop(next(iter(self.windows)))
+                self.stats.evicted[self.rule.id] += 1
+        return []
+
+    def judge(self, host: str | None, now: datetime) -> list[Finding]:
+        out: list[Finding] = []
+        assert self.expect is not None
+        if self.trigger is None:
+            if not self.accepts_host(host):
+                return out
+            beat = self.beats.get(host)
+            if beat is None:
+                self.beats[host] = [now, False, None]
+                return out
+            last, alerted, ev = beat
+            if not alerted and now - last > self.corr.window:
+                beat[1] = True
+                origin = (
+                    Event.from_dict(ev) if ev else Event(now, host, None, None, None, "", "", "", 0)
+                )
+                out.append(
+                    self.finding(
+                        origin,
+                        {"silent_since": last.isoformat()},
+                        f"no {self.expect.rule} on {host or 'this source'} for "
+                        f"{_human(self.corr.window)} (last at {last.isoformat()}) while it "
+                        "kept logging",
+                        [Related.of(origin)] if ev else [],
+                        timestamp=last + self.corr.window,
+                    )
+                )
+            return out
+        for key, w in list(self.windows.items()):
+            if w.host != host or w.end >= now:
+                continue
+            del self.windows[key]
+            trig = Event.from_dict(w.trigger)
+            out.append(
+                self.finding(
+                    trig,
+                    w.fields,
+                    f"{self.trigger.rule if self.trigger else ''} at "
+                    f"{trig.timestamp.isoformat() if trig.timestamp else '?'} was not followed "
+                    f"by {self.expect.rule} within {_human(self.corr.window)}",
+                    [Related.of(trig)],
+                    timestamp=w.end,
+                )
+            )
+        return out
+
+    def finish(self) -> None:
+        self.stats.expired_unjudged[self.rule.id] += len(self.windows)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "windows": {
+                _key_text(k): [w.end.isoformat(), w.host, w.trigger, w.fields]
+                for k, w in self.windows.items()
+            },
+            "beats": [[h, b[0].isoformat(), b[1], b[2]] for h, b in self.beats.items()],
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self.windows = {
+            _key_of(k): _Window(datetime.fromisoformat(e), h, t, dict(f))
+            for k, (e, h, t, f) in data["windows"].items()
+        }
+        self.beats = {h: [datetime.fromisoformat(t), a, ev] for h, t, a, ev in data["beats"]}
+
+
+_KINDS: dict[str, type[CorrelationState]] = {
+    "threshold": ThresholdState,
+    "sequence": SequenceState,
+    "absence": AbsenceState,
+}
+
+
+# -- the detector ----------------------------------------------------------------------------------
+
+
+class Detector:
+    """Events in, findings out; stateful on event time, resumable from a snapshot.
+
+    The output of :meth:`process`, :meth:`observe` and :meth:`finish` is a list of findings;
+    a finding whose ``key`` was emitted before is an update of it (``count``/``last_seen``).
+    """
+
+    def __init__(self, rules: Sequence[Rule], *, lateness: timedelta = timedelta(0)) -> None:
+        self.rules = active_rules(rules)
+        self.lateness = lateness
+        self.stats = DetectorStats()
+        self.line_rules = [r for r in self.rules if r.kind == "line"]
+        self._any_program: list[Rule] = []
+        self._by_program: dict[str, list[Rule]] = {}
+        for rule in self.line_rules:
+            progs = rule.select.program
+            if progs and not any(ch in p for p in progs for ch in "*?["):
+                for p in progs:
+                    self._by_program.setdefault(p, []).append(rule)
+            else:
+                self._any_program.append(rule)
+        self._order = {r.id: i for i, r in enumerate(self.line_rules)}
+        self._cache: dict[str | None, list[Rule]] = {}
+        self.states: dict[str, CorrelationState] = {
+            r.id: _KINDS[r.kind](r, self.stats) for r in self.rules if r.correlation
+        }
+        self.subscribers: dict[str, list[CorrelationState]] = {}
+        for st in self.states.values():
+            for ref in st.corr.referenced():
+                self.subscribers.setdefault(ref, []).append(st)
+        self.suppressors = {
+            r.id: Suppressor(r, self.stats) for r in self.rules if r.suppress is not None
+        }
+        self.tables: dict[str, EnrichTable] = {}
+        self._sources: dict[str, list[EnrichTable]] = {}
+        self._consumers: dict[str, list[EnrichTable]] = {}
+        for r in self.rules:
+            for i, spec in enumerate(r.enrich):
+                name = f"{r.id}#{i}"
+                table = EnrichTable(spec, self.stats, name)
+                self.tables[name] = table
+                self._sources.setdefault(spec.rule, []).append(table)
+                self._consumers.setdefault(r.id, []).append(table)
+        self.watermarks: dict[str | None, datetime] = {}
+        self._buffer: dict[str | None, list[tuple[datetime, int, Match]]] = {}
+        self._seq = 0
+        self._recent_stamp: dict[str | None, str] = {}
+        self._recent: dict[str | None, dict[str, int]] = {}
+        self._heartbeats = [s for s in self.states.values() if isinstance(s, AbsenceState)]
+        self._judges: list[AbsenceState | Suppressor] = [
+            *self._heartbeats,
+            *(s for s in self.suppressors.values() if s.spec.digest),
+        ]
+
+    # -- matching ----------------------------------------------------------------------------
+
+    def rules_for(self, program: str | None) -> list[Rule]:
+        got = self._cache.get(program)
+        if got is None:
+            got = self._any_program + self._by_program.get(program or "", [])
+            got.sort(key=lambda r: self._order[r.id])
+            if len(self._cache) < 4096:
+                self._cache[program] = got
+        return got
+
+    def match(self, event: Event) -> list[Match]:
+        out = []
+        for rule in self.rules_for(event.program):
+            captures = rule.evaluate(event)
+            if captures is not None:
+                out.append(Match(rule, event, captures))
+        return out
+
+    # -- the stream ----------------------------------------------------------------------------
+
+    def process(self, event: Event) -> list[Finding]:
+        """Findings (new or updated) caused by one event, in event-time order."""
+        matches = self.match(event)
+        self.stats.matches += len(matches)
+        ts = event.timestamp
+        if ts is None:
+            out: list[Finding] = []
+            for m in matches:
+                out.extend(self._apply(m))
+            return out
+        if matches:
+            heap = self._buffer.setdefault(event.host, [])
+            for m in matches:
+                self._seq += 1
+                heapq.heappush(heap, (ts, self._seq, m))
+        return self.observe(event.host, ts)
+
+    def observe(self, host: str | None, ts: datetime) -> list[Finding]:
+        """Time passes on ``host``: release buffered matches and judge what has ended."""
+        wm = self.watermarks.get(host)
+        if wm is None or ts > wm:
+            self.watermarks[host] = wm = ts
+        release = wm - self.lateness
+        out: list[Finding] = []
+        heap = self._buffer.get(host)
+        while heap and heap[0][0] <= release:
+            t, _, m = heapq.heappop(heap)
+            out.extend(self._judge(host, t))
+            out.extend(self._apply(m))
+        out.extend(self._judge(host, release))
+        return out
+
+    def _judge(self, host: str | None, now: datetime) -> list[Finding]:
+        out: list[Finding] = []
+        for j in self._judges:
+            out.extend(j.judge(host, now))
+        return out
+
+    def _apply(self, m: Match) -> list[Finding]:
+        rule, event = m.rule, m.event
+        fields = m.fields
+        for table in self._consumers.get(rule.id, ()):
+            got = table.lookup(event, fields)
+            if got:
+                self.stats.enriched += 1
+                fields = {**fields, **{k: v for k, v in got.items() if k not in fields}}
+        for table in self._sources.get(rule.id, ()):
+            table.remember(event, fields)
+        out: list[Finding] = []
+        if rule.report:
+            f = self._numbered(base_finding(rule, event, fields))
+            sup = self.suppressors.get(rule.id)
+            out.extend(sup.offer(f, event, fields) if sup else [f])
+        for st in self.subscribers.get(rule.id, ()):
+            out.extend(st.on_match(rule.id, event, fields))
+        return out
+
+    def _numbered(self, f: Finding) -> Finding:
+        """Identical findings at the same time (repeated lines) get distinct occurrences."""
+        if f.timestamp is None:
+            return f
+        stamp = f.timestamp.isoformat()
+        if self._recent_stamp.get(f.host) != stamp:
+            self._recent_stamp[f.host] = stamp
+            self._recent[f.host] = {}
+        seen = self._recent[f.host]
+        base = f.key
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        return replace(f, occurrence=n) if n else f
+
+    def finish(self) -> list[Finding]:
+        """End of input: release everything buffered, flush digests, count open windows."""
+        out: list[Finding] = []
+        for host in list(self._buffer):
+            heap = self._buffer[host]
+            while heap:
+                t, _, m = heapq.heappop(heap)
+                out.extend(self._judge(host, t))
+                out.extend(self._apply(m))
+        for sup in self.suppressors.values():
+            out.extend(sup.finish())
+        for st in self.states.values():
+            st.finish()
+        return out
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """All state as JSON-able data (see :meth:`restore`)."""
+        return {
+            "version": 1,
+            "watermarks": [[h, t.isoformat()] for h, t in self.watermarks.items()],
+            "buffer": [
+                [
+                    h,
+                    [
+                        [t.isoformat(), s, m.rule.id, m.event.as_dict(), m.fields]
+                        for t, s, m in heap
+                    ],
+                ]
+                for h, heap in self._buffer.items()
+                if heap
+            ],
+            "seq": self._seq,
+            "recent": [[h, self._recent_stamp[h], seen] for h, seen in self._recent.items()],
+            "states": {rid: st.snapshot() for rid, st in self.states.items()},
+            "suppress": {rid: s.snapshot() for rid, s in self.suppressors.items()},
+            "enrich": {name: t.snapshot() for name, t in self.tables.items()},
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`snapshot`; state of rules no longer loaded is dropped."""
+        if data.get("version") != 1:
+            raise ValueError("unknown detector state version")
+        by_id = {r.id: r for r in self.rules}
+        self.watermarks = {h: datetime.fromisoformat(t) for h, t in data["watermarks"]}
+        self._buffer = {}
+        for h, items in data["buffer"]:
+            heap = []
+            for t, s, rid, ev, fields in items:
+                if rid in by_id:
+                    heap.append(
+                        (
+                            datetime.fromisoformat(t),
+                            s,
+                            Match(by_id[rid], Event.from_dict(ev), dict(fields)),
+                        )
+                    )
+            heapq.heapify(heap)
+            self._buffer[h] = heap
+        self._seq = int(data["seq"])
+        self._recent_stamp = {h: st for h, st, _ in data.get("recent", [])}
+        self._recent = {h: dict(seen) for h, _, seen in data.get("recent", [])}
+        for rid, st_data in data["states"].items():
+            if rid in self.states:
+                self.states[rid].restore(st_data)
+        for rid, s_data in data["suppress"].items():
+            if rid in self.suppressors:
+                self.suppressors[rid].restore(s_data)
+        for name, t_data in data["enrich"].items():
+            if name in self.tables:
+                self.tables[name].restore(t_data)
