@@ -34,7 +34,9 @@ def shared_path(*parts: str) -> Path:
 def require_program(name: str, *candidates: str) -> str:
     """The path of a real program, or skip (fail under CI) when it is not installed."""
     for cand in (name, *candidates):
-        found = shutil.which(cand) or (cand if os.path.isabs(cand) and os.access(cand, os.X_OK) else None)
+        found = shutil.which(cand) or (
+            cand if os.path.isabs(cand) and os.access(cand, os.X_OK) else None
+        )
         if found:
             return found
     message = f"{name} is not installed (make test installs it as root: see APT_PACKAGES)"

@@ -47,7 +47,14 @@ def jsonl(text: str) -> list[dict[str, object]]:
 
 def test_every_command_has_help_and_is_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
-    for cmd in (["scan"], ["parse"], ["rules"], ["rules", "list"], ["rules", "validate"], ["rules", "test"]):
+    for cmd in (
+        ["scan"],
+        ["parse"],
+        ["rules"],
+        ["rules", "list"],
+        ["rules", "validate"],
+        ["rules", "test"],
+    ):
         code, out, _ = run(*cmd, "--help")
         assert code == 0 and "Usage:" in out, cmd
         assert f"logwarden {' '.join(cmd)}" in readme, f"README lacks `logwarden {' '.join(cmd)}`"
@@ -70,7 +77,9 @@ def test_scan_jsonl_has_the_contract_fields(log: Path) -> None:
     assert dsn["fields"]["queue_id"] == "6AU8MP47017782"  # type: ignore[index]
     assert dsn["fields"]["dsn_queue_id"] == "6AU8MP47017783"  # type: ignore[index]
     assert isinstance(dsn["title"], str) and dsn["message"]
-    assert re.search(r"counts: 1 files, 4 lines, \d+ candidates, \d+ parsed, 0 unparsed, 3 findings", err)
+    assert re.search(
+        r"counts: 1 files, 4 lines, \d+ candidates, \d+ parsed, 0 unparsed, 3 findings", err
+    )
 
 
 def test_scan_table_is_default_and_prints_counts(log: Path) -> None:
@@ -99,10 +108,22 @@ def test_scan_fail_on(log: Path) -> None:
 
 
 def test_scan_since_until_year_tz(log: Path) -> None:
-    code, out, _ = run("scan", str(log), "--format", "jsonl", "--tz", "UTC",
-                       "--since", "2026-11-30T08:00:00", "--until", "2026-11-30T08:23:00")
+    code, out, _ = run(
+        "scan",
+        str(log),
+        "--format",
+        "jsonl",
+        "--tz",
+        "UTC",
+        "--since",
+        "2026-11-30T08:00:00",
+        "--until",
+        "2026-11-30T08:23:00",
+    )
     assert [r["rule"] for r in jsonl(out)] == ["sendmail.dsn-return-receipt"]
-    code, out, _ = run("scan", str(log), "--format", "jsonl", "--year", "2019", "--tz", "Europe/Berlin")
+    code, out, _ = run(
+        "scan", str(log), "--format", "jsonl", "--year", "2019", "--tz", "Europe/Berlin"
+    )
     stamps = [r["timestamp"] for r in jsonl(out)]
     assert stamps[0] == "2019-11-30T07:00:01+01:00"
 
@@ -132,7 +153,9 @@ def test_scan_rules_dir_and_no_builtin(log: Path, tmp_path: Path) -> None:
       no_match: ['Nov 30 08:00:00 vm other[1]: nothing']
 """
     )
-    code, out, _ = run("scan", str(log), "--rules", str(rules), "--no-builtin-rules", "--format", "jsonl")
+    code, out, _ = run(
+        "scan", str(log), "--rules", str(rules), "--no-builtin-rules", "--format", "jsonl"
+    )
     assert [r["rule"] for r in jsonl(out)] == ["cron.nothing"]
     code, out, _ = run("scan", str(log), "--rules", str(rules), "--format", "jsonl")
     assert len(jsonl(out)) == 4
@@ -162,7 +185,16 @@ def test_parse_prints_every_line_and_totals(tmp_path: Path) -> None:
     rows = jsonl(out)
     assert rows[0]["program"] == "cron" and rows[0]["pid"] == 12 and rows[0]["host"] == "vm"
     assert rows[0]["format"] == "syslog" and rows[0]["source"] == f"{p}:1"
-    assert set(rows[0]) >= {"timestamp", "host", "program", "pid", "level", "message", "format", "source"}
+    assert set(rows[0]) >= {
+        "timestamp",
+        "host",
+        "program",
+        "pid",
+        "level",
+        "message",
+        "format",
+        "source",
+    }
     assert "3 lines, 2 parsed, 1 unparsed" in err
     code, out, _ = run("parse", str(p), "--print-unparsed")
     assert any(r.get("unparsed") and str(r["source"]).startswith(f"{p}:3:") for r in jsonl(out))

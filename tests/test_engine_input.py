@@ -48,7 +48,9 @@ def test_signature_is_found_with_location(engine: Engine, tmp_path: Path) -> Non
     assert result.stats.candidates == 1
 
 
-def test_invalid_utf8_nul_and_crlf_are_reported_and_still_matched(engine: Engine, tmp_path: Path) -> None:
+def test_invalid_utf8_nul_and_crlf_are_reported_and_still_matched(
+    engine: Engine, tmp_path: Path
+) -> None:
     data = (
         line(1)
         + b"Nov 30 08:00:02 vm dovecot: bad \xff\xfe bytes\n"
@@ -76,7 +78,9 @@ def test_overlong_line_is_cut_counted_and_the_rest_goes_on(engine: Engine, tmp_p
     assert [f.line for f in result.findings] == [2, 3]
 
 
-def test_truncated_gzip_is_reported_and_the_readable_part_scanned(engine: Engine, tmp_path: Path) -> None:
+def test_truncated_gzip_is_reported_and_the_readable_part_scanned(
+    engine: Engine, tmp_path: Path
+) -> None:
     body = b"".join(line(i, DOVECOT if i == 5 else "pop3-login: x%d" % i) for i in range(4000))
     blob = gzip.compress(body)
     path = write(tmp_path, "mail.log.2.gz", blob[: len(blob) * 2 // 3])
@@ -87,14 +91,18 @@ def test_truncated_gzip_is_reported_and_the_readable_part_scanned(engine: Engine
 
 
 def test_unknown_format_and_unparsed_lines_are_counted(engine: Engine, tmp_path: Path) -> None:
-    path = write(tmp_path, "weird.log", b"".join(b"%d|%d|no format here\n" % (i, i) for i in range(30)))
+    path = write(
+        tmp_path, "weird.log", b"".join(b"%d|%d|no format here\n" % (i, i) for i in range(30))
+    )
     result = engine.scan([path])
     assert result.findings == []
     assert kinds(result).get("unknown-format") == 1
     assert result.problems[0].location.path == path
 
 
-def test_unreadable_file_is_reported_and_others_still_scanned(engine: Engine, tmp_path: Path) -> None:
+def test_unreadable_file_is_reported_and_others_still_scanned(
+    engine: Engine, tmp_path: Path
+) -> None:
     if os.geteuid() == 0:
         # root reads any mode: make it unreadable another way, a directory loop is not
         # possible, so use a FIFO-free trick: a path that vanishes between listing and reading
@@ -130,10 +138,18 @@ def test_unreadable_file_is_reported_and_others_still_scanned(engine: Engine, tm
 
 
 def test_since_until_select_by_event_time(engine: Engine, tmp_path: Path) -> None:
-    path = write(tmp_path, "syslog", line(10, DOVECOT) + line(20 * 60, DOVECOT) + line(40 * 60, DOVECOT))
+    path = write(
+        tmp_path, "syslog", line(10, DOVECOT) + line(20 * 60, DOVECOT) + line(40 * 60, DOVECOT)
+    )
     rules = load_rules()
-    eng = Engine(rules, ScanOptions(tz=UTC, since=datetime(2026, 11, 30, 8, 10, tzinfo=UTC),
-                                    until=datetime(2026, 11, 30, 8, 30, tzinfo=UTC)))
+    eng = Engine(
+        rules,
+        ScanOptions(
+            tz=UTC,
+            since=datetime(2026, 11, 30, 8, 10, tzinfo=UTC),
+            until=datetime(2026, 11, 30, 8, 30, tzinfo=UTC),
+        ),
+    )
     result = eng.scan([path])
     assert [f.line for f in result.findings] == [2]
     assert result.stats.out_of_range == 2
@@ -141,8 +157,12 @@ def test_since_until_select_by_event_time(engine: Engine, tmp_path: Path) -> Non
 
 def test_year_inference_uses_mtime_and_rollover(engine: Engine, tmp_path: Path) -> None:
     data = (
-        b"Dec 31 23:59:58 vm dovecot: " + DOVECOT.encode() + b"\n"
-        + b"Jan  1 00:00:01 vm dovecot: " + DOVECOT.encode() + b"\n"
+        b"Dec 31 23:59:58 vm dovecot: "
+        + DOVECOT.encode()
+        + b"\n"
+        + b"Jan  1 00:00:01 vm dovecot: "
+        + DOVECOT.encode()
+        + b"\n"
     )
     p = tmp_path / "syslog.1"
     p.write_bytes(data)

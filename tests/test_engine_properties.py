@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.detection.correlate import Detector
 from pipeline.detection.loader import load_rules
 from pipeline.detection.prefilter import Prefilter
-from pipeline.detection.correlate import Detector
 from pipeline.engine import LineProcessor, ScanStats, TimeMark, Unparsed
 from pipeline.errors import Problem
 from pipeline.grammars import FORMATS
@@ -63,12 +63,14 @@ def run(data: bytes, fmt: str | None, all_lines: bool) -> tuple[ScanStats, list[
 
 @settings(max_examples=250, deadline=None)
 @given(lines, st.sampled_from([None, *sorted(FORMATS)]))
-def test_every_line_becomes_an_event_or_a_located_failure(parts: list[bytes], fmt: str | None) -> None:
+def test_every_line_becomes_an_event_or_a_located_failure(
+    parts: list[bytes], fmt: str | None
+) -> None:
     data = b"\n".join(p.replace(b"\n", b" ") for p in parts)
     stats, problems, events, unparsed = run(data, fmt, all_lines=True)
-    non_comment = [
-        p for p in data.split(b"\n") if not p.rstrip(b"\r").startswith(b"#")
-    ] if data else []
+    non_comment = (
+        [p for p in data.split(b"\n") if not p.rstrip(b"\r").startswith(b"#")] if data else []
+    )
     blank = sum(1 for p in non_comment if not p.rstrip(b"\r")[:128].strip())
     assert events + unparsed + blank == len(non_comment)
     assert sum(stats.unparsed.values()) == unparsed

@@ -21,9 +21,18 @@ def test_first_year_comes_from_the_reference_and_never_lies_in_the_future() -> N
 
 def test_new_year_rollover_and_a_late_line() -> None:
     r = TimeResolver(UTC, datetime(2026, 1, 10, tzinfo=UTC))
-    got = [r.resolve(yearless(m, d), True).date().isoformat() for m, d in
-           [(12, 30), (12, 31), (1, 1), (12, 31), (1, 2), (1, 9)]]
-    assert got == ["2025-12-30", "2025-12-31", "2026-01-01", "2025-12-31", "2026-01-02", "2026-01-09"]
+    got = [
+        r.resolve(yearless(m, d), True).date().isoformat()
+        for m, d in [(12, 30), (12, 31), (1, 1), (12, 31), (1, 2), (1, 9)]
+    ]
+    assert got == [
+        "2025-12-30",
+        "2025-12-31",
+        "2026-01-01",
+        "2025-12-31",
+        "2026-01-02",
+        "2026-01-09",
+    ]
 
 
 def test_fixed_year_overrides_and_still_rolls_over() -> None:

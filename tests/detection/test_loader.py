@@ -53,16 +53,48 @@ def test_good_rule_loads_with_everything() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("    tags: [demo]\n", "    tags: [demo]\n    colour: red\n", "r.yaml:9: unknown key 'colour'"),
-        ("    severity: high\n", "    severity: high\n    severity: low\n", "r.yaml:5:5: duplicate key 'severity'"),
+        (
+            "    tags: [demo]\n",
+            "    tags: [demo]\n    colour: red\n",
+            "r.yaml:9: unknown key 'colour'",
+        ),
+        (
+            "    severity: high\n",
+            "    severity: high\n    severity: low\n",
+            "r.yaml:5:5: duplicate key 'severity'",
+        ),
         ("    severity: high\n", "    severity: urgent\n", "r.yaml:4: unknown severity 'urgent'"),
-        ("'^thing (?P<name>[a-z]+) broke$'", "'^thing (?P<name>[a-z]+ broke$'", "r.yaml:13: regex of 'message': invalid regex"),
-        ("'^thing (?P<name>[a-z]+) broke$'", "'^thing (?P<name>.*) broke$'", "r.yaml:13: regex of 'message': named group 'name' holds an unbounded catch-all"),
-        ("  - id: demo.thing-broke\n", "  - id: Demo Thing\n", "r.yaml:2: invalid rule id 'Demo Thing'"),
+        (
+            "'^thing (?P<name>[a-z]+) broke$'",
+            "'^thing (?P<name>[a-z]+ broke$'",
+            "r.yaml:13: regex of 'message': invalid regex",
+        ),
+        (
+            "'^thing (?P<name>[a-z]+) broke$'",
+            "'^thing (?P<name>.*) broke$'",
+            "r.yaml:13: regex of 'message': named group 'name' holds an unbounded catch-all",
+        ),
+        (
+            "  - id: demo.thing-broke\n",
+            "  - id: Demo Thing\n",
+            "r.yaml:2: invalid rule id 'Demo Thing'",
+        ),
         ("    title: A thing broke\n", "", "r.yaml:2: missing required key 'title'"),
-        ("      no_match:\n        - 'Nov 30 08:00:00 vm other[1]: thing alpha broke'\n", "", "r.yaml:15: examples need a 'no_match' list"),
-        ("        regex:", "        regexp:", "r.yaml:13: unknown key 'regexp' in condition on 'message'"),
-        ("    select:\n", "    select:\n      prog: [x]\n", "r.yaml:10: unknown key 'prog' in select"),
+        (
+            "      no_match:\n        - 'Nov 30 08:00:00 vm other[1]: thing alpha broke'\n",
+            "",
+            "r.yaml:15: examples need a 'no_match' list",
+        ),
+        (
+            "        regex:",
+            "        regexp:",
+            "r.yaml:13: unknown key 'regexp' in condition on 'message'",
+        ),
+        (
+            "    select:\n",
+            "    select:\n      prog: [x]\n",
+            "r.yaml:10: unknown key 'prog' in select",
+        ),
     ],
 )
 def test_errors_name_file_and_line(old: str, new: str, expected: str) -> None:
@@ -139,8 +171,9 @@ yaml_scalars = st.one_of(
 )
 yaml_values = st.recursive(
     yaml_scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

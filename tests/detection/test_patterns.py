@@ -35,7 +35,14 @@ def test_lookaround_falls_back_to_re_when_safe() -> None:
 
 @pytest.mark.parametrize(
     "pattern",
-    [r"(a+)+(?=b)", r"^(\w+\s?)*(?=x)", r"x.*.*(?=y)", r"(?P<from>.*)>", r"(?P<v>.+)", r"(?P<v>.{3,})"],
+    [
+        r"(a+)+(?=b)",
+        r"^(\w+\s?)*(?=x)",
+        r"x.*.*(?=y)",
+        r"(?P<from>.*)>",
+        r"(?P<v>.+)",
+        r"(?P<v>.{3,})",
+    ],
 )
 def test_unsafe_patterns_are_refused(pattern: str) -> None:
     with pytest.raises(PatternError):

@@ -61,7 +61,9 @@ def test_binary_files_in_directories_are_skipped_and_reported(tmp_path: Path) ->
     assert problems[0].kind == "unknown-format" and problems[0].location.path.endswith("wtmp")
 
 
-def _chunks(data: bytes, chunk_size: int, max_line: int = 64) -> tuple[list[tuple[bytes, int]], list[Problem]]:
+def _chunks(
+    data: bytes, chunk_size: int, max_line: int = 64
+) -> tuple[list[tuple[bytes, int]], list[Problem]]:
     problems: list[Problem] = []
     out = [
         (c.data, c.first_line)
