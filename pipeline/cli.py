@@ -265,6 +265,14 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     type=click.Choice([str(s) for s in Severity]),
     help="Exit 1 when a finding at or above this severity exists.",
 )
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Continue detection state (open windows, suppression, joins) from this SQLite "
+    "file and save it back, so the next scan of newer logs goes on where this one ended.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the counts.")
 @handle_errors
 def scan(
@@ -279,6 +287,7 @@ def scan(
     tz: str | None,
     input_format: str | None,
     fail_on: str | None,
+    state_path: str | None,
     quiet: bool,
 ) -> None:
     """Scan log files for known failure signatures (batch forensics).
@@ -292,7 +301,19 @@ def scan(
     if not rules:
         fail("no rules loaded (--no-builtin-rules without --rules?)")
     engine = Engine(rules, _options(since, until, year, tz, input_format))
-    result = engine.scan(list(paths) if paths else _default_paths())
+    inputs = list(paths) if paths else _default_paths()
+    if state_path:
+        from pipeline.state import StateDB
+
+        with StateDB(state_path) as db:
+            detector = engine.new_detector()
+            saved = db.load_detector("scan")
+            if saved is not None:
+                detector.restore(saved)
+            result = engine.scan(inputs, detector=detector)
+            db.save_detector("scan", detector.snapshot())
+    else:
+        result = engine.scan(inputs)
     findings = sorted(
         result.findings,
         key=lambda f: (f.timestamp.timestamp() if f.timestamp else float("-inf"), f.source, f.line),
@@ -422,8 +443,11 @@ def rules_list(rule_dirs: tuple[str, ...], no_builtin_rules: bool, out_format: s
                 json.dumps(
                     {
                         "id": r.id,
+                        "type": r.kind,
                         "severity": str(r.severity),
                         "title": r.title,
+                        "enabled": r.enabled,
+                        "reports": r.report,
                         "tags": list(r.tags),
                         "location": str(r.location),
                     }
@@ -431,11 +455,13 @@ def rules_list(rule_dirs: tuple[str, ...], no_builtin_rules: bool, out_format: s
             )
         return
     table = Table(header_style="bold")
-    for col in ("id", "severity", "title", "tags", "defined at"):
+    for col in ("id", "type", "severity", "title", "tags", "defined at"):
         table.add_column(col, overflow="fold")
     for r in loaded:
+        kind = r.kind + ("" if r.enabled else ", off") + ("" if r.report else ", helper")
         table.add_row(
             r.id,
+            kind,
             Text(str(r.severity), style=SEVERITY_STYLE[r.severity]),
             r.title,
             ", ".join(r.tags),
@@ -460,7 +486,7 @@ def rules_validate(directory: str | None) -> None:
     for e in errors:
         click.echo(f"error: {e}", err=True)
     for r in loaded:
-        if not r.literals:
+        if r.kind == "line" and not r.literals:
             click.echo(
                 f"warning: {r.location}: [{r.id}] has no required literal; every line will "
                 "be parsed for it (slower, still correct)",
@@ -502,7 +528,7 @@ def rules_test(directory: str | None, samples_dir: str | None) -> None:
         failures.extend(
             TestFailure(r.location, r.id, f"no sample under {samples_dir} yields this rule")
             for r in loaded
-            if r.id not in seen
+            if r.id not in seen and r.report and r.enabled
         )
     for f in failures:
         click.echo(f"FAIL {f}", err=True)

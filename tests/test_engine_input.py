@@ -16,6 +16,17 @@ DOVECOT = (
     "master: Warning: service(pop3-login): process_limit (2) reached, "
     "client connections are being dropped"
 )
+# a signature without suppression, so repeated lines are separate findings
+RECEIPT = "6AU8MP47017782: 6AU8MP47017783: DSN: Return receipt"
+
+
+def receipt(n: int) -> bytes:
+    return line(n, RECEIPT, "sm-mta[17783]")
+
+
+def limit(service: str) -> str:
+    """The dovecot signature for one service (suppression folds a service's repeats)."""
+    return DOVECOT.replace("pop3-login", service)
 
 
 def line(n: int, msg: str = "pop3-login: Login: user=<a>", prog: str = "dovecot") -> bytes:
@@ -55,8 +66,8 @@ def test_invalid_utf8_nul_and_crlf_are_reported_and_still_matched(
         line(1)
         + b"Nov 30 08:00:02 vm dovecot: bad \xff\xfe bytes\n"
         + b"Nov 30 08:00:03 vm dovecot: nul \x00 byte\n"
-        + line(4, DOVECOT + " \xe9").replace(b"\xc3\xa9", b"\xe9")
-        + line(5, DOVECOT).replace(b"\n", b"\r\n")
+        + line(4, limit("imap-login") + " \xe9").replace(b"\xc3\xa9", b"\xe9")
+        + receipt(5).replace(b"\n", b"\r\n")
     )
     path = write(tmp_path, "syslog", data)
     result = engine.scan([path])
@@ -69,8 +80,8 @@ def test_invalid_utf8_nul_and_crlf_are_reported_and_still_matched(
 
 
 def test_overlong_line_is_cut_counted_and_the_rest_goes_on(engine: Engine, tmp_path: Path) -> None:
-    huge = line(1, DOVECOT + " " + "x" * 200_000)
-    path = write(tmp_path, "syslog", line(0) + huge + line(2, DOVECOT))
+    huge = line(1, limit("imap-login") + " " + "x" * 200_000)
+    path = write(tmp_path, "syslog", line(0) + huge + line(2, limit("pop3-login")))
     result = engine.scan([path])
     assert kinds(result) == {"line-too-long": 1}
     assert result.problems[0].location.line == 2
@@ -157,11 +168,11 @@ def test_since_until_select_by_event_time(engine: Engine, tmp_path: Path) -> Non
 
 def test_year_inference_uses_mtime_and_rollover(engine: Engine, tmp_path: Path) -> None:
     data = (
-        b"Dec 31 23:59:58 vm dovecot: "
-        + DOVECOT.encode()
+        b"Dec 31 23:59:58 vm sm-mta[1]: "
+        + RECEIPT.encode()
         + b"\n"
-        + b"Jan  1 00:00:01 vm dovecot: "
-        + DOVECOT.encode()
+        + b"Jan  1 00:00:01 vm sm-mta[1]: "
+        + RECEIPT.encode()
         + b"\n"
     )
     p = tmp_path / "syslog.1"

@@ -74,11 +74,16 @@ def group_key(names: Sequence[str], event: Event, fields: Mapping[str, str]) -> 
 
 
 def _human(d: timedelta) -> str:
+    """``4m31s``, ``24h``, ``1d2h``: a duration as an admin writes it."""
     secs = int(d.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs and secs % size == 0:
-            return f"{secs // size}{unit}"
-    return f"{secs}s"
+    if secs <= 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if secs >= size:
+            parts.append(f"{secs // size}{unit}")
+            secs %= size
+    return "".join(parts)
 
 
 @dataclass(slots=True)
@@ -138,7 +143,7 @@ class EnrichTable:
         self.rows: dict[GroupKey, tuple[datetime | None, dict[str, str]]] = {}
 
     def remember(self, event: Event, fields: Mapping[str, str]) -> None:
-        key = group_key(self.spec.on, event, fields)
+        key = group_key(self.spec.by, event, fields)
         if any(v is None for v in key):
             return
         values = {c: v for c in self.spec.copy if (v := _value(c, event, fields)) is not None}
@@ -160,7 +165,7 @@ class EnrichTable:
             del self.rows[key]
 
     def lookup(self, event: Event, fields: Mapping[str, str]) -> dict[str, str]:
-        key = group_key(self.spec.on, event, fields)
+        key = group_key(self.spec.by, event, fields)
         row = self.rows.get(key)
         if row is None:
             return {}
@@ -397,10 +402,9 @@ class ThresholdState(CorrelationState):
             done = None
             del self.fired[key]
         if done is None and n >= self.corr.count:
-            shown = {**fields, "count": str(n)}
             f = self.finding(
                 event,
-                shown,
+                fields,
                 f"{n} × {self._of_title()} within {_human(self.corr.window)}"
                 f" (since {win[0][0].isoformat()})",
                 (r for _, r in win),
@@ -494,7 +498,9 @@ class SequenceState(CorrelationState):
         else:
             p.progress += 1
         for k, v in fields.items():
-            p.fields.setdefault(k, v)
+            have = p.fields.setdefault(k, v)
+            if have != v:  # a later step's different value: keep it too, as name.N
+                p.fields.setdefault(f"{k}.{p.step + 1}", v)
         if len(p.related) < max(self.corr.sample, len(self.steps)):
             p.related.append(Related.of(event))
         if p.progress >= step.count:
@@ -540,7 +546,7 @@ class SequenceState(CorrelationState):
         return self.finding(
             event,
             p.fields,
-            f"{names} on {event.host or 'one source'} within {_human(took) if took else '0s'}"
+            f"{names} on {event.host or 'one source'} within {_human(took)}"
             f" (started {p.start.isoformat()})",
             p.related,
             count=len(p.related),

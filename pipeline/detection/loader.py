@@ -73,11 +73,11 @@ TYPE_KEYS = {
 }
 STEP_KEYS = {"rule", "where", "count", "distinct"}
 SUPPRESS_KEYS = {"period", "group_by", "digest"}
-ENRICH_KEYS = {"rule", "on", "copy", "keep"}
+ENRICH_KEYS = {"rule", "by", "copy", "keep"}
 OVERRIDE_KEYS = {"id", "enabled", "severity", "window", "hosts", "count", "suppress"}
 EXAMPLE_SCENARIO_KEYS = {"lines", "fields", "count"}
 SELECT_KEYS = ("format", "program", "host", "level")
-CONDITION_KEYS = {"equals", "in", "contains", "regex", "if_present"}
+CONDITION_KEYS = {"equals", "in", "not_in", "contains", "regex", "if_present"}
 EXAMPLE_KEYS = {"match", "no_match"}
 EXAMPLE_ITEM_KEYS = {"line", "fields", "lines", "count"}
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)+$")
@@ -211,7 +211,9 @@ class _Reader:
             return None
         ops = set(spec_d) - {"if_present"}
         if not ops:
-            self.err(f"condition on {name!r} has no test (equals, in, contains or regex)", line)
+            self.err(
+                f"condition on {name!r} has no test (equals, in, not_in, contains or regex)", line
+            )
             return None
         kwargs: dict[str, Any] = {"field": name}
         ok = True
@@ -223,17 +225,19 @@ class _Reader:
                     ok = False
                 else:
                     kwargs[key] = str(v)
-        if "in" in spec_d:
-            v = spec_d["in"]
+        for key, attr in (("in", "one_of"), ("not_in", "none_of")):
+            if key not in spec_d:
+                continue
+            v = spec_d[key]
             if (
                 not isinstance(v, list)
                 or not v
                 or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v)
             ):
-                self.err(f"'in' of {name!r} must be a non-empty list of texts", line)
+                self.err(f"{key!r} of {name!r} must be a non-empty list of texts", line)
                 ok = False
             else:
-                kwargs["one_of"] = frozenset(str(x) for x in v)
+                kwargs[attr] = frozenset(str(x) for x in v)
         if "regex" in spec_d:
             pat = spec_d["regex"]
             rline = spec.line_of("regex") if isinstance(spec, LocDict) else line
@@ -395,14 +399,14 @@ class _Reader:
                 continue
             self.unknown_keys(item, ENRICH_KEYS, "an enrich entry")
             rule_id = self.text(item, "rule")
-            on = self.text_list(item, "on")
+            by = self.text_list(item, "by")
             copy = self.text_list(item, "copy")
             keep = self.duration(item, "keep", required=True)
-            if not on or not copy:
-                self.err("an enrich entry needs 'on' and 'copy' fields", iline)
+            if not by or not copy:
+                self.err("an enrich entry needs 'by' and 'copy' fields", iline)
                 continue
             if rule_id and keep is not None:
-                out.append(Enrich(rule_id, on, copy, keep))
+                out.append(Enrich(rule_id, by, copy, keep))
         return tuple(out)
 
     def correlation(self, kind: str, node: LocDict) -> Correlation | None:

@@ -24,6 +24,7 @@ class Condition:
     contains: str | None = None
     regex: CompiledPattern | None = None
     if_present: bool = False
+    none_of: frozenset[str] | None = None
 
     def test(self, event: Event) -> dict[str, str] | None:
         """The captures (possibly empty) when the condition holds, else None."""
@@ -38,6 +39,8 @@ class Condition:
         if self.equals is not None and value != self.equals:
             return None
         if self.one_of is not None and value not in self.one_of:
+            return None
+        if self.none_of is not None and value in self.none_of:
             return None
         if self.contains is not None and self.contains not in value:
             return None
@@ -193,10 +196,10 @@ class Suppress:
 
 @dataclass(frozen=True, slots=True)
 class Enrich:
-    """Copy fields from an earlier match of ``rule`` that agrees on the ``on`` fields."""
+    """Copy fields from an earlier match of ``rule`` that agrees on the ``by`` fields."""
 
     rule: str
-    on: tuple[str, ...]
+    by: tuple[str, ...]
     copy: tuple[str, ...]
     keep: timedelta
 

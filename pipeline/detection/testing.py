@@ -117,13 +117,11 @@ def _check_example(
         out.append(TestFailure(ex.location, rule.id, "match example did not match"))
         return out
     if mine:
-        got = dict(mine[0].fields)
         for k, v in ex.fields.items():
-            if got.get(k) != v:
+            value = _field(mine[0], k)
+            if value != v:
                 out.append(
-                    TestFailure(
-                        ex.location, rule.id, f"field {k!r}: expected {v!r}, got {got.get(k)!r}"
-                    )
+                    TestFailure(ex.location, rule.id, f"field {k!r}: expected {v!r}, got {value!r}")
                 )
     return out
 
@@ -180,6 +178,15 @@ class Expectations:
 
     lines: dict[int, list[tuple[str, dict[str, str]]]]
     counts: list[tuple[str, int, dict[str, str], int]]  # rule, n, fields, annotation line
+
+
+def _field(f: Finding, name: str) -> str | None:
+    """A captured field, or else a finding attribute such as ``count`` or ``host``, as text."""
+    value = f.fields.get(name)
+    if value is None and name in ("count", "host", "program", "severity", "title"):
+        attr = getattr(f, name)
+        value = None if attr is None else str(attr)
+    return value
 
 
 def _fields(parts: Sequence[str]) -> dict[str, str]:
@@ -258,7 +265,7 @@ def _compare(
             failures.append(TestFailure(loc, rid, "unexpected finding (not annotated)"))
         for rid in sorted(set(want) & set(have)):
             for k, v in want[rid].items():
-                value = have[rid].fields.get(k)
+                value = _field(have[rid], k)
                 if value != v:
                     failures.append(
                         TestFailure(loc, rid, f"field {k!r}: expected {v!r}, got {value!r}")
