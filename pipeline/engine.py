@@ -23,6 +23,7 @@ from pipeline.errors import Location, Problem
 from pipeline.grammars import FORMATS, get_format, parse_any, sniff_format
 from pipeline.grammars.base import GrammarError, LineFormat, Parsed
 from pipeline.grammars.bodies import parse_body
+from pipeline.grammars.fastpath import FAST_PATHS
 from pipeline.model import Event, Finding
 from pipeline.sources.files import (
     MAX_LINE,
@@ -145,14 +146,17 @@ class LineProcessor:
         *,
         fmt: str | None = None,
         max_line: int = MAX_LINE,
+        body_fields: bool = True,
     ) -> None:
         self.display = display
+        self.body_fields = body_fields
         self.resolver = resolver
         self.prefilter = prefilter
         self.report = report
         self.stats = stats
         self.max_line = max_line
         self.format: LineFormat | None = get_format(fmt) if fmt else None
+        self._fast = FAST_PATHS.get(fmt) if fmt else None
         self.forced = fmt is not None
         self.sniffed = fmt is not None
         self.unknown_reported = False
@@ -171,6 +175,7 @@ class LineProcessor:
         name = sniff_format(sample) if sample else None
         if name is not None:
             self.format = FORMATS[name]
+            self._fast = FAST_PATHS.get(name)
             self.stats.formats[name] += 1
         elif sample:
             self.stats.formats["unknown"] += 1
@@ -243,7 +248,9 @@ class LineProcessor:
         reason = ""
         if self.format is not None:
             try:
-                parsed = self.format.parse(text)
+                parsed = self._fast(text) if self._fast else None
+                if parsed is None:
+                    parsed = self.format.parse(text)
             except GrammarError as exc:
                 reason = f"{exc} (column {exc.col + 1})"
                 loc = Location(self.display, line_no, exc.col + 1)
@@ -260,7 +267,7 @@ class LineProcessor:
         ts = parsed.timestamp
         aware = self.resolver.resolve(ts, parsed.year_missing) if ts is not None else None
         fields = dict(parsed.fields)
-        if parsed.message:
+        if parsed.message and self.body_fields:
             for key, value in parse_body(parsed.program, parsed.message).items():
                 fields.setdefault(key, value)
         return Event(
@@ -285,8 +292,9 @@ class LineProcessor:
         raw = raw[: self.max_line].rstrip(b"\r")
         if not raw.strip() or raw.startswith(b"#"):
             return None
+        text = raw.decode("utf-8", "replace")
         try:
-            parsed = self.format.parse(raw.decode("utf-8", "replace"))
+            parsed = (self._fast(text) if self._fast else None) or self.format.parse(text)
         except GrammarError:
             return None
         if parsed.timestamp is None:
@@ -379,6 +387,7 @@ class Engine:
         self.options = options or ScanOptions()
         self.detector = self.new_detector()
         self.prefilter = Prefilter(self.detector.line_rules)
+        self.body_fields = self.detector.needs_body_fields()
         self.tz = self.options.tz or local_zone()
 
     def new_detector(self) -> Detector:
@@ -428,6 +437,7 @@ class Engine:
             stats,
             fmt=o.format,
             max_line=o.max_line,
+            body_fields=all_lines or self.body_fields,
         )
         stats.files += 1
         try:

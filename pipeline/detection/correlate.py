@@ -46,6 +46,8 @@ MAX_REMEMBERED = 200_000
 MAX_WINDOW_EVENTS = 10_000
 
 GroupKey = tuple[str | None, ...]
+#: fields every event has from its envelope grammar
+ENVELOPE_FIELDS = frozenset({"message", "program", "host", "level", "pid", "format"})
 
 
 def _key_text(key: GroupKey) -> str:
@@ -739,6 +741,35 @@ class Detector:
             *self._heartbeats,
             *(s for s in self.suppressors.values() if s.spec.digest),
         ]
+
+    # -- what events must carry ---------------------------------------------------------------
+
+    def needs_body_fields(self) -> bool:
+        """Whether any active rule reads a field only a body grammar provides.
+
+        Body grammars cost as much as the envelope; when every field the rules read is an
+        envelope field, a capture of the rule (or of the rules it names), a field copied by
+        an enrichment, or a journal field, the engine skips them.
+        """
+        by_id = {r.id: r for r in self.rules}
+        copied: dict[str, set[str]] = {}
+        for r in self.rules:
+            copied[r.id] = {c for e in r.enrich for c in e.copy}
+        sources: dict[str, set[str]] = {}
+        for r in self.rules:
+            for e in r.enrich:
+                sources.setdefault(e.rule, set()).update(e.by, e.copy)
+        for r in self.rules:
+            names = r.looked_up() | sources.get(r.id, set())
+            own = r.captures() | copied.get(r.id, set())
+            if r.correlation is not None:
+                for ref in r.correlation.referenced():
+                    if ref in by_id:
+                        own |= by_id[ref].captures() | copied.get(ref, set())
+            for name in names - own - ENVELOPE_FIELDS:
+                if not (name.startswith("_") or name.isupper()):
+                    return True
+        return False
 
     # -- matching ----------------------------------------------------------------------------
 

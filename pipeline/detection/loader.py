@@ -561,6 +561,7 @@ class _Reader:
             examples_match=ex_match,
             examples_no_match=ex_no,
             literals=plan_literals(select, conditions) if kind == "line" else (),
+            message_literals=message_literals(conditions) if kind == "line" else (),
             report=flags["report"],
             enabled=flags["enabled"],
             suppress=suppress,
@@ -619,6 +620,20 @@ def plan_literals(select: Selectors, conditions: Sequence[Condition]) -> tuple[b
     if best is None or min(len(x) for x in best) < MIN_LITERAL:
         return ()
     return tuple(sorted(x.encode("utf-8") for x in best))
+
+
+def message_literals(conditions: Sequence[Condition]) -> tuple[str, ...]:
+    """Texts of which one must occur in the message: a C-speed test before any regex runs."""
+    options: list[frozenset[str] | None] = []
+    for cond in conditions:
+        if cond.field != "message" or cond.if_present:
+            continue
+        if cond.contains is not None:
+            options.append(frozenset([cond.contains]))
+        if cond.regex is not None:
+            options.append(required_literals(cond.regex.source))
+    best = best_literal_set(options)
+    return tuple(sorted(best)) if best else ()
 
 
 def read_rule_text(text: str, path: str) -> RuleFileReport:

@@ -117,6 +117,9 @@ class Rule:
     #: match; empty means every line is a candidate.
     literals: tuple[bytes, ...] = ()
     meta: Mapping[str, str] = field(default_factory=lambda: _NO_FIELDS)
+    #: one of these occurs in the message of every event the rule matches (checked before
+    #: the conditions, so most non-matching events never reach a regex)
+    message_literals: tuple[str, ...] = ()
     #: False for helper rules that only feed correlations and enrichments
     report: bool = True
     enabled: bool = True
@@ -128,9 +131,36 @@ class Rule:
     def kind(self) -> str:
         return self.correlation.kind if self.correlation else "line"
 
+    def captures(self) -> set[str]:
+        """Names of the fields this rule's regexes capture."""
+        out: set[str] = set()
+        for cond in self.conditions:
+            if cond.regex is not None:
+                out |= set(cond.regex.group_names)
+        return out
+
+    def looked_up(self) -> set[str]:
+        """Field names this rule reads from events (conditions, keys, joins)."""
+        names = {c.field for c in self.conditions}
+        for e in self.enrich:
+            names |= set(e.by)
+        if self.suppress is not None:
+            names |= set(self.suppress.group_by)
+        corr = self.correlation
+        if corr is not None:
+            names |= set(corr.group_by)
+            for step in (*corr.steps, corr.trigger, corr.expect):
+                if step is not None:
+                    names |= {c.field for c in step.where}
+                    if step.distinct:
+                        names.add(step.distinct)
+        return names
+
     def evaluate(self, event: Event) -> dict[str, str] | None:
         """The captured fields when the event matches this rule, else None."""
         if not self.select.accept(event):
+            return None
+        if self.message_literals and not any(lit in event.message for lit in self.message_literals):
             return None
         captures: dict[str, str] = {}
         for cond in self.conditions:

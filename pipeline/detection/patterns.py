@@ -45,6 +45,10 @@ class CompiledPattern:
     engine: str  # "re2" or "re"
     regex: Any
 
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(self.regex.groupindex) if hasattr(self.regex, "groupindex") else ()
+
     def search(self, text: str) -> dict[str, str] | None:
         m = self.regex.search(text)
         if m is None:
