@@ -540,5 +540,128 @@ def rules_test(directory: str | None, samples_dir: str | None) -> None:
         sys.exit(1)
 
 
+# -- watch and status ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@click.option("--journal", is_flag=True, default=None, help="Also follow the systemd journal.")
+@click.option("--journal-directory", metavar="DIR", help="Follow the journal files in DIR.")
+@click.option(
+    "--rules",
+    "rule_dirs",
+    multiple=True,
+    type=click.Path(),
+    metavar="DIR",
+    help="Also load the YAML rules in DIR; repeatable.",
+)
+@click.option("--no-builtin-rules", is_flag=True, default=None, help="Leave out the built-in pack.")
+@click.option(
+    "--state-dir",
+    metavar="DIR",
+    help="Where the state database lives (default /var/lib/logwarden).",
+)
+@click.option("--output", metavar="FILE.jsonl", help="Append one JSON object per finding.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="A YAML config file (same settings, plus notifiers).",
+)
+@click.option(
+    "--from-beginning",
+    is_flag=True,
+    default=None,
+    help="On the first run, read existing files from their start.",
+)
+@click.option("--tz", metavar="TZ", help="Zone of local-time logs (default: this machine's).")
+@click.option(
+    "--poll-interval",
+    type=float,
+    metavar="SECONDS",
+    help="How often to look without a change notice (default 1).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
+@handle_errors
+def watch(
+    paths: tuple[str, ...],
+    journal: bool | None,
+    journal_directory: str | None,
+    rule_dirs: tuple[str, ...],
+    no_builtin_rules: bool | None,
+    state_dir: str | None,
+    output: str | None,
+    config_path: str | None,
+    from_beginning: bool | None,
+    tz: str | None,
+    poll_interval: float | None,
+    verbose: bool,
+) -> None:
+    """Follow logs live and report findings as they happen (the daemon).
+
+    Follows PATHs (files or globs; default: Debian's syslog, mail.log and Apache error
+    log) through rotations, truncations and restarts, checkpointing offsets and detection
+    state in the state directory. SIGHUP reloads config and rules, SIGTERM stops cleanly.
+    """
+    import logging
+
+    from pipeline.config import WatchConfig, load_config
+    from pipeline.daemon import Daemon, setup_logging
+
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
+    overrides: dict[str, Any] = {
+        "paths": tuple(paths) or None,
+        "journal": journal,
+        "journal_directory": journal_directory,
+        "rules": tuple(rule_dirs) or None,
+        "builtin_rules": (not no_builtin_rules) if no_builtin_rules else None,
+        "state_dir": state_dir,
+        "output": output,
+        "from_beginning": from_beginning,
+        "tz": tz,
+        "poll_interval": poll_interval,
+    }
+    base = load_config(config_path) if config_path else WatchConfig()
+    config = base.with_overrides(**overrides)
+    daemon = Daemon(config, config_path=config_path, overrides=overrides)
+    sys.exit(daemon.run())
+
+
+@main.command()
+@click.option("--state-dir", default="/var/lib/logwarden", show_default=True, metavar="DIR")
+@click.option("--format", "out_format", type=click.Choice(["table", "json"]), default="table")
+@handle_errors
+def status(state_dir: str, out_format: str) -> None:
+    """Show what the daemon is following: position, lag, rate, errors, last findings."""
+    from pipeline.daemon import status as read_status
+
+    info = read_status(state_dir)
+    if out_format == "json":
+        click.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        return
+    table = Table(header_style="bold", title="sources")
+    for col in ("source", "line", "offset", "lag (bytes)", "lines", "lines/s", "errors"):
+        table.add_column(col, overflow="fold")
+    for s in info["sources"]:
+        table.add_row(
+            Text(str(s["source"])),
+            str(s["line"]),
+            str(s["offset"]),
+            str(s["lag_bytes"]),
+            str(s["lines"]),
+            str(s["lines_per_s"]),
+            str(s["errors"]),
+        )
+    console = _console()
+    console.print(table)
+    recent = [Finding.from_dict(d) for d in info["findings"]]
+    if recent:
+        console.print(Text("last findings", style="bold"))
+        console.print(findings_table(recent))
+    else:
+        console.print("no findings yet")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import Location, LogwardenError
+from pipeline.model import Finding
 
 SCHEMA_VERSION = 1
 
@@ -27,6 +28,29 @@ CREATE TABLE IF NOT EXISTS detector_state (
     name       TEXT PRIMARY KEY,
     state      TEXT NOT NULL,      -- JSON from Detector.snapshot()
     updated_at REAL NOT NULL       -- unix time of the write
+);
+CREATE TABLE IF NOT EXISTS sources (
+    name       TEXT PRIMARY KEY,   -- a followed path, or journal:<spec>
+    state      TEXT NOT NULL,      -- JSON: offsets, identity, cursor
+    stats      TEXT NOT NULL,      -- JSON: lines, errors, lag, rate
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS findings (
+    key        TEXT PRIMARY KEY,   -- Finding.key: deterministic, so re-reads are idempotent
+    rule       TEXT NOT NULL,
+    severity   TEXT NOT NULL,
+    timestamp  TEXT,
+    host       TEXT,
+    count      INTEGER NOT NULL,
+    last_seen  TEXT,
+    data       TEXT NOT NULL,      -- JSON: Finding.as_dict()
+    stored_at  REAL NOT NULL,
+    emitted    INTEGER NOT NULL DEFAULT 0  -- written to the output sinks
+);
+CREATE INDEX IF NOT EXISTS findings_pending ON findings(emitted) WHERE emitted = 0;
+CREATE TABLE IF NOT EXISTS outputs (
+    path       TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL    -- the output file's size after the last confirmed write
 );
 """
 
@@ -69,6 +93,99 @@ class StateDB:
 
     def close(self) -> None:
         self.conn.close()
+
+    # -- the daemon's checkpoint --------------------------------------------------------------
+
+    def checkpoint(
+        self,
+        *,
+        detector: tuple[str, Mapping[str, Any]] | None,
+        sources: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
+        findings: Sequence[Finding],
+    ) -> list[Finding]:
+        """Store offsets, detection state and findings in one transaction.
+
+        Returns the findings whose key was not stored before (to be emitted); findings whose
+        key exists update the stored row (count, last_seen) and are not emitted again.
+        """
+        now = time.time()
+        fresh: list[Finding] = []
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for f in findings:
+                d = f.as_dict()
+                data = json.dumps(d, ensure_ascii=False)
+                cur = self.conn.execute(
+                    "INSERT INTO findings(key, rule, severity, timestamp, host, count, last_seen,"
+                    " data, stored_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO NOTHING",
+                    (
+                        f.key,
+                        f.rule,
+                        d["severity"],
+                        d["timestamp"],
+                        f.host,
+                        f.count,
+                        d["last_seen"],
+                        data,
+                        now,
+                    ),
+                )
+                if cur.rowcount:
+                    fresh.append(f)
+                else:
+                    self.conn.execute(
+                        "UPDATE findings SET count=?, last_seen=?, data=? WHERE key=?",
+                        (f.count, d["last_seen"], data, f.key),
+                    )
+            for name, (state, stats) in sources.items():
+                self.conn.execute(
+                    "INSERT INTO sources(name, state, stats, updated_at) VALUES (?,?,?,?) "
+                    "ON CONFLICT(name) DO UPDATE SET state=excluded.state, stats=excluded.stats,"
+                    " updated_at=excluded.updated_at",
+                    (name, json.dumps(state), json.dumps(stats), now),
+                )
+            if detector is not None:
+                self.conn.execute(
+                    "INSERT INTO detector_state(name, state, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET state=excluded.state, "
+                    "updated_at=excluded.updated_at",
+                    (detector[0], json.dumps(detector[1], separators=(",", ":")), now),
+                )
+        return fresh
+
+    def source_states(self) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+        rows = self.conn.execute("SELECT name, state, stats FROM sources").fetchall()
+        return {n: (json.loads(s), json.loads(st)) for n, s, st in rows}
+
+    def pending(self) -> list[Finding]:
+        """Stored findings not yet confirmed written to the outputs, oldest first."""
+        rows = self.conn.execute(
+            "SELECT data FROM findings WHERE emitted = 0 ORDER BY rowid"
+        ).fetchall()
+        return [Finding.from_dict(json.loads(r[0])) for r in rows]
+
+    def mark_emitted(self, keys: Sequence[str], outputs: Mapping[str, int]) -> None:
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(
+                "UPDATE findings SET emitted = 1 WHERE key = ?", [(k,) for k in keys]
+            )
+            for path, size in outputs.items():
+                self.conn.execute(
+                    "INSERT INTO outputs(path, size) VALUES (?, ?) "
+                    "ON CONFLICT(path) DO UPDATE SET size=excluded.size",
+                    (path, size),
+                )
+
+    def output_size(self, path: str) -> int | None:
+        row = self.conn.execute("SELECT size FROM outputs WHERE path = ?", (path,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def recent_findings(self, limit: int = 10) -> list[Finding]:
+        rows = self.conn.execute(
+            "SELECT data FROM findings ORDER BY rowid DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [Finding.from_dict(json.loads(r[0])) for r in rows]
 
     def save_detector(self, name: str, snapshot: Mapping[str, Any]) -> None:
         text = json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,120 @@
+"""The daemon's YAML configuration, validated up front with file:line errors.
+
+Every key has a command-line twin on ``logwarden watch``; options given on the command line
+win over the file. Defaults suit a Debian server.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.detection.yamlsrc import LocDict, LocList, load_yaml
+from pipeline.errors import Location, LogwardenError, RuleError
+
+DEFAULT_PATHS = ("/var/log/syslog", "/var/log/mail.log", "/var/log/apache2/error.log")
+DEFAULT_STATE_DIR = "/var/lib/logwarden"
+
+
+class ConfigError(LogwardenError):
+    """The configuration file is invalid."""
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    paths: tuple[str, ...] = DEFAULT_PATHS
+    journal: bool = False
+    journal_directory: str | None = None
+    rules: tuple[str, ...] = ()
+    builtin_rules: bool = True
+    state_dir: str = DEFAULT_STATE_DIR
+    output: str | None = None
+    from_beginning: bool = False
+    tz: str | None = None
+    poll_interval: float = 1.0
+    #: notifier entries (apprise URLs and their routing), validated by the notify layer
+    notify: tuple[dict[str, Any], ...] = ()
+    source: str | None = None  # the file this came from
+    lines: dict[str, int] = field(default_factory=dict)  # key -> line in that file
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir) / "state.sqlite"
+
+    def with_overrides(self, **changes: Any) -> WatchConfig:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_KEYS: dict[str, type | tuple[type, ...]] = {
+    "paths": list,
+    "journal": bool,
+    "journal_directory": str,
+    "rules": list,
+    "builtin_rules": bool,
+    "state_dir": str,
+    "output": str,
+    "from_beginning": bool,
+    "tz": str,
+    "poll_interval": (int, float),
+    "notify": list,
+}
+
+
+def load_config(path: str | os.PathLike[str]) -> WatchConfig:
+    """Read and validate a config file; raise :class:`ConfigError` naming file:line."""
+    p = str(path)
+    try:
+        text = Path(p).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror}", Location(p)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("config is not valid UTF-8", Location(p)) from None
+    try:
+        doc = load_yaml(text, p)
+    except RuleError as exc:
+        raise ConfigError(exc.message, exc.location) from None
+    if doc is None:
+        return WatchConfig(source=p)
+    if not isinstance(doc, LocDict):
+        raise ConfigError("the config must be a mapping of settings", Location(p, 1))
+    values: dict[str, Any] = {}
+    for key, value in doc.items():
+        line = doc.line_of(key)
+        if key not in _KEYS:
+            raise ConfigError(
+                f"unknown setting {key!r}",
+                Location(p, line),
+                "known: " + ", ".join(sorted(_KEYS)),
+            )
+        want = _KEYS[key]
+        if isinstance(value, bool) and want in ((int, float),):
+            raise ConfigError(f"{key!r} must be a number", Location(p, line))
+        if not isinstance(value, want):
+            kind = want.__name__ if isinstance(want, type) else "number"
+            raise ConfigError(f"{key!r} must be a {kind}", Location(p, line))
+        if key in ("paths", "rules"):
+            assert isinstance(value, LocList)
+            for i, item in enumerate(value):
+                if not isinstance(item, str) or not item:
+                    raise ConfigError(f"{key!r} items must be paths", Location(p, value.line_of(i)))
+            value = tuple(value)
+        if key == "notify":
+            assert isinstance(value, LocList)
+            items = []
+            for i, item in enumerate(value):
+                entry = dict(item) if isinstance(item, dict) else {"url": item}
+                entry["__line__"] = value.line_of(i)
+                items.append(entry)
+            value = tuple(items)
+        if key == "poll_interval" and not 0.05 <= float(value) <= 60:
+            raise ConfigError(
+                "'poll_interval' must be between 0.05 and 60 seconds", Location(p, line)
+            )
+        values[key] = value
+    base = os.path.dirname(os.path.abspath(p))
+    if "rules" in values:
+        values["rules"] = tuple(os.path.join(base, r) for r in values["rules"])
+    lines = {k: doc.line_of(k) for k in doc}
+    return WatchConfig(source=p, lines=lines, **values)

@@ -1,0 +1,441 @@
+"""``logwarden watch``: the tail daemon over the same engine as ``scan``.
+
+One loop: wake up (inotify through watchdog, or the poll interval), read whole new lines
+from every source, run them through per-file :class:`LineProcessor`s and the one
+:class:`Detector`, then checkpoint — offsets, journal cursors, detection state and the new
+findings — in one SQLite transaction, and only then write the findings to the outputs.
+A finding's key is deterministic, so lines read again after a crash give the same keys and
+the store refuses them as duplicates; an output write interrupted by a crash is completed at
+the next start by comparing the output file's tail with the store.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, ClassVar
+
+from pipeline.config import WatchConfig, load_config
+from pipeline.detection.loader import load_rules
+from pipeline.engine import Engine, LineProcessor, ScanOptions, ScanStats, TimeMark, Unparsed
+from pipeline.errors import LogwardenError, Problem
+from pipeline.model import Finding
+from pipeline.sources.tail import FileFollower, FileState
+from pipeline.state import StateDB
+from pipeline.timeinfer import TimeResolver, parse_zone
+
+log = logging.getLogger("logwarden")
+
+DETECTOR_NAME = "watch"
+#: bytes read per source per loop turn, so one busy file cannot starve the others
+READ_BUDGET = 4 << 20
+
+
+class JournalFormatter(logging.Formatter):
+    """``<N>message`` under systemd (journald reads the level), else a plain prefix."""
+
+    LEVELS: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+        logging.CRITICAL: 2,
+    }
+
+    def __init__(self, journal: bool) -> None:
+        super().__init__()
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if self.journal:
+            return f"<{self.LEVELS.get(record.levelno, 6)}>{msg}"
+        return f"logwarden[{os.getpid()}]: {record.levelname.lower()}: {msg}"
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JournalFormatter(bool(os.environ.get("JOURNAL_STREAM"))))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def sd_notify(message: str) -> bool:
+    """Tell systemd (``Type=notify``) something; a no-op outside systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(addr)
+            sock.sendall(message.encode())
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class SourceStats:
+    lines: int = 0
+    errors: int = 0
+    rate: float = 0.0  # lines/s, smoothed
+    last_read: float = 0.0
+    problems: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "errors": self.errors,
+            "rate": round(self.rate, 1),
+            "last_read": self.last_read,
+            "problems": self.problems,
+        }
+
+
+class JsonlOutput:
+    """Appends one JSON object per finding, the schema of ``scan --format jsonl``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = str(Path(path).resolve())
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+
+    def keys_after(self, offset: int) -> set[str]:
+        """Keys already written after ``offset`` (a write the store did not confirm)."""
+        keys: set[str] = set()
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(offset)
+                for raw in f:
+                    try:
+                        keys.add(json.loads(raw)["key"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+        except FileNotFoundError:
+            pass
+        return keys
+
+    def write(self, findings: list[Finding]) -> int:
+        with open(self.path, "a", encoding="utf-8") as f:
+            for x in findings:
+                f.write(json.dumps(x.as_dict(), ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            return f.tell()
+
+
+class Daemon:
+    """The watch loop; :meth:`step` is one turn (tests drive it directly)."""
+
+    def __init__(
+        self,
+        config: WatchConfig,
+        *,
+        config_path: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self._cli_overrides = dict(overrides or {})
+        self.state = StateDB(config.state_path)
+        self.engine = self._engine(config)
+        self.detector = self.engine.new_detector()
+        saved = self.state.load_detector(DETECTOR_NAME)
+        if saved is not None:
+            try:
+                self.detector.restore(saved)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("detection state could not be restored (%s); starting it afresh", exc)
+        self.followers: dict[str, FileFollower] = {}
+        self.processors: dict[str, LineProcessor] = {}
+        self.stats: dict[str, SourceStats] = {}
+        self.scan_stats = ScanStats()
+        self.outputs = [JsonlOutput(config.output)] if config.output else []
+        self.sinks: list[Callable[[list[Finding]], None]] = []
+        self.saved_sources = self.state.source_states()
+        self.wake = threading.Event()
+        self._stop = False
+        self._reload = False
+        self._observer: Any = None
+        self.findings_total = 0
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _engine(config: WatchConfig) -> Engine:
+        rules = load_rules(list(config.rules), builtin=config.builtin_rules)
+        return Engine(rules, ScanOptions(tz=parse_zone(config.tz)))
+
+    def _paths(self) -> list[str]:
+        out: list[str] = []
+        for p in self.config.paths:
+            if any(ch in p for ch in "*?["):
+                out.extend(sorted(x for x in glob.glob(p) if os.path.isfile(x)))
+            else:
+                out.append(p)
+        return out
+
+    def _follower(self, path: str) -> FileFollower:
+        f = self.followers.get(path)
+        if f is None:
+            saved = self.saved_sources.get(path)
+            state = FileState.from_dict(saved[0]) if saved else None
+            st = self.stats.setdefault(path, SourceStats())
+            if saved:
+                st.lines = int(saved[1].get("lines", 0))
+            f = FileFollower(
+                path,
+                self._reporter(path),
+                lambda msg: log.info("%s", msg),
+                state=state,
+                from_beginning=self.config.from_beginning,
+            )
+            self.followers[path] = f
+        return f
+
+    def _reporter(self, name: str) -> Callable[[Problem], None]:
+        def report(p: Problem) -> None:
+            st = self.stats.setdefault(name, SourceStats())
+            st.problems[p.kind] = st.problems.get(p.kind, 0) + 1
+            self.scan_stats.problems[p.kind] += 1
+            if p.kind in ("unreadable", "read-error", "rotated-away"):
+                st.errors += 1
+            n = st.problems[p.kind]
+            if n <= 5 or n % 1000 == 0:
+                log.warning("%s%s", p, f" ({n} so far)" if n > 5 else "")
+
+        return report
+
+    def _processor(self, key: str, display: str, mtime: float, source: str) -> LineProcessor:
+        proc = self.processors.get(key)
+        if proc is None:
+            ref = datetime.fromtimestamp(mtime, UTC)
+            proc = LineProcessor(
+                display,
+                TimeResolver(self.engine.tz, ref),
+                self.engine.prefilter,
+                self._reporter(source),
+                self.scan_stats,
+                body_fields=self.engine.body_fields,
+            )
+            self.processors[key] = proc
+        proc.display = display
+        return proc
+
+    # -- one turn ----------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Read what is new everywhere, detect, checkpoint, emit. Returns lines read."""
+        found: dict[str, Finding] = {}
+        lines = 0
+        touched: dict[str, FileFollower] = {}
+        for path in self._paths():
+            follower = self._follower(path)
+            for block in follower.poll(READ_BUDGET):
+                touched[path] = follower
+                proc = self._processor(block.key, block.display, block.mtime, path)
+                n = block.data.count(b"\n") + (0 if block.data.endswith(b"\n") else 1)
+                lines += n
+                st = self.stats[path]
+                st.lines += n
+                now = time.monotonic()
+                if st.last_read:
+                    dt = max(now - st.last_read, 1e-3)
+                    st.rate = 0.7 * st.rate + 0.3 * (n / dt)
+                st.last_read = now
+                for rec in proc.process(block.data, block.first_line):
+                    if isinstance(rec, TimeMark):
+                        out = self.detector.observe(rec.host, rec.timestamp)
+                    elif isinstance(rec, Unparsed):
+                        continue
+                    else:
+                        out = self.detector.process(rec)
+                    for f in out:
+                        found[f.key] = f
+        if lines or found:
+            self._commit(touched, list(found.values()))
+        return lines
+
+    def _commit(self, touched: dict[str, FileFollower], findings: list[Finding]) -> None:
+        sources: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for path, follower in touched.items():
+            state = follower.state()
+            stats = self.stats[path].as_dict() | {"lag": follower.lag()}
+            sources[path] = (state.as_dict() if state else {"path": path}, stats)
+        fresh = self.state.checkpoint(
+            detector=(DETECTOR_NAME, self.detector.snapshot()),
+            sources=sources,
+            findings=findings,
+        )
+        if fresh:
+            self._emit(fresh)
+
+    def _emit(self, findings: list[Finding]) -> None:
+        sizes: dict[str, int] = {}
+        for out in self.outputs:
+            sizes[out.path] = out.write(findings)
+        for sink in self.sinks:
+            sink(findings)
+        self.state.mark_emitted([f.key for f in findings], sizes)
+        self.findings_total += len(findings)
+        for f in findings:
+            log.info("finding %s [%s] %s %s", f.rule, f.severity, f.host or "-", f.message[:200])
+
+    def recover(self) -> None:
+        """Write findings stored but not confirmed written before a crash, exactly once."""
+        pending = self.state.pending()
+        if not pending:
+            return
+        sizes: dict[str, int] = {}
+        for out in self.outputs:
+            done = out.keys_after(self.state.output_size(out.path) or 0)
+            rest = [f for f in pending if f.key not in done]
+            sizes[out.path] = out.write(rest) if rest else os.path.getsize(out.path)
+        for sink in self.sinks:
+            sink(pending)
+        self.state.mark_emitted([f.key for f in pending], sizes)
+        log.info("wrote %d findings stored before the last stop", len(pending))
+
+    # -- reload, signals, loop ---------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config file and rules; keep the old ones when the new set is invalid."""
+        try:
+            config = self.config
+            if self.config_path:
+                config = load_config(self.config_path).with_overrides(**self._cli_overrides)
+            engine = self._engine(config)
+        except LogwardenError as exc:
+            log.error("reload failed, keeping the running rules and config: %s", exc)
+            return False
+        detector = engine.new_detector()
+        detector.restore(self.detector.snapshot())
+        self.config, self.engine, self.detector = config, engine, detector
+        for proc in self.processors.values():
+            proc.prefilter = engine.prefilter
+            proc.body_fields = engine.body_fields
+        log.info("reloaded: %d rules", len(engine.rules))
+        return True
+
+    def _signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._reload = True
+        else:
+            self._stop = True
+        self.wake.set()
+
+    def _watch_dirs(self) -> None:
+        try:
+            from watchdog.events import FileSystemEvent, FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:  # pragma: no cover - watchdog is a dependency
+            return
+        wake = self.wake
+
+        class Wake(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                wake.set()
+
+        dirs = set()
+        for p in self.config.paths:
+            d = os.path.dirname(os.path.abspath(p.split("*")[0] if "*" in p else p))
+            while d and not os.path.isdir(d):
+                d = os.path.dirname(d)
+            if d:
+                dirs.add(d)
+        observer = Observer()
+        for d in sorted(dirs):
+            try:
+                observer.schedule(Wake(), d, recursive=False)
+            except OSError as exc:
+                log.warning("cannot watch %s for changes (%s); polling it", d, exc)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._signal)
+        self._watch_dirs()
+        self.recover()
+        log.info(
+            "watching %s with %d rules; state in %s",
+            ", ".join(self.config.paths) or "nothing",
+            len(self.engine.rules),
+            self.config.state_dir,
+        )
+        sd_notify("READY=1\nSTATUS=watching")
+        watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        ping_every = watchdog_usec / 2e6 if watchdog_usec else 0.0
+        last_ping = 0.0
+        try:
+            while not self._stop:
+                if self._reload:
+                    self._reload = False
+                    sd_notify("RELOADING=1")
+                    self.reload()
+                    sd_notify("READY=1")
+                self.wake.clear()
+                busy = self.step()
+                if ping_every and time.monotonic() - last_ping >= ping_every:
+                    sd_notify("WATCHDOG=1")
+                    last_ping = time.monotonic()
+                if not busy and not self._stop:
+                    self.wake.wait(self.config.poll_interval)
+        finally:
+            sd_notify("STOPPING=1")
+            self.close()
+        log.info("stopped after checkpointing")
+        return 0
+
+    def close(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+        for f in self.followers.values():
+            f.close()
+        self.state.close()
+
+
+def status(state_dir: str) -> dict[str, Any]:
+    """What ``logwarden status`` shows: per source position, lag, rate, errors; last findings."""
+    path = Path(state_dir) / "state.sqlite"
+    if not path.exists():
+        raise LogwardenError(f"no state database at {path}", hint="has logwarden watch run here?")
+    with StateDB(path) as db:
+        sources = []
+        for name, (state, stats) in sorted(db.source_states().items()):
+            lag = stats.get("lag", 0)
+            try:
+                st = os.stat(name)
+                if (st.st_dev, st.st_ino) == (state.get("dev"), state.get("ino")):
+                    lag = max(0, st.st_size - int(state.get("offset", 0)))
+            except OSError:
+                pass
+            sources.append(
+                {
+                    "source": name,
+                    "offset": state.get("offset"),
+                    "line": state.get("line"),
+                    "lag_bytes": lag,
+                    "lines": stats.get("lines", 0),
+                    "lines_per_s": stats.get("rate", 0.0),
+                    "errors": stats.get("errors", 0),
+                    "problems": stats.get("problems", {}),
+                }
+            )
+        recent = [f.as_dict() for f in db.recent_findings(10)]
+    return {"sources": sources, "findings": recent}

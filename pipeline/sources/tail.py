@@ -1,0 +1,427 @@
+"""Following log files through rotations, truncations and restarts, by our own offsets.
+
+A :class:`FileFollower` watches one path (``/var/log/syslog``). It reads whole lines from the
+file at that path, and keeps a file that was rotated away open until it has been read to its
+end, so nothing written before the rotation is lost:
+
+* **rename + create** (logrotate's default): the path names a new inode; the old one is
+  drained (to EOF, its last partial line included once it has been quiet a moment), then
+  the new file is read from its start;
+* **copytruncate**: the same inode got shorter than our offset; reading restarts at 0;
+* **delete + recreate**: like rename; the deleted file is still readable through our handle;
+* a path that does not exist yet is waited for;
+* a **partial last line** is not consumed until its newline arrives.
+
+A file's identity is (device, inode) plus a fingerprint of its first line, so an inode
+number reused by a new file is not mistaken for the old one. :class:`FileState` is what is
+checkpointed; after a restart the follower resumes from it, and when the file was rotated
+while logwarden was down it finds the old file among its rotated siblings (``syslog.1``,
+also ``syslog.1.gz`` when it was compressed meanwhile) by the fingerprint and finishes it
+first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from pipeline.errors import Location, Problem
+from pipeline.sources.files import MAX_LINE, detect_compression
+
+#: bytes of the first line that make a file's fingerprint
+FINGERPRINT_BYTES = 1024
+#: how long a rotated-away file must stay quiet before its last partial line is taken
+DRAIN_GRACE = 1.0
+
+
+def fingerprint_of(head: bytes) -> str:
+    """The fingerprint of a file from its first bytes: its first line, when it is complete."""
+    nl = head.find(b"\n")
+    if nl < 0:
+        return ""
+    return hashlib.sha256(head[: nl + 1]).hexdigest()[:32]
+
+
+@dataclass
+class FileState:
+    """What is checkpointed about a followed file."""
+
+    path: str
+    dev: int = 0
+    ino: int = 0
+    fingerprint: str = ""
+    offset: int = 0
+    line: int = 0  # lines consumed; the next line is line + 1
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "dev": self.dev,
+            "ino": self.ino,
+            "fingerprint": self.fingerprint,
+            "offset": self.offset,
+            "line": self.line,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> FileState:
+        return cls(
+            str(d["path"]),
+            int(str(d.get("dev", 0))),
+            int(str(d.get("ino", 0))),
+            str(d.get("fingerprint", "")),
+            int(str(d.get("offset", 0))),
+            int(str(d.get("line", 0))),
+        )
+
+
+@dataclass
+class Block:
+    """Whole lines read from one file instance."""
+
+    key: str  # identity of the file instance: "dev:ino:fingerprint"
+    display: str  # the name to show in findings
+    data: bytes
+    first_line: int
+    mtime: float
+
+
+@dataclass
+class _Open:
+    handle: BinaryIO
+    dev: int
+    ino: int
+    display: str
+    offset: int = 0
+    line: int = 0
+    fingerprint: str = ""
+    last_growth: float = field(default_factory=time.monotonic)
+    compressed: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.dev}:{self.ino}:{self.fingerprint}"
+
+    def state(self, path: str) -> FileState:
+        return FileState(path, self.dev, self.ino, self.fingerprint, self.offset, self.line)
+
+
+def _count_lines(handle: BinaryIO, upto: int) -> int:
+    handle.seek(0)
+    left = upto
+    n = 0
+    while left > 0:
+        buf = handle.read(min(left, 8 << 20))
+        if not buf:
+            break
+        n += buf.count(b"\n")
+        left -= len(buf)
+    return n
+
+
+class FileFollower:
+    """Follows one path; see the module docstring."""
+
+    def __init__(
+        self,
+        path: str,
+        report: Callable[[Problem], None],
+        log: Callable[[str], None],
+        *,
+        state: FileState | None = None,
+        from_beginning: bool = False,
+        max_line: int = MAX_LINE,
+    ) -> None:
+        self.path = path
+        self.report = report
+        self.log = log
+        self.saved = state
+        self.from_beginning = from_beginning
+        self.max_line = max_line
+        self.current: _Open | None = None
+        self.draining: list[_Open] = []
+        self.errors = 0
+        self._missing_reported = False
+        self._started = False
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _open(self, path: str, display: str | None = None) -> _Open | None:
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - kept open across polls on purpose
+            st = os.fstat(handle.fileno())
+        except OSError as exc:
+            self.errors += 1
+            self.report(Problem("unreadable", Location(path), exc.strerror or str(exc)))
+            return None
+        opened = _Open(handle, st.st_dev, st.st_ino, display or path)
+        opened.fingerprint = self._head_fingerprint(opened)
+        return opened
+
+    def _head_fingerprint(self, f: _Open) -> str:
+        try:
+            head = os.pread(f.handle.fileno(), FINGERPRINT_BYTES, 0)
+        except OSError:
+            return ""
+        return fingerprint_of(head)
+
+    def _start(self) -> None:
+        """First look at the path: resume from the checkpoint, or start at the end."""
+        self._started = True
+        cur = self._open(self.path) if os.path.exists(self.path) else None
+        saved = self.saved
+        if saved is not None and saved.ino:
+            same = (
+                cur is not None
+                and (cur.dev, cur.ino) == (saved.dev, saved.ino)
+                and (not saved.fingerprint or cur.fingerprint == saved.fingerprint)
+            )
+            if same and cur is not None:
+                cur.offset, cur.line = saved.offset, saved.line
+                self.current = cur
+                return
+            old = self._find_rotated(saved)
+            if old is not None:
+                self.log(f"{self.path}: rotated while stopped; finishing {old.display} first")
+                old.offset, old.line = saved.offset, saved.line
+                if old.compressed:
+                    self._skip_compressed(old)
+                self.draining.append(old)
+            else:
+                self.report(
+                    Problem(
+                        "rotated-away",
+                        Location(self.path),
+                        "the file read before the restart is gone; reading the current "
+                        "file from its start",
+                    )
+                )
+            self.current = cur
+            return
+        self.current = cur
+        if cur is not None and not self.from_beginning and saved is None:
+            size = os.fstat(cur.handle.fileno()).st_size
+            end = self._last_newline_before(cur, size)
+            cur.line = _count_lines(cur.handle, end)
+            cur.offset = end
+
+    def _last_newline_before(self, f: _Open, size: int) -> int:
+        """The offset just after the last complete line below ``size``."""
+        pos = size
+        fd = f.handle.fileno()
+        while pos > 0:
+            start = max(0, pos - 65536)
+            buf = os.pread(fd, pos - start, start)
+            nl = buf.rfind(b"\n")
+            if nl >= 0:
+                return start + nl + 1
+            pos = start
+        return 0
+
+    def _siblings(self) -> list[Path]:
+        p = Path(self.path)
+        try:
+            return sorted(
+                x for x in p.parent.iterdir() if x.name.startswith(p.name) and x.name != p.name
+            )
+        except OSError:
+            return []
+
+    def _find_rotated(self, saved: FileState) -> _Open | None:
+        for sib in self._siblings():
+            try:
+                st = sib.stat()
+            except OSError:
+                continue
+            if detect_compression(str(sib)) == "gzip":
+                try:
+                    with gzip.open(sib, "rb") as g:
+                        head = g.read(FINGERPRINT_BYTES)
+                except (OSError, EOFError):
+                    continue
+                if saved.fingerprint and fingerprint_of(head) == saved.fingerprint:
+                    handle = gzip.open(sib, "rb")  # noqa: SIM115 - drained over many polls
+                    return _Open(
+                        handle,  # type: ignore[arg-type]
+                        st.st_dev,
+                        st.st_ino,
+                        str(sib),
+                        fingerprint=saved.fingerprint,
+                        compressed=True,
+                    )
+                continue
+            if (st.st_dev, st.st_ino) == (saved.dev, saved.ino):
+                opened = self._open(str(sib))
+                if opened and (not saved.fingerprint or opened.fingerprint == saved.fingerprint):
+                    return opened
+        return None
+
+    def _skip_compressed(self, f: _Open) -> None:
+        left = f.offset
+        while left > 0:
+            buf = f.handle.read(min(left, 1 << 20))
+            if not buf:
+                break
+            left -= len(buf)
+
+    def _display_of(self, f: _Open) -> str:
+        """The current name of a rotated-away inode (``syslog.1``), or the old name."""
+        for sib in self._siblings():
+            try:
+                st = sib.stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (f.dev, f.ino):
+                return str(sib)
+        return f.display + " (deleted)"
+
+    # -- polling ---------------------------------------------------------------------------
+
+    def _check_path(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if self.current is not None and not self._missing_reported:
+                self.log(f"{self.path}: removed; reading what is left of it and waiting")
+                self._missing_reported = True
+            return
+        except OSError as exc:
+            self.errors += 1
+            self.report(Problem("unreadable", Location(self.path), exc.strerror or str(exc)))
+            return
+        self._missing_reported = False
+        cur = self.current
+        if cur is None:
+            self.current = self._open(self.path)
+            if self.current is not None:
+                self.log(f"{self.path}: appeared; reading it from the start")
+            return
+        if (st.st_dev, st.st_ino) != (cur.dev, cur.ino):
+            cur.display = self._display_of(cur)
+            self.log(f"{self.path}: rotated (the old file is now {cur.display}); switching")
+            self.draining.append(cur)
+            self.current = self._open(self.path)
+            return
+        if st.st_size < cur.offset:
+            self.log(f"{self.path}: truncated (copytruncate?); reading from the start")
+            cur.offset, cur.line = 0, 0
+            cur.fingerprint = self._head_fingerprint(cur)
+            return
+        if cur.offset and cur.fingerprint:
+            now = self._head_fingerprint(cur)
+            if now and now != cur.fingerprint:
+                self.log(f"{self.path}: replaced in place; reading from the start")
+                cur.offset, cur.line, cur.fingerprint = 0, 0, now
+
+    def _read(self, f: _Open, max_bytes: int, final: bool) -> Block | None:
+        """Whole lines from ``f`` after its offset (and a last partial line when final)."""
+        if f.compressed:
+            data = f.handle.read(max_bytes)
+        else:
+            try:
+                data = os.pread(f.handle.fileno(), max_bytes, f.offset)
+            except OSError as exc:
+                self.errors += 1
+                self.report(Problem("read-error", Location(f.display), exc.strerror or str(exc)))
+                return None
+        if not data:
+            return None
+        f.last_growth = time.monotonic()
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if len(data) < max_bytes and not final and len(data) <= self.max_line:
+                return None  # wait for the newline
+            cut = len(data) - 1
+        whole = data[: cut + 1]
+        if f.compressed and cut + 1 < len(data):
+            # a compressed stream cannot seek back: keep the rest for the next read
+            rest = data[cut + 1 :]
+            f.handle = _Pushback(f.handle, rest)  # type: ignore[assignment]
+        if not f.fingerprint and f.offset == 0:
+            f.fingerprint = fingerprint_of(whole[:FINGERPRINT_BYTES])
+        try:
+            mtime = os.fstat(f.handle.fileno()).st_mtime
+        except (OSError, AttributeError, ValueError):
+            mtime = time.time()
+        block = Block(f.key, f.display, whole, f.line + 1, mtime)
+        f.offset += len(whole)
+        f.line += whole.count(b"\n") + (0 if whole.endswith(b"\n") else 1)
+        return block
+
+    def poll(self, max_bytes: int = 8 << 20) -> list[Block]:
+        """Blocks of new whole lines, rotated-away files first."""
+        if not self._started:
+            self._start()
+        else:
+            self._check_path()
+        out: list[Block] = []
+        now = time.monotonic()
+        for old in list(self.draining):
+            block = self._read(old, max_bytes, final=False)
+            if block is not None:
+                out.append(block)
+                continue
+            if now - old.last_growth >= DRAIN_GRACE:
+                last = self._read(old, max_bytes, final=True)
+                if last is not None:
+                    out.append(last)
+                    continue
+                old.handle.close()
+                self.draining.remove(old)
+                self.log(f"{old.display}: finished after rotation ({old.line} lines)")
+        if self.current is not None and not self.draining:
+            block = self._read(self.current, max_bytes, final=False)
+            if block is not None:
+                out.append(block)
+        return out
+
+    def state(self) -> FileState | None:
+        """The checkpoint: the oldest file not yet finished, or the current one."""
+        if self.draining:
+            return self.draining[0].state(self.path)
+        if self.current is not None:
+            return self.current.state(self.path)
+        return self.saved
+
+    def lag(self) -> int:
+        """Bytes written to the path but not read yet."""
+        if self.current is None:
+            return 0
+        try:
+            size = os.fstat(self.current.handle.fileno()).st_size
+        except OSError:
+            return 0
+        return max(0, size - self.current.offset)
+
+    def close(self) -> None:
+        for f in [*self.draining, *([self.current] if self.current else [])]:
+            with contextlib.suppress(OSError):
+                f.handle.close()
+
+
+class _Pushback:
+    """A read-only stream with some bytes put back in front (for compressed files)."""
+
+    def __init__(self, inner: BinaryIO, front: bytes) -> None:
+        self.inner = inner
+        self.front = front
+
+    def read(self, n: int = -1) -> bytes:
+        if self.front:
+            head, self.front = self.front, b""
+            more = self.inner.read(max(0, n - len(head))) if n > len(head) else b""
+            return head + more
+        return self.inner.read(n)
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    def close(self) -> None:
+        self.inner.close()
