@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests drive for real: rsyslogd and logger write real log files,
 # logrotate rotates them.
-APT_PACKAGES := rsyslog logrotate bsdutils util-linux
+APT_PACKAGES := rsyslog logrotate bsdutils util-linux systemd
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck bench apt-deps clean
