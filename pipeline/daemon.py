@@ -41,6 +41,8 @@ log = logging.getLogger("logwarden")
 DETECTOR_NAME = "watch"
 #: bytes read per source per loop turn, so one busy file cannot starve the others
 READ_BUDGET = 4 << 20
+#: seconds between checkpoints when lines were read but nothing was found
+CHECKPOINT_EVERY = 1.0
 
 
 class JournalFormatter(logging.Formatter):
@@ -172,6 +174,8 @@ class Daemon:
         self._reload = False
         self._observer: Any = None
         self.findings_total = 0
+        self._touched: dict[str, FileFollower] = {}
+        self._last_commit = time.monotonic()
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -266,9 +270,22 @@ class Daemon:
                         out = self.detector.process(rec)
                     for f in out:
                         found[f.key] = f
-        if lines or found:
-            self._commit(touched, list(found.values()))
+        self._touched.update(touched)
+        if found or (
+            self._touched and time.monotonic() - self._last_commit >= CHECKPOINT_EVERY
+        ):
+            self.checkpoint(list(found.values()))
         return lines
+
+    def checkpoint(self, findings: list[Finding] | None = None) -> None:
+        """Commit offsets, detection state and ``findings`` together, then emit new ones.
+
+        Without findings this runs at most every :data:`CHECKPOINT_EVERY` seconds (lines read
+        since are simply read again after a crash, giving the same finding keys).
+        """
+        touched, self._touched = self._touched, {}
+        self._last_commit = time.monotonic()
+        self._commit(touched, findings or [])
 
     def _commit(self, touched: dict[str, FileFollower], findings: list[Finding]) -> None:
         sources: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -403,6 +420,9 @@ class Daemon:
         return 0
 
     def close(self) -> None:
+        """Checkpoint what was read since the last commit, then release everything."""
+        if self._touched:
+            self.checkpoint()
         if self._observer is not None:
             self._observer.stop()
         for f in self.followers.values():
