@@ -24,6 +24,7 @@ from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs, load_r
 from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats, Unparsed
 from pipeline.errors import LogwardenError
 from pipeline.model import Event, Finding, Severity
+from pipeline.sources.journal import JournalSpec
 from pipeline.timeinfer import parse_when, parse_zone
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -273,6 +274,29 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     help="Continue detection state (open windows, suppression, joins) from this SQLite "
     "file and save it back, so the next scan of newer logs goes on where this one ended.",
 )
+@click.option(
+    "--journal",
+    is_flag=True,
+    help="Also scan the systemd journal: this machine's, or the --journal-directory / "
+    "--journal-file ones. Without PATH, only the journal is scanned.",
+)
+@click.option(
+    "--journal-directory",
+    "journal_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    metavar="DIR",
+    help="Scan the journal files in DIR (journalctl --directory); repeatable; implies --journal.",
+)
+@click.option(
+    "--journal-file",
+    "journal_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="FILE",
+    help="Scan this journal file; repeatable, the files are read together, interleaved by "
+    "time (journalctl --file); implies --journal.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the counts.")
 @handle_errors
 def scan(
@@ -288,6 +312,9 @@ def scan(
     input_format: str | None,
     fail_on: str | None,
     state_path: str | None,
+    journal: bool,
+    journal_dirs: tuple[str, ...],
+    journal_files: tuple[str, ...],
     quiet: bool,
 ) -> None:
     """Scan log files for known failure signatures (batch forensics).
@@ -296,12 +323,17 @@ def scan(
     stdin. Rotated sets (mail.log.2.gz, mail.log.1, mail.log) are read oldest first;
     .gz, .bz2 and .xz are read transparently. Without PATH: Debian's syslog, mail.log
     and Apache error log with their rotations.
+
+    --journal scans the systemd journal as well; its findings' source is
+    journal:local, journal:DIR or journal:FILE[,FILE...] with the entry's position in
+    that read as the line.
     """
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     if not rules:
         fail("no rules loaded (--no-builtin-rules without --rules?)")
     engine = Engine(rules, _options(since, until, year, tz, input_format))
-    inputs = list(paths) if paths else _default_paths()
+    journals = _journal_specs(journal, journal_dirs, journal_files)
+    inputs = list(paths) if paths or journals else _default_paths()
     if state_path:
         from pipeline.state import StateDB
 
@@ -310,10 +342,10 @@ def scan(
             saved = db.load_detector("scan")
             if saved is not None:
                 detector.restore(saved)
-            result = engine.scan(inputs, detector=detector)
+            result = engine.scan(inputs, detector=detector, journals=journals)
             db.save_detector("scan", detector.snapshot())
     else:
-        result = engine.scan(inputs)
+        result = engine.scan(inputs, journals=journals)
     findings = sorted(
         result.findings,
         key=lambda f: (f.timestamp.timestamp() if f.timestamp else float("-inf"), f.source, f.line),
@@ -327,6 +359,18 @@ def scan(
         _write_counts(result.stats, result, _err_console())
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+def _journal_specs(
+    journal: bool, directories: Sequence[str], files: Sequence[str]
+) -> list[JournalSpec]:
+    """The journal reads of ``scan``: each directory, the files together, else the local one."""
+    specs = [JournalSpec(directory=d) for d in directories]
+    if files:
+        specs.append(JournalSpec(files=tuple(files)))
+    if journal and not specs:
+        specs.append(JournalSpec())
+    return specs
 
 
 # -- parse --------------------------------------------------------------------------------

@@ -271,9 +271,7 @@ class Daemon:
                     for f in out:
                         found[f.key] = f
         self._touched.update(touched)
-        if found or (
-            self._touched and time.monotonic() - self._last_commit >= CHECKPOINT_EVERY
-        ):
+        if found or (self._touched and time.monotonic() - self._last_commit >= CHECKPOINT_EVERY):
             self.checkpoint(list(found.values()))
         return lines
 

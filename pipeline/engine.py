@@ -33,6 +33,7 @@ from pipeline.sources.files import (
     iter_chunks,
     open_input,
 )
+from pipeline.sources.journal import JournalSpec, check_backend, iter_journal
 from pipeline.timeinfer import TimeResolver, local_zone
 
 #: located problems kept per (input, kind); all are counted
@@ -454,8 +455,45 @@ class Engine:
             if inp.path != STDIN:
                 stream.close()
 
-    def scan(self, paths: Sequence[str], detector: Detector | None = None) -> ScanResult:
+    def iter_journal_input(
+        self,
+        spec: JournalSpec,
+        stats: ScanStats,
+        report: Callable[[Problem], None],
+        *,
+        all_lines: bool,
+    ) -> Iterator[Event | Unparsed | TimeMark]:
+        """Every event (all entries, or prefilter candidates) of one journal read.
+
+        The journal is read as ``journal-json`` lines (see :mod:`pipeline.sources.journal`);
+        ``--since``/``--until`` also narrow what journalctl or libsystemd return.
+        """
+        o = self.options
+        proc = LineProcessor(
+            spec.display,
+            TimeResolver(self.tz, o.clock(), o.year),
+            None if all_lines else self.prefilter,
+            report,
+            stats,
+            fmt="journal-json",
+            max_line=o.max_line,
+            body_fields=all_lines or self.body_fields,
+        )
+        stats.files += 1
+        stats.formats["journal-json"] += 1
+        for chunk in iter_journal(spec, report, since=o.since, until=o.until, max_line=o.max_line):
+            yield from proc.process(chunk.data, chunk.first_line, all_lines=all_lines)
+
+    def scan(
+        self,
+        paths: Sequence[str],
+        detector: Detector | None = None,
+        *,
+        journals: Sequence[JournalSpec] = (),
+    ) -> ScanResult:
         """Scan files, directories, globs or ``-``; raise InputError for missing paths.
+
+        ``journals`` are systemd journal reads scanned after the paths, by the same detector.
 
         With ``detector``, detection continues from its state (a resumed scan) and is not
         finished at the end, so its :meth:`~Detector.snapshot` can be saved.
@@ -464,12 +502,16 @@ class Engine:
         stats = ScanStats()
         log = ProblemLog(stats)
         inputs = expand_inputs(list(paths), log.listed)
+        if journals:
+            check_backend()  # fail before reading anything when the journal cannot be read
         for p in log.listed:
             stats.problems[p.kind] += 1
         det = detector if detector is not None else self.new_detector()
         collected = FindingSet()
-        for inp in inputs:
-            for rec in self.iter_input(inp, stats, log, all_lines=False):
+        sources = [self.iter_input(inp, stats, log, all_lines=False) for inp in inputs]
+        sources += [self.iter_journal_input(j, stats, log, all_lines=False) for j in journals]
+        for records in sources:
+            for rec in records:
                 if isinstance(rec, Unparsed):
                     continue
                 if isinstance(rec, TimeMark):

@@ -15,7 +15,7 @@ resolves them here, per input, from context:
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -57,6 +57,19 @@ def parse_zone(name: str | None) -> tzinfo:
         ) from None
 
 
+def fixed_offset(ts: datetime) -> datetime:
+    """The same instant with a fixed-offset zone (the offset in force at that time).
+
+    Two datetimes sharing one ZoneInfo subtract and compare as wall-clock times, which is
+    wrong across a DST change; with fixed offsets Python compares real instants, so windows
+    measured on event time stay right, also after a resume from saved state.
+    """
+    off = ts.utcoffset()
+    if off is None or isinstance(ts.tzinfo, timezone):
+        return ts
+    return ts.replace(tzinfo=timezone(off))
+
+
 def _safe_replace_year(ts: datetime, year: int) -> datetime:
     try:
         return ts.replace(year=year)
@@ -90,12 +103,12 @@ class TimeResolver:
     def resolve(self, ts: datetime, year_missing: bool) -> datetime:
         """An aware datetime for a grammar timestamp (aware ones pass through)."""
         if ts.tzinfo is not None:
-            return ts
+            return fixed_offset(ts)
         if not year_missing:
-            return ts.replace(tzinfo=self.tz)
+            return fixed_offset(ts.replace(tzinfo=self.tz))
         if self.last is None:
             self.last = _safe_replace_year(ts, self._first_year(ts))
-            return self.last.replace(tzinfo=self.tz)
+            return fixed_offset(self.last.replace(tzinfo=self.tz))
         here = _safe_replace_year(ts, self.last.year)
         if here < self.last - REORDER:
             # time ran backwards by more than a reordering: a new year began (Dec -> Jan)
@@ -104,10 +117,10 @@ class TimeResolver:
             before = _safe_replace_year(ts, self.last.year - 1)
             if self.last - REORDER <= before <= self.last:
                 # a late line from just before New Year, written after January began
-                return before.replace(tzinfo=self.tz)
+                return fixed_offset(before.replace(tzinfo=self.tz))
         if here > self.last:
             self.last = here
-        return here.replace(tzinfo=self.tz)
+        return fixed_offset(here.replace(tzinfo=self.tz))
 
     def observe(self, ts: datetime | None, year_missing: bool) -> None:
         """Track the month of a line that is not otherwise resolved (chunk samples)."""

@@ -1,79 +1,43 @@
 """End to end through a real rsyslogd: ``logger`` → rsyslog → log files → ``logwarden``.
 
-One rsyslogd per module listens on a socket in a temporary directory (never ``/dev/log``)
-and writes every message twice: in the traditional BSD format
-(``RSYSLOG_TraditionalFileFormat``: ``Nov 30 08:18:02 host prog[pid]: msg``) and in
-rsyslog's default RFC 3339 high-precision format (``RSYSLOG_FileFormat``:
-``2026-11-30T08:18:02.338779+00:00 host prog[pid]: msg``, Debian 12's default). ``logger``
-sends each signature line of the built-in rules that reaches syslog, plus near misses and
-spoofs; then ``logwarden scan`` must find exactly the expected rule on exactly the
-expected lines of both files, and ``logwarden parse`` must read every line back as sent.
+``logger`` sends each signature line of the built-in rules that reaches syslog, plus near
+misses and spoofs, to one rsyslog stream (see ``tests/rsyslog_helper.py``), which writes them
+in the traditional BSD format and in the RFC 3339 format. Then ``logwarden scan`` must find
+exactly the expected rules on exactly the expected lines of both files (the line rules, and
+the correlation findings on the line that completes them), and ``logwarden parse`` must read
+every line back as sent. Correlation over time (sequences, suppression, enrichment, absence)
+has its own scenarios in ``tests/test_rsyslog_correlation.py``.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, require_program
+from tests.rsyslog_helper import FILES, Line, logwarden, running_rsyslog, send, wait_written
 
 pytestmark = pytest.mark.real
 
-START_TIMEOUT = 10.0
-FLUSH_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
-#: rules that correlate several lines; they may add findings but are not the subject here
-CORRELATION_RULES = frozenset(
-    {"dovecot.silent-stop", "systemd.remount-fs-cascade", "mail.delivery-silence"}
-)
-#: the two files rsyslog writes, and the format ``logwarden parse`` must report for each
-FILES = {
-    "traditional": ("RSYSLOG_TraditionalFileFormat", "syslog"),
-    "rfc3339": ("RSYSLOG_FileFormat", "rfc3339"),
-}
-#: what each template writes before the program: timestamp and host
-HEADERS = {
-    "traditional": re.compile(r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ "),
-    "rfc3339": re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d \S+ "),
-}
-
 
 @dataclass(frozen=True)
-class Case:
+class Case(Line):
     """One ``logger`` call and what logwarden must say about the line it produces."""
 
-    tag: str
-    message: str
-    pid: int | None = None
-    rule: str | None = None  # None: the line must yield no finding
+    rule: str | None = None  # None: the line must yield no line-rule finding
     fields: dict[str, str] = field(default_factory=dict)
+    #: correlation findings this line completes: rule -> fields it must carry
+    also: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     why: str = ""
 
-    @property
-    def program(self) -> str:
-        return self.tag if self.pid is None else f"{self.tag}[{self.pid}]"
-
-    @property
-    def written(self) -> str:
-        """The message as rsyslog writes it: control characters escaped as ``#ooo``."""
-        return "".join(f"#{ord(c):03o}" if ord(c) < 0x20 else c for c in self.message)
-
     def __str__(self) -> str:
-        return f"{self.program}: {self.written}" + (f"  ({self.why})" if self.why else "")
+        return super().__str__() + (f"  ({self.why})" if self.why else "")
 
 
 DOVECOT_PL = (
@@ -111,19 +75,33 @@ CASES: tuple[Case, ...] = (
         rule="dovecot.status-notification-timeout",
         fields={"service": "ssl-params"},
     ),
+    # one service per wording: the rule folds warnings per host and service for an hour
     Case(
         "dovecot",
         DOVECOT_PL,
         rule="dovecot.process-limit-reached",
-        fields={"service": "pop3-login", "limit": "2"},
+        fields={"service": "pop3-login", "setting": "process_limit", "limit": "2"},
+        # the timeouts above, then this limit on the same host: the silent-stop story
+        also={
+            "dovecot.silent-stop": {
+                "service": "anvil",
+                "seconds": "30",
+                "service.2": "pop3-login",
+                "limit": "2",
+            }
+        },
     ),
     Case(
         "dovecot",
-        "master: Warning: service(pop3-login): client_limit/service_count (1) reached, "
+        "master: Warning: service(submission-login): client_limit/service_count (1) reached, "
         "client connections are being dropped",
         pid=812,
         rule="dovecot.process-limit-reached",
-        fields={"service": "pop3-login", "limit": "1"},
+        fields={
+            "service": "submission-login",
+            "setting": "client_limit/service_count",
+            "limit": "1",
+        },
         why="the wording when the limit is 1",
     ),
     Case(
@@ -131,8 +109,8 @@ CASES: tuple[Case, ...] = (
         "master: Warning: service(imap-login): process_limit reached, "
         "client connections are being dropped",
         rule="dovecot.process-limit-reached",
-        fields={"service": "imap-login"},
-        why="older dovecot, no number",
+        fields={"service": "imap-login", "setting": "process_limit"},
+        why="older dovecot, no number; the sequence above is complete, so no second story",
     ),
     Case(
         "dovecot",
@@ -359,159 +337,20 @@ CASES: tuple[Case, ...] = (
 
 
 @dataclass
-class Rsyslog:
-    proc: subprocess.Popen[bytes]
-    socket: Path
-    files: dict[str, Path]
-    stderr: Path
-
-    def errors(self) -> str:
-        return self.stderr.read_text(encoding="utf-8", errors="replace")
-
-
-def _config(base: Path, sock: Path, files: dict[str, Path]) -> str:
-    actions = "\n".join(
-        f'*.* action(type="omfile" file="{files[name]}" template="{template}"\n'
-        '           flushOnTXEnd="on" asyncWriting="off")'
-        for name, (template, _) in FILES.items()
-    )
-    return f"""\
-global(workDirectory="{base / "work"}")
-# no system socket (/dev/log) and no imklog: only the test's own socket
-module(load="imuxsock" SysSock.Use="off")
-input(type="imuxsock" Socket="{sock}" CreatePath="on" RateLimit.Interval="0")
-{actions}
-"""
-
-
-@pytest.fixture(scope="module")
-def rsyslog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rsyslog]:
-    rsyslogd = require_program("rsyslogd", "/usr/sbin/rsyslogd")
-    require_program("logger")
-    base = tmp_path_factory.mktemp("rsyslog")
-    (base / "work").mkdir()
-    # a unix socket path must fit in sun_path (108 bytes); tmp dirs can be deep
-    sock_dir = base if len(str(base)) < 90 else Path(tempfile.mkdtemp(prefix="lw-rs-"))
-    sock = sock_dir / "log.sock"
-    files = {name: base / f"{name}.log" for name in FILES}
-    conf = base / "rsyslog.conf"
-    conf.write_text(_config(base, sock, files), encoding="utf-8")
-    check = subprocess.run(
-        [rsyslogd, "-N1", "-f", str(conf)], capture_output=True, text=True, check=False
-    )
-    if check.returncode != 0:
-        pytest.fail(
-            f"rsyslogd rejected the test configuration:\n{conf.read_text()}\n"
-            f"{check.stdout}{check.stderr}"
-        )
-    stderr = base / "rsyslogd.stderr"
-    with stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [rsyslogd, "-n", "-f", str(conf), "-i", str(base / "rsyslogd.pid")],
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=subprocess.STDOUT,
-        )
-    handle = Rsyslog(proc, sock, files, stderr)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not sock.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"rsyslogd exited with {proc.returncode}:\n{handle.errors()}")
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"rsyslogd did not create {sock} within {START_TIMEOUT:.0f} s:\n"
-                    f"{handle.errors()}"
-                )
-            time.sleep(0.05)
-        if "error" in handle.errors().lower():
-            pytest.fail(f"rsyslogd reported errors at start:\n{handle.errors()}")
-        yield handle
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if sock_dir != base:
-            shutil.rmtree(sock_dir, ignore_errors=True)
-
-
-def _send(logger: str, sock: Path, case: Case) -> None:
-    cmd = [logger, "-u", str(sock), "--socket-errors=on", "-t", case.tag]
-    if case.pid is not None:
-        cmd.append(f"--id={case.pid}")
-    cmd += ["--", case.message]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed: {proc.stderr}"
-
-
-def _line_of(kind: str, lines: list[str], case: Case) -> int | None:
-    """The 1-based line number of ``case`` in a written file: the line after the header."""
-    header = HEADERS[kind]
-    want = f"{case.program}: {case.written}"
-    hits = [
-        i
-        for i, line in enumerate(lines, 1)
-        if (m := header.match(line)) and line[m.end() :] == want
-    ]
-    assert len(hits) <= 1, f"{case} is not unique in the file: lines {hits}"
-    return hits[0] if hits else None
-
-
-@dataclass
 class Delivered:
-    files: dict[str, Path]
-    #: per file kind: case index -> line number
-    lines: dict[str, dict[int, int]]
+    files: dict[str, Path]  # file kind -> path; line i + 1 of each file is CASES[i]
     sent_at: datetime
 
 
 @pytest.fixture(scope="module")
-def delivered(rsyslog: Rsyslog) -> Delivered:
-    programs = [(c.program, c.written) for c in CASES]
-    assert len(set(programs)) == len(programs), "two cases would write the same line"
-    logger = require_program("logger")
-    sent_at = datetime.now(UTC)
-    for case in CASES:
-        _send(logger, rsyslog.socket, case)
-    deadline = time.monotonic() + FLUSH_TIMEOUT
-    located: dict[str, dict[int, int]] = {}
-    while True:
-        located.clear()
-        missing: list[tuple[str, Case]] = []
-        for name, path in rsyslog.files.items():
-            text = path.read_text(encoding="utf-8") if path.exists() else ""
-            lines = text.splitlines()
-            located[name] = {}
-            for i, case in enumerate(CASES):
-                n = _line_of(name, lines, case)
-                if n is None:
-                    missing.append((name, case))
-                else:
-                    located[name][i] = n
-        if not missing:
-            return Delivered(rsyslog.files, located, sent_at)
-        if rsyslog.proc.poll() is not None or time.monotonic() > deadline:
-            listing = "\n".join(f"  {name}: {case}" for name, case in missing[:20])
-            pytest.fail(
-                f"rsyslog did not write {len(missing)} lines within "
-                f"{FLUSH_TIMEOUT:.0f} s:\n{listing}\nrsyslogd output:\n{rsyslog.errors()}"
-            )
-        time.sleep(0.05)
-
-
-def _logwarden(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+def delivered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Delivered]:
+    with running_rsyslog(tmp_path_factory.mktemp("rsyslog"), ["signatures"]) as rsyslog:
+        stream = rsyslog.streams["signatures"]
+        sent_at = datetime.now(UTC)
+        for case in CASES:
+            send(stream.socket, case)
+        wait_written(rsyslog, {"signatures": CASES})
+        yield Delivered(stream.files, sent_at)
 
 
 # -- tests ----------------------------------------------------------------------------------
@@ -520,53 +359,50 @@ def _logwarden(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("kind", list(FILES))
 def test_scan_finds_each_signature_on_its_line_only(delivered: Delivered, kind: str) -> None:
     path = delivered.files[kind]
-    proc = _logwarden("scan", str(path), "--format", "jsonl")
+    proc = logwarden("scan", str(path), "--format", "jsonl")
     assert proc.returncode == 0, proc.stderr
     by_line: dict[int, list[dict[str, object]]] = defaultdict(list)
     for raw in proc.stdout.splitlines():
         finding = json.loads(raw)
-        if finding["rule"] in CORRELATION_RULES:
-            continue
         source, _, line = str(finding["source"]).rpartition(":")
         assert source == str(path), finding
         by_line[int(line)].append(finding)
 
     text_lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(text_lines) == len(CASES)
     problems: list[str] = []
-    expected_lines = set()
-    for i, case in enumerate(CASES):
-        n = delivered.lines[kind][i]
-        expected_lines.add(n)
-        got = by_line.get(n, [])
-        rules = sorted(str(f["rule"]) for f in got)
-        want = [case.rule] if case.rule else []
-        if rules != want:
+    for n, case in enumerate(CASES, 1):
+        got = {str(f["rule"]): f for f in by_line.pop(n, [])}
+        want = {**({case.rule: case.fields} if case.rule else {}), **case.also}
+        if sorted(got) != sorted(want):
             problems.append(
-                f"line {n} {text_lines[n - 1]!r}: want {want or 'no finding'}, "
-                f"got {rules or 'no finding'}  [{case.why or case.tag}]"
+                f"line {n} {text_lines[n - 1]!r}: want {sorted(want) or 'no finding'}, "
+                f"got {sorted(got) or 'no finding'}  [{case.why or case.tag}]"
             )
             continue
-        if case.rule and case.fields:
-            fields = got[0]["fields"]
-            assert isinstance(fields, dict)
-            wrong = {k: fields.get(k) for k, v in case.fields.items() if fields.get(k) != v}
+        for rule, fields in want.items():
+            have = got[rule]["fields"]
+            assert isinstance(have, dict)
+            wrong = {k: have.get(k) for k, v in fields.items() if have.get(k) != v}
             if wrong:
                 problems.append(
-                    f"line {n} {text_lines[n - 1]!r}: {case.rule} fields {wrong}, "
-                    f"want {case.fields}"
+                    f"line {n} {text_lines[n - 1]!r}: {rule} fields {wrong}, want {fields}"
                 )
-    for n, got in sorted(by_line.items()):
-        if n not in expected_lines:
+        # every signature here is the first of its group: nothing is folded into it
+        if case.rule and got[case.rule]["count"] != 1:
             problems.append(
-                f"line {n} {text_lines[n - 1]!r}: unexpected {sorted(str(f['rule']) for f in got)}"
+                f"line {n} {text_lines[n - 1]!r}: {case.rule} count "
+                f"{got[case.rule]['count']}, want 1"
             )
+    for n, extra in sorted(by_line.items()):
+        problems.append(f"line {n}: unexpected {sorted(str(f['rule']) for f in extra)}")
     assert not problems, f"{kind} file {path}:\n" + "\n".join(problems)
 
 
 @pytest.mark.parametrize("kind", list(FILES))
 def test_parse_reads_every_line_back_as_sent(delivered: Delivered, kind: str) -> None:
     path = delivered.files[kind]
-    proc = _logwarden("parse", str(path), "--print-unparsed")
+    proc = logwarden("parse", str(path), "--print-unparsed")
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(raw) for raw in proc.stdout.splitlines()]
     unparsed = [r for r in records if r.get("unparsed")]
@@ -578,8 +414,7 @@ def test_parse_reads_every_line_back_as_sent(delivered: Delivered, kind: str) ->
     earliest = delivered.sent_at - timedelta(minutes=2)
     latest = datetime.now(UTC) + timedelta(minutes=2)
     problems: list[str] = []
-    for i, case in enumerate(CASES):
-        n = delivered.lines[kind][i]
+    for n, case in enumerate(CASES, 1):
         event = events.get(n)
         if event is None:
             problems.append(f"line {n} ({case}): no event")

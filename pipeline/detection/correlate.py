@@ -262,7 +262,9 @@ class Suppressor:
             cur.related.append(Related.of(event))
         self.stats.suppressed += 1
         if not self.spec.digest:
-            cur.finding = replace(cur.finding, count=cur.count, last_seen=cur.last)
+            cur.finding = replace(
+                cur.finding, count=cur.count, last_seen=cur.last, related=tuple(cur.related)
+            )
             out.append(cur.finding)
         return out
 
@@ -398,6 +400,8 @@ class ThresholdState(CorrelationState):
         win.append((ts, Related.of(event)))
         if len(win) > MAX_WINDOW_EVENTS:
             win.popleft()
+        if len(self.windows) > MAX_OPEN:
+            self._evict(ts)
         n = len(win)
         done = self.fired.get(key)
         if done is not None and n < self.corr.count:
@@ -406,17 +410,14 @@ class ThresholdState(CorrelationState):
         if done is None and n >= self.corr.count:
             f = self.finding(
                 event,
-                fields,
+                {**fields, "first_seen": win[0][0].isoformat()},
                 f"{n} × {self._of_title()} within {_human(self.corr.window)}"
                 f" (since {win[0][0].isoformat()})",
                 (r for _, r in win),
                 count=n,
                 last_seen=ts,
             )
-            f = replace(f, timestamp=win[0][0])
             self.fired[key] = f
-            if len(self.windows) > MAX_OPEN:
-                self._evict()
             return [f]
         if done is not None:
             updated = replace(done, count=done.count + 1, last_seen=ts)
@@ -427,7 +428,13 @@ class ThresholdState(CorrelationState):
     def _of_title(self) -> str:
         return self.step.rule
 
-    def _evict(self) -> None:
+    def _evict(self, now: datetime) -> None:
+        """Drop windows whose events are all older than the window; then the oldest keys."""
+        for key in [
+            k for k, w in self.windows.items() if not w or now - w[-1][0] > self.corr.window
+        ]:
+            del self.windows[key]
+            self.fired.pop(key, None)
         while len(self.windows) > MAX_OPEN:
             key = next(iter(self.windows))
             del self.windows[key]
@@ -506,6 +513,9 @@ class SequenceState(CorrelationState):
         if len(p.related) < max(self.corr.sample, len(self.steps)):
             p.related.append(Related.of(event))
         if p.progress >= step.count:
+            if step.distinct is not None and step.count > 1:
+                # every distinct value of a counted step, e.g. the units that failed
+                p.fields[f"{step.distinct}.{p.step + 1}"] = ", ".join(p.distinct)
             p.step += 1
             p.progress = 0
             p.distinct = []
@@ -551,7 +561,6 @@ class SequenceState(CorrelationState):
             f"{names} on {event.host or 'one source'} within {_human(took)}"
             f" (started {p.start.isoformat()})",
             p.related,
-            count=len(p.related),
             last_seen=event.timestamp,
         )
 

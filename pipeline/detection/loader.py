@@ -121,7 +121,8 @@ class RuleFileReport:
 
 
 def builtin_rules_dir() -> Path:
-    """Where the built-in pack is: ``$LOGWARDEN_RULES``, the source tree, or the install prefix."""
+    """Where the built-in pack is: ``$LOGWARDEN_BUILTIN_RULES``, the source tree, or the
+    install prefix."""
     env = os.environ.get("LOGWARDEN_BUILTIN_RULES")
     if env:
         return Path(env)
