@@ -208,22 +208,38 @@ def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> Non
 
 def findings_table(findings: Sequence[Finding]) -> Table:
     table = Table(show_lines=False, header_style="bold")
-    for col in ("severity", "rule", "time", "host", "program", "source", "message"):
+    for col in ("severity", "rule", "time", "count", "host", "program", "source", "message"):
         table.add_column(col, overflow="fold")
     for f in findings:
+        message = Text(visible(f.message))
+        if f.fields:
+            shown = "  ".join(f"{k}={visible(v)}" for k, v in sorted(f.fields.items()))
+            message.append("\n" + shown, style="dim")
         table.add_row(
             Text(str(f.severity), style=SEVERITY_STYLE[f.severity]),
             Text(f.rule),
             Text(f.timestamp.isoformat(timespec="seconds") if f.timestamp else "-"),
+            Text(str(f.count)),
             Text(visible(f.host) or "-"),
             Text(visible(f.program) or "-"),
             Text(f"{f.source}:{f.line}"),
-            Text(visible(f.message)),
+            message,
         )
     return table
 
 
-CSV_COLUMNS = ("timestamp", "severity", "rule", "title", "host", "program", "source", "message")
+CSV_COLUMNS = (
+    "timestamp",
+    "severity",
+    "rule",
+    "title",
+    "host",
+    "program",
+    "source",
+    "message",
+    "count",
+    "last_seen",
+)
 
 
 def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:

@@ -535,19 +535,27 @@ def test_correlation_findings_in_csv_and_table(played: Played, name: str, tmp_pa
 
     table = scan(played, scenario, "traditional", tmp_path / "table")  # the default format
     want_rows = sorted(
-        (f["severity"], f["rule"], f["timestamp"], f["host"], f["program"], f["source"])
+        (
+            f["severity"],
+            f["rule"],
+            f["timestamp"],
+            str(f["count"]),
+            f["host"],
+            f["program"],
+            f["source"],
+        )
         for f in jsonl
     )
     assert sorted(table_rows(table)) == want_rows, table
 
 
 def table_rows(table: str) -> list[tuple[str, ...]]:
-    """The first six cells of each row of the findings table, a folded cell joined again."""
+    """The first seven cells of each row of the findings table, a folded cell joined again."""
     rows: list[list[str]] = []
     for text in table.splitlines():
         if not text.startswith("│"):
             continue
-        cells = [c.strip() for c in text.strip("│").split("│")][:6]
+        cells = [c.strip() for c in text.strip("│").split("│")][:7]
         if cells[0]:  # a row begins where the severity is written
             rows.append(cells)
         else:  # a folded cell goes on without a break (no column here holds a space)

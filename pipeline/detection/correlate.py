@@ -103,6 +103,8 @@ class DetectorStats:
     expired_unjudged: Counter[str] = field(default_factory=Counter)
     incomplete: Counter[str] = field(default_factory=Counter)
     evicted: Counter[str] = field(default_factory=Counter)
+    #: rules whose saved state did not fit their current definition and was dropped
+    dropped_state: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +114,7 @@ class DetectorStats:
             "expired_unjudged": dict(self.expired_unjudged),
             "incomplete": dict(self.incomplete),
             "evicted": dict(self.evicted),
+            "dropped_state": list(self.dropped_state),
         }
 
 
@@ -391,7 +394,11 @@ class ThresholdState(CorrelationState):
 
     def on_match(self, rule_id: str, event: Event, fields: Mapping[str, str]) -> list[Finding]:
         ts = event.timestamp
-        if ts is None or not self.step.accepts(rule_id, event, fields):
+        if (
+            ts is None
+            or not self.accepts_host(event.host)
+            or not self.step.accepts(rule_id, event, fields)
+        ):
             return []
         key = group_key(self.corr.group_by, event, fields)
         win = self.windows.setdefault(key, deque())
@@ -537,6 +544,20 @@ class SequenceState(CorrelationState):
                 if p.step == len(self.steps):
                     del self.partials[key]
                     return [self._complete(p, event)]
+                return []
+            if (
+                p.step == 1
+                and p.progress == 0
+                and self.steps[0].count == 1
+                and self.steps[0].accepts(rule_id, event, fields)
+            ):
+                # the first step again before the second began: the window now counts from
+                # this latest start (a second slow boot, say); its lines join the evidence
+                p.start = ts
+                for k, v in fields.items():
+                    p.fields.setdefault(k, v)
+                if len(p.related) < max(self.corr.sample, len(self.steps)):
+                    p.related.append(Related.of(event))
             return []
         first = self.steps[0]
         if not first.accepts(rule_id, event, fields):
@@ -935,12 +956,19 @@ class Detector:
         self._seq = int(data["seq"])
         self._recent_stamp = {h: st for h, st, _ in data.get("recent", [])}
         self._recent = {h: dict(seen) for h, _, seen in data.get("recent", [])}
+        # state saved for a rule whose definition changed shape is dropped, not fatal
         for rid, st_data in data["states"].items():
             if rid in self.states:
-                self.states[rid].restore(st_data)
+                self._restore_part(rid, self.states[rid].restore, st_data)
         for rid, s_data in data["suppress"].items():
             if rid in self.suppressors:
-                self.suppressors[rid].restore(s_data)
+                self._restore_part(rid, self.suppressors[rid].restore, s_data)
         for name, t_data in data["enrich"].items():
             if name in self.tables:
-                self.tables[name].restore(t_data)
+                self._restore_part(name, self.tables[name].restore, t_data)
+
+    def _restore_part(self, name: str, restore: Any, data: Any) -> None:
+        try:
+            restore(data)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            self.stats.dropped_state.append(name)

@@ -45,9 +45,16 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocDict:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if not isinstance(key, str):
+            hint = ""
+            if isinstance(key, bool):
+                word = key_node.value
+                hint = f"YAML reads {word!r} as {key}; quote it"
+                if word.lower() == "on":
+                    hint += " (an enrich join is written 'by:')"
             raise RuleError(
-                f"mapping key {key!r} is not a string",
+                f"mapping key {key_node.value!r} is not a text",
                 Location(loader.path, line, key_node.start_mark.column + 1),
+                hint,
             )
         if key in out:
             raise RuleError(

@@ -35,6 +35,9 @@ journalctl behaviours this module works around (systemd 252):
   reads what is already there without ``--follow`` (no boot filter), then follows.
 * ``--follow --after-cursor=C`` shows at most 10 entries after C (the implicit ``--lines=10``)
   unless ``--no-tail`` is given: it always is.
+* ``--after-cursor=C`` skips one entry blindly, assuming C's entry still exists; when its file
+  has been vacuumed the first entry after it is lost. Reads after a cursor therefore use
+  ``--cursor=C`` and drop the first line only when it is C's entry.
 * ``--directory`` and ``--file`` cannot be combined, nor ``--since`` with ``--after-cursor``.
 * ``--file`` takes glob patterns; file names are escaped.
 * a truncated file given with ``--file`` fails the whole read (``Failed to open files: No
@@ -133,17 +136,19 @@ def journal_command(
     after_cursor: str | None = None,
     follow: bool = False,
     lines: int | None = None,
+    cursor: str | None = None,
     journalctl: str = JOURNALCTL,
 ) -> list[str]:
     """The ``journalctl -o json`` command line for one read.
 
     ``lines`` is ``--lines`` (the newest N entries); when following without it, ``--no-tail``
-    is passed so that nothing after the start position is left out.
+    is passed so that nothing after the start position is left out. ``cursor`` is
+    ``--cursor`` (starting at that entry, or where it was).
     """
     if directory is not None and files:
         raise UsageError("journalctl reads a directory or files, not both")
-    if after_cursor is not None and since is not None:
-        raise UsageError("journalctl takes --since or --after-cursor, not both")
+    if sum(x is not None for x in (since, after_cursor, cursor)) > 1:
+        raise UsageError("journalctl takes one of --since, --cursor and --after-cursor")
     cmd = [journalctl, "--output=json", "--all", "--no-pager"]
     if directory is not None:
         cmd.append(f"--directory={directory}")
@@ -154,6 +159,8 @@ def journal_command(
         cmd.append(f"--until={journal_time(until)}")
     if after_cursor is not None:
         cmd.append(f"--after-cursor={after_cursor}")
+    if cursor is not None:
+        cmd.append(f"--cursor={cursor}")
     if lines is not None:
         cmd.append(f"--lines={lines}")
     if follow:
@@ -208,6 +215,18 @@ def check_backend(backend: str | None = None) -> str:
     return chosen
 
 
+def line_cursor(line: bytes | bytearray) -> str | None:
+    """The ``__CURSOR`` of one line."""
+    m = CURSOR.search(line)
+    return m.group(1).decode("ascii", "replace") if m else None
+
+
+def drop_cursor_line(data: bytes, cursor: str) -> bytes:
+    """``data`` without its first line when that line is the entry at ``cursor``."""
+    end = data.find(b"\n") + 1 or len(data)
+    return data[end:] if line_cursor(data[:end]) == cursor else data
+
+
 def last_cursor(data: bytes | bytearray) -> str | None:
     """The ``__CURSOR`` of the last line in ``data`` (whole lines), without parsing JSON."""
     end = len(data) - 1 if data.endswith(b"\n") else len(data)
@@ -258,6 +277,12 @@ def _open_reader(spec: JournalSpec) -> Any:
         reader = journal.Reader(flags=journal.LOCAL_ONLY)
     reader.data_threshold = 0  # whole values, like --all
     return reader
+
+
+def _watch(reader: Any) -> None:
+    """Make libsystemd watch the files (inotify is set up only once its fd is asked for),
+    so that process() sees appended entries, new files and deleted ones."""
+    reader.fileno()
 
 
 def _reader_line(reader: Any) -> tuple[bytes, str, int]:
@@ -395,7 +420,7 @@ def _iter_journalctl(
         files=spec.files,
         since=since,
         until=until,
-        after_cursor=after_cursor,
+        cursor=after_cursor,  # not --after-cursor: see the module's notes
         journalctl=find_journalctl(spec),
     )
     with tempfile.TemporaryFile() as err:
@@ -403,7 +428,15 @@ def _iter_journalctl(
         assert proc.stdout is not None
         try:
             stream = cast(BinaryIO, proc.stdout)
-            yield from iter_chunks(stream, display, report, chunk_size, max_line)
+            shift = 0
+            for chunk in iter_chunks(stream, display, report, chunk_size, max_line):
+                if after_cursor is not None and chunk.first_line == 1:
+                    data = drop_cursor_line(chunk.data, after_cursor)
+                    shift = 1 if len(data) < len(chunk.data) else 0
+                    if data:
+                        yield Chunk(data, 1)
+                    continue
+                yield Chunk(chunk.data, chunk.first_line - shift)
         finally:
             proc.stdout.close()
             if proc.poll() is None:
@@ -476,10 +509,12 @@ class JournalFollower:
     what is already there, then with it) and queues whole lines; when the subprocess dies it
     is started again after the last line read, with a backoff that doubles from
     ``min_backoff`` to ``max_backoff`` seconds and resets once a run has lasted a minute.
-    With python-systemd, :meth:`poll` reads the journal in-process and reopens it after an
-    error. Either way rotation and vacuuming are followed (libsystemd watches the files
-    with inotify), :attr:`restarts` counts the restarts and :meth:`take_problems` returns
-    what went wrong since the last call.
+    With python-systemd, :meth:`poll` reads the journal in-process and reopens it at the
+    cursor after an error, with the same backoff (reset by the next successful read).
+    Either way rotation and vacuuming are followed (libsystemd watches the files with
+    inotify), :attr:`restarts` counts the restarts and :meth:`take_problems` returns what
+    went wrong since the last call. Lines carry no line numbers: a caller feeding them to
+    ``LineProcessor.process`` keeps its own count.
     """
 
     def __init__(
@@ -600,7 +635,7 @@ class JournalFollower:
 
     def _position(self) -> dict[str, Any]:
         if self._read_cursor is not None:
-            return {"after_cursor": self._read_cursor}
+            return {"cursor": self._read_cursor}
         if self._mode == "since":
             return {"since": self._since}
         return {}
@@ -608,7 +643,10 @@ class JournalFollower:
     def _run(self) -> None:
         while not self._closed.is_set():
             started = time.monotonic()
-            self._run_once()
+            try:
+                self._run_once()
+            except Exception as exc:  # keep following whatever went wrong in one run
+                self._report("journal-error", f"{type(exc).__name__}: {exc}")
             if self._closed.is_set():
                 return
             if time.monotonic() - started > 60:
@@ -629,7 +667,7 @@ class JournalFollower:
             journalctl=self._journalctl,
             **self._position(),
         )
-        status, messages = self._pump(cmd, baseline=baseline)
+        status, messages = self._pump(cmd, baseline=baseline, skip=self._read_cursor)
         if self._closed.is_set():
             return
         if status != 0:
@@ -647,12 +685,18 @@ class JournalFollower:
             journalctl=self._journalctl,
             **self._position(),
         )
-        status, messages = self._pump(cmd)
+        status, messages = self._pump(cmd, skip=self._read_cursor)
         if not self._closed.is_set():
             self._report("journal-error", _exit_detail(status, messages, following=True))
 
-    def _pump(self, cmd: list[str], *, baseline: bool = False) -> tuple[int, list[str]]:
-        """Run one journalctl, queue its whole lines; its exit status and messages."""
+    def _pump(
+        self, cmd: list[str], *, baseline: bool = False, skip: str | None = None
+    ) -> tuple[int, list[str]]:
+        """Run one journalctl, queue its whole lines; its exit status and messages.
+
+        ``skip``: the cursor the read starts at (``--cursor``), whose entry was handed out
+        before and is dropped when it comes first.
+        """
         with tempfile.TemporaryFile() as err:
             try:
                 proc = subprocess.Popen(
@@ -677,6 +721,11 @@ class JournalFollower:
                         carry = data
                         continue
                     whole, carry = data[:cut], data[cut:]
+                    if skip is not None:
+                        whole = drop_cursor_line(whole, skip)
+                        skip = None
+                        if not whole:
+                            continue
                     cursor = last_cursor(whole)
                     if not baseline and not self._put(whole):
                         break
@@ -708,6 +757,7 @@ class JournalFollower:
     def _open(self) -> None:
         try:
             reader = _open_reader(self.spec)
+            _watch(reader)
             position = self.cursor
             if position is not None:
                 reader.seek_cursor(position)
