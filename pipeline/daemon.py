@@ -131,6 +131,23 @@ class JsonlOutput:
             pass
         return keys
 
+    def repair(self, offset: int) -> None:
+        """Cut a record torn by a crash (no final newline) after ``offset``."""
+        try:
+            with open(self.path, "r+b") as f:
+                size = f.seek(0, os.SEEK_END)
+                if size <= offset:
+                    return
+                f.seek(size - 1)
+                if f.read(1) == b"\n":
+                    return
+                f.seek(offset)
+                data = f.read()
+                cut = data.rfind(b"\n")
+                f.truncate(offset + cut + 1 if cut >= 0 else offset)
+        except FileNotFoundError:
+            return
+
     def write(self, findings: list[Finding]) -> int:
         with open(self.path, "a", encoding="utf-8") as f:
             for x in findings:
@@ -215,6 +232,9 @@ class Daemon:
         def report(p: Problem) -> None:
             st = self.stats.setdefault(name, SourceStats())
             st.problems[p.kind] = st.problems.get(p.kind, 0) + 1
+            follower = self.followers.get(name)
+            if follower is not None:
+                self._touched[name] = follower
             self.scan_stats.problems[p.kind] += 1
             if p.kind in ("unreadable", "read-error", "rotated-away"):
                 st.errors += 1
@@ -317,7 +337,9 @@ class Daemon:
             return
         sizes: dict[str, int] = {}
         for out in self.outputs:
-            done = out.keys_after(self.state.output_size(out.path) or 0)
+            confirmed = self.state.output_size(out.path) or 0
+            out.repair(confirmed)
+            done = out.keys_after(confirmed)
             rest = [f for f in pending if f.key not in done]
             sizes[out.path] = out.write(rest) if rest else os.path.getsize(out.path)
         for sink in self.sinks:

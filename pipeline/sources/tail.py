@@ -187,13 +187,15 @@ class FileFollower:
                 cur.offset, cur.line = saved.offset, saved.line
                 self.current = cur
                 return
-            old = self._find_rotated(saved)
-            if old is not None:
-                self.log(f"{self.path}: rotated while stopped; finishing {old.display} first")
+            chain = self._find_rotated(saved)
+            if chain:
+                old = chain[0]
+                names = ", ".join(f.display for f in chain)
+                self.log(f"{self.path}: rotated while stopped; finishing {names} first")
                 old.offset, old.line = saved.offset, saved.line
                 if old.compressed:
                     self._skip_compressed(old)
-                self.draining.append(old)
+                self.draining.extend(chain)
             else:
                 self.report(
                     Problem(
@@ -234,33 +236,78 @@ class FileFollower:
         except OSError:
             return []
 
-    def _find_rotated(self, saved: FileState) -> _Open | None:
-        for sib in self._siblings():
-            try:
-                st = sib.stat()
-            except OSError:
-                continue
+    def _open_sibling(self, sib: Path) -> _Open | None:
+        """Open a rotated sibling, decompressing a gzip one; fingerprint from its content."""
+        try:
+            st = sib.stat()
             if detect_compression(str(sib)) == "gzip":
-                try:
-                    with gzip.open(sib, "rb") as g:
-                        head = g.read(FINGERPRINT_BYTES)
-                except (OSError, EOFError):
-                    continue
-                if saved.fingerprint and fingerprint_of(head) == saved.fingerprint:
-                    handle = gzip.open(sib, "rb")  # noqa: SIM115 - drained over many polls
-                    return _Open(
-                        handle,  # type: ignore[arg-type]
-                        st.st_dev,
-                        st.st_ino,
-                        str(sib),
-                        fingerprint=saved.fingerprint,
-                        compressed=True,
-                    )
+                with gzip.open(sib, "rb") as g:
+                    head = g.read(FINGERPRINT_BYTES)
+                handle = gzip.open(sib, "rb")  # noqa: SIM115 - drained over many polls
+                return _Open(
+                    handle,  # type: ignore[arg-type]
+                    st.st_dev,
+                    st.st_ino,
+                    str(sib),
+                    fingerprint=fingerprint_of(head),
+                    compressed=True,
+                )
+        except (OSError, EOFError):
+            return None
+        return self._open(str(sib))
+
+    def _find_rotated(self, saved: FileState) -> list[_Open]:
+        """The file read before a restart among the rotated siblings, then every newer one.
+
+        The saved file is recognised by (device, inode) when it was renamed, and by the
+        fingerprint of its first line when it was compressed or copied (copytruncate), as
+        long as the copy holds at least what was read. Newer generations (two rotations
+        while stopped) follow it, oldest first, from their start.
+        """
+        from pipeline.sources.files import rotation_key
+
+        base = Path(self.path).name
+        sibs = sorted(
+            (x for x in self._siblings() if rotation_key(str(x))[1] == base),
+            key=lambda x: rotation_key(str(x)),
+        )
+        for i, sib in enumerate(sibs):
+            opened = self._open_sibling(sib)
+            if opened is None:
                 continue
-            if (st.st_dev, st.st_ino) == (saved.dev, saved.ino):
-                opened = self._open(str(sib))
-                if opened and (not saved.fingerprint or opened.fingerprint == saved.fingerprint):
-                    return opened
+            same_inode = (opened.dev, opened.ino) == (saved.dev, saved.ino)
+            same_head = bool(saved.fingerprint) and opened.fingerprint == saved.fingerprint
+            big_enough = opened.compressed or (
+                os.fstat(opened.handle.fileno()).st_size >= saved.offset
+            )
+            if (same_inode and (same_head or not saved.fingerprint)) or (
+                not same_inode and same_head and big_enough
+            ):
+                chain = [opened]
+                for newer in sibs[i + 1 :]:
+                    nxt = self._open_sibling(newer)
+                    if nxt is not None:
+                        chain.append(nxt)
+                return chain
+            opened.handle.close()
+        return []
+
+    def _find_copy(self, cur: _Open) -> _Open | None:
+        """After copytruncate: the copy holding lines written before the truncation that
+        were not read yet (same first line, longer than what was read)."""
+        if not cur.fingerprint:
+            return None
+        for sib in self._siblings():
+            if detect_compression(str(sib)) is not None:
+                continue  # compressed later; by then its lines were read from the copy
+            opened = self._open(str(sib))
+            if opened is None:
+                continue
+            size = os.fstat(opened.handle.fileno()).st_size
+            if opened.fingerprint == cur.fingerprint and size > cur.offset:
+                opened.offset, opened.line = cur.offset, cur.line
+                return opened
+            opened.handle.close()
         return None
 
     def _skip_compressed(self, f: _Open) -> None:
@@ -310,7 +357,15 @@ class FileFollower:
             self.current = self._open(self.path)
             return
         if st.st_size < cur.offset:
-            self.log(f"{self.path}: truncated (copytruncate?); reading from the start")
+            copy = self._find_copy(cur)
+            if copy is not None:
+                self.log(
+                    f"{self.path}: truncated after a copy to {copy.display}; finishing the "
+                    "copy first"
+                )
+                self.draining.append(copy)
+            else:
+                self.log(f"{self.path}: truncated (copytruncate?); reading from the start")
             cur.offset, cur.line = 0, 0
             cur.fingerprint = self._head_fingerprint(cur)
             return
@@ -363,7 +418,7 @@ class FileFollower:
             self._check_path()
         out: list[Block] = []
         now = time.monotonic()
-        for old in list(self.draining):
+        for old in list(self.draining[:1]):
             block = self._read(old, max_bytes, final=False)
             if block is not None:
                 out.append(block)
