@@ -6,8 +6,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests drive for real: rsyslogd and logger write real log files,
-# logrotate rotates them.
-APT_PACKAGES := rsyslog logrotate bsdutils util-linux systemd
+# logrotate rotates them, systemd-journal-remote writes journal files (journalctl comes with
+# systemd). libsystemd-dev, pkg-config, gcc and python3-dev build python-systemd, the
+# optional `journal` extra that reads the journal in-process.
+APT_PACKAGES := rsyslog logrotate bsdutils util-linux systemd systemd-journal-remote \
+	libsystemd-dev pkg-config gcc python3-dev
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck bench apt-deps clean
@@ -23,8 +26,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python apt-deps
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,journal]' || echo "python-systemd did not build" \
+	  "(needs libsystemd-dev pkg-config gcc python3-dev): the journal is read with journalctl" >&2
 	@touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
