@@ -157,6 +157,46 @@ class JsonlOutput:
             return f.tell()
 
 
+class JournalSource:
+    """The journal as a daemon source: a follower, its cursor checkpoint and a line count."""
+
+    def __init__(
+        self,
+        config: WatchConfig,
+        saved: tuple[dict[str, Any], dict[str, Any]] | None,
+        report: Callable[[Problem], None],
+    ) -> None:
+        from pipeline.sources.journal import JournalFollower, JournalSpec
+
+        self.spec = JournalSpec(directory=config.journal_directory)
+        self.name = self.spec.display
+        cursor = saved[0].get("cursor") if saved else None
+        self.line = int(saved[0].get("line", 0)) if saved else 0
+        self.follower = JournalFollower(
+            self.spec,
+            after_cursor=cursor,
+            from_start=config.from_beginning and cursor is None,
+        )
+        self.report = report
+
+    def poll(self, max_bytes: int) -> bytes:
+        for p in self.follower.take_problems():
+            self.report(p)
+        return self.follower.poll(max_bytes)
+
+    def state(self) -> FileState:  # the same shape as a file's, with the cursor in fingerprint
+        return FileState(self.name, 0, 0, self.follower.cursor or "", 0, self.line)
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {"path": self.name, "cursor": self.follower.cursor, "line": self.line}
+
+    def lag(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.follower.close()
+
+
 class Daemon:
     """The watch loop; :meth:`step` is one turn (tests drive it directly)."""
 
@@ -191,7 +231,10 @@ class Daemon:
         self._reload = False
         self._observer: Any = None
         self.findings_total = 0
-        self._touched: dict[str, FileFollower] = {}
+        self._touched: dict[str, Any] = {}
+        self.journal: JournalSource | None = None
+        if config.journal or config.journal_directory:
+            self._start_journal()
         self._last_commit = time.monotonic()
 
     # -- set-up ------------------------------------------------------------------------------
@@ -244,6 +287,16 @@ class Daemon:
 
         return report
 
+    def _start_journal(self) -> None:
+        from pipeline.sources.journal import JournalSpec
+
+        name = JournalSpec(directory=self.config.journal_directory).display
+        self.stats.setdefault(name, SourceStats())
+        self.journal = JournalSource(
+            self.config, self.saved_sources.get(name), self._reporter(name)
+        )
+        log.info("following %s", name)
+
     def _processor(self, key: str, display: str, mtime: float, source: str) -> LineProcessor:
         proc = self.processors.get(key)
         if proc is None:
@@ -290,10 +343,48 @@ class Daemon:
                         out = self.detector.process(rec)
                     for f in out:
                         found[f.key] = f
+        if self.journal is not None:
+            lines += self._step_journal(found)
         self._touched.update(touched)
         if found or (self._touched and time.monotonic() - self._last_commit >= CHECKPOINT_EVERY):
             self.checkpoint(list(found.values()))
         return lines
+
+    def _step_journal(self, found: dict[str, Finding]) -> int:
+        assert self.journal is not None
+        source = self.journal
+        data = source.poll(READ_BUDGET)
+        if not data:
+            return 0
+        proc = self.processors.get(source.name)
+        if proc is None:
+            proc = LineProcessor(
+                source.name,
+                TimeResolver(self.engine.tz, datetime.now(UTC)),
+                self.engine.prefilter,
+                self._reporter(source.name),
+                self.scan_stats,
+                fmt="journal-json",
+                body_fields=self.engine.body_fields,
+            )
+            self.processors[source.name] = proc
+        n = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        for rec in proc.process(data, source.line + 1):
+            out = (
+                self.detector.observe(rec.host, rec.timestamp)
+                if isinstance(rec, TimeMark)
+                else []
+                if isinstance(rec, Unparsed)
+                else self.detector.process(rec)
+            )
+            for f in out:
+                found[f.key] = f
+        source.line += n
+        st = self.stats[source.name]
+        st.lines += n
+        st.last_read = time.monotonic()
+        self._touched[source.name] = source
+        return n
 
     def checkpoint(self, findings: list[Finding] | None = None) -> None:
         """Commit offsets, detection state and ``findings`` together, then emit new ones.
@@ -308,8 +399,11 @@ class Daemon:
     def _commit(self, touched: dict[str, FileFollower], findings: list[Finding]) -> None:
         sources: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         for path, follower in touched.items():
-            state = follower.state()
             stats = self.stats[path].as_dict() | {"lag": follower.lag()}
+            if isinstance(follower, JournalSource):
+                sources[path] = (follower.checkpoint(), stats)
+                continue
+            state = follower.state()
             sources[path] = (state.as_dict() if state else {"path": path}, stats)
         fresh = self.state.checkpoint(
             detector=(DETECTOR_NAME, self.detector.snapshot()),
@@ -432,7 +526,9 @@ class Daemon:
                     sd_notify("WATCHDOG=1")
                     last_ping = time.monotonic()
                 if not busy and not self._stop:
-                    self.wake.wait(self.config.poll_interval)
+                    # the journal has no change notice here: look at it often
+                    wait = self.config.poll_interval
+                    self.wake.wait(min(wait, 0.2) if self.journal else wait)
         finally:
             sd_notify("STOPPING=1")
             self.close()
@@ -447,6 +543,8 @@ class Daemon:
             self._observer.stop()
         for f in self.followers.values():
             f.close()
+        if self.journal is not None:
+            self.journal.close()
         self.state.close()
 
 
