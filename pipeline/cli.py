@@ -313,6 +313,14 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     help="Scan this journal file; repeatable, the files are read together, interleaved by "
     "time (journalctl --file); implies --journal.",
 )
+@click.option(
+    "--notify",
+    "notify_urls",
+    multiple=True,
+    metavar="URL",
+    help="Notify this apprise URL of the findings (cron-driven forensics); repeatable.",
+)
+@click.option("--dry-run", is_flag=True, help="With --notify: print what would be sent.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the counts.")
 @handle_errors
 def scan(
@@ -331,6 +339,8 @@ def scan(
     journal: bool,
     journal_dirs: tuple[str, ...],
     journal_files: tuple[str, ...],
+    notify_urls: tuple[str, ...],
+    dry_run: bool,
     quiet: bool,
 ) -> None:
     """Scan log files for known failure signatures (batch forensics).
@@ -373,6 +383,8 @@ def scan(
         write_findings(findings, out_format, sys.stdout)
     if not quiet:
         _write_counts(result.stats, result, _err_console())
+    if notify_urls:
+        _notify_scan(findings, rules, notify_urls, state_path, dry_run, quiet)
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
 
@@ -387,6 +399,136 @@ def _journal_specs(
     if journal and not specs:
         specs.append(JournalSpec())
     return specs
+
+
+def _notify_scan(
+    findings: list[Finding],
+    rules: list[Any],
+    urls: tuple[str, ...],
+    state_path: str | None,
+    dry_run: bool,
+    quiet: bool,
+) -> None:
+    """Queue the findings' notifications in an outbox and deliver them (or print them)."""
+    import tempfile
+
+    from pipeline.notify.notifiers import NotifyError, parse_notifiers
+    from pipeline.notify.outbox import Deliverer
+    from pipeline.notify.route import router
+    from pipeline.state import StateDB
+
+    try:
+        notifiers = parse_notifiers([], "--notify", urls)
+    except NotifyError as exc:
+        fail(str(exc))
+    route = router(notifiers, rules)
+    err = _err_console()
+    if dry_run:
+        for f in findings:
+            for name, title, body, fmt in route(f):
+                masked = next(n.masked for n in notifiers if n.name == name)
+                click.echo(f"--- to {masked} ({fmt})\n{title}\n\n{body}")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        db_path = state_path or str(Path(tmp) / "outbox.sqlite")
+        with StateDB(db_path) as db:
+            fresh = db.checkpoint(detector=None, sources={}, findings=findings, route=route)
+        deliverer = Deliverer(db_path, notifiers, retry_base=1.0, retry_max=10.0)
+        got = deliverer.drain(timeout=60.0)
+        left = deliverer.pending()
+    if not quiet:
+        err.print(
+            Text(
+                f"notifications: {len(fresh)} new findings, {got.sent} sent, "
+                f"{got.digests} digests, {got.failed} failed attempts, {left} still pending"
+                + (" (kept in --state for the next run)" if left and state_path else ""),
+                style="yellow" if left else "",
+            )
+        )
+
+
+# -- notify -------------------------------------------------------------------------------
+
+
+@main.group()
+def notify() -> None:
+    """Check notifiers and the outbox."""
+
+
+def _notifiers_from(config_path: str | None, urls: tuple[str, ...]) -> list[Any]:
+    from pipeline.config import load_config
+    from pipeline.notify.notifiers import parse_notifiers
+
+    cfg_entries: tuple[Any, ...] = ()
+    source = "--notify"
+    if config_path:
+        cfg = load_config(config_path)
+        cfg_entries, source = cfg.notify, config_path
+    return parse_notifiers(cfg_entries, source, urls)
+
+
+@notify.command("test")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE")
+@click.option("--notify", "urls", multiple=True, metavar="URL", help="An apprise URL; repeatable.")
+@click.option("--tag", "tags", multiple=True, metavar="T", help="Only notifiers with this tag.")
+@handle_errors
+def notify_test(config_path: str | None, urls: tuple[str, ...], tags: tuple[str, ...]) -> None:
+    """Send a test message to each notifier and report each one's result."""
+    from pipeline.notify.outbox import apprise_send
+
+    notifiers = _notifiers_from(config_path, urls)
+    if tags:
+        notifiers = [n for n in notifiers if set(n.tags) & set(tags)]
+    if not notifiers:
+        fail("no notifiers configured (use --config FILE or --notify URL)")
+    failed = 0
+    for n in notifiers:
+        ok, err = apprise_send(
+            n,
+            "logwarden test message",
+            f"This is a test from logwarden to {n.name}. Findings will arrive like this.\n",
+            n.format,
+        )
+        failed += not ok
+        click.echo(
+            f"{'ok    ' if ok else 'FAILED'} {n.name}: {n.masked}" + (f" ({err})" if err else "")
+        )
+    sys.exit(1 if failed else 0)
+
+
+@notify.command("pending")
+@click.option("--state-dir", default="/var/lib/logwarden", show_default=True, metavar="DIR")
+@handle_errors
+def notify_pending(state_dir: str) -> None:
+    """List notifications waiting in the outbox (failed, retrying or folded)."""
+    import sqlite3
+
+    path = Path(state_dir) / "state.sqlite"
+    if not path.exists():
+        fail(f"no state database at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT notifier, status, attempts, next_at, last_error, title FROM outbox "
+            "WHERE status IN ('pending', 'folded') ORDER BY id"
+        ).fetchall()
+    except sqlite3.Error as exc:
+        fail(f"cannot read the outbox: {exc}")
+    finally:
+        conn.close()
+    if not rows:
+        click.echo("the outbox is empty")
+        return
+    table = Table(header_style="bold")
+    for col in ("notifier", "status", "attempts", "next try", "last error", "title"):
+        table.add_column(col, overflow="fold")
+    import datetime as _dt
+
+    for name, status, attempts, next_at, err, title in rows:
+        when = _dt.datetime.fromtimestamp(next_at, _dt.UTC).isoformat(timespec="seconds")
+        table.add_row(name, status, str(attempts), when, Text(err or ""), Text(visible(title)))
+    _console().print(table)
+    click.echo(f"{len(rows)} pending")
 
 
 # -- parse --------------------------------------------------------------------------------
@@ -538,9 +680,20 @@ def _rule_dirs_arg(directory: str | None) -> tuple[list[str], bool]:
 
 @rules.command("validate")
 @click.argument("directory", required=False, type=click.Path(), metavar="[DIR]")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also validate this daemon config (notifier URLs included).",
+)
 @handle_errors
-def rules_validate(directory: str | None) -> None:
+def rules_validate(directory: str | None, config_path: str | None) -> None:
     """Check rule files (DIR, or the built-in pack) and print every error with file:line."""
+    if config_path:
+        from pipeline.config import load_config
+
+        load_config(config_path)
     dirs, builtin = _rule_dirs_arg(directory)
     loaded, errors = check_rule_dirs(dirs, builtin=builtin)
     for e in errors:
@@ -642,6 +795,13 @@ def rules_test(directory: str | None, samples_dir: str | None) -> None:
     metavar="SECONDS",
     help="How often to look without a change notice (default 1).",
 )
+@click.option(
+    "--notify",
+    "notify_urls",
+    multiple=True,
+    metavar="URL",
+    help="Also notify this apprise URL of every finding; repeatable.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
 @handle_errors
 def watch(
@@ -656,6 +816,7 @@ def watch(
     from_beginning: bool | None,
     tz: str | None,
     poll_interval: float | None,
+    notify_urls: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """Follow logs live and report findings as they happen (the daemon).
@@ -681,6 +842,7 @@ def watch(
         "from_beginning": from_beginning,
         "tz": tz,
         "poll_interval": poll_interval,
+        "notify_urls": tuple(notify_urls) or None,
     }
     base = load_config(config_path) if config_path else WatchConfig()
     config = base.with_overrides(**overrides)

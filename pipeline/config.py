@@ -36,6 +36,10 @@ class WatchConfig:
     poll_interval: float = 1.0
     #: notifier entries (apprise URLs and their routing), validated by the notify layer
     notify: tuple[dict[str, Any], ...] = ()
+    #: extra notifier URLs from the command line (--notify)
+    notify_urls: tuple[str, ...] = ()
+    #: first retry of a failed notification after this many seconds, doubling up to 5 min
+    notify_retry: float = 5.0
     source: str | None = None  # the file this came from
     lines: dict[str, int] = field(default_factory=dict)  # key -> line in that file
 
@@ -59,6 +63,7 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "tz": str,
     "poll_interval": (int, float),
     "notify": list,
+    "notify_retry": (int, float),
 }
 
 
@@ -113,6 +118,13 @@ def load_config(path: str | os.PathLike[str]) -> WatchConfig:
                 "'poll_interval' must be between 0.05 and 60 seconds", Location(p, line)
             )
         values[key] = value
+    if "notify" in values:
+        from pipeline.notify.notifiers import NotifyError, parse_notifiers
+
+        try:
+            parse_notifiers(values["notify"], p)
+        except NotifyError as exc:
+            raise ConfigError(exc.message, exc.location, exc.hint) from None
     base = os.path.dirname(os.path.abspath(p))
     if "rules" in values:
         values["rules"] = tuple(os.path.join(base, r) for r in values["rules"])

@@ -225,12 +225,14 @@ class Daemon:
         self.scan_stats = ScanStats()
         self.outputs = [JsonlOutput(config.output)] if config.output else []
         self.sinks: list[Callable[[list[Finding]], None]] = []
+        self._setup_notify(config)
         self.saved_sources = self.state.source_states()
         self.wake = threading.Event()
         self._stop = False
         self._reload = False
         self._observer: Any = None
         self.findings_total = 0
+        self._running = False
         self._touched: dict[str, Any] = {}
         self.journal: JournalSource | None = None
         if config.journal or config.journal_directory:
@@ -238,6 +240,29 @@ class Daemon:
         self._last_commit = time.monotonic()
 
     # -- set-up ------------------------------------------------------------------------------
+
+    def _setup_notify(self, config: WatchConfig) -> None:
+        from pipeline.notify.notifiers import parse_notifiers
+        from pipeline.notify.outbox import Deliverer
+        from pipeline.notify.route import router
+
+        self.notifiers = parse_notifiers(
+            config.notify, config.source or "<config>", config.notify_urls
+        )
+        self.route = router(self.notifiers, self.engine.rules) if self.notifiers else None
+        old = getattr(self, "deliverer", None)
+        if old is not None:
+            old.stop()
+        self.deliverer = (
+            Deliverer(
+                config.state_path,
+                self.notifiers,
+                retry_base=config.notify_retry,
+                log=lambda msg: log.warning("%s", msg),
+            )
+            if self.notifiers
+            else None
+        )
 
     @staticmethod
     def _engine(config: WatchConfig) -> Engine:
@@ -409,9 +434,12 @@ class Daemon:
             detector=(DETECTOR_NAME, self.detector.snapshot()),
             sources=sources,
             findings=findings,
+            route=self.route,
         )
         if fresh:
             self._emit(fresh)
+            if self.deliverer is not None:
+                self.deliverer.wake.set()
 
     def _emit(self, findings: list[Finding]) -> None:
         sizes: dict[str, int] = {}
@@ -456,6 +484,13 @@ class Daemon:
         detector = engine.new_detector()
         detector.restore(self.detector.snapshot())
         self.config, self.engine, self.detector = config, engine, detector
+        try:
+            self._setup_notify(config)
+        except LogwardenError as exc:
+            log.error("reload: notifiers invalid, notifications off until fixed: %s", exc)
+            self.route, self.deliverer = None, None
+        if self.deliverer is not None and self._running:
+            self.deliverer.start()
         for proc in self.processors.values():
             proc.prefilter = engine.prefilter
             proc.body_fields = engine.body_fields
@@ -503,6 +538,11 @@ class Daemon:
             signal.signal(sig, self._signal)
         self._watch_dirs()
         self.recover()
+        self._running = True
+        if self.deliverer is not None:
+            self.deliverer.start()
+            for n in self.notifiers:
+                log.info("notifying %s (%s and above)", n.masked, n.min_severity)
         log.info(
             "watching %s with %d rules; state in %s",
             ", ".join(self.config.paths) or "nothing",
@@ -541,6 +581,8 @@ class Daemon:
             self.checkpoint()
         if self._observer is not None:
             self._observer.stop()
+        if self.deliverer is not None:
+            self.deliverer.stop()
         for f in self.followers.values():
             f.close()
         if self.journal is not None:

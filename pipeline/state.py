@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,26 @@ CREATE TABLE IF NOT EXISTS findings (
     emitted    INTEGER NOT NULL DEFAULT 0  -- written to the output sinks
 );
 CREATE INDEX IF NOT EXISTS findings_pending ON findings(emitted) WHERE emitted = 0;
+CREATE TABLE IF NOT EXISTS outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    finding_key TEXT NOT NULL,
+    notifier    TEXT NOT NULL,
+    title       TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    format      TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending', -- pending | sent | folded | digested | dropped
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     REAL NOT NULL,                   -- unix time it may be tried (again)
+    last_error  TEXT,
+    created_at  REAL NOT NULL,
+    sent_at     REAL,
+    UNIQUE (finding_key, notifier)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_at);
+CREATE TABLE IF NOT EXISTS notify_log (  -- messages sent, for rate limits
+    notifier TEXT NOT NULL,
+    sent_at  REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS outputs (
     path       TEXT PRIMARY KEY,
     size       INTEGER NOT NULL    -- the output file's size after the last confirmed write
@@ -102,11 +122,14 @@ class StateDB:
         detector: tuple[str, Mapping[str, Any]] | None,
         sources: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
         findings: Sequence[Finding],
+        route: Callable[[Finding], list[tuple[str, str, str, str]]] | None = None,
     ) -> list[Finding]:
         """Store offsets, detection state and findings in one transaction.
 
         Returns the findings whose key was not stored before (to be emitted); findings whose
         key exists update the stored row (count, last_seen) and are not emitted again.
+        ``route`` gives a new finding's notifications as (notifier, title, body, format);
+        they are queued in the outbox in the same transaction.
         """
         now = time.time()
         fresh: list[Finding] = []
@@ -132,6 +155,13 @@ class StateDB:
                 )
                 if cur.rowcount:
                     fresh.append(f)
+                    for notifier, title, body, fmt in route(f) if route else ():
+                        self.conn.execute(
+                            "INSERT INTO outbox(finding_key, notifier, title, body, format,"
+                            " next_at, created_at) VALUES (?,?,?,?,?,?,?)"
+                            " ON CONFLICT(finding_key, notifier) DO NOTHING",
+                            (f.key, notifier, title, body, fmt, now, now),
+                        )
                 else:
                     self.conn.execute(
                         "UPDATE findings SET count=?, last_seen=?, data=? WHERE key=?",

@@ -38,6 +38,7 @@ from pipeline.errors import Location, RuleError
 from pipeline.model import Severity
 
 RULE_KEYS = {
+    "notify",
     "type",
     "report",
     "enabled",
@@ -539,6 +540,30 @@ class _Reader:
         )
         enrich = self.enrich(node["enrich"], node.line_of("enrich")) if "enrich" in node else ()
         correlation = self.correlation(kind, node) if kind != "line" else None
+        templates: dict[str, str] = {}
+        if "notify" in node:
+            spec = node["notify"]
+            if not isinstance(spec, LocDict):
+                self.err(
+                    "'notify' must be a mapping with 'title' and/or 'body' templates",
+                    node.line_of("notify"),
+                )
+            else:
+                from pipeline.notify.render import check_template
+
+                self.unknown_keys(spec, {"title", "body"}, "notify")
+                for key in ("title", "body"):
+                    if key not in spec:
+                        continue
+                    if not isinstance(spec[key], str):
+                        self.err(f"notify {key!r} must be a template text", spec.line_of(key))
+                        continue
+                    try:
+                        check_template(spec[key])
+                    except (KeyError, ValueError, IndexError) as exc:
+                        self.err(f"notify {key!r} template: unknown field {exc}", spec.line_of(key))
+                        continue
+                    templates[key] = spec[key]
         ex_match: tuple[Example, ...] = ()
         ex_no: tuple[Example, ...] = ()
         if "examples" in node:
@@ -568,6 +593,8 @@ class _Reader:
             suppress=suppress,
             enrich=enrich,
             correlation=correlation,
+            notify_title=templates.get("title"),
+            notify_body=templates.get("body"),
         )
 
     def override(self, node: Any, line: int) -> Override | None:

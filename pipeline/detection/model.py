@@ -126,6 +126,9 @@ class Rule:
     suppress: Suppress | None = None
     enrich: tuple[Enrich, ...] = ()
     correlation: Correlation | None = None
+    #: the rule's own notification templates (see pipeline.notify.render)
+    notify_title: str | None = None
+    notify_body: str | None = None
 
     @property
     def kind(self) -> str:

@@ -1,0 +1,1 @@
+"""Notifications through apprise: notifiers, routing, templates, a durable outbox."""

@@ -1,0 +1,240 @@
+"""Delivering queued notifications: retries with backoff, rate limits with digests.
+
+Notifications are queued in the state database's ``outbox`` in the same transaction that
+stores their finding (:meth:`StateDB.checkpoint`). A :class:`Deliverer` — a thread in the
+daemon, a final pass after ``scan`` — sends what is due through apprise on its own database
+connection, so a slow or dead endpoint never blocks reading or detection. A failed send is
+retried with exponential backoff; a restart finds pending rows still there. A row is marked
+sent right after apprise reports success; only a crash in between those two steps can send
+one notification twice.
+
+A notifier with ``limit: {count: N, period: P}`` sends at most N messages per P; further
+notifications are folded and, once the period allows, sent as one digest listing them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.notify.notifiers import Notifier
+
+Sender = Callable[[Notifier, str, str, str], tuple[bool, str]]
+
+
+def apprise_send(n: Notifier, title: str, body: str, fmt: str) -> tuple[bool, str]:
+    """Send one message through apprise; (ok, error text)."""
+    import apprise
+
+    plugin = apprise.Apprise.instantiate(n.url, suppress_exceptions=True)
+    if plugin is None:
+        return False, "apprise no longer accepts this URL"
+    box = apprise.Apprise()
+    box.add(plugin)
+    body_format = apprise.NotifyFormat.MARKDOWN if fmt == "markdown" else apprise.NotifyFormat.TEXT
+    with apprise.LogCapture(level=apprise.logging.WARNING) as logs:  # type: ignore[no-untyped-call]
+        try:
+            ok = bool(box.notify(title=title, body=body, body_format=body_format))
+        except Exception as exc:  # a plugin failure must not kill delivery
+            return False, f"{type(exc).__name__}: {exc}"
+        text = logs.getvalue().strip().splitlines()
+    return ok, ("" if ok else (text[-1] if text else "delivery failed"))[:500]
+
+
+@dataclass
+class Delivery:
+    sent: int = 0
+    failed: int = 0
+    folded: int = 0
+    digests: int = 0
+
+
+class Deliverer:
+    """Sends what the outbox holds for the configured notifiers."""
+
+    def __init__(
+        self,
+        state_path: str | Path,
+        notifiers: Iterable[Notifier],
+        *,
+        retry_base: float = 5.0,
+        retry_max: float = 300.0,
+        send: Sender = apprise_send,
+        clock: Callable[[], float] = time.time,
+        log: Callable[[str], None] = lambda msg: None,
+    ) -> None:
+        self.path = str(state_path)
+        self.notifiers = {n.name: n for n in notifiers}
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self.send = send
+        self.clock = clock
+        self.log = log
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.totals = Delivery()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _backoff(self, attempts: int) -> float:
+        return float(min(self.retry_max, self.retry_base * (2 ** max(0, attempts - 1))))
+
+    def run_once(self) -> Delivery:
+        """Send everything due now; return what happened."""
+        got = Delivery()
+        conn = self._connect()
+        try:
+            now = self.clock()
+            rows = conn.execute(
+                "SELECT id, notifier, title, body, format, attempts FROM outbox "
+                "WHERE status = 'pending' AND next_at <= ? ORDER BY id",
+                (now,),
+            ).fetchall()
+            for row_id, name, title, body, fmt, attempts in rows:
+                if self._stop.is_set():
+                    break
+                n = self.notifiers.get(name)
+                if n is None:
+                    conn.execute(
+                        "UPDATE outbox SET status='dropped', last_error=? WHERE id=?",
+                        ("no notifier of this name is configured any more", row_id),
+                    )
+                    continue
+                if n.limit is not None:
+                    room, free_at = self._room(conn, n, now)
+                    if room <= 0:
+                        conn.execute(
+                            "UPDATE outbox SET status='folded', next_at=? WHERE id=?",
+                            (free_at, row_id),
+                        )
+                        got.folded += 1
+                        continue
+                ok, err = self.send(n, title, body, fmt)
+                now = self.clock()
+                if ok:
+                    conn.execute(
+                        "UPDATE outbox SET status='sent', sent_at=?, attempts=attempts+1, "
+                        "last_error=NULL WHERE id=?",
+                        (now, row_id),
+                    )
+                    conn.execute("INSERT INTO notify_log VALUES (?, ?)", (name, now))
+                    got.sent += 1
+                else:
+                    conn.execute(
+                        "UPDATE outbox SET attempts=attempts+1, next_at=?, last_error=? WHERE id=?",
+                        (now + self._backoff(attempts + 1), err, row_id),
+                    )
+                    got.failed += 1
+                    self.log(f"notification to {n.masked} failed ({err}); will retry")
+            got.digests += self._digests(conn)
+        finally:
+            conn.close()
+        self.totals.sent += got.sent
+        self.totals.failed += got.failed
+        self.totals.folded += got.folded
+        self.totals.digests += got.digests
+        return got
+
+    def _room(self, conn: sqlite3.Connection, n: Notifier, now: float) -> tuple[int, float]:
+        """Messages still allowed in the current period, and when the next slot frees."""
+        assert n.limit is not None
+        period = n.limit.period.total_seconds()
+        sent = [
+            t
+            for (t,) in conn.execute(
+                "SELECT sent_at FROM notify_log WHERE notifier=? AND sent_at > ? ORDER BY sent_at",
+                (n.name, now - period),
+            )
+        ]
+        room = n.limit.count - len(sent)
+        free_at = (sent[0] + period) if sent else now
+        return room, free_at
+
+    def _digests(self, conn: sqlite3.Connection) -> int:
+        sent = 0
+        now = self.clock()
+        for name, n in self.notifiers.items():
+            folded = conn.execute(
+                "SELECT id, title FROM outbox WHERE notifier=? AND status='folded' "
+                "AND next_at <= ? ORDER BY id",
+                (name, now),
+            ).fetchall()
+            if not folded or n.limit is None:
+                continue
+            room, free_at = self._room(conn, n, now)
+            if room <= 0:
+                conn.execute(
+                    "UPDATE outbox SET next_at=? WHERE notifier=? AND status='folded'",
+                    (free_at, name),
+                )
+                continue
+            title = f"[logwarden] {len(folded)} more findings (rate limit of {n.name})"
+            lines = "\n".join(f"- {t}" if n.format == "markdown" else f"  {t}" for _, t in folded)
+            body = (
+                f"{len(folded)} findings arrived while the limit of {n.limit.count} messages "
+                f"per {n.limit.period} was reached:\n\n{lines}\n"
+            )
+            ok, err = self.send(n, title, body, n.format)
+            ids = [i for i, _ in folded]
+            marks = ",".join("?" * len(ids))
+            if ok:
+                conn.execute(
+                    f"UPDATE outbox SET status='digested', sent_at=? WHERE id IN ({marks})",
+                    (now, *ids),
+                )
+                conn.execute("INSERT INTO notify_log VALUES (?, ?)", (name, now))
+                sent += 1
+            else:
+                conn.execute(
+                    f"UPDATE outbox SET next_at=?, last_error=? WHERE id IN ({marks})",
+                    (now + self._backoff(1), err, *ids),
+                )
+        return sent
+
+    def pending(self) -> int:
+        conn = self._connect()
+        try:
+            (n,) = conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'folded')"
+            ).fetchone()
+        finally:
+            conn.close()
+        return int(n)
+
+    def drain(self, timeout: float) -> Delivery:
+        """Deliver until nothing is pending or ``timeout`` seconds passed (``scan``)."""
+        end = time.monotonic() + timeout
+        while True:
+            self.run_once()
+            if self.pending() == 0 or time.monotonic() >= end:
+                return self.totals
+            self._stop.wait(min(0.5, max(0.0, end - time.monotonic())))
+
+    # -- as a thread -----------------------------------------------------------------------
+
+    def start(self, interval: float = 0.5) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.run_once()
+                except sqlite3.Error as exc:
+                    self.log(f"outbox: {exc}")
+                self.wake.wait(interval)
+                self.wake.clear()
+
+        self._thread = threading.Thread(target=loop, name="logwarden-notify", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -1,0 +1,155 @@
+"""A finding as a notification: a title and a body, in plain text or markdown.
+
+Everything that comes from a log line (message, host, program, captured fields) is escaped
+before it goes into a template: control characters are shown as ``\\xNN`` (no terminal or
+chat escape sequences, no forged line breaks), and in markdown every character with a
+markdown meaning is backslash-escaped, so a log line cannot forge formatting or links.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.model import Finding
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~=])")
+
+DEFAULT_TITLE = "[{severity}] {title} on {host}"
+DEFAULT_BODY_TEXT = """{title}
+rule: {rule} ({severity})
+host: {host}   program: {program}
+time: {time}{until}   count: {count}
+source: {source}
+
+{lines}
+{fields}
+What to do: {remediation}
+{references}"""
+DEFAULT_BODY_MARKDOWN = """**{title}**
+
+- rule: `{rule}` ({severity})
+- host: {host}, program: {program}
+- time: {time}{until}, count: {count}
+- source: {source}
+
+{lines}
+{fields}
+**What to do:** {remediation}
+
+{references}"""
+
+
+@dataclass(frozen=True)
+class RuleText:
+    """What a notification needs from the rule behind a finding."""
+
+    remediation: str = ""
+    references: tuple[str, ...] = ()
+    title_template: str | None = None
+    body_template: str | None = None
+
+
+def plain(text: str | None) -> str:
+    """Log-derived text made inert for plain-text messages."""
+    return "" if text is None else text.translate(_CONTROL)
+
+
+def markdown(text: str | None) -> str:
+    """Log-derived text made inert for markdown messages."""
+    return _MD_SPECIAL.sub(r"\\\1", plain(text))
+
+
+class _Template(string.Formatter):
+    """``str.format`` that refuses attribute and index access in templates."""
+
+    def get_field(
+        self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[Any, str]:
+        if not field_name.isidentifier():
+            raise KeyError(field_name)
+        return kwargs[field_name], field_name
+
+
+_FORMATTER = _Template()
+
+
+def check_template(text: str) -> None:
+    """Raise ValueError when a template names an unknown field or is malformed."""
+    _FORMATTER.format(text, **{k: "" for k in FIELDS})
+
+
+FIELDS = (
+    "rule",
+    "severity",
+    "title",
+    "host",
+    "program",
+    "time",
+    "until",
+    "count",
+    "source",
+    "message",
+    "lines",
+    "fields",
+    "remediation",
+    "references",
+)
+
+
+def render(
+    finding: Finding,
+    rule: RuleText | None,
+    fmt: str = "text",
+    title_template: str | None = None,
+    body_template: str | None = None,
+) -> tuple[str, str]:
+    """The title and body of one finding's notification."""
+    esc = markdown if fmt == "markdown" else plain
+    rule = rule or RuleText()
+    related = finding.related or ()
+    if fmt == "markdown":
+        shown = "\n".join(f"    {plain(r.message)}" for r in related[:5]) or (
+            f"    {plain(finding.message)}"
+        )
+        fields = "\n".join(f"- {esc(k)}: {esc(v)}" for k, v in sorted(finding.fields.items()))
+        refs = "\n".join(f"- <{r}>" for r in rule.references)
+    else:
+        shown = "\n".join(f"  {plain(r.message)}" for r in related[:5]) or (
+            f"  {plain(finding.message)}"
+        )
+        fields = "\n".join(f"{plain(k)}: {plain(v)}" for k, v in sorted(finding.fields.items()))
+        refs = "\n".join(rule.references)
+    values = {
+        "rule": finding.rule,
+        "severity": str(finding.severity),
+        "title": finding.title,
+        "host": esc(finding.host or "-"),
+        "program": esc(finding.program or "-"),
+        "time": finding.timestamp.isoformat() if finding.timestamp else "-",
+        "until": (
+            f" … {finding.last_seen.isoformat()}"
+            if finding.last_seen and finding.last_seen != finding.timestamp
+            else ""
+        ),
+        "count": str(finding.count),
+        "source": esc(f"{finding.source}:{finding.line}"),
+        "message": esc(finding.message),
+        "lines": shown,
+        "fields": fields,
+        "remediation": rule.remediation,
+        "references": refs,
+    }
+    title_t = title_template or rule.title_template or DEFAULT_TITLE
+    body_t = (
+        body_template
+        or rule.body_template
+        or (DEFAULT_BODY_MARKDOWN if fmt == "markdown" else DEFAULT_BODY_TEXT)
+    )
+    title = plain(_FORMATTER.format(title_t, **values)).replace("\\x0a", " ")
+    body = _FORMATTER.format(body_t, **values).strip() + "\n"
+    return title[:250], body
