@@ -233,6 +233,7 @@ class Daemon:
         self._observer: Any = None
         self.findings_total = 0
         self._running = False
+        self._looked = False
         self._touched: dict[str, Any] = {}
         self.journal: JournalSource | None = None
         if config.journal or config.journal_directory:
@@ -273,7 +274,14 @@ class Daemon:
         out: list[str] = []
         for p in self.config.paths:
             if any(ch in p for ch in "*?["):
-                out.extend(sorted(x for x in glob.glob(p) if os.path.isfile(x)))
+                # rotated, compressed generations are history, not live logs
+                out.extend(
+                    sorted(
+                        x
+                        for x in glob.glob(p)
+                        if os.path.isfile(x) and not x.endswith((".gz", ".bz2", ".xz"))
+                    )
+                )
             else:
                 out.append(p)
         return out
@@ -286,14 +294,19 @@ class Daemon:
             st = self.stats.setdefault(path, SourceStats())
             if saved:
                 st.lines = int(saved[1].get("lines", 0))
+            # a file that turns up under a glob after the first look is new: read it all
+            late = self._looked and not saved
             f = FileFollower(
                 path,
                 self._reporter(path),
                 lambda msg: log.info("%s", msg),
                 state=state,
-                from_beginning=self.config.from_beginning,
+                from_beginning=self.config.from_beginning or late,
             )
             self.followers[path] = f
+            # checkpoint every source once, even before it has lines (a missing or empty
+            # file), so a restart reads what was written to it meanwhile
+            self._touched[path] = f
         return f
 
     def _reporter(self, name: str) -> Callable[[Problem], None]:
@@ -368,6 +381,7 @@ class Daemon:
                         out = self.detector.process(rec)
                     for f in out:
                         found[f.key] = f
+        self._looked = True
         if self.journal is not None:
             lines += self._step_journal(found)
         self._touched.update(touched)

@@ -225,12 +225,6 @@ def test_a_file_that_appears_later_is_read_from_its_start(watch: Watch) -> None:
     watch.assert_found(range(3))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a file that appears under a watched glob while the daemon runs is read from its "
-    "end: its first lines are skipped (pipeline/daemon.py _paths/_follower create a follower "
-    "without state, which pipeline/sources/tail.py _start treats as a first run)",
-)
 def test_a_file_that_appears_under_a_glob_is_read_from_its_start(tmp_path: Path) -> None:
     w = Watch(tmp_path, "*.log")
     (tmp_path / "a.log").write_text("")
@@ -243,13 +237,6 @@ def test_a_file_that_appears_under_a_glob_is_read_from_its_start(tmp_path: Path)
     w.assert_found(range(4))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a source that never yielded a line has no checkpoint, so the next start treats it "
-    "as a first run and skips what was written to it while the daemon was stopped "
-    "(pipeline/daemon.py step: only sources that yielded blocks are checkpointed; "
-    "pipeline/sources/tail.py _start starts at the end without a checkpoint)",
-)
 @pytest.mark.parametrize("before", ["missing", "empty"])
 def test_lines_written_while_stopped_to_a_file_not_read_before_are_read(
     watch: Watch, before: str
@@ -313,13 +300,6 @@ def test_rename_and_create_finishes_the_old_file_first(watch: Watch) -> None:
     assert sources[qid(10)] == f"{log}:1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a rotated file that ends in a partial line is never finished: every turn re-reads "
-    "the partial line and counts it as growth, so the drain grace never elapses and the new "
-    "file is never read (pipeline/sources/tail.py _read sets last_growth on every non-empty "
-    "read)",
-)
 def test_a_rotated_file_ending_in_a_partial_line_is_finished(
     watch: Watch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -374,13 +354,6 @@ def test_copytruncate_keeps_the_lines_written_just_before_the_copy(watch: Watch)
     watch.assert_found(range(5))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="copytruncate noticed only after the file grew past the old offset again is taken "
-    "for a file replaced in place; the copy is not looked for and the lines written before it "
-    "are lost (pipeline/sources/tail.py _check_path, the 'replaced in place' branch does not "
-    "call _find_copy)",
-)
 def test_copytruncate_noticed_after_the_file_grew_again_keeps_the_copied_lines(
     watch: Watch,
 ) -> None:
@@ -399,12 +372,6 @@ def test_copytruncate_noticed_after_the_file_grew_again_keeps_the_copied_lines(
     watch.assert_found([0, 1, 2, 3, *range(10, 15)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="copytruncate with compress (no delaycompress): when the copy is already "
-    "mail.log.1.gz at the next turn, _find_copy skips compressed siblings and the lines written "
-    "before the copy are lost (pipeline/sources/tail.py _find_copy)",
-)
 def test_copytruncate_and_compress_while_running_keeps_the_copied_lines(watch: Watch) -> None:
     log = Path(watch.paths[0])
     watch.begin()

@@ -103,6 +103,7 @@ class _Open:
     line: int = 0
     fingerprint: str = ""
     last_growth: float = field(default_factory=time.monotonic)
+    seen: int = 0  # the furthest byte seen so far (growth is measured against it)
     compressed: bool = False
 
     @property
@@ -294,18 +295,25 @@ class FileFollower:
 
     def _find_copy(self, cur: _Open) -> _Open | None:
         """After copytruncate: the copy holding lines written before the truncation that
-        were not read yet (same first line, longer than what was read)."""
+        were not read yet (same first line, longer than what was read), also when it has
+        been compressed already."""
         if not cur.fingerprint:
             return None
         for sib in self._siblings():
-            if detect_compression(str(sib)) is not None:
-                continue  # compressed later; by then its lines were read from the copy
-            opened = self._open(str(sib))
+            opened = self._open_sibling(sib)
             if opened is None:
                 continue
-            size = os.fstat(opened.handle.fileno()).st_size
-            if opened.fingerprint == cur.fingerprint and size > cur.offset:
-                opened.offset, opened.line = cur.offset, cur.line
+            if opened.fingerprint != cur.fingerprint:
+                opened.handle.close()
+                continue
+            opened.offset, opened.line = cur.offset, cur.line
+            if opened.compressed:
+                self._skip_compressed(opened)
+                more = opened.handle.read(1)
+                if more:
+                    opened.handle = _Pushback(opened.handle, more)  # type: ignore[assignment]
+                    return opened
+            elif os.fstat(opened.handle.fileno()).st_size > cur.offset:
                 return opened
             opened.handle.close()
         return None
@@ -366,14 +374,22 @@ class FileFollower:
                 self.draining.append(copy)
             else:
                 self.log(f"{self.path}: truncated (copytruncate?); reading from the start")
-            cur.offset, cur.line = 0, 0
+            cur.offset, cur.line, cur.seen = 0, 0, 0
             cur.fingerprint = self._head_fingerprint(cur)
             return
         if cur.offset and cur.fingerprint:
             now = self._head_fingerprint(cur)
             if now and now != cur.fingerprint:
-                self.log(f"{self.path}: replaced in place; reading from the start")
-                cur.offset, cur.line, cur.fingerprint = 0, 0, now
+                copy = self._find_copy(cur)
+                if copy is not None:
+                    self.log(
+                        f"{self.path}: truncated and rewritten after a copy to {copy.display}; "
+                        "finishing the copy first"
+                    )
+                    self.draining.append(copy)
+                else:
+                    self.log(f"{self.path}: replaced in place; reading from the start")
+                cur.offset, cur.line, cur.fingerprint, cur.seen = 0, 0, now, 0
 
     def _read(self, f: _Open, max_bytes: int, final: bool) -> Block | None:
         """Whole lines from ``f`` after its offset (and a last partial line when final)."""
@@ -388,7 +404,9 @@ class FileFollower:
                 return None
         if not data:
             return None
-        f.last_growth = time.monotonic()
+        if f.offset + len(data) > f.seen:
+            f.seen = f.offset + len(data)
+            f.last_growth = time.monotonic()
         cut = data.rfind(b"\n")
         if cut < 0:
             if len(data) < max_bytes and not final and len(data) <= self.max_line:
