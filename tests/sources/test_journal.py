@@ -550,11 +550,10 @@ def test_follower_hands_out_whole_lines_within_max_bytes(
     assert messages(got) == [f"message {i} " + "z" * 100 for i in range(40)]
 
 
+@pytest.mark.parametrize("backend", ["journalctl"], indirect=True)  # the one with a subprocess
 def test_follower_restarts_after_the_last_cursor(
     tmp_path: Path, backend: str, follow: Callable[..., JournalFollower]
 ) -> None:
-    if backend != "journalctl":
-        pytest.skip("only the journalctl backend has a subprocess to kill")
     d = tmp_path / "journal"
     write_journal(d / "a.journal", [entry(i, f"a {i}") for i in range(3)])
     f = follow(JournalSpec(directory=str(d)), from_start=True, min_backoff=0.5)
