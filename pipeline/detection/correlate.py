@@ -689,7 +689,9 @@ class AbsenceState(CorrelationState):
         return out
 
     def finish(self) -> None:
-        self.stats.expired_unjudged[self.rule.id] += len(self.windows)
+        # open trigger windows, and heartbeats whose quiet spell had not reached the window
+        open_beats = sum(1 for b in self.beats.values() if not b[1])
+        self.stats.expired_unjudged[self.rule.id] += len(self.windows) + open_beats
 
     def snapshot(self) -> dict[str, Any]:
         return {

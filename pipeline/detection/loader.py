@@ -761,6 +761,32 @@ def check_rule_dirs(
     return unique, errors
 
 
+def extend_rules(
+    rules: Sequence[Rule], paths: Sequence[str | os.PathLike[str]]
+) -> tuple[list[Rule], list[RuleError]]:
+    """``rules`` plus the rules and overrides of more files (as ``--rules`` would add them)."""
+    by_id = {r.id: r for r in rules}
+    order = [r.id for r in rules]
+    errors: list[RuleError] = []
+    for f in rule_files(paths):
+        report = read_rule_file(f)
+        errors.extend(report.errors)
+        for r in report.rules:
+            if r.id in by_id:
+                errors.append(RuleError(f"duplicate rule id {r.id!r}", r.location))
+                continue
+            by_id[r.id] = r
+            order.append(r.id)
+        for ov in report.overrides:
+            if ov.rule not in by_id:
+                errors.append(RuleError(f"override of unknown rule {ov.rule!r}", ov.location))
+                continue
+            by_id[ov.rule] = ov.apply(by_id[ov.rule])
+    out = [by_id[i] for i in order]
+    errors.extend(check_references(out))
+    return out, errors
+
+
 def check_references(rules: Sequence[Rule]) -> list[RuleError]:
     """Correlations and enrichments must name existing line rules, with fields they have."""
     by_id = {r.id: r for r in rules}

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.detection.correlate import Detector
+from pipeline.detection.loader import extend_rules
 from pipeline.detection.model import Example, Rule
 from pipeline.detection.prefilter import Prefilter
 from pipeline.engine import (
@@ -283,8 +284,18 @@ def check_samples(
     failures: list[TestFailure] = []
     checked = 0
     seen: set[str] = set()
-    engine = Engine(rules, options or ScanOptions(tz=UTC))
-    for inputs in sample_inputs(samples).values():
+    base = Engine(rules, options or ScanOptions(tz=UTC))
+    for directory, inputs in sample_inputs(samples).items():
+        engine = base
+        extra = sorted(Path(directory).glob("*.yaml"))
+        if extra:
+            # a scenario directory may carry a rule file (overrides such as enabling
+            # mail.delivery-silence for its host); it applies to that directory only
+            more, errors = extend_rules(rules, extra)
+            failures.extend(
+                TestFailure(e.location or Location(directory), None, e.message) for e in errors
+            )
+            engine = Engine(more, options or ScanOptions(tz=UTC))
         result = engine.scan([i.path for i in inputs])
         seen.update(f.rule for f in result.findings)
         for p in result.problems:

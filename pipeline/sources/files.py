@@ -36,6 +36,9 @@ _ROTATED_NUM = re.compile(r"^(?P<base>.+)\.(?P<n>\d+)$")
 _ROTATED_DATE = re.compile(r"^(?P<base>.+)-(?P<d>\d{8}(?:\d{2})?)$")
 _COMPRESSED_EXT = (".gz", ".bz2", ".xz")
 STDIN = "-"
+#: files a directory walk passes over: rules, configs, docs and code kept beside logs
+#: (named on the command line they are read like any file)
+NOT_LOGS = (".yaml", ".yml", ".md", ".rst", ".py")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +116,7 @@ def expand_inputs(paths: list[str], problems: list[Problem] | None = None) -> li
             candidates = []
             for root, dirs, files in os.walk(arg):
                 dirs.sort()
-                candidates.extend(os.path.join(root, f) for f in files)
+                candidates.extend(os.path.join(root, f) for f in files if not f.endswith(NOT_LOGS))
             walked = True
         elif os.path.exists(arg):
             if not os.path.isfile(arg) and not stat.S_ISFIFO(os.stat(arg).st_mode):
