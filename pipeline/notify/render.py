@@ -38,7 +38,9 @@ DEFAULT_BODY_MARKDOWN = """**{title}**
 - source: {source}
 
 {lines}
+
 {fields}
+
 **What to do:** {remediation}
 
 {references}"""
@@ -52,6 +54,13 @@ class RuleText:
     references: tuple[str, ...] = ()
     title_template: str | None = None
     body_template: str | None = None
+
+
+def fenced(lines: list[str]) -> str:
+    """Lines as a markdown code block whose fence no backtick run inside can close."""
+    longest = max((len(m) for line in lines for m in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n" + "\n".join(lines) + f"\n{fence}"
 
 
 def plain(text: str | None) -> str:
@@ -113,9 +122,8 @@ def render(
     rule = rule or RuleText()
     related = finding.related or ()
     if fmt == "markdown":
-        shown = "\n".join(f"    {plain(r.message)}" for r in related[:5]) or (
-            f"    {plain(finding.message)}"
-        )
+        raw = [plain(r.message) for r in related[:5]] or [plain(finding.message)]
+        shown = fenced(raw)
         fields = "\n".join(f"- {esc(k)}: {esc(v)}" for k, v in sorted(finding.fields.items()))
         refs = "\n".join(f"- <{r}>" for r in rule.references)
     else:
@@ -150,6 +158,14 @@ def render(
         or rule.body_template
         or (DEFAULT_BODY_MARKDOWN if fmt == "markdown" else DEFAULT_BODY_TEXT)
     )
-    title = plain(_FORMATTER.format(title_t, **values)).replace("\\x0a", " ")
+    # a title is plain text in every format: the plain values, not the markdown-escaped ones
+    plain_values = {
+        **values,
+        "host": plain(finding.host or "-"),
+        "program": plain(finding.program or "-"),
+        "source": plain(f"{finding.source}:{finding.line}"),
+        "message": plain(finding.message),
+    }
+    title = plain(_FORMATTER.format(title_t, **plain_values)).replace("\\x0a", " ")
     body = _FORMATTER.format(body_t, **values).strip() + "\n"
     return title[:250], body
