@@ -35,6 +35,8 @@ DEFAULT_PATHS = (
     "/var/log/mail.log*",
     "/var/log/apache2/error.log*",
 )
+#: how long ``scan --notify`` keeps retrying before it leaves the rest pending
+NOTIFY_WAIT = 30.0
 SEVERITY_STYLE = {
     Severity.CRITICAL: "bold white on red",
     Severity.HIGH: "bold red",
@@ -434,7 +436,7 @@ def _notify_scan(
         with StateDB(db_path) as db:
             fresh = db.checkpoint(detector=None, sources={}, findings=findings, route=route)
         deliverer = Deliverer(db_path, notifiers, retry_base=1.0, retry_max=10.0)
-        got = deliverer.drain(timeout=60.0)
+        got = deliverer.drain(timeout=NOTIFY_WAIT)
         left = deliverer.pending()
     if not quiet:
         err.print(

@@ -18,6 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,11 @@ class Deliverer:
         return float(min(self.retry_max, self.retry_base * (2 ** max(0, attempts - 1))))
 
     def run_once(self) -> Delivery:
-        """Send everything due now; return what happened."""
+        """Send everything due now; return what happened.
+
+        Each notifier's due messages go out on a worker of their own, in order, stopping at
+        its first failure: a hanging endpoint delays only its own messages.
+        """
         got = Delivery()
         conn = self._connect()
         try:
@@ -98,9 +103,8 @@ class Deliverer:
                 "WHERE status = 'pending' AND next_at <= ? ORDER BY id",
                 (now,),
             ).fetchall()
+            batches: dict[str, list[tuple[int, str, str, str, int]]] = {}
             for row_id, name, title, body, fmt, attempts in rows:
-                if self._stop.is_set():
-                    break
                 n = self.notifiers.get(name)
                 if n is None:
                     conn.execute(
@@ -108,32 +112,42 @@ class Deliverer:
                         ("no notifier of this name is configured any more", row_id),
                     )
                     continue
+                batches.setdefault(name, []).append((row_id, title, body, fmt, attempts))
+            allowed: dict[str, list[tuple[int, str, str, str, int]]] = {}
+            for name, batch in batches.items():
+                n = self.notifiers[name]
                 if n.limit is not None:
                     room, free_at = self._room(conn, n, now)
-                    if room <= 0:
+                    over = batch[max(0, room) :]
+                    batch = batch[: max(0, room)]
+                    for row_id, *_ in over:
                         conn.execute(
                             "UPDATE outbox SET status='folded', next_at=? WHERE id=?",
                             (free_at, row_id),
                         )
                         got.folded += 1
-                        continue
-                ok, err = self.send(n, title, body, fmt)
-                now = self.clock()
-                if ok:
-                    conn.execute(
-                        "UPDATE outbox SET status='sent', sent_at=?, attempts=attempts+1, "
-                        "last_error=NULL WHERE id=?",
-                        (now, row_id),
-                    )
-                    conn.execute("INSERT INTO notify_log VALUES (?, ?)", (name, now))
-                    got.sent += 1
-                else:
-                    conn.execute(
-                        "UPDATE outbox SET attempts=attempts+1, next_at=?, last_error=? WHERE id=?",
-                        (now + self._backoff(attempts + 1), err, row_id),
-                    )
-                    got.failed += 1
-                    self.log(f"notification to {n.masked} failed ({err}); will retry")
+                if batch:
+                    allowed[name] = batch
+            results = self._send_all(allowed)
+            for name, outcome in results.items():
+                n = self.notifiers[name]
+                for (row_id, _t, _b, _f, attempts), (ok, err, when) in outcome:
+                    if ok:
+                        conn.execute(
+                            "UPDATE outbox SET status='sent', sent_at=?, attempts=attempts+1, "
+                            "last_error=NULL WHERE id=?",
+                            (when, row_id),
+                        )
+                        conn.execute("INSERT INTO notify_log VALUES (?, ?)", (name, when))
+                        got.sent += 1
+                    else:
+                        conn.execute(
+                            "UPDATE outbox SET attempts=attempts+1, next_at=?, last_error=? "
+                            "WHERE id=?",
+                            (when + self._backoff(attempts + 1), err, row_id),
+                        )
+                        got.failed += 1
+                        self.log(f"notification to {n.masked} failed ({err}); will retry")
             got.digests += self._digests(conn)
         finally:
             conn.close()
@@ -142,6 +156,32 @@ class Deliverer:
         self.totals.folded += got.folded
         self.totals.digests += got.digests
         return got
+
+    def _send_all(
+        self, batches: dict[str, list[tuple[int, str, str, str, int]]]
+    ) -> dict[str, list[tuple[tuple[int, str, str, str, int], tuple[bool, str, float]]]]:
+        """Send each notifier's batch on its own thread; stop a batch at its first failure."""
+
+        def one(name: str) -> list[tuple[tuple[int, str, str, str, int], tuple[bool, str, float]]]:
+            n = self.notifiers[name]
+            done = []
+            for row in batches[name]:
+                if self._stop.is_set():
+                    break
+                ok, err = self.send(n, row[1], row[2], row[3])
+                done.append((row, (ok, err, self.clock())))
+                if not ok:
+                    break
+            return done
+
+        if not batches:
+            return {}
+        if len(batches) == 1:
+            (name,) = batches
+            return {name: one(name)}
+        with ThreadPoolExecutor(max_workers=min(8, len(batches))) as pool:
+            futures = {name: pool.submit(one, name) for name in batches}
+            return {name: f.result() for name, f in futures.items()}
 
     def _room(self, conn: sqlite3.Connection, n: Notifier, now: float) -> tuple[int, float]:
         """Messages still allowed in the current period, and when the next slot frees."""
