@@ -1,0 +1,42 @@
+"""The README's examples work as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipeline.config import load_config
+from pipeline.detection.loader import extend_rules, load_rules
+from pipeline.notify.notifiers import parse_notifiers
+from tests.conftest import REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+YAML_BLOCKS = re.findall(r"```yaml\n(.*?)```", README, re.S)
+
+
+def test_the_notification_config_in_the_readme_loads(tmp_path: Path) -> None:
+    (block,) = [b for b in YAML_BLOCKS if b.lstrip().startswith("# /etc/logwarden/config.yaml")]
+    path = tmp_path / "config.yaml"
+    path.write_text(block)
+    cfg = load_config(path)
+    notifiers = parse_notifiers(cfg.notify, str(path))
+    assert {n.name for n in notifiers} == {"admin-mail", "pager", "mail-team"}
+    mail = next(n for n in notifiers if n.name == "admin-mail")
+    assert mail.url.startswith("mailtos://") and "SECRET" not in mail.masked
+    assert mail.limit is not None and mail.limit.count == 10
+    pager = next(n for n in notifiers if n.name == "pager")
+    assert pager.format == "markdown" and pager.tags == ("oncall",)
+
+
+def test_the_override_example_in_the_readme_enables_delivery_silence(tmp_path: Path) -> None:
+    (block,) = [b for b in YAML_BLOCKS if b.lstrip().startswith("overrides:")]
+    (tmp_path / "mine.yaml").write_text(block)
+    rules, errors = extend_rules(load_rules(), [tmp_path / "mine.yaml"])
+    assert errors == []
+    silence = next(r for r in rules if r.id == "mail.delivery-silence")
+    assert silence.enabled and silence.select.host == ("mx1",)
+
+
+def test_the_shipped_example_config_is_what_the_readme_points_to() -> None:
+    assert "dist/config.yaml" in README and (REPO / "dist" / "config.yaml").exists()
+    assert "dist/logwarden.service" in README and (REPO / "dist" / "logwarden.service").exists()
