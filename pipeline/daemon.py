@@ -382,12 +382,22 @@ class Daemon:
                     for f in out:
                         found[f.key] = f
         self._looked = True
+        self._forget_finished()
         if self.journal is not None:
             lines += self._step_journal(found)
         self._touched.update(touched)
         if found or (self._touched and time.monotonic() - self._last_commit >= CHECKPOINT_EVERY):
             self.checkpoint(list(found.values()))
         return lines
+
+    def _forget_finished(self) -> None:
+        """Drop the processors of files that are neither followed nor being finished."""
+        live = {self.journal.name} if self.journal is not None else set()
+        for f in self.followers.values():
+            for opened in (*f.draining, *([f.current] if f.current else [])):
+                live.add(opened.key)
+        for key in [k for k in self.processors if k not in live]:
+            del self.processors[key]
 
     def _step_journal(self, found: dict[str, Finding]) -> int:
         assert self.journal is not None

@@ -320,7 +320,7 @@ class LineProcessor:
         if data.startswith(b"#"):
             self.stats.comments += 1
         journal = self.format is not None and self.format.name == "journal-json"
-        last_mark: TimeMark | None = None
+        last_raw: bytes | None = None
         if all_lines or self.prefilter is None:
             indexes: Iterable[int] = range(n_lines)
         else:
@@ -334,7 +334,8 @@ class LineProcessor:
                 else (int(nl[-1]) + 1 if len(nl) and not data.endswith(b"\n") else 0)
             )
             if last_start > 0:
-                last_mark = self._sample(data[last_start:].rstrip(b"\n"))
+                # sampled after the candidates: the year inference must see lines in order
+                last_raw = data[last_start:].rstrip(b"\n")
             indexes = (int(i) for i in self.prefilter.candidate_lines(data, nl, journal=journal))
         for idx in indexes:
             start = int(nl[idx - 1]) + 1 if idx > 0 else 0
@@ -353,8 +354,10 @@ class LineProcessor:
                 self.stats.candidates += 1
             text = raw.decode("utf-8", "replace") if not raw.isascii() else raw.decode("ascii")
             yield self._parse(text, first_line + idx)
-        if last_mark is not None:
-            yield last_mark
+        if last_raw is not None:
+            last_mark = self._sample(last_raw)
+            if last_mark is not None:
+                yield last_mark
 
 
 class FindingSet:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from pipeline.sources.files import MAX_LINE, detect_compression
 
 #: bytes of the first line that make a file's fingerprint
 FINGERPRINT_BYTES = 1024
+_SERIALS = itertools.count(1)
 #: how long a rotated-away file must stay quiet before its last partial line is taken
 DRAIN_GRACE = 1.0
 
@@ -106,9 +108,12 @@ class _Open:
     seen: int = 0  # the furthest byte seen so far (growth is measured against it)
     compressed: bool = False
 
+    serial: int = field(default_factory=lambda: next(_SERIALS))
+
     @property
     def key(self) -> str:
-        return f"{self.dev}:{self.ino}:{self.fingerprint}"
+        """Stable while this file instance is open (its processor's key)."""
+        return f"{self.dev}:{self.ino}:{self.serial}"
 
     def state(self, path: str) -> FileState:
         return FileState(path, self.dev, self.ino, self.fingerprint, self.offset, self.line)
