@@ -8,9 +8,10 @@ BIN := $(VENV)/bin
 # Debian packages the tests drive for real: rsyslogd and logger write real log files,
 # logrotate rotates them, systemd-journal-remote writes journal files (journalctl comes with
 # systemd). libsystemd-dev, pkg-config, gcc and python3-dev build python-systemd, the
-# optional `journal` extra that reads the journal in-process.
+# optional `journal` extra that reads the journal in-process. chromium renders the HTML
+# report in its test.
 APT_PACKAGES := rsyslog logrotate bsdutils util-linux systemd systemd-journal-remote \
-	libsystemd-dev pkg-config gcc python3-dev
+	libsystemd-dev pkg-config gcc python3-dev chromium
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck bench apt-deps clean

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -35,6 +36,8 @@ DEFAULT_PATHS = (
     "/var/log/mail.log*",
     "/var/log/apache2/error.log*",
 )
+#: rows per Parquet file written by ``scan --parquet DIR --events``
+EVENT_BATCH = 500_000
 #: how long ``scan --notify`` keeps retrying before it leaves the rest pending
 NOTIFY_WAIT = 30.0
 SEVERITY_STYLE = {
@@ -323,6 +326,21 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     help="Notify this apprise URL of the findings (cron-driven forensics); repeatable.",
 )
 @click.option("--dry-run", is_flag=True, help="With --notify: print what would be sent.")
+@click.option(
+    "--store",
+    "store_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE.sqlite",
+    help="Append the findings and this scan's counts to a SQLite store (the daemon's schema).",
+)
+@click.option(
+    "--parquet",
+    "parquet_dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Append the findings to a Parquet dataset in DIR, partitioned by date (needs pyarrow).",
+)
+@click.option("--events", is_flag=True, help="With --parquet: also write every parsed line.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the counts.")
 @handle_errors
 def scan(
@@ -343,6 +361,9 @@ def scan(
     journal_files: tuple[str, ...],
     notify_urls: tuple[str, ...],
     dry_run: bool,
+    store_path: str | None,
+    parquet_dir: str | None,
+    events: bool,
     quiet: bool,
 ) -> None:
     """Scan log files for known failure signatures (batch forensics).
@@ -362,6 +383,9 @@ def scan(
     engine = Engine(rules, _options(since, until, year, tz, input_format))
     journals = _journal_specs(journal, journal_dirs, journal_files)
     inputs = list(paths) if paths or journals else _default_paths()
+    if events and not parquet_dir:
+        raise click.UsageError("--events needs --parquet DIR")
+    started = datetime.now(UTC)
     if state_path:
         from pipeline.state import StateDB
 
@@ -385,10 +409,64 @@ def scan(
         write_findings(findings, out_format, sys.stdout)
     if not quiet:
         _write_counts(result.stats, result, _err_console())
+    if store_path or parquet_dir:
+        _store_scan(engine, result, inputs, started, store_path, parquet_dir, events, quiet)
     if notify_urls:
         _notify_scan(findings, rules, notify_urls, state_path, dry_run, quiet)
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+def _store_scan(
+    engine: Engine,
+    result: ScanResult,
+    inputs: list[str],
+    started: datetime,
+    store_path: str | None,
+    parquet_dir: str | None,
+    events: bool,
+    quiet: bool,
+) -> None:
+    """``scan --store`` / ``--parquet``: keep the findings (and events) for later analysis."""
+    from pipeline.analysis import findings_frame
+
+    finished = datetime.now(UTC)
+    err = _err_console()
+    if store_path:
+        from pipeline.store.sqlite import save_scan
+
+        scan_id = save_scan(
+            store_path,
+            result.findings,
+            paths=inputs,
+            started=started,
+            finished=finished,
+            counts=result.stats.as_dict(),
+        )
+        if not quiet:
+            err.print(
+                Text(f"stored: scan {scan_id}, {len(result.findings)} findings in {store_path}")
+            )
+    if parquet_dir:
+        from pipeline.analysis import read_events
+        from pipeline.store.parquet import write_events, write_findings
+
+        n = write_findings(parquet_dir, findings_frame(result.findings, tz=engine.tz))
+        line = f"parquet: {n} findings"
+        if events:
+            o = engine.options
+            frames = read_events(
+                inputs,
+                since=o.since,
+                until=o.until,
+                tz=engine.tz,
+                year=o.year,
+                input_format=o.format,
+                batch_size=EVENT_BATCH,
+            )
+            line += f", {write_events(parquet_dir, frames)} events"
+        if not quiet:
+            err.print(Text(f"{line} in {parquet_dir}"))
 
 
 def _journal_specs(
@@ -447,6 +525,79 @@ def _notify_scan(
                 style="yellow" if left else "",
             )
         )
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@rules_options
+@time_options
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default="report.html",
+    show_default=True,
+    help="The HTML file to write.",
+)
+@click.option(
+    "--from-store",
+    "store",
+    type=click.Path(exists=True),
+    metavar="STORE",
+    help="Report the findings kept in a SQLite store or Parquet directory instead of scanning.",
+)
+@click.option("--title", default="logwarden report", show_default=True, help="The report's title.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print what was written.")
+@handle_errors
+def report(
+    paths: tuple[str, ...],
+    rule_dirs: tuple[str, ...],
+    no_builtin_rules: bool,
+    since: str | None,
+    until: str | None,
+    year: int | None,
+    tz: str | None,
+    input_format: str | None,
+    output: str,
+    store: str | None,
+    title: str,
+    quiet: bool,
+) -> None:
+    """Write a self-contained HTML report: counts, a timeline, findings and rule details.
+
+    Scans PATHs as ``scan`` does (without PATH: Debian's usual logs), or reads the findings
+    of an earlier ``scan --store`` / ``--parquet`` with --from-store. The file needs no
+    network access to be viewed.
+    """
+    from pipeline.analysis import scan as scan_frame
+    from pipeline.report import render_report
+
+    rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
+    options = _options(since, until, year, tz, input_format)
+    if store:
+        from pipeline.store import load_findings
+
+        findings = load_findings(store, tz=options.tz)
+        html = render_report(findings, rules, paths=[store], title=title)
+    else:
+        inputs = list(paths) or _default_paths()
+        result = scan_frame(
+            inputs,
+            rules,
+            since=options.since,
+            until=options.until,
+            tz=options.tz,
+            year=options.year,
+            input_format=options.format,
+        )
+        findings = result.findings
+        html = result.report_html(title=title)
+    Path(output).write_text(html, encoding="utf-8")
+    if not quiet:
+        click.echo(f"wrote {output}: {len(findings)} findings", err=True)
 
 
 # -- notify -------------------------------------------------------------------------------

@@ -68,6 +68,18 @@ CREATE TABLE IF NOT EXISTS notify_log (  -- messages sent, for rate limits
     notifier TEXT NOT NULL,
     sent_at  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS scans (    -- one row per `scan --store` run
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    started    TEXT NOT NULL,      -- ISO 8601, UTC
+    finished   TEXT NOT NULL,
+    paths      TEXT NOT NULL,      -- JSON list of the PATH arguments
+    counts     TEXT NOT NULL       -- JSON: ScanStats.as_dict()
+);
+CREATE TABLE IF NOT EXISTS scan_findings (  -- which scan reported which finding
+    scan_id     INTEGER NOT NULL REFERENCES scans(id),
+    finding_key TEXT NOT NULL,
+    PRIMARY KEY (scan_id, finding_key)
+);
 CREATE TABLE IF NOT EXISTS outputs (
     path       TEXT PRIMARY KEY,
     size       INTEGER NOT NULL    -- the output file's size after the last confirmed write

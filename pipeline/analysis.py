@@ -1,0 +1,979 @@
+"""Findings and events as pandas DataFrames: the forensics API.
+
+``scan`` runs the engine (the same prefilter, grammars and detector as ``logwarden scan``)
+and returns the findings as a DataFrame. ``read_events`` returns every parsed line. The
+common syslog shapes (``syslog``, ``rfc3339``) are read by a vectorised bulk path: the regex
+of :mod:`pipeline.grammars.fastpath` run over a whole chunk with pyarrow's RE2 kernel (or,
+without pyarrow, Python's ``re`` over the chunk), times built with numpy and the year and
+zone rules of :mod:`pipeline.timeinfer` applied to runs of lines at once. A line the regex
+does not take goes through the grammar, in order, so the frame equals the grammars' output.
+
+Frame layouts (see :data:`EVENT_COLUMNS`, :data:`FINDING_COLUMNS`):
+
+* times are tz-aware (``datetime64[ns, tz]``), in the zone asked for (default: the
+  machine's), missing times are ``NaT``;
+* ``host``, ``program``, ``rule``, ``format``, ``source`` and ``level`` are categoricals;
+  ``severity`` is an ordered categorical ``info < low < medium < high < critical``;
+* a finding's captured ``fields`` stay one column of dicts (each rule captures different
+  names); :func:`expand_fields` turns them into columns.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from html import escape
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+import pandas as pd
+
+from pipeline.detection.loader import load_rules
+from pipeline.detection.model import Rule
+from pipeline.detection.prefilter import newline_offsets
+from pipeline.engine import (
+    Engine,
+    LineProcessor,
+    ProblemLog,
+    ScanOptions,
+    ScanStats,
+)
+from pipeline.errors import Location, Problem
+from pipeline.grammars.base import GrammarError, Parsed
+from pipeline.model import Event, Finding, Severity
+from pipeline.sources.files import STDIN, InputFile, expand_inputs, iter_chunks, open_input
+from pipeline.timeinfer import (
+    REORDER,
+    TimeResolver,
+    fixed_offset,
+    local_zone,
+    parse_when,
+    parse_zone,
+)
+
+#: severity as an ordered categorical: ``df[df.severity >= "high"]`` works
+SEVERITY_DTYPE = pd.CategoricalDtype([str(s) for s in Severity], ordered=True)
+
+#: the columns of :func:`read_events` frames, in order
+EVENT_COLUMNS = (
+    "timestamp",
+    "host",
+    "program",
+    "pid",
+    "level",
+    "message",
+    "format",
+    "source",
+    "line",
+    "year_inferred",
+)
+#: the columns of findings frames, in order
+FINDING_COLUMNS = (
+    "timestamp",
+    "last_seen",
+    "severity",
+    "rule",
+    "title",
+    "host",
+    "program",
+    "count",
+    "message",
+    "source",
+    "line",
+    "tags",
+    "fields",
+    "key",
+)
+_EVENT_CATEGORIES = ("host", "program", "level", "format", "source")
+_FINDING_CATEGORIES = ("rule", "host", "program", "source")
+
+TimeArg = datetime | str | None
+ZoneArg = tzinfo | str | None
+PathsArg = str | Path | Sequence[str | Path]
+#: called after each chunk with (bytes read so far, bytes in all inputs or None)
+ProgressFn = Callable[[int, int | None], None]
+
+
+# -- arguments -------------------------------------------------------------------------------
+
+
+def _zone(tz: ZoneArg) -> tzinfo:
+    if isinstance(tz, tzinfo):
+        return tz
+    return parse_zone(tz)
+
+
+def _when(value: TimeArg, zone: tzinfo) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    return parse_when(value, zone)
+
+
+def _paths(paths: PathsArg) -> list[str]:
+    if isinstance(paths, str | Path):
+        return [str(paths)]
+    return [str(p) for p in paths]
+
+
+def _options(
+    since: TimeArg, until: TimeArg, tz: ZoneArg, year: int | None, fmt: str | None
+) -> ScanOptions:
+    zone = _zone(tz)
+    return ScanOptions(
+        since=_when(since, zone), until=_when(until, zone), year=year, tz=zone, format=fmt
+    )
+
+
+def _rules(rules: Sequence[Rule] | PathsArg | None, builtin: bool) -> list[Rule]:
+    if rules is None:
+        return load_rules(builtin=builtin)
+    if isinstance(rules, str | Path):
+        return load_rules([rules], builtin=builtin)
+    items = list(rules)
+    if all(isinstance(r, Rule) for r in items):
+        return [r for r in items if isinstance(r, Rule)]
+    return load_rules([str(r) for r in items if not isinstance(r, Rule)], builtin=builtin)
+
+
+# -- frames from objects ---------------------------------------------------------------------
+
+
+def _times(values: Sequence[datetime | None], zone: tzinfo) -> pd.Series:
+    """tz-aware datetimes (any offsets) as one ``datetime64[ns, zone]`` column."""
+    idx = pd.to_datetime(pd.Series(list(values), dtype=object), utc=True)
+    return idx.dt.tz_convert(zone).astype(pd.DatetimeTZDtype("ns", zone))
+
+
+def _category(values: Iterable[str | None] | pd.Series) -> pd.Categorical[Any]:
+    """Text as a categorical of ``str`` categories (sorted; missing values ``NaN``)."""
+    text = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    return pd.Categorical(text.astype("str").where(text.notna()))
+
+
+def empty_findings(tz: ZoneArg = None) -> pd.DataFrame:
+    """A findings frame without rows (the right columns and dtypes)."""
+    return findings_frame([], tz=tz)
+
+
+def findings_frame(findings: Sequence[Finding], tz: ZoneArg = None) -> pd.DataFrame:
+    """Findings as a DataFrame, one row each, ordered by time, source and line."""
+    zone = _zone(tz)
+    rows = sorted(
+        findings,
+        key=lambda f: (
+            f.timestamp.timestamp() if f.timestamp else float("-inf"),
+            f.source,
+            f.line,
+        ),
+    )
+    frame = pd.DataFrame(
+        {
+            "timestamp": _times([f.timestamp for f in rows], zone),
+            "last_seen": _times([f.last_seen or f.timestamp for f in rows], zone),
+            "severity": pd.Categorical([str(f.severity) for f in rows], dtype=SEVERITY_DTYPE),
+            "rule": _category(f.rule for f in rows),
+            "title": pd.Series([f.title for f in rows], dtype="str"),
+            "host": _category(f.host for f in rows),
+            "program": _category(f.program for f in rows),
+            "count": pd.Series([f.count for f in rows], dtype="int64"),
+            "message": pd.Series([f.message for f in rows], dtype="str"),
+            "source": _category(f.source for f in rows),
+            "line": pd.Series([f.line for f in rows], dtype="int64"),
+            "tags": pd.Series([list(f.tags) for f in rows], dtype=object),
+            "fields": pd.Series([dict(f.fields) for f in rows], dtype=object),
+            "key": pd.Series([f.key for f in rows], dtype="str"),
+        },
+        columns=list(FINDING_COLUMNS),
+    )
+    return frame
+
+
+def expand_fields(findings: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
+    """The frame with each captured field as a column of its own (missing: ``NaN``)."""
+    extra = pd.DataFrame(list(findings["fields"]), index=findings.index)
+    extra.columns = [f"{prefix}{c}" for c in extra.columns]
+    return findings.drop(columns=["fields"]).join(extra)
+
+
+def events_frame(events: Iterable[Event], tz: ZoneArg = None) -> pd.DataFrame:
+    """Events as a DataFrame (the columns of :data:`EVENT_COLUMNS`), in the order given."""
+    rows = list(events)
+    raw = pd.DataFrame(
+        {
+            "timestamp": _times([e.timestamp for e in rows], UTC),
+            "host": pd.Series([e.host for e in rows], dtype=object),
+            "program": pd.Series([e.program for e in rows], dtype=object),
+            "pid": pd.array([e.pid for e in rows], dtype="Int64"),
+            "level": pd.Series([e.level for e in rows], dtype=object),
+            "message": pd.Series([e.message for e in rows], dtype=object),
+            "format": pd.Series([e.format for e in rows], dtype=object),
+            "source": pd.Series([e.source for e in rows], dtype=object),
+            "line": pd.Series([e.line for e in rows], dtype="int64"),
+            "year_inferred": pd.Series([e.year_inferred for e in rows], dtype=bool),
+        }
+    )
+    return _finish_events(raw, _zone(tz))
+
+
+def _finish_events(raw: pd.DataFrame, zone: tzinfo) -> pd.DataFrame:
+    """Final dtypes of an events frame built from plain columns (UTC times)."""
+    out = raw.reset_index(drop=True)
+    out["timestamp"] = out["timestamp"].dt.tz_convert(zone)
+    for name in _EVENT_CATEGORIES:
+        out[name] = _category(out[name])
+    out["message"] = out["message"].astype("str")
+    return out[list(EVENT_COLUMNS)]
+
+
+# -- the bulk path ---------------------------------------------------------------------------
+
+try:  # pyarrow's RE2 kernel; without it, Python's re over the chunk
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    HAVE_PYARROW = True
+except ImportError:  # pragma: no cover - exercised only without the extra
+    HAVE_PYARROW = False
+
+#: the regexes of :mod:`pipeline.grammars.fastpath`, with parentheses allowed in program
+#: names (``sshd(pam_unix)[123]:``, which the grammar reads the same way)
+_HOST = r"(?P<host>[A-Za-z0-9][A-Za-z0-9._-]*)"
+_TAG = r"(?P<prog>[A-Za-z0-9_][A-Za-z0-9_./()-]*)(?:\[(?P<pid>[0-9]{1,10})\])?: (?P<msg>.*)"
+BULK_SYSLOG = re.compile(
+    r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?P<day>[ 0-9][0-9]) "
+    r"(?P<hh>[0-9]{2}):(?P<mm>[0-9]{2}):(?P<ss>[0-9]{2}) " + _HOST + " " + _TAG,
+    re.DOTALL,
+)
+BULK_RFC3339 = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})T(?P<hh>[0-9]{2}):(?P<mm>[0-9]{2}):(?P<ss>[0-9]{2})"
+    r"\.(?P<frac>[0-9]{6})(?P<zone>Z|[+-][0-9]{2}:[0-9]{2}) " + _HOST + " " + _TAG,
+    re.DOTALL,
+)
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_DAYS_2000 = np.array([31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_NS = 1_000_000_000
+_REORDER_NS = int(REORDER.total_seconds()) * _NS
+_BLANK = re.compile(r"[ \t\n\r\x0b\x0c]*")
+
+
+def _re2(pattern: re.Pattern[str]) -> str:
+    """A ``fastpath`` pattern for RE2's ``extract_regex``: anchored at both ends."""
+    return "^(?:" + pattern.pattern + ")$"
+
+
+@dataclass
+class _Extracted:
+    """The fast-path groups of the matched lines of a chunk, as arrays."""
+
+    idx: np.ndarray  # line index in the chunk
+    groups: dict[str, list[Any]]
+
+
+@dataclass
+class _Rows:
+    """Year-less syslog lines of a chunk read in bulk: line indexes, date parts, envelope."""
+
+    idx: np.ndarray
+    mon: np.ndarray
+    day: np.ndarray
+    tod: np.ndarray  # time of day, ns
+    host: list[str | None]
+    program: list[str | None]
+    pid: list[int | None]
+    level: list[str | None]
+    message: list[str]
+
+    def concat(self, other: _Rows) -> _Rows:
+        return _Rows(
+            np.concatenate((self.idx, other.idx)),
+            np.concatenate((self.mon, other.mon)),
+            np.concatenate((self.day, other.day)),
+            np.concatenate((self.tod, other.tod)),
+            self.host + other.host,
+            self.program + other.program,
+            self.pid + other.pid,
+            self.level + other.level,
+            self.message + other.message,
+        )
+
+    def take(self, order: np.ndarray) -> _Rows:
+        o = order.tolist()
+        return _Rows(
+            self.idx[order],
+            self.mon[order],
+            self.day[order],
+            self.tod[order],
+            [self.host[i] for i in o],
+            [self.program[i] for i in o],
+            [self.pid[i] for i in o],
+            [self.level[i] for i in o],
+            [self.message[i] for i in o],
+        )
+
+    def frame(self, utc_ns: np.ndarray, fmt: str, source: str, first_line: int) -> pd.DataFrame:
+        n = len(self.idx)
+        return pd.DataFrame(
+            {
+                "timestamp": pd.to_datetime(utc_ns, unit="ns", utc=True),
+                "host": pd.Series(self.host, dtype=object),
+                "program": pd.Series(self.program, dtype=object),
+                "pid": pd.array(self.pid, dtype="Int64"),
+                "level": pd.Series(self.level, dtype=object),
+                "message": pd.Series(self.message, dtype=object),
+                "format": pd.Series([fmt] * n, dtype=object),
+                "source": pd.Series([source] * n, dtype=object),
+                "line": pd.Series(self.idx + first_line, dtype="int64"),
+                "year_inferred": pd.Series(np.ones(n, dtype=bool)),
+            }
+        )
+
+
+def _extract(lines: list[str], pattern: re.Pattern[str], names: Sequence[str]) -> _Extracted:
+    if HAVE_PYARROW:
+        arr = pa.array(lines, type=pa.large_string())
+        got = pc.extract_regex(arr, _re2(pattern))
+        valid = np.asarray(got.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        idx = np.flatnonzero(valid)
+        taken = got.filter(pa.array(valid))
+        groups = {n: taken.field(n).to_pylist() for n in names}
+        return _Extracted(idx, groups)
+    found = [(i, m) for i, line in enumerate(lines) if (m := pattern.fullmatch(line))]
+    return _Extracted(
+        np.array([i for i, _ in found], dtype=np.int64),
+        {n: [m[n] or "" for _, m in found] for n in names},
+    )
+
+
+def _ints(values: list[str]) -> np.ndarray:
+    return np.array(values, dtype=np.int64) if values else np.zeros(0, dtype=np.int64)
+
+
+def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of proleptic Gregorian dates (vectorised)."""
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    mp = (m + 9) % 12
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days: np.ndarray = era * 146097 + doe - 719468
+    return days
+
+
+def _is_leap(y: int) -> bool:
+    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+
+class _ZoneOffsets:
+    """UTC offsets of local wall times in one zone, as ``fixed_offset`` gives them."""
+
+    def __init__(self, zone: tzinfo) -> None:
+        self.zone = zone
+        fixed = isinstance(zone, timezone) or getattr(zone, "key", None) in ("UTC", "Etc/UTC")
+        probe = datetime(2000, 1, 1, tzinfo=zone).utcoffset() if fixed else None
+        self.fixed_ns = int(probe.total_seconds()) * _NS if probe is not None else None
+        self._cache: dict[int, int] = {}
+
+    def to_utc(self, local_ns: np.ndarray) -> np.ndarray:
+        """UTC nanoseconds of naive local times (nanoseconds since the epoch, wall clock)."""
+        if self.fixed_ns is not None:
+            return local_ns - self.fixed_ns
+        # the offset is looked up once per distinct wall-clock minute
+        minutes = local_ns // (60 * _NS)
+        uniq, inverse = np.unique(minutes, return_inverse=True)
+        offs = np.empty(len(uniq), dtype=np.int64)
+        for i, minute in enumerate(uniq.tolist()):
+            got = self._cache.get(minute)
+            if got is None:
+                wall = datetime(1970, 1, 1) + timedelta(minutes=minute)
+                off = fixed_offset(wall.replace(tzinfo=self.zone)).utcoffset()
+                got = int(off.total_seconds()) * _NS if off is not None else 0
+                self._cache[minute] = got
+            offs[i] = got
+        return local_ns - offs[inverse]
+
+
+class BulkLineProcessor(LineProcessor):
+    """A :class:`LineProcessor` that turns whole chunks into frames.
+
+    Lines of the ``syslog`` and ``rfc3339`` formats that the fast-path regex takes are read
+    in bulk; every other line (and every line of other formats) goes through the grammar
+    exactly as :meth:`LineProcessor.process` sends it.
+    """
+
+    def __init__(self, *args: Any, zone_offsets: _ZoneOffsets, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.offsets = zone_offsets
+
+    def frame(self, data: bytes, first_line: int) -> pd.DataFrame | None:
+        """The events of the lines in ``data`` as a raw frame (UTC times, plain columns)."""
+        if not data:
+            return None
+        if not self.sniffed:
+            self._sniff(data)
+        name = self.format.name if self.format is not None else None
+        nl = newline_offsets(data)
+        if name not in ("syslog", "rfc3339") or not self._bulk_ok(data, nl):
+            return _objects_frame(
+                [r for r in self.process(data, first_line, all_lines=True) if isinstance(r, Event)]
+            )
+        n_lines = len(nl) + (0 if data.endswith(b"\n") else 1)
+        self.stats.lines += n_lines
+        self.stats.bytes += len(data)
+        self._scan_anomalies(data, first_line, nl)
+        text = data.decode("ascii") if data.isascii() else data.decode("utf-8", "replace")
+        lines = text.split("\n")
+        if data.endswith(b"\n"):
+            lines.pop()
+        if name == "syslog":
+            return self._syslog(lines, first_line)
+        return self._rfc3339(lines, first_line)
+
+    def _bulk_ok(self, data: bytes, nl: np.ndarray) -> bool:
+        if b"\r" in data:  # CR line ends are cut per line by the grammar path
+            return False
+        if len(nl):
+            starts = np.concatenate(([0], nl[:-1] + 1))
+            if int((nl - starts).max()) > self.max_line:
+                return False
+        return len(data) - (int(nl[-1]) + 1 if len(nl) else 0) <= self.max_line
+
+    # -- line classes ------------------------------------------------------------------------
+
+    def _classify(self, lines: list[str], matched: np.ndarray) -> np.ndarray:
+        """0 comment or blank (counted, skipped), 1 fast path, 2 grammar, per line."""
+        kind = np.full(len(lines), 2, dtype=np.int8)
+        kind[matched] = 1
+        for i in np.flatnonzero(kind == 2).tolist():
+            line = lines[i]
+            if line.startswith("#"):
+                self.stats.comments += 1
+                kind[i] = 0
+            elif _BLANK.fullmatch(line):
+                self.stats.blank += 1
+                kind[i] = 0
+        return kind
+
+    def _grammar_rows(self, lines: list[str], idx: Iterable[int], first_line: int) -> list[Event]:
+        out: list[Event] = []
+        for i in idx:
+            rec = self._parse(lines[i], first_line + i)
+            if isinstance(rec, Event):
+                out.append(rec)
+        return out
+
+    # -- syslog: year-less local times --------------------------------------------------------
+
+    def _syslog(self, lines: list[str], first_line: int) -> pd.DataFrame | None:
+        ex = _extract(
+            lines, BULK_SYSLOG, ("mon", "day", "hh", "mm", "ss", "host", "prog", "pid", "msg")
+        )
+        g = ex.groups
+        mon = np.array([_MONTH_NAMES.index(m) + 1 for m in g["mon"]], dtype=np.int64)
+        day = _ints([d.strip() for d in g["day"]])
+        hh, mm, ss = _ints(g["hh"]), _ints(g["mm"]), _ints(g["ss"])
+        ok = (day >= 1) & (hh < 24) & (mm < 60) & (ss < 60)
+        if len(mon):
+            ok &= day <= _DAYS_2000[mon - 1]
+        keep = np.flatnonzero(ok)
+        k = keep.tolist()
+        fast = _Rows(
+            idx=ex.idx[keep],
+            mon=mon[keep],
+            day=day[keep],
+            tod=(hh[keep] * 3600 + mm[keep] * 60 + ss[keep]) * _NS,
+            host=[g["host"][i] for i in k],
+            program=[g["prog"][i] for i in k],
+            pid=[int(g["pid"][i]) if g["pid"][i] else None for i in k],
+            level=[None] * len(k),
+            message=[g["msg"][i].strip() for i in k],
+        )
+        kind = self._classify(lines, fast.idx)
+        slow = np.flatnonzero(kind == 2)
+        other = self._yearless_rows(lines, slow)
+        if other is None:
+            return self._syslog_in_runs(lines, first_line, fast, kind)
+        rows = fast.concat(other)
+        order = np.argsort(rows.idx, kind="stable")
+        rows = rows.take(order)
+        self.stats.parsed += len(rows.idx)
+        local_ns = self._resolve_run(rows.mon, rows.day, rows.tod) if len(rows.idx) else rows.tod
+        return rows.frame(self.offsets.to_utc(local_ns), "syslog", self.display, first_line)
+
+    def _yearless_rows(self, lines: list[str], slow: np.ndarray) -> _Rows | None:
+        """The grammar's reading of the lines the bulk regex left, when all are year-less
+        syslog lines; None when one is not (then the chunk is read in runs)."""
+        fmt = self.format
+        assert fmt is not None
+        parsed: list[Parsed] = []
+        for i in slow.tolist():
+            try:
+                p = fmt.parse(lines[i])
+            except GrammarError:
+                return None
+            if p.timestamp is None or p.timestamp.tzinfo is not None or not p.year_missing:
+                return None
+            parsed.append(p)
+        ts = [p.timestamp for p in parsed if p.timestamp is not None]
+        return _Rows(
+            idx=slow.astype(np.int64),
+            mon=np.array([t.month for t in ts], dtype=np.int64),
+            day=np.array([t.day for t in ts], dtype=np.int64),
+            tod=np.array(
+                [
+                    ((t.hour * 3600 + t.minute * 60 + t.second) * 1_000_000 + t.microsecond) * 1000
+                    for t in ts
+                ],
+                dtype=np.int64,
+            ),
+            host=[p.host for p in parsed],
+            program=[p.program for p in parsed],
+            pid=[p.pid for p in parsed],
+            level=[p.level for p in parsed],
+            message=[p.message for p in parsed],
+        )
+
+    def _syslog_in_runs(
+        self, lines: list[str], first_line: int, fast: _Rows, kind: np.ndarray
+    ) -> pd.DataFrame:
+        """Runs of bulk lines between lines read one by one (which may be of any format),
+        so that year inference sees the lines in the engine's order."""
+        local_ns = np.empty(len(fast.idx), dtype=np.int64)
+        events: list[Event] = []
+        fast_before = np.concatenate(([0], np.cumsum(kind == 1)))
+        done = 0
+        for stop in [*np.flatnonzero(kind == 2).tolist(), len(lines)]:
+            upto = int(fast_before[stop])
+            if upto > done:
+                sl = slice(done, upto)
+                local_ns[sl] = self._resolve_run(fast.mon[sl], fast.day[sl], fast.tod[sl])
+                done = upto
+            if stop < len(lines):
+                events.extend(self._grammar_rows(lines, [stop], first_line))
+        self.stats.parsed += len(fast.idx)
+        frame = fast.frame(self.offsets.to_utc(local_ns), "syslog", self.display, first_line)
+        return _merge(frame, events)
+
+    def _resolve_run(self, mon: np.ndarray, day: np.ndarray, tod: np.ndarray) -> np.ndarray:
+        """Wall-clock nanoseconds of consecutive year-less lines, as TimeResolver gives them.
+
+        ``tod`` is the time of day in nanoseconds. In bulk when every line lies within the
+        reordering distance of the latest time seen so far (no New Year, no late line from
+        the year before), else line by line.
+        """
+        r = self.resolver
+        n = len(mon)
+        out = np.empty(n, dtype=np.int64)
+        start = 0
+        if r.last is None:
+            out[0] = self._resolve_one(r, int(mon[0]), int(day[0]), int(tod[0]))
+            start = 1
+        if start < n and r.last is not None:
+            year = r.last.year
+            rest_mon, rest_day = mon[start:], day[start:]
+            leap_ok = _is_leap(year) or not bool(np.any((rest_mon == 2) & (rest_day == 29)))
+            here = (
+                _days_from_civil(np.full(n - start, year), rest_mon, rest_day) * 86400 * _NS
+                + tod[start:]
+            )
+            last_ns = _naive_ns(r.last)
+            running = np.maximum.accumulate(np.concatenate(([last_ns], here)))[:-1]
+            if leap_ok and bool(
+                np.all((here >= running - _REORDER_NS) & (here <= running + _REORDER_NS))
+            ):
+                out[start:] = here
+                top = int(here.max())
+                if top > last_ns:
+                    r.last = datetime(1970, 1, 1) + timedelta(microseconds=top // 1000)
+                return out
+            for i in range(start, n):
+                out[i] = self._resolve_one(r, int(mon[i]), int(day[i]), int(tod[i]))
+        return out
+
+    @staticmethod
+    def _resolve_one(r: TimeResolver, mon: int, day: int, tod: int) -> int:
+        naive = datetime(2000, mon, day) + timedelta(microseconds=tod // 1000)
+        return _naive_ns(r.resolve(naive, True).replace(tzinfo=None))
+
+    # -- RFC 3339: times carry their offset ------------------------------------------------
+
+    def _rfc3339(self, lines: list[str], first_line: int) -> pd.DataFrame | None:
+        names = ("date", "hh", "mm", "ss", "frac", "zone", "host", "prog", "pid", "msg")
+        ex = _extract(lines, BULK_RFC3339, names)
+        g = ex.groups
+        y = _ints([d[:4] for d in g["date"]])
+        mo = _ints([d[5:7] for d in g["date"]])
+        d = _ints([d[8:10] for d in g["date"]])
+        hh, mm, ss, frac = _ints(g["hh"]), _ints(g["mm"]), _ints(g["ss"]), _ints(g["frac"])
+        zsign = np.array([-1 if z.startswith("-") else 1 for z in g["zone"]], dtype=np.int64)
+        zh = _ints([z[1:3] if z != "Z" else "0" for z in g["zone"]])
+        zm = _ints([z[4:6] if z != "Z" else "0" for z in g["zone"]])
+        leap = (y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))
+        days_in = np.where((mo == 2) & leap, 29, _DAYS_2000[np.clip(mo, 1, 12) - 1])
+        days_in = np.where((mo == 2) & ~leap, 28, days_in)
+        ok = (
+            (y >= 1)
+            & (mo >= 1)
+            & (mo <= 12)
+            & (d >= 1)
+            & (d <= days_in)
+            & (hh < 24)
+            & (mm < 60)
+            & (ss < 60)
+            & (zh <= 23)
+            & (zm <= 59)
+        )
+        keep = np.flatnonzero(ok)
+        idx = ex.idx[keep]
+        kind = self._classify(lines, idx)
+        local = (
+            _days_from_civil(y[keep], mo[keep], d[keep]) * 86400
+            + hh[keep] * 3600
+            + mm[keep] * 60
+            + ss[keep]
+        ) * _NS + frac[keep] * 1000
+        utc_ns = local - zsign[keep] * (zh[keep] * 3600 + zm[keep] * 60) * _NS
+        k = keep.tolist()
+        self.stats.parsed += len(idx)
+        fast = pd.DataFrame(
+            {
+                "timestamp": pd.to_datetime(utc_ns, unit="ns", utc=True),
+                "host": pd.Series([g["host"][i] for i in k], dtype=object),
+                "program": pd.Series([g["prog"][i] for i in k], dtype=object),
+                "pid": pd.array(
+                    [int(g["pid"][i]) if g["pid"][i] else None for i in k], dtype="Int64"
+                ),
+                "level": pd.Series([None] * len(k), dtype=object),
+                "message": pd.Series([g["msg"][i].strip() for i in k], dtype=object),
+                "format": pd.Series(["rfc3339"] * len(k), dtype=object),
+                "source": pd.Series([self.display] * len(k), dtype=object),
+                "line": pd.Series(idx + first_line, dtype="int64"),
+                "year_inferred": pd.Series(np.zeros(len(k), dtype=bool)),
+            }
+        )
+        return _merge(
+            fast, self._grammar_rows(lines, np.flatnonzero(kind == 2).tolist(), first_line)
+        )
+
+
+def _naive_ns(ts: datetime) -> int:
+    delta = ts.replace(tzinfo=None) - datetime(1970, 1, 1)
+    return (delta.days * 86400 + delta.seconds) * _NS + delta.microseconds * 1000
+
+
+def _objects_frame(events: list[Event]) -> pd.DataFrame:
+    """A raw frame (UTC times, plain columns) of events read by the grammars."""
+    return pd.DataFrame(
+        {
+            "timestamp": _times([e.timestamp for e in events], UTC),
+            "host": pd.Series([e.host for e in events], dtype=object),
+            "program": pd.Series([e.program for e in events], dtype=object),
+            "pid": pd.array([e.pid for e in events], dtype="Int64"),
+            "level": pd.Series([e.level for e in events], dtype=object),
+            "message": pd.Series([e.message for e in events], dtype=object),
+            "format": pd.Series([e.format for e in events], dtype=object),
+            "source": pd.Series([e.source for e in events], dtype=object),
+            "line": pd.Series([e.line for e in events], dtype="int64"),
+            "year_inferred": pd.Series([e.year_inferred for e in events], dtype=bool),
+        }
+    )
+
+
+def _merge(fast: pd.DataFrame, events: list[Event]) -> pd.DataFrame:
+    if not events:
+        return fast
+    both = pd.concat([fast, _objects_frame(events)], ignore_index=True)
+    return both.sort_values("line", kind="stable", ignore_index=True)
+
+
+# -- public API ------------------------------------------------------------------------------
+
+
+@dataclass
+class EventReader:
+    """Reads inputs into raw event frames, chunk by chunk (see :func:`read_events`)."""
+
+    paths: list[str]
+    options: ScanOptions
+    bulk: bool = True
+    progress: ProgressFn | None = None
+    stats: ScanStats = field(default_factory=ScanStats)
+    problems: list[Problem] = field(default_factory=list)
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        o = self.options
+        zone = o.tz or local_zone()
+        offsets = _ZoneOffsets(zone)
+        log = ProblemLog(self.stats)
+        inputs = expand_inputs(self.paths, log.listed)
+        for p in log.listed:
+            self.stats.problems[p.kind] += 1
+        engine = Engine([], o)
+        total = _total_bytes(inputs)
+        done = 0
+        for inp in inputs:
+            if not self.bulk:
+                events = [
+                    r
+                    for r in engine.iter_input(inp, self.stats, log, all_lines=True)
+                    if isinstance(r, Event)
+                ]
+                yield self._in_range(_objects_frame(events))
+                continue
+            if (
+                o.since is not None
+                and inp.mtime is not None
+                and inp.path != STDIN
+                and datetime.fromtimestamp(inp.mtime, UTC) < o.since
+            ):
+                self.stats.files += 1
+                log(Problem("skipped", Location(inp.display), "last written before --since"))
+                continue
+            proc = BulkLineProcessor(
+                inp.display,
+                engine._resolver(inp),
+                None,
+                log,
+                self.stats,
+                fmt=o.format,
+                max_line=o.max_line,
+                body_fields=False,
+                zone_offsets=offsets,
+            )
+            self.stats.files += 1
+            try:
+                stream = open_input(inp)
+            except OSError as exc:
+                log(Problem("unreadable", Location(inp.display), exc.strerror or str(exc)))
+                continue
+            try:
+                for chunk in iter_chunks(stream, inp.display, log, max_line=o.max_line):
+                    got = proc.frame(chunk.data, chunk.first_line)
+                    done += len(chunk.data)
+                    if self.progress is not None:
+                        self.progress(done, total)
+                    if got is not None and len(got):
+                        yield self._in_range(got)
+            except OSError as exc:
+                log(Problem("read-error", Location(inp.display), exc.strerror or str(exc)))
+            finally:
+                if inp.path != STDIN:
+                    stream.close()
+        self.problems = log.listed
+
+    def _in_range(self, raw: pd.DataFrame) -> pd.DataFrame:
+        o = self.options
+        if o.since is None and o.until is None:
+            return raw
+        ts = raw["timestamp"]
+        keep = ts.notna()
+        if o.since is not None:
+            keep &= ts >= pd.Timestamp(o.since)
+        if o.until is not None:
+            keep &= ts < pd.Timestamp(o.until)
+        self.stats.out_of_range += int((~keep).sum())
+        return raw[keep.to_numpy()]
+
+
+def _total_bytes(inputs: Sequence[InputFile]) -> int | None:
+    """Bytes to read, when known (plain files only: compressed sizes are not read sizes)."""
+    total = 0
+    for inp in inputs:
+        if inp.path == STDIN or inp.compression is not None:
+            return None
+        try:
+            total += Path(inp.path).stat().st_size
+        except OSError:
+            return None
+    return total
+
+
+@overload
+def read_events(
+    paths: PathsArg,
+    *,
+    since: TimeArg = ...,
+    until: TimeArg = ...,
+    tz: ZoneArg = ...,
+    year: int | None = ...,
+    input_format: str | None = ...,
+    batch_size: None = ...,
+    bulk: bool = ...,
+    progress: ProgressFn | None = ...,
+) -> pd.DataFrame: ...
+@overload
+def read_events(
+    paths: PathsArg,
+    *,
+    since: TimeArg = ...,
+    until: TimeArg = ...,
+    tz: ZoneArg = ...,
+    year: int | None = ...,
+    input_format: str | None = ...,
+    batch_size: int,
+    bulk: bool = ...,
+    progress: ProgressFn | None = ...,
+) -> Iterator[pd.DataFrame]: ...
+def read_events(
+    paths: PathsArg,
+    *,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    tz: ZoneArg = None,
+    year: int | None = None,
+    input_format: str | None = None,
+    batch_size: int | None = None,
+    bulk: bool = True,
+    progress: ProgressFn | None = None,
+) -> pd.DataFrame | Iterator[pd.DataFrame]:
+    """Every parsed line of the inputs as a DataFrame (columns :data:`EVENT_COLUMNS`).
+
+    ``paths`` are files, directories, globs (as for ``logwarden scan``). Lines no grammar
+    reads, comments and blank lines are counted, not returned. ``since``/``until`` keep the
+    lines in ``[since, until)`` (lines without a time are then left out). With
+    ``batch_size``, an iterator of frames of about that many rows each (whole chunks), so
+    inputs larger than memory can be processed in a loop. ``bulk=False`` reads every line
+    through the grammars (the reference the bulk path equals).
+    """
+    options = _options(since, until, tz, year, input_format)
+    reader = EventReader(_paths(paths), options, bulk=bulk, progress=progress)
+    zone = options.tz or local_zone()
+    if batch_size is None:
+        parts = [p for p in reader.chunks() if len(p)]
+        if not parts:
+            return events_frame([], tz=zone)
+        return _finish_events(pd.concat(parts, ignore_index=True), zone)
+    return _batches(reader, batch_size, zone)
+
+
+def _batches(reader: EventReader, size: int, zone: tzinfo) -> Iterator[pd.DataFrame]:
+    pending: list[pd.DataFrame] = []
+    rows = 0
+    for part in reader.chunks():
+        if not len(part):
+            continue
+        pending.append(part)
+        rows += len(part)
+        if rows >= size:
+            yield _finish_events(pd.concat(pending, ignore_index=True), zone)
+            pending, rows = [], 0
+    if pending:
+        yield _finish_events(pd.concat(pending, ignore_index=True), zone)
+
+
+@dataclass
+class Scan:
+    """The result of :func:`scan`: findings as a DataFrame plus the scan's counts."""
+
+    findings: pd.DataFrame
+    stats: ScanStats
+    problems: list[Problem]
+    rules: list[Rule]
+    #: the findings as :class:`~pipeline.model.Finding` values (for stores and reports)
+    objects: list[Finding]
+    paths: list[str]
+    started: datetime
+    finished: datetime
+
+    @property
+    def counts(self) -> dict[str, object]:
+        return self.stats.as_dict()
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    def report_html(self, title: str = "logwarden report") -> str:
+        """A self-contained HTML report (see :mod:`pipeline.report`)."""
+        from pipeline.report import render_report
+
+        return render_report(
+            self.findings,
+            self.rules,
+            counts=self.counts,
+            paths=self.paths,
+            problems=self.problems,
+            title=title,
+        )
+
+    def to_sqlite(self, path: str | Path) -> int:
+        """Append the findings and a ``scans`` row to a SQLite store; the scan's id."""
+        from pipeline.store.sqlite import save_scan
+
+        return save_scan(
+            path,
+            self.objects,
+            paths=self.paths,
+            started=self.started,
+            finished=self.finished,
+            counts=self.counts,
+        )
+
+    def to_parquet(self, directory: str | Path) -> int:
+        """Append the findings to a Parquet dataset under ``directory/findings``."""
+        from pipeline.store.parquet import write_findings
+
+        return write_findings(directory, self.findings)
+
+    def _repr_html_(self) -> str:
+        s = self.stats
+        counts = (
+            f"{s.files} files, {s.lines:,} lines, {s.candidates:,} candidates, "
+            f"{s.parsed:,} parsed, {sum(s.unparsed.values()):,} unparsed, "
+            f"{s.findings} findings"
+        )
+        by_sev = self.findings["severity"].value_counts().sort_index(ascending=False)
+        sev = ", ".join(f"{k}: {v}" for k, v in by_sev.items() if v)
+        shown = self.findings.drop(columns=["fields", "key", "tags"])
+        table = shown.to_html(max_rows=50, index=False, na_rep="-", escape=True)
+        return (
+            f"<div><p><b>logwarden scan</b>: {escape(counts)}"
+            + (f"<br>by severity: {escape(sev)}" if sev else "")
+            + f"</p>{table}</div>"
+        )
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return f"<Scan {s.files} files, {s.lines} lines, {len(self.findings)} findings>"
+
+
+def scan(
+    paths: PathsArg,
+    rules: Sequence[Rule] | PathsArg | None = None,
+    *,
+    since: TimeArg = None,
+    until: TimeArg = None,
+    tz: ZoneArg = None,
+    year: int | None = None,
+    input_format: str | None = None,
+    builtin_rules: bool = True,
+) -> Scan:
+    """Scan inputs with the rules (default: the built-in pack) as ``logwarden scan`` does.
+
+    ``rules`` is a list of :class:`~pipeline.detection.model.Rule`, or rule directories /
+    files loaded next to the built-in pack (without it when ``builtin_rules=False``).
+    ``since``/``until`` are datetimes or ISO 8601 text (naive ones in ``tz``); ``tz`` is the
+    zone of local-time logs and of the frame's times (default: the machine's).
+    """
+    started = datetime.now(UTC)
+    loaded = _rules(rules, builtin_rules)
+    options = _options(since, until, tz, year, input_format)
+    inputs = _paths(paths)
+    began = time.perf_counter()
+    result = Engine(loaded, options).scan(inputs)
+    result.stats.seconds = time.perf_counter() - began
+    return Scan(
+        findings=findings_frame(result.findings, tz=options.tz),
+        stats=result.stats,
+        problems=result.problems,
+        rules=loaded,
+        objects=result.findings,
+        paths=inputs,
+        started=started,
+        finished=datetime.now(UTC),
+    )

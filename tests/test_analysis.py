@@ -1,0 +1,213 @@
+"""The pandas API: scan() and read_events(), and the bulk path against the grammars."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import pipeline
+from pipeline import Engine, ScanOptions, load_rules
+from pipeline.analysis import EVENT_COLUMNS, FINDING_COLUMNS, SEVERITY_DTYPE, expand_fields
+from tests.conftest import REPO, SAMPLES, shared_path
+
+ZONE = "Europe/Berlin"
+
+
+def _touch(path: Path, when: datetime) -> None:
+    os.utime(path, (when.timestamp(), when.timestamp()))
+
+
+def assert_bulk_equals_grammar(paths: list[str] | str, **kw: object) -> pd.DataFrame:
+    bulk = pipeline.read_events(paths, **kw)  # type: ignore[arg-type]
+    slow = pipeline.read_events(paths, bulk=False, **kw)  # type: ignore[arg-type]
+    pd.testing.assert_frame_equal(bulk, slow)
+    return bulk
+
+
+# -- scan() ---------------------------------------------------------------------------------
+
+
+def test_scan_findings_frame_shape() -> None:
+    result = pipeline.scan(SAMPLES, tz=ZONE)
+    df = result.findings
+    assert list(df.columns) == list(FINDING_COLUMNS)
+    assert str(df["timestamp"].dt.tz) == ZONE and str(df["last_seen"].dt.tz) == ZONE
+    for col in ("rule", "host", "program", "source"):
+        assert isinstance(df[col].dtype, pd.CategoricalDtype), col
+    assert df["severity"].dtype == SEVERITY_DTYPE and df["severity"].cat.ordered
+    high = df[df["severity"] >= "high"]
+    assert set(high["severity"]) <= {"high", "critical"} and len(high)
+    assert df["timestamp"].is_monotonic_increasing
+    # the same findings as the engine
+    engine = Engine(load_rules(), ScanOptions(tz=df["timestamp"].dt.tz)).scan([str(SAMPLES)])
+    assert sorted(df["key"]) == sorted(f.key for f in engine.findings)
+    assert result.stats.findings == len(df) and result.counts["lines"] == result.stats.lines
+    assert "dovecot.silent-stop" in set(df["rule"])
+
+
+def test_scan_fields_and_expand() -> None:
+    df = pipeline.scan(SAMPLES / "mail", tz="UTC").findings
+    dsn = df[df["rule"] == "sendmail.dsn-return-receipt"]
+    assert len(dsn) and all(isinstance(f, dict) for f in dsn["fields"])
+    wide = expand_fields(dsn)
+    assert "fields" not in wide.columns and "sender" in wide.columns
+    assert wide["sender"].notna().all()
+
+
+def test_scan_rules_and_range(tmp_path: Path) -> None:
+    log = tmp_path / "syslog"
+    log.write_text(
+        "Nov 30 08:23:33 vm dovecot: master: Warning: service(pop3-login): process_limit (2) "
+        "reached, client connections are being dropped\n"
+        "Nov 30 09:00:00 vm sm-mta[1]: 6AU8MP47017782: 6AU8MP47017783: DSN: Return receipt\n"
+    )
+    _touch(log, datetime(2026, 12, 1, tzinfo=UTC))
+    rules = [r for r in load_rules() if r.id.startswith("sendmail.")]
+    only = pipeline.scan(log, rules, tz="UTC")
+    assert set(only.findings["rule"]) == {"sendmail.dsn-return-receipt"}
+    ranged = pipeline.scan(log, since="2026-11-30T08:30", tz="UTC")
+    assert list(ranged.findings["rule"]) == ["sendmail.dsn-return-receipt"]
+    assert ranged.stats.out_of_range == 1
+    assert ranged.findings["timestamp"].iloc[0] == pd.Timestamp("2026-11-30 09:00", tz="UTC")
+
+
+def test_scan_html_repr_shows_counts_and_findings() -> None:
+    result = pipeline.scan(SAMPLES / "mail", tz="UTC")
+    html = result._repr_html_()
+    assert f"{result.stats.lines:,} lines" in html and "findings" in html
+    assert "sendmail.dsn-return-receipt" in html and "<table" in html
+
+
+def test_scan_without_findings() -> None:
+    result = pipeline.scan(SAMPLES / "syslog", [], tz="UTC")
+    assert len(result.findings) == 0 and list(result.findings.columns) == list(FINDING_COLUMNS)
+    assert result.findings["severity"].dtype == SEVERITY_DTYPE
+    assert "0 findings" in result._repr_html_()
+
+
+# -- read_events() -------------------------------------------------------------------------
+
+
+def test_read_events_columns_and_dtypes() -> None:
+    df = pipeline.read_events(SAMPLES / "syslog", tz=ZONE)
+    assert list(df.columns) == list(EVENT_COLUMNS)
+    assert str(df["timestamp"].dt.tz) == ZONE
+    assert df["pid"].dtype == "Int64" and df["line"].dtype == "int64"
+    for col in ("host", "program", "level", "format", "source"):
+        assert isinstance(df[col].dtype, pd.CategoricalDtype), col
+    # every line but comments and blanks: the whole log, not only candidates
+    text = (SAMPLES / "syslog" / "syslog").read_text().splitlines()
+    assert len(df) == sum(1 for t in text if t.strip() and not t.startswith("#"))
+
+
+def test_bulk_equals_grammar_on_samples() -> None:
+    df = assert_bulk_equals_grammar([str(SAMPLES)], tz=ZONE)
+    assert set(df["format"]) >= {"syslog", "rfc3339", "apache-error", "journal-json"}
+
+
+@pytest.mark.corpus
+def test_bulk_equals_grammar_on_loghub() -> None:
+    root = shared_path("corpus", "loghub")
+    logs = sorted(str(p) for p in root.glob("*/*_2k.log"))
+    assert logs
+    for log in logs:
+        assert_bulk_equals_grammar([log], tz="UTC", year=2005)
+
+
+def test_bulk_equals_grammar_on_the_bench_file_head(tmp_path: Path) -> None:
+    bench = REPO / "bench" / "out" / "syslog-1m.log"
+    if not bench.exists():
+        pytest.skip("bench/out/syslog-1m.log is generated by make bench")
+    head = tmp_path / "syslog"
+    with bench.open("rb") as src:
+        head.write_bytes(b"".join(next(src) for _ in range(30_000)))
+    assert_bulk_equals_grammar([str(head)], tz=ZONE)
+
+
+EDGE_LINES = [
+    "Dec 31 23:59:58 mx1 sshd(pam_unix)[59926]: authentication failure; user=root",
+    "Dec 31 23:59:59 mx1 su(pam_unix)[1]: session opened",
+    "# a comment line",
+    "",
+    "   ",
+    "Jan  1 00:00:01 mx1 syslogd 1.4.1: restart.",  # program with a space: the grammar
+    "Jan  1 00:00:02 mx1 kernel: [    0.000000] Linux version",
+    "Dec 31 23:59:50 mx1 late[7]: a late line from the old year",
+    "Feb 29 12:00:00 mx1 leap[1]: leap day",
+    "Feb 30 12:00:00 mx1 bad[1]: no such day (grammar decides)",
+    "Mar 31 02:30:00 mx1 dst[1]: in the spring-forward gap",
+    "Oct 27 02:30:00 mx1 dst[1]: in the autumn repeated hour",
+    "Nov  5 10:00:00 mx1 prog[12]:    padded message   ",
+    "Nov  5 10:00:01 mx1 prog[12]: caf\xe9 \u00fcnicode",
+    "Nov  5 10:00:02 mx1 weird line without a tag",
+    "Nov  5 10:00:03 mx1 sandboxd[129] ([31211]): context after the pid",
+    "<13>Nov  5 10:00:04 mx1 pri[1]: with a PRI",
+    "Nov  5 10:00:05 mx1 CRON[2414]: (root) CMD (true)",
+    "not a syslog line at all",
+    "Jan  2 00:00:00 mx1 next[1]: the year after",
+]
+
+
+@pytest.mark.parametrize("zone", ["UTC", ZONE, "America/New_York"])
+def test_bulk_equals_grammar_on_edge_lines(tmp_path: Path, zone: str) -> None:
+    log = tmp_path / "syslog"
+    body = "\n".join(EDGE_LINES * 3) + "\n"
+    # many plain lines first so the format is sniffed as syslog
+    plain = "".join(
+        f"Dec 30 10:{i // 60:02d}:{i % 60:02d} mx1 app[{i}]: line {i}\n" for i in range(200)
+    )
+    log.write_bytes((plain + body).encode() + b"Jan  3 00:00:00 mx1 bin[1]: \xff\xfe bad utf-8\n")
+    _touch(log, datetime(2027, 2, 1, tzinfo=UTC))
+    df = assert_bulk_equals_grammar([str(log)], tz=zone)
+    assert df["year_inferred"].any()
+    years = df.loc[df["message"] == "the year after", "timestamp"].dt.year
+    assert set(years) == {2027} or len(set(years)) > 1  # advanced past New Year
+
+
+def test_bulk_equals_grammar_with_crlf_and_rfc3339(tmp_path: Path) -> None:
+    crlf = tmp_path / "crlf.log"
+    crlf.write_bytes(
+        b"".join(f"Nov 30 08:00:{i:02d} vm app[{i}]: line {i}\r\n".encode() for i in range(60))
+    )
+    rfc = tmp_path / "rfc.log"
+    rfc.write_text(
+        "".join(
+            f"2026-11-30T08:00:{i:02d}.{i:06d}+0{i % 3}:00 vm app[{i}]: line {i}\n"
+            for i in range(60)
+        )
+        + "2026-11-30T08:01:00+00:00 vm short-fraction[1]: the grammar reads it\n"
+        + "2026-02-30T08:01:00.000000+00:00 vm bad-date[1]: no such day\n"
+        + "Nov 30 08:02:00 vm bsd[1]: a BSD line in an RFC 3339 file\n"
+        + "2026-11-30T08:03:00.000000Z vm app: UTC, no pid\n"
+    )
+    for p in (crlf, rfc):
+        _touch(p, datetime(2026, 12, 1, tzinfo=UTC))
+    df = assert_bulk_equals_grammar([str(crlf), str(rfc)], tz=ZONE)
+    assert len(df) > 120
+
+
+def test_read_events_batches_and_range() -> None:
+    whole = pipeline.read_events(SAMPLES, tz="UTC")
+    batches = list(pipeline.read_events(SAMPLES, tz="UTC", batch_size=100))
+    assert len(batches) > 1
+    joined = pd.concat(batches, ignore_index=True)
+    pd.testing.assert_frame_equal(
+        joined.astype({c: object for c in ("host", "program", "level", "format", "source")}),
+        whole.astype({c: object for c in ("host", "program", "level", "format", "source")}),
+    )
+    since = datetime(2026, 11, 29, tzinfo=UTC)
+    until = since + timedelta(days=1)
+    ranged = assert_bulk_equals_grammar([str(SAMPLES)], tz="UTC", since=since, until=until)
+    ts = whole["timestamp"]
+    assert len(ranged) == int(((ts >= since) & (ts < until)).sum()) > 0
+
+
+def test_read_events_progress_callback() -> None:
+    seen: list[tuple[int, int | None]] = []
+    pipeline.read_events(SAMPLES / "syslog", tz="UTC", progress=lambda d, t: seen.append((d, t)))
+    size = (SAMPLES / "syslog" / "syslog").stat().st_size
+    assert seen and seen[-1] == (size, size)
