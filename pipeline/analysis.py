@@ -45,6 +45,7 @@ from pipeline.engine import (
 from pipeline.errors import Location, Problem
 from pipeline.grammars.base import GrammarError, Parsed
 from pipeline.model import Event, Finding, Severity
+from pipeline.progress import terminal_bar
 from pipeline.sources.files import STDIN, InputFile, expand_inputs, iter_chunks, open_input
 from pipeline.timeinfer import (
     REORDER,
@@ -842,13 +843,16 @@ def read_events(
     through the grammars (the reference the bulk path equals).
     """
     options = _options(since, until, tz, year, input_format)
-    reader = EventReader(_paths(paths), options, bulk=bulk, progress=progress)
     zone = options.tz or local_zone()
     if batch_size is None:
-        parts = [p for p in reader.chunks() if len(p)]
+        # one frame: a bar on a terminal unless the caller follows progress itself
+        with terminal_bar("reading", quiet=progress is not None) as bar:
+            reader = EventReader(_paths(paths), options, bulk=bulk, progress=progress or bar)
+            parts = [p for p in reader.chunks() if len(p)]
         if not parts:
             return events_frame([], tz=zone)
         return _finish_events(pd.concat(parts, ignore_index=True), zone)
+    reader = EventReader(_paths(paths), options, bulk=bulk, progress=progress)
     return _batches(reader, batch_size, zone)
 
 

@@ -211,6 +211,54 @@ def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> Non
             console.print(Text(f"  ... and {result.problems_omitted} more", style="yellow"))
 
 
+class _Bar:
+    """A rich progress bar over a scan (bytes, lines/s, ETA), or nothing."""
+
+    def __init__(self, engine: Engine, enabled: bool) -> None:
+        self.engine = engine
+        self.enabled = enabled
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self.enabled:
+            return fn(*args, **kwargs)
+        import time
+
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        started = time.monotonic()
+        with Progress(
+            TextColumn("scanning"),
+            BarColumn(),
+            DownloadColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=_err_console(),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("scan", total=None, rate="")
+
+            def update(done: int, total: int, lines: int) -> None:
+                rate = lines / max(time.monotonic() - started, 1e-6)
+                bar.update(task, completed=done, total=total or None, rate=f"{rate:,.0f} lines/s")
+
+            self.engine.progress = update
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.engine.progress = None
+
+
+def progress_bar(engine: Engine, quiet: bool) -> _Bar:
+    """A bar on a terminal; none with --quiet or when stderr is not a terminal."""
+    return _Bar(engine, not quiet and sys.stderr.isatty())
+
+
 def findings_table(findings: Sequence[Finding]) -> Table:
     table = Table(show_lines=False, header_style="bold")
     for col in ("severity", "rule", "time", "count", "host", "program", "source", "message"):
@@ -386,6 +434,7 @@ def scan(
     if events and not parquet_dir:
         raise click.UsageError("--events needs --parquet DIR")
     started = datetime.now(UTC)
+    bar = progress_bar(engine, quiet)
     if state_path:
         from pipeline.state import StateDB
 
@@ -394,10 +443,10 @@ def scan(
             saved = db.load_detector("scan")
             if saved is not None:
                 detector.restore(saved)
-            result = engine.scan(inputs, detector=detector, journals=journals)
+            result = bar.run(engine.scan, inputs, detector=detector, journals=journals)
             db.save_detector("scan", detector.snapshot())
     else:
-        result = engine.scan(inputs, journals=journals)
+        result = bar.run(engine.scan, inputs, journals=journals)
     findings = sorted(
         result.findings,
         key=lambda f: (f.timestamp.timestamp() if f.timestamp else float("-inf"), f.source, f.line),

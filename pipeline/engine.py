@@ -7,6 +7,7 @@ to findings). Nothing here prints or exits; counters and located problems are re
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -54,6 +55,28 @@ class ScanOptions:
     max_line: int = MAX_LINE
     #: "now" for inputs without an mtime (stdin) and for the never-in-the-future rule
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def raw_position(stream: object) -> int:
+    """How far into the file on disk a (possibly decompressing) stream has read."""
+    for attr in ("fileobj", "_fp"):  # gzip.GzipFile, bz2.BZ2File / lzma.LZMAFile
+        inner = getattr(stream, attr, None)
+        if inner is not None and hasattr(inner, "tell"):
+            try:
+                return int(inner.tell())
+            except (OSError, ValueError):
+                return 0
+    try:
+        return int(stream.tell())  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +417,15 @@ class Engine:
         self.body_fields = self.detector.needs_body_fields()
         self.tz = self.options.tz or local_zone()
 
+    #: called after every block read: (bytes done, bytes in all inputs, lines so far)
+    progress: Callable[[int, int, int], None] | None = None
+    _progress_done = 0
+    _progress_total = 0
+
+    def start_progress(self, inputs: Sequence[InputFile]) -> None:
+        self._progress_done = 0
+        self._progress_total = sum(_size(i.path) for i in inputs if i.path != STDIN)
+
     def new_detector(self) -> Detector:
         return Detector(self.rules, lateness=self.options.lateness)
 
@@ -450,8 +482,14 @@ class Engine:
             report(Problem("unreadable", Location(inp.display), exc.strerror or str(exc)))
             return
         try:
+            base = self._progress_done
             for chunk in iter_chunks(stream, inp.display, report, max_line=o.max_line):
                 yield from proc.process(chunk.data, chunk.first_line, all_lines=all_lines)
+                if self.progress is not None:
+                    self._progress_done = base + raw_position(stream)
+                    self.progress(self._progress_done, self._progress_total, stats.lines)
+            if inp.mtime is not None and inp.path != STDIN:
+                self._progress_done = base + _size(inp.path)
         except OSError as exc:
             report(Problem("read-error", Location(inp.display), exc.strerror or str(exc)))
         finally:
@@ -505,6 +543,7 @@ class Engine:
         stats = ScanStats()
         log = ProblemLog(stats)
         inputs = expand_inputs(list(paths), log.listed)
+        self.start_progress(inputs)
         if journals:
             check_backend()  # fail before reading anything when the journal cannot be read
         for p in log.listed:

@@ -205,3 +205,22 @@ def test_sparse_log_spanning_days_keeps_its_year(engine: Engine, tmp_path: Path)
     path = write(tmp_path, "syslog", data)
     (f,) = engine.scan([path]).findings
     assert f.timestamp is not None and f.timestamp.year == 2026
+
+
+def test_progress_reports_bytes_of_the_files_on_disk(tmp_path: Path) -> None:
+    """The bar's numbers: bytes read of the files on disk (compressed ones too), and lines."""
+    from pipeline.cli import progress_bar
+
+    plain = write(tmp_path, "a.log", b"".join(line(i) for i in range(5000)))
+    packed = write(tmp_path, "b.log.gz", gzip.compress(b"".join(line(i) for i in range(5000))))
+    eng = Engine(load_rules(), ScanOptions(tz=UTC))
+    seen: list[tuple[int, int, int]] = []
+    eng.progress = lambda done, total, lines: seen.append((done, total, lines))
+    eng.scan([plain, packed])
+    total = os.path.getsize(plain) + os.path.getsize(packed)
+    assert seen and all(t == total for _, t, _ in seen)
+    assert seen[-1][0] == total and seen[-1][2] == 10000
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
+    # no bar when stderr is not a terminal (as under pytest) or with --quiet
+    assert not progress_bar(eng, quiet=False).enabled
+    assert not progress_bar(eng, quiet=True).enabled
