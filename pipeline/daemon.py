@@ -41,6 +41,8 @@ log = logging.getLogger("logwarden")
 DETECTOR_NAME = "watch"
 #: bytes read per source per loop turn, so one busy file cannot starve the others
 READ_BUDGET = 4 << 20
+#: after a change notice, wait this long so one turn reads a burst of writes
+COALESCE = 0.02
 #: seconds between checkpoints when lines were read but nothing was found
 CHECKPOINT_EVERY = 1.0
 
@@ -592,7 +594,9 @@ class Daemon:
                 if not busy and not self._stop:
                     # the journal has no change notice here: look at it often
                     wait = self.config.poll_interval
-                    self.wake.wait(min(wait, 0.2) if self.journal else wait)
+                    if self.wake.wait(min(wait, 0.2) if self.journal else wait):
+                        # a change notice: let a burst of writes land, read them in one turn
+                        time.sleep(COALESCE)
         finally:
             sd_notify("STOPPING=1")
             self.close()

@@ -163,10 +163,16 @@ class EnrichTable:
                 self.stats.evicted[self.name] += 1
 
     def _expire(self, now: datetime | None) -> None:
+        """Forget rows older than ``keep``, oldest first (rows are kept in arrival order,
+        so this stops at the first row still young enough: amortised O(1) per row)."""
         if now is None:
             return
         horizon = now - self.spec.keep
-        for key in [k for k, (t, _) in self.rows.items() if t is not None and t < horizon]:
+        while self.rows:
+            key = next(iter(self.rows))
+            t = self.rows[key][0]
+            if t is not None and t >= horizon:
+                break
             del self.rows[key]
 
     def lookup(self, event: Event, fields: Mapping[str, str]) -> dict[str, str]:
