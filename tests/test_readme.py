@@ -17,10 +17,12 @@ YAML_BLOCKS = re.findall(r"```yaml\n(.*?)```", README, re.S)
 def test_the_notification_config_in_the_readme_loads(tmp_path: Path) -> None:
     (block,) = [b for b in YAML_BLOCKS if b.lstrip().startswith("# /etc/logwarden/config.yaml")]
     path = tmp_path / "config.yaml"
-    path.write_text(block)
+    apprise_file = tmp_path / "apprise.yml"
+    apprise_file.write_text("urls:\n  - json://hooks.example.org/team\n")
+    path.write_text(block.replace("/etc/logwarden/apprise.yml", str(apprise_file)))
     cfg = load_config(path)
     notifiers = parse_notifiers(cfg.notify, str(path))
-    assert {n.name for n in notifiers} == {"admin-mail", "pager", "mail-team"}
+    assert {n.name for n in notifiers} == {"admin-mail", "pager", "mail-team", "team"}
     mail = next(n for n in notifiers if n.name == "admin-mail")
     assert mail.url.startswith("mailtos://") and "SECRET" not in mail.masked
     assert mail.limit is not None and mail.limit.count == 10

@@ -8,8 +8,9 @@ an error naming the config file and line. URLs are shown with their secrets mask
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from pipeline.notify.render import check_template
 
 NOTIFIER_KEYS = {
     "url",
+    "config",
     "name",
     "tag",
     "min_severity",
@@ -112,9 +114,11 @@ def parse_notifier(entry: Mapping[str, Any] | str, source: str, index: int) -> N
             loc,
             "known: " + ", ".join(sorted(NOTIFIER_KEYS - {"__line__"})),
         )
+    if "config" in entry and "url" not in entry:
+        return _config_notifier(entry, source, index, loc)
     url = entry.get("url")
     if not isinstance(url, str) or not url:
-        raise NotifyError("a notifier needs a 'url' (an apprise URL)", loc)
+        raise NotifyError("a notifier needs a 'url' (an apprise URL) or a 'config' file", loc)
     plugin = instantiate(url)
     if plugin is None:
         scheme = url.split("://", 1)[0] if "://" in url else url[:20]
@@ -167,6 +171,39 @@ def parse_notifier(entry: Mapping[str, Any] | str, source: str, index: int) -> N
         body=entry.get("body"),
         location=loc,
     )
+
+
+def load_apprise_config(path: str) -> Any:
+    """An apprise object with every URL of an apprise config file (YAML or text)."""
+    import apprise
+
+    conf = apprise.AppriseConfig()
+    conf.add(path)
+    box = apprise.Apprise()
+    box.add(conf)
+    return box
+
+
+def _config_notifier(entry: Mapping[str, Any], source: str, index: int, loc: Location) -> Notifier:
+    """A notifier whose targets come from an apprise config file (its URLs and tags)."""
+    path = entry.get("config")
+    if not isinstance(path, str) or not path:
+        raise NotifyError("notifier 'config' must be the path of an apprise config file", loc)
+    if not os.path.isabs(path):
+        path = os.path.join(os.path.dirname(os.path.abspath(source)), path)
+    if not os.path.isfile(path):
+        raise NotifyError(f"apprise config file not found: {path}", loc)
+    box = load_apprise_config(path)
+    if len(box) == 0:
+        raise NotifyError(
+            f"apprise accepts no URL in {path}",
+            loc,
+            "check the file's syntax (apprise YAML or text config)",
+        )
+    rest = {k: v for k, v in entry.items() if k != "config"}
+    base = parse_notifier({**rest, "url": "json://localhost"}, source, index)
+    masked = ", ".join(str(s.url(privacy=True)) for s in box)
+    return replace(base, url=f"config:{path}", masked=f"config {path}: {masked}")
 
 
 def parse_notifiers(

@@ -31,11 +31,18 @@ def apprise_send(n: Notifier, title: str, body: str, fmt: str) -> tuple[bool, st
     """Send one message through apprise; (ok, error text)."""
     import apprise
 
-    plugin = apprise.Apprise.instantiate(n.url, suppress_exceptions=True)
-    if plugin is None:
-        return False, "apprise no longer accepts this URL"
-    box = apprise.Apprise()
-    box.add(plugin)
+    if n.url.startswith("config:"):
+        from pipeline.notify.notifiers import load_apprise_config
+
+        box = load_apprise_config(n.url[len("config:") :])
+        if len(box) == 0:
+            return False, "the apprise config file holds no usable URL any more"
+    else:
+        plugin = apprise.Apprise.instantiate(n.url, suppress_exceptions=True)
+        if plugin is None:
+            return False, "apprise no longer accepts this URL"
+        box = apprise.Apprise()
+        box.add(plugin)
     body_format = apprise.NotifyFormat.MARKDOWN if fmt == "markdown" else apprise.NotifyFormat.TEXT
     with apprise.LogCapture(level=apprise.logging.WARNING) as logs:  # type: ignore[no-untyped-call]
         try:
