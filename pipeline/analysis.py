@@ -5,8 +5,11 @@ and returns the findings as a DataFrame. ``read_events`` returns every parsed li
 common syslog shapes (``syslog``, ``rfc3339``) are read by a vectorised bulk path: the regex
 of :mod:`pipeline.grammars.fastpath` run over a whole chunk with pyarrow's RE2 kernel (or,
 without pyarrow, Python's ``re`` over the chunk), times built with numpy and the year and
-zone rules of :mod:`pipeline.timeinfer` applied to runs of lines at once. A line the regex
-does not take goes through the grammar, in order, so the frame equals the grammars' output.
+zone rules of :mod:`pipeline.timeinfer` applied to runs of lines at once. For ``syslog``,
+RE2 only says which lines match; the fixed-width timestamp is read from the bytes and the
+other fields are cut with Arrow string kernels, so text stays in Arrow arrays until the
+frame is built. A line the regex does not take goes through the grammar, in order, so the
+frame equals the grammars' output.
 
 Frame layouts (see :data:`EVENT_COLUMNS`, :data:`FINDING_COLUMNS`):
 
@@ -268,6 +271,59 @@ def _re2(pattern: re.Pattern[str]) -> str:
     return "^(?:" + pattern.pattern + ")$"
 
 
+def _re2_match(pattern: re.Pattern[str]) -> str:
+    """A ``fastpath`` pattern for RE2's ``match_substring_regex`` on lines that keep their
+    ``\\n``: anchored, without captures (RE2 then answers from its DFA)."""
+    return "^(?:" + re.sub(r"\(\?P<\w+>", "(?:", pattern.pattern) + ")\n$"
+
+
+#: what ``str.strip()`` strips (the characters for which ``str.isspace()`` is true)
+_PY_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+#: month of the three bytes of a month name read as one big-endian integer
+_MONTH_KEYS = np.array([int.from_bytes(m.encode(), "big") for m in _MONTH_NAMES])
+_MONTH_ORDER = np.argsort(_MONTH_KEYS)
+
+# A text column of a raw frame: Arrow-backed (``large_string``) with pyarrow, otherwise a
+# numpy array of objects. _finish_events turns either into the final dtypes.
+Text = Any
+
+
+def _text(values: Sequence[str | None]) -> Text:
+    if HAVE_PYARROW:
+        return pd.arrays.ArrowExtensionArray(pa.array(values, type=pa.large_string()))
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _text_of(arr: Any) -> Text:
+    """An Arrow string array as a text column."""
+    return pd.arrays.ArrowExtensionArray(arr)
+
+
+def _same_text(value: str | None, n: int) -> Text:
+    """``n`` times the same text (or missing value)."""
+    if not HAVE_PYARROW:
+        return np.full(n, value, dtype=object)
+    if value is None:
+        return _text_of(pa.nulls(n, type=pa.large_string()))
+    codes = pa.array(np.zeros(n, dtype=np.int32))
+    return _text_of(
+        pa.DictionaryArray.from_arrays(codes, pa.array([value], type=pa.large_string())).cast(
+            pa.large_string()
+        )
+    )
+
+
+def _concat_text(a: Text, b: Text) -> Text:
+    if isinstance(a, np.ndarray):
+        return np.concatenate((a, b))
+    return pd.concat([pd.Series(a), pd.Series(b)], ignore_index=True).array
+
+
 @dataclass
 class _Extracted:
     """The fast-path groups of the matched lines of a chunk, as arrays."""
@@ -284,11 +340,12 @@ class _Rows:
     mon: np.ndarray
     day: np.ndarray
     tod: np.ndarray  # time of day, ns
-    host: list[str | None]
-    program: list[str | None]
-    pid: list[int | None]
-    level: list[str | None]
-    message: list[str]
+    host: Text
+    program: Text
+    pid: np.ndarray  # int64, 0 where missing
+    has_pid: np.ndarray  # bool
+    level: Text
+    message: Text
 
     def concat(self, other: _Rows) -> _Rows:
         return _Rows(
@@ -296,25 +353,26 @@ class _Rows:
             np.concatenate((self.mon, other.mon)),
             np.concatenate((self.day, other.day)),
             np.concatenate((self.tod, other.tod)),
-            self.host + other.host,
-            self.program + other.program,
-            self.pid + other.pid,
-            self.level + other.level,
-            self.message + other.message,
+            _concat_text(self.host, other.host),
+            _concat_text(self.program, other.program),
+            np.concatenate((self.pid, other.pid)),
+            np.concatenate((self.has_pid, other.has_pid)),
+            _concat_text(self.level, other.level),
+            _concat_text(self.message, other.message),
         )
 
     def take(self, order: np.ndarray) -> _Rows:
-        o = order.tolist()
         return _Rows(
             self.idx[order],
             self.mon[order],
             self.day[order],
             self.tod[order],
-            [self.host[i] for i in o],
-            [self.program[i] for i in o],
-            [self.pid[i] for i in o],
-            [self.level[i] for i in o],
-            [self.message[i] for i in o],
+            self.host.take(order),
+            self.program.take(order),
+            self.pid[order],
+            self.has_pid[order],
+            self.level.take(order),
+            self.message.take(order),
         )
 
     def frame(self, utc_ns: np.ndarray, fmt: str, source: str, first_line: int) -> pd.DataFrame:
@@ -322,16 +380,41 @@ class _Rows:
         return pd.DataFrame(
             {
                 "timestamp": pd.to_datetime(utc_ns, unit="ns", utc=True),
-                "host": pd.Series(self.host, dtype=object),
-                "program": pd.Series(self.program, dtype=object),
-                "pid": pd.array(self.pid, dtype="Int64"),
-                "level": pd.Series(self.level, dtype=object),
-                "message": pd.Series(self.message, dtype=object),
-                "format": pd.Series([fmt] * n, dtype=object),
-                "source": pd.Series([source] * n, dtype=object),
+                "host": pd.Series(self.host),
+                "program": pd.Series(self.program),
+                "pid": pd.arrays.IntegerArray(self.pid, ~self.has_pid),
+                "level": pd.Series(self.level),
+                "message": pd.Series(self.message),
+                "format": pd.Series(_same_text(fmt, n)),
+                "source": pd.Series(_same_text(source, n)),
                 "line": pd.Series(self.idx + first_line, dtype="int64"),
                 "year_inferred": pd.Series(np.ones(n, dtype=bool)),
             }
+        )
+
+
+class _Lines:
+    """The lines of a chunk (UTF-8 bytes, every line ending in ``\\n``), decoded on demand."""
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self.ends = newline_offsets(buf)
+        self.starts = np.concatenate(([0], self.ends[:-1] + 1)).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, i: int) -> str:
+        return self.buf[int(self.starts[i]) : int(self.ends[i])].decode("utf-8")
+
+    def tolist(self) -> list[str]:
+        return self.buf.decode("utf-8").split("\n")[:-1]
+
+    def arrow(self) -> Any:
+        """The lines as an Arrow ``large_string`` array over the buffer, ``\\n`` kept."""
+        offsets = np.concatenate(([0], self.ends + 1)).astype(np.int64)
+        return pa.Array.from_buffers(
+            pa.large_string(), len(self), [None, pa.py_buffer(offsets), pa.py_buffer(self.buf)]
         )
 
 
@@ -353,6 +436,83 @@ def _extract(lines: list[str], pattern: re.Pattern[str], names: Sequence[str]) -
 
 def _ints(values: list[str]) -> np.ndarray:
     return np.array(values, dtype=np.int64) if values else np.zeros(0, dtype=np.int64)
+
+
+def _syslog_fields(lines: _Lines) -> _Rows:
+    """The lines the syslog fast-path regex takes, with a date and time that exist.
+
+    With pyarrow: RE2 only answers which lines match (no captures); the date and time are
+    read from their fixed columns in the bytes, and host, program, pid and message are cut
+    at the first space, ``": "`` and ``[``, which is where the regex puts them (none of them
+    can hold the separator before it).
+    """
+    if HAVE_PYARROW:
+        arr = lines.arrow()
+        hit = pc.match_substring_regex(arr, _re2_match(BULK_SYSLOG))
+        idx = np.flatnonzero(np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool))
+        b = np.frombuffer(lines.buf, dtype=np.uint8)
+        s = lines.starts[idx]
+
+        def at(k: int) -> np.ndarray:
+            got: np.ndarray = b[s + k].astype(np.int64)
+            return got
+
+        key = (at(0) << 16) | (at(1) << 8) | at(2)
+        mon = _MONTH_ORDER[np.searchsorted(_MONTH_KEYS[_MONTH_ORDER], key)] + 1
+        day = np.where(at(4) == 32, 0, at(4) - 48) * 10 + at(5) - 48
+        hh = (at(7) - 48) * 10 + at(8) - 48
+        mm = (at(10) - 48) * 10 + at(11) - 48
+        ss = (at(13) - 48) * 10 + at(14) - 48
+    else:
+        names = ("mon", "day", "hh", "mm", "ss", "host", "prog", "pid", "msg")
+        ex = _extract(lines.tolist(), BULK_SYSLOG, names)
+        g = ex.groups
+        idx = ex.idx
+        mon = np.array([_MONTH_NAMES.index(m) + 1 for m in g["mon"]], dtype=np.int64)
+        day = _ints([d.strip() for d in g["day"]])
+        hh, mm, ss = _ints(g["hh"]), _ints(g["mm"]), _ints(g["ss"])
+    ok = (day >= 1) & (hh < 24) & (mm < 60) & (ss < 60)
+    if len(mon):
+        ok &= day <= _DAYS_2000[mon - 1]
+    tod = (hh * 3600 + mm * 60 + ss) * _NS
+    n = int(ok.sum())
+    if HAVE_PYARROW:
+        take = np.zeros(len(lines), dtype=bool)
+        take[idx[ok]] = True
+        rest = pc.utf8_slice_codeunits(arr.filter(pa.array(take)), 16)  # "host tag: msg\n"
+        host_tail = pc.split_pattern(rest, " ", max_splits=1)
+        tag_msg = pc.split_pattern(pc.list_element(host_tail, 1), ": ", max_splits=1)
+        prog_pid = pc.split_pattern(pc.list_element(tag_msg, 0), "[", max_splits=1)
+        has_pid = np.asarray(
+            pc.equal(pc.list_value_length(prog_pid), 2).to_numpy(zero_copy_only=False),
+            dtype=bool,
+        )
+        pid = np.zeros(n, dtype=np.int64)
+        digits = pc.utf8_rtrim(pc.list_flatten(pc.list_slice(prog_pid, 1, 2)), "]")
+        pid[has_pid] = pc.cast(digits, pa.int64()).to_numpy()
+        host = _text_of(pc.list_element(host_tail, 0))
+        program = _text_of(pc.list_element(prog_pid, 0))
+        message = _text_of(pc.utf8_trim(pc.list_element(tag_msg, 1), _PY_WHITESPACE))
+    else:
+        k = np.flatnonzero(ok).tolist()
+        pids = [g["pid"][i] for i in k]
+        has_pid = np.array([bool(p) for p in pids], dtype=bool)
+        pid = np.array([int(p) if p else 0 for p in pids], dtype=np.int64)
+        host = _text([g["host"][i] for i in k])
+        program = _text([g["prog"][i] for i in k])
+        message = _text([g["msg"][i].strip() for i in k])
+    return _Rows(
+        idx=idx[ok].astype(np.int64),
+        mon=mon[ok],
+        day=day[ok],
+        tod=tod[ok],
+        host=host,
+        program=program,
+        pid=pid,
+        has_pid=has_pid,
+        level=_same_text(None, n),
+        message=message,
+    )
 
 
 def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -428,13 +588,16 @@ class BulkLineProcessor(LineProcessor):
         self.stats.lines += n_lines
         self.stats.bytes += len(data)
         self._scan_anomalies(data, first_line, nl)
-        text = data.decode("ascii") if data.isascii() else data.decode("utf-8", "replace")
-        lines = text.split("\n")
-        if data.endswith(b"\n"):
-            lines.pop()
+        buf = data
+        if not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                buf = data.decode("utf-8", "replace").encode("utf-8")
+        lines = _Lines(buf if buf.endswith(b"\n") else buf + b"\n")
         if name == "syslog":
             return self._syslog(lines, first_line)
-        return self._rfc3339(lines, first_line)
+        return self._rfc3339(lines.tolist(), first_line)
 
     def _bulk_ok(self, data: bytes, nl: np.ndarray) -> bool:
         if b"\r" in data:  # CR line ends are cut per line by the grammar path
@@ -447,7 +610,7 @@ class BulkLineProcessor(LineProcessor):
 
     # -- line classes ------------------------------------------------------------------------
 
-    def _classify(self, lines: list[str], matched: np.ndarray) -> np.ndarray:
+    def _classify(self, lines: _Lines | list[str], matched: np.ndarray) -> np.ndarray:
         """0 comment or blank (counted, skipped), 1 fast path, 2 grammar, per line."""
         kind = np.full(len(lines), 2, dtype=np.int8)
         kind[matched] = 1
@@ -461,7 +624,9 @@ class BulkLineProcessor(LineProcessor):
                 kind[i] = 0
         return kind
 
-    def _grammar_rows(self, lines: list[str], idx: Iterable[int], first_line: int) -> list[Event]:
+    def _grammar_rows(
+        self, lines: _Lines | list[str], idx: Iterable[int], first_line: int
+    ) -> list[Event]:
         out: list[Event] = []
         for i in idx:
             rec = self._parse(lines[i], first_line + i)
@@ -471,43 +636,22 @@ class BulkLineProcessor(LineProcessor):
 
     # -- syslog: year-less local times --------------------------------------------------------
 
-    def _syslog(self, lines: list[str], first_line: int) -> pd.DataFrame | None:
-        ex = _extract(
-            lines, BULK_SYSLOG, ("mon", "day", "hh", "mm", "ss", "host", "prog", "pid", "msg")
-        )
-        g = ex.groups
-        mon = np.array([_MONTH_NAMES.index(m) + 1 for m in g["mon"]], dtype=np.int64)
-        day = _ints([d.strip() for d in g["day"]])
-        hh, mm, ss = _ints(g["hh"]), _ints(g["mm"]), _ints(g["ss"])
-        ok = (day >= 1) & (hh < 24) & (mm < 60) & (ss < 60)
-        if len(mon):
-            ok &= day <= _DAYS_2000[mon - 1]
-        keep = np.flatnonzero(ok)
-        k = keep.tolist()
-        fast = _Rows(
-            idx=ex.idx[keep],
-            mon=mon[keep],
-            day=day[keep],
-            tod=(hh[keep] * 3600 + mm[keep] * 60 + ss[keep]) * _NS,
-            host=[g["host"][i] for i in k],
-            program=[g["prog"][i] for i in k],
-            pid=[int(g["pid"][i]) if g["pid"][i] else None for i in k],
-            level=[None] * len(k),
-            message=[g["msg"][i].strip() for i in k],
-        )
+    def _syslog(self, lines: _Lines, first_line: int) -> pd.DataFrame | None:
+        fast = _syslog_fields(lines)
         kind = self._classify(lines, fast.idx)
         slow = np.flatnonzero(kind == 2)
         other = self._yearless_rows(lines, slow)
         if other is None:
             return self._syslog_in_runs(lines, first_line, fast, kind)
-        rows = fast.concat(other)
-        order = np.argsort(rows.idx, kind="stable")
-        rows = rows.take(order)
+        rows = fast
+        if len(other.idx):
+            rows = fast.concat(other)
+            rows = rows.take(np.argsort(rows.idx, kind="stable"))
         self.stats.parsed += len(rows.idx)
         local_ns = self._resolve_run(rows.mon, rows.day, rows.tod) if len(rows.idx) else rows.tod
         return rows.frame(self.offsets.to_utc(local_ns), "syslog", self.display, first_line)
 
-    def _yearless_rows(self, lines: list[str], slow: np.ndarray) -> _Rows | None:
+    def _yearless_rows(self, lines: _Lines, slow: np.ndarray) -> _Rows | None:
         """The grammar's reading of the lines the bulk regex left, when all are year-less
         syslog lines; None when one is not (then the chunk is read in runs)."""
         fmt = self.format
@@ -533,15 +677,16 @@ class BulkLineProcessor(LineProcessor):
                 ],
                 dtype=np.int64,
             ),
-            host=[p.host for p in parsed],
-            program=[p.program for p in parsed],
-            pid=[p.pid for p in parsed],
-            level=[p.level for p in parsed],
-            message=[p.message for p in parsed],
+            host=_text([p.host for p in parsed]),
+            program=_text([p.program for p in parsed]),
+            pid=np.array([p.pid or 0 for p in parsed], dtype=np.int64),
+            has_pid=np.array([p.pid is not None for p in parsed], dtype=bool),
+            level=_text([p.level for p in parsed]),
+            message=_text([p.message for p in parsed]),
         )
 
     def _syslog_in_runs(
-        self, lines: list[str], first_line: int, fast: _Rows, kind: np.ndarray
+        self, lines: _Lines, first_line: int, fast: _Rows, kind: np.ndarray
     ) -> pd.DataFrame:
         """Runs of bulk lines between lines read one by one (which may be of any format),
         so that year inference sees the lines in the engine's order."""

@@ -211,3 +211,68 @@ def test_read_events_progress_callback() -> None:
     pipeline.read_events(SAMPLES / "syslog", tz="UTC", progress=lambda d, t: seen.append((d, t)))
     size = (SAMPLES / "syslog" / "syslog").stat().st_size
     assert seen and seen[-1] == (size, size)
+
+
+def test_bulk_strip_characters_are_pythons() -> None:
+    from pipeline.analysis import _PY_WHITESPACE
+
+    assert set(_PY_WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
+
+
+# lines the bulk path cuts at the first space, ": " and "[" after the timestamp
+CUT_LINES = [
+    "Nov  5 10:00:00 mx1 prog[0123]: pid with a leading zero",
+    "Nov  5 10:00:01 mx1 prog[9999999999]: ten-digit pid",
+    "Nov  5 10:00:02 mx1 prog[12345678901]: eleven digits (grammar decides)",
+    "Nov  5 10:00:03 mx1 prog: ",
+    "Nov  5 10:00:04 mx1 prog:",
+    "Nov  5 10:00:05 mx1 prog[1]: a: b: c [d] e[f]: g",
+    "Nov  5 10:00:06 mx1 a(b)c.d/e-f_g[7]: parentheses, dots and slashes",
+    "Nov  5 10:00:07 mx1 prog[]: empty pid",
+    "Nov  5 10:00:08 mx1 prog[1]:no space after the colon",
+    "Nov  5 10:00:09 mx1 prog[1] : space before the colon",
+    "Nov  5 10:00:10 mx1  prog[1]: two spaces after the host",
+    "Nov  5 10:00:11 mx1.example-host_x prog[1]: dotted host",
+    "Nov  5 10:00:12 mx1 prog[1]: \u3000\x1c ideographic space and separators \x85\xa0\u2028",
+    "Nov  5 10:00:13 mx1 prog[1]: \t tabs \x0b\x0c and a NUL \x00 inside \t",
+    "Nov  5 10:00:14 mx1 prog[1]: \u00e9\u00e8 \U0001f600 non-ASCII, 4-byte too",
+    "Nov  5 10:00:15 h\u00f6st prog[1]: non-ASCII host (grammar decides)",
+    "Nov 05 10:00:16 mx1 prog[1]: zero-padded day",
+    "Nov  0 10:00:17 mx1 prog[1]: day zero",
+    "Apr 31 10:00:18 mx1 prog[1]: no such day",
+    "Nov  5 24:00:19 mx1 prog[1]: hour 24",
+    "Nov  5 10:60:20 mx1 prog[1]: minute 60",
+    "Nov  5 10:00:60 mx1 prog[1]: leap second",
+    "Nov  5 10:00:21 mx1 prog[1][2]: two pids",
+    "Nov  5 10:00:22 mx1 prog[1]: [3]: brackets in the message",
+]
+
+
+@pytest.mark.parametrize("final_newline", [True, False])
+def test_bulk_equals_grammar_on_cut_lines(tmp_path: Path, final_newline: bool) -> None:
+    log = tmp_path / "syslog"
+    plain = "".join(
+        f"Nov  4 10:{i // 60:02d}:{i % 60:02d} mx1 app[{i}]: x {i}\n" for i in range(200)
+    )
+    body = "\n".join(CUT_LINES * 2) + ("\n" if final_newline else "")
+    log.write_bytes((plain + body).encode())
+    _touch(log, datetime(2026, 12, 1, tzinfo=UTC))
+    df = assert_bulk_equals_grammar([str(log)], tz=ZONE)
+    assert df["message"].iloc[-1] == "[3]: brackets in the message"
+    assert 9999999999 in set(df["pid"].dropna())
+
+
+def test_bulk_equals_grammar_without_pyarrow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.analysis
+
+    monkeypatch.setattr(pipeline.analysis, "HAVE_PYARROW", False)
+    log = tmp_path / "syslog"
+    plain = "".join(
+        f"Dec 30 10:{i // 60:02d}:{i % 60:02d} mx1 app[{i}]: line {i}\n" for i in range(200)
+    )
+    log.write_text(plain + "\n".join(EDGE_LINES + CUT_LINES) + "\n")
+    _touch(log, datetime(2027, 2, 1, tzinfo=UTC))
+    assert_bulk_equals_grammar([str(log)], tz=ZONE)
+    assert_bulk_equals_grammar([str(SAMPLES)], tz=ZONE)

@@ -28,12 +28,21 @@ def test_unit_file_verifies(tmp_path: Path) -> None:
     unit = unit.replace("/opt/logwarden/.venv/bin/logwarden", str(exe))
     path = tmp_path / "logwarden.service"
     path.write_text(unit)
-    got = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, check=False)
+    got = subprocess.run(
+        [analyze, "verify", str(path)], capture_output=True, text=True, check=False
+    )
     problems = [
-        line for line in (got.stdout + got.stderr).splitlines()
+        line
+        for line in (got.stdout + got.stderr).splitlines()
         if "logwarden.service" in line and "Failed to" not in line
     ]
     assert got.returncode == 0 and problems == [], got.stdout + got.stderr
-    for key in ("Type=notify", "WatchdogSec=", "SupplementaryGroups=adm systemd-journal",
-                "ProtectSystem=strict", "StateDirectory=logwarden", "NoNewPrivileges=yes"):
+    for key in (
+        "Type=notify",
+        "WatchdogSec=",
+        "SupplementaryGroups=adm systemd-journal",
+        "ProtectSystem=strict",
+        "StateDirectory=logwarden",
+        "NoNewPrivileges=yes",
+    ):
         assert key in unit

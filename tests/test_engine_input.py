@@ -198,7 +198,9 @@ def test_sparse_log_spanning_days_keeps_its_year(engine: Engine, tmp_path: Path)
     """The last line of a block is sampled after the candidates, so year inference sees the
     lines in order (a block spanning more than a week must not look like a new year)."""
     data = (
-        b"Nov 10 08:00:00 vm sm-mta[1]: " + RECEIPT.encode() + b"\n"
+        b"Nov 10 08:00:00 vm sm-mta[1]: "
+        + RECEIPT.encode()
+        + b"\n"
         + b"Nov 12 08:00:00 vm cron[2]: (root) CMD (true)\n"
         + b"Nov 29 08:00:00 vm cron[2]: (root) CMD (true)\n"
     )
