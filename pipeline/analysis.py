@@ -207,21 +207,7 @@ def expand_fields(findings: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
 
 def events_frame(events: Iterable[Event], tz: ZoneArg = None) -> pd.DataFrame:
     """Events as a DataFrame (the columns of :data:`EVENT_COLUMNS`), in the order given."""
-    rows = list(events)
-    raw = pd.DataFrame(
-        {
-            "timestamp": _times([e.timestamp for e in rows], UTC),
-            "host": pd.Series([e.host for e in rows], dtype=object),
-            "program": pd.Series([e.program for e in rows], dtype=object),
-            "pid": pd.array([e.pid for e in rows], dtype="Int64"),
-            "level": pd.Series([e.level for e in rows], dtype=object),
-            "message": pd.Series([e.message for e in rows], dtype=object),
-            "format": pd.Series([e.format for e in rows], dtype=object),
-            "source": pd.Series([e.source for e in rows], dtype=object),
-            "line": pd.Series([e.line for e in rows], dtype="int64"),
-            "year_inferred": pd.Series([e.year_inferred for e in rows], dtype=bool),
-        }
-    )
+    raw = _objects_frame(list(events))
     return _finish_events(raw, _zone(tz))
 
 
