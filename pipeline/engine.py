@@ -231,26 +231,27 @@ class LineProcessor:
                 break
             pos = data.find(b"\x00", end)
         if not data.isascii():
-            start = 0
-            while start < len(data):
-                try:
-                    data[start:].decode("utf-8")
-                    break
-                except UnicodeDecodeError as exc:
-                    bad = start + exc.start
-                    idx = int(np.searchsorted(offsets, bad))
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                # from the first bad line on, line by line: linear however many lines are bad
+                n_lines = len(offsets) + (0 if data.endswith(b"\n") else 1)
+                for idx in range(int(np.searchsorted(offsets, exc.start)), n_lines):
                     line_start = int(offsets[idx - 1]) + 1 if idx > 0 else 0
-                    self.report(
-                        Problem(
-                            "invalid-utf8",
-                            Location(self.display, first_line + idx, bad - line_start + 1),
-                            "undecodable bytes shown as U+FFFD",
+                    line_end = int(offsets[idx]) if idx < len(offsets) else len(data)
+                    raw = data[line_start:line_end]
+                    if raw.isascii():
+                        continue
+                    try:
+                        raw.decode("utf-8")
+                    except UnicodeDecodeError as bad:
+                        self.report(
+                            Problem(
+                                "invalid-utf8",
+                                Location(self.display, first_line + idx, bad.start + 1),
+                                "undecodable bytes shown as U+FFFD",
+                            )
                         )
-                    )
-                    nxt = data.find(b"\n", bad)
-                    if nxt < 0:
-                        break
-                    start = nxt + 1
         if len(offsets):
             starts = np.concatenate(([0], offsets[:-1] + 1))
             long_idx = np.flatnonzero((offsets - starts) > self.max_line)

@@ -226,3 +226,16 @@ def test_progress_reports_bytes_of_the_files_on_disk(tmp_path: Path) -> None:
     # no bar when stderr is not a terminal (as under pytest) or with --quiet
     assert not progress_bar(eng, quiet=False).enabled
     assert not progress_bar(eng, quiet=True).enabled
+
+
+def test_every_invalid_utf8_line_of_a_latin1_log_is_counted(engine: Engine, tmp_path: Path) -> None:
+    """Old logs are often Latin-1 throughout: each bad line is counted and located once."""
+    data = b"".join(
+        b"Nov 30 08:00:%02d vm app[1]: caf\xe9 %d\n" % (i % 60, i) for i in range(20000)
+    )
+    path = write(tmp_path, "latin1.log", data + line(1, limit("imap-login")))
+    result = engine.scan([path])
+    assert result.stats.problems["invalid-utf8"] == 20000
+    cols = {p.location.col for p in result.problems if p.kind == "invalid-utf8"}
+    assert cols == {len("Nov 30 08:00:00 vm app[1]: caf") + 1}
+    assert [f.line for f in result.findings] == [20001]
