@@ -97,6 +97,14 @@ class Override:
     changes: dict[str, Any]
     location: Location
 
+    def problem(self, rule: Rule) -> str | None:
+        """Why this override cannot apply to ``rule`` (a setting its type does not have)."""
+        if "window" in self.changes and rule.correlation is None:
+            return f"'window' does not apply to {rule.id!r}, a {rule.kind} rule"
+        if "count" in self.changes and rule.kind != "threshold":
+            return f"'count' does not apply to {rule.id!r}, a {rule.kind} rule"
+        return None
+
     def apply(self, rule: Rule) -> Rule:
         c = self.changes
         updates: dict[str, Any] = {}
@@ -755,6 +763,9 @@ def check_rule_dirs(
         if ov.rule not in seen:
             errors.append(RuleError(f"override of unknown rule {ov.rule!r}", ov.location))
             continue
+        if (why := ov.problem(seen[ov.rule])) is not None:
+            errors.append(RuleError(why, ov.location))
+            continue
         seen[ov.rule] = ov.apply(seen[ov.rule])
     unique = [seen[r.id] for r in unique]
     errors.extend(check_references(unique))
@@ -780,6 +791,9 @@ def extend_rules(
         for ov in report.overrides:
             if ov.rule not in by_id:
                 errors.append(RuleError(f"override of unknown rule {ov.rule!r}", ov.location))
+                continue
+            if (why := ov.problem(by_id[ov.rule])) is not None:
+                errors.append(RuleError(why, ov.location))
                 continue
             by_id[ov.rule] = ov.apply(by_id[ov.rule])
     out = [by_id[i] for i in order]

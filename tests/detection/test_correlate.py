@@ -997,3 +997,17 @@ def test_threshold_windows_are_bounded_too(tmp_path: Path, monkeypatch: pytest.M
     assert isinstance(state, correlate.ThresholdState)
     assert len(state.windows) <= 3
     assert det.stats.evicted["app.burst"] == 7
+
+
+def test_an_override_a_rule_type_does_not_have_is_an_error(tmp_path: Path) -> None:
+    """``window`` on a line rule or ``count`` on a sequence would do nothing: say so."""
+    from pipeline.errors import RuleError
+
+    d = tmp_path / "ov"
+    d.mkdir()
+    (d / "x.yaml").write_text("overrides:\n  - id: dovecot.process-limit-reached\n    window: 1h\n")
+    with pytest.raises(RuleError, match=r"x.yaml:2: 'window' does not apply"):
+        load_rules([d])
+    (d / "x.yaml").write_text("overrides:\n  - id: dovecot.silent-stop\n    count: 3\n")
+    with pytest.raises(RuleError, match=r"x.yaml:2: 'count' does not apply"):
+        load_rules([d])
