@@ -35,7 +35,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pipeline.detection.loader import active_rules
-from pipeline.detection.model import Correlation, Enrich, Rule, Step
+from pipeline.detection.model import Correlation, Enrich, Rule, Step, _glob_match
 from pipeline.model import Event, Finding, Related
 
 #: open windows / partial sequences / suppression entries kept per rule before eviction
@@ -371,7 +371,7 @@ class CorrelationState:
 
     def accepts_host(self, host: str | None) -> bool:
         """``select: host`` of a correlation rule (set per host through overrides)."""
-        return not self.rule.select.host or (host is not None and host in self.rule.select.host)
+        return _glob_match(host, self.rule.select.host)
 
     def on_match(self, rule_id: str, event: Event, fields: Mapping[str, str]) -> list[Finding]:
         raise NotImplementedError
