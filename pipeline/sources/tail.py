@@ -106,6 +106,7 @@ class _Open:
     fingerprint: str = ""
     last_growth: float = field(default_factory=time.monotonic)
     seen: int = 0  # the furthest byte seen so far (growth is measured against it)
+    skipping: bool = False  # inside the rest of an over-long line
     compressed: bool = False
 
     serial: int = field(default_factory=lambda: next(_SERIALS))
@@ -397,7 +398,14 @@ class FileFollower:
                 cur.offset, cur.line, cur.fingerprint, cur.seen = 0, 0, now, 0
 
     def _read(self, f: _Open, max_bytes: int, final: bool) -> Block | None:
-        """Whole lines from ``f`` after its offset (and a last partial line when final)."""
+        """Whole lines from ``f`` after its offset (and a last partial line when final).
+
+        A line longer than ``max_line`` is cut: its first ``max_line`` bytes are handed on
+        as the line (reported as ``line-too-long``) and the rest, up to its newline, is
+        skipped. The rest is never read as a line of its own, so text deep inside a long
+        line cannot pass for a new record.
+        """
+        final = final or f.compressed  # a compressed file is complete: nothing to wait for
         if f.compressed:
             data = f.handle.read(max_bytes)
         else:
@@ -412,9 +420,23 @@ class FileFollower:
         if f.offset + len(data) > f.seen:
             f.seen = f.offset + len(data)
             f.last_growth = time.monotonic()
+        if f.skipping:
+            nl = data.find(b"\n")
+            if nl < 0:
+                f.offset += len(data)
+                return None
+            f.offset += nl + 1
+            f.skipping = False
+            data = data[nl + 1 :]
+            if not data:
+                return None
         cut = data.rfind(b"\n")
         if cut < 0:
-            if len(data) < max_bytes and not final and len(data) <= self.max_line:
+            if len(data) > self.max_line:
+                return self._cut_long_line(f, data)
+            if not final:
+                if f.compressed:  # pragma: no cover - final is always true for these
+                    f.handle = _Pushback(f.handle, data)  # type: ignore[assignment]
                 return None  # wait for the newline
             cut = len(data) - 1
         whole = data[: cut + 1]
@@ -422,6 +444,9 @@ class FileFollower:
             # a compressed stream cannot seek back: keep the rest for the next read
             rest = data[cut + 1 :]
             f.handle = _Pushback(f.handle, rest)  # type: ignore[assignment]
+        return self._block(f, whole)
+
+    def _block(self, f: _Open, whole: bytes, consumed: int | None = None) -> Block:
         if not f.fingerprint and f.offset == 0:
             f.fingerprint = fingerprint_of(whole[:FINGERPRINT_BYTES])
         try:
@@ -429,9 +454,21 @@ class FileFollower:
         except (OSError, AttributeError, ValueError):
             mtime = time.time()
         block = Block(f.key, f.display, whole, f.line + 1, mtime)
-        f.offset += len(whole)
+        f.offset += len(whole) if consumed is None else consumed
         f.line += whole.count(b"\n") + (0 if whole.endswith(b"\n") else 1)
         return block
+
+    def _cut_long_line(self, f: _Open, data: bytes) -> Block:
+        """A line over ``max_line`` with no newline yet: hand on its head, skip the rest."""
+        self.report(
+            Problem(
+                "line-too-long",
+                Location(f.display, f.line + 1),
+                f"longer than {self.max_line} bytes; cut to that length",
+            )
+        )
+        f.skipping = True
+        return self._block(f, data[: self.max_line] + b"\n", consumed=len(data))
 
     def poll(self, max_bytes: int = 8 << 20) -> list[Block]:
         """Blocks of new whole lines, rotated-away files first."""
