@@ -41,6 +41,8 @@ log = logging.getLogger("logwarden")
 DETECTOR_NAME = "watch"
 #: bytes read per source per loop turn, so one busy file cannot starve the others
 READ_BUDGET = 4 << 20
+#: seconds between removals of old rows from the state database
+PRUNE_EVERY = 3600.0
 #: after a change notice, wait this long so one turn reads a burst of writes
 COALESCE = 0.02
 #: seconds between checkpoints when lines were read but nothing was found
@@ -235,6 +237,7 @@ class Daemon:
         self._observer: Any = None
         self.findings_total = 0
         self._running = False
+        self._last_prune = 0.0
         self._looked = False
         self._touched: dict[str, Any] = {}
         self.journal: JournalSource | None = None
@@ -255,7 +258,8 @@ class Daemon:
         self.route = router(self.notifiers, self.engine.rules) if self.notifiers else None
         old = getattr(self, "deliverer", None)
         if old is not None:
-            old.stop()
+            # wait for a send in flight, so the new worker cannot send the same row again
+            old.stop(timeout=None)
         self.deliverer = (
             Deliverer(
                 config.state_path,
@@ -588,6 +592,11 @@ class Daemon:
                     sd_notify("READY=1")
                 self.wake.clear()
                 busy = self.step()
+                if time.monotonic() - self._last_prune >= PRUNE_EVERY:
+                    self._last_prune = time.monotonic()
+                    removed = self.state.prune()
+                    if removed:
+                        log.info("state database: forgot %d old rows", removed)
                 if ping_every and time.monotonic() - last_ping >= ping_every:
                     sd_notify("WATCHDOG=1")
                     last_ping = time.monotonic()

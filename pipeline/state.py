@@ -223,6 +223,30 @@ class StateDB:
         row = self.conn.execute("SELECT size FROM outputs WHERE path = ?", (path,)).fetchone()
         return None if row is None else int(row[0])
 
+    def prune(self, *, findings_days: float = 90, outbox_days: float = 14) -> int:
+        """Forget old rows: findings stored more than ``findings_days`` ago (lines that old
+        are never read again, so their keys are no longer needed against duplicates),
+        delivered notifications after ``outbox_days``, and the rate-limit log after a day.
+        Returns the rows removed."""
+        now = time.time()
+        removed = 0
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            removed += self.conn.execute(
+                "DELETE FROM findings WHERE stored_at < ? AND emitted = 1 AND key NOT IN "
+                "(SELECT finding_key FROM outbox WHERE status IN ('pending', 'folded'))",
+                (now - findings_days * 86400,),
+            ).rowcount
+            removed += self.conn.execute(
+                "DELETE FROM outbox WHERE status IN ('sent', 'digested', 'dropped') "
+                "AND created_at < ?",
+                (now - outbox_days * 86400,),
+            ).rowcount
+            removed += self.conn.execute(
+                "DELETE FROM notify_log WHERE sent_at < ?", (now - 86400,)
+            ).rowcount
+        return removed
+
     def recent_findings(self, limit: int = 10) -> list[Finding]:
         rows = self.conn.execute(
             "SELECT data FROM findings ORDER BY rowid DESC LIMIT ?", (limit,)

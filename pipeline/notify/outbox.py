@@ -53,6 +53,28 @@ def apprise_send(n: Notifier, title: str, body: str, fmt: str) -> tuple[bool, st
     return ok, ("" if ok else (text[-1] if text else "delivery failed"))[:500]
 
 
+#: distinct titles listed in a digest; the rest are summed up in one line
+DIGEST_LINES = 50
+
+
+def digest_body(n: Notifier, titles: list[str]) -> str:
+    """What a digest says: the folded titles, repeats counted, at most DIGEST_LINES."""
+    assert n.limit is not None
+    counts: dict[str, int] = {}
+    for t in titles:
+        counts[t] = counts.get(t, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    shown = [f"{c} × {t}" if c > 1 else t for t, c in ranked[:DIGEST_LINES]]
+    bullet = "- " if n.format == "markdown" else "  "
+    lines = "\n".join(bullet + x for x in shown)
+    more = len(ranked) - DIGEST_LINES
+    tail = f"\n{bullet}... and {more} other kinds of finding" if more > 0 else ""
+    return (
+        f"{len(titles)} findings arrived while the limit of {n.limit.count} messages "
+        f"per {n.limit.period} was reached:\n\n{lines}{tail}\n"
+    )
+
+
 @dataclass
 class Delivery:
     sent: int = 0
@@ -111,6 +133,7 @@ class Deliverer:
                 (now,),
             ).fetchall()
             batches: dict[str, list[tuple[int, str, str, str, int]]] = {}
+            dropped: dict[str, int] = {}
             for row_id, name, title, body, fmt, attempts in rows:
                 n = self.notifiers.get(name)
                 if n is None:
@@ -118,8 +141,14 @@ class Deliverer:
                         "UPDATE outbox SET status='dropped', last_error=? WHERE id=?",
                         ("no notifier of this name is configured any more", row_id),
                     )
+                    dropped[name] = dropped.get(name, 0) + 1
                     continue
                 batches.setdefault(name, []).append((row_id, title, body, fmt, attempts))
+            for name, count in dropped.items():
+                self.log(
+                    f"{count} queued notifications for {name!r} dropped: no notifier of "
+                    "that name is configured any more (renamed or removed?)"
+                )
             allowed: dict[str, list[tuple[int, str, str, str, int]]] = {}
             for name, batch in batches.items():
                 n = self.notifiers[name]
@@ -210,8 +239,8 @@ class Deliverer:
         now = self.clock()
         for name, n in self.notifiers.items():
             folded = conn.execute(
-                "SELECT id, title FROM outbox WHERE notifier=? AND status='folded' "
-                "AND next_at <= ? ORDER BY id",
+                "SELECT id, title, attempts FROM outbox WHERE notifier=? AND status='folded' "
+                "AND next_at <= ? ORDER BY id LIMIT 5000",
                 (name, now),
             ).fetchall()
             if not folded or n.limit is None:
@@ -224,13 +253,10 @@ class Deliverer:
                 )
                 continue
             title = f"[logwarden] {len(folded)} more findings (rate limit of {n.name})"
-            lines = "\n".join(f"- {t}" if n.format == "markdown" else f"  {t}" for _, t in folded)
-            body = (
-                f"{len(folded)} findings arrived while the limit of {n.limit.count} messages "
-                f"per {n.limit.period} was reached:\n\n{lines}\n"
-            )
+            body = digest_body(n, [t for _, t, _ in folded])
             ok, err = self.send(n, title, body, n.format)
-            ids = [i for i, _ in folded]
+            ids = [i for i, _, _ in folded]
+            tries = max(a for _, _, a in folded) + 1
             marks = ",".join("?" * len(ids))
             if ok:
                 conn.execute(
@@ -241,8 +267,8 @@ class Deliverer:
                 sent += 1
             else:
                 conn.execute(
-                    f"UPDATE outbox SET next_at=?, last_error=? WHERE id IN ({marks})",
-                    (now + self._backoff(1), err, *ids),
+                    f"UPDATE outbox SET next_at=?, last_error=?, attempts=? WHERE id IN ({marks})",
+                    (now + self._backoff(tries), err, tries, *ids),
                 )
         return sent
 
@@ -280,7 +306,7 @@ class Deliverer:
         self._thread = threading.Thread(target=loop, name="logwarden-notify", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = 5.0) -> None:
         self._stop.set()
         self.wake.set()
         if self._thread is not None:
