@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs, load_rules
+from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs, load_rules, rule_files
 from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats, Unparsed
 from pipeline.errors import LogwardenError
 from pipeline.model import Event, Finding, Severity
@@ -96,7 +96,7 @@ def time_options(func: F) -> F:
             click.option("--until", metavar="T", help="Only lines before T (ISO 8601)."),
             click.option(
                 "--year",
-                type=int,
+                type=click.IntRange(1, 9999),
                 metavar="Y",
                 help="Year of the first year-less syslog line (default: from the file's mtime).",
             ),
@@ -152,6 +152,27 @@ def _options(
         tz=zone,
         format=input_format,
     )
+
+
+def writable_file(path: str) -> None:
+    """Exit 2 with a clear message unless ``path`` can be written (created if missing)."""
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        fail(f"{path}: cannot write: {exc.strerror}")
+    if not existed:
+        os.unlink(path)
+
+
+def writable_dir(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        fail(f"{path}: cannot create the directory: {exc.strerror}")
+    if not os.access(path, os.W_OK):
+        fail(f"{path}: cannot write into this directory")
 
 
 def _default_paths() -> list[str]:
@@ -301,13 +322,16 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
             out.write(json.dumps(f.as_dict(), ensure_ascii=False) + "\n")
     elif fmt == "csv":
         w = csv.writer(out)
+        # on a terminal, control characters in log text could drive it: show them escaped
+        tty = out.isatty()
         w.writerow([*CSV_COLUMNS, "fields"])
         for f in findings:
             d = f.as_dict()
-            w.writerow(
-                [d[c] if d[c] is not None else "" for c in CSV_COLUMNS]
-                + [json.dumps(d["fields"], ensure_ascii=False)]
-            )
+            row = [
+                *(d[c] if d[c] is not None else "" for c in CSV_COLUMNS),
+                json.dumps(d["fields"], ensure_ascii=False),
+            ]
+            w.writerow([visible(str(x)) if tty else x for x in row])
     else:  # table
         rows = list(findings)
         console = _console(out)
@@ -433,6 +457,11 @@ def scan(
     inputs = list(paths) if paths or journals else _default_paths()
     if events and not parquet_dir:
         raise click.UsageError("--events needs --parquet DIR")
+    # fail before a long scan, not after it, when a result cannot be written
+    if output:
+        writable_file(output)
+    if parquet_dir:
+        writable_dir(parquet_dir)
     started = datetime.now(UTC)
     bar = progress_bar(engine, quiet)
     if state_path:
@@ -626,6 +655,7 @@ def report(
 
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     options = _options(since, until, year, tz, input_format)
+    writable_file(output)
     if store:
         from pipeline.store import load_findings
 
@@ -896,8 +926,12 @@ def rules_validate(directory: str | None, config_path: str | None) -> None:
         from pipeline.config import load_config
 
         load_config(config_path)
-    dirs, builtin = _rule_dirs_arg(directory)
-    loaded, errors = check_rule_dirs(dirs, builtin=builtin)
+    dirs, _ = _rule_dirs_arg(directory)
+    # the built-in pack loads first, as for scan, so overrides of built-in rules validate
+    loaded, errors = check_rule_dirs(dirs, builtin=True)
+    if dirs:
+        mine = {str(p) for p in rule_files(dirs)}
+        loaded = [r for r in loaded if r.location.path in mine]
     for e in errors:
         click.echo(f"error: {e}", err=True)
     for r in loaded:

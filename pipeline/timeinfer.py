@@ -71,15 +71,16 @@ def fixed_offset(ts: datetime) -> datetime:
 
 
 def _safe_replace_year(ts: datetime, year: int) -> datetime:
+    year = min(max(year, 1), 9999)
     try:
         return ts.replace(year=year)
-    except ValueError:  # Feb 29 in a non-leap year: the nearest earlier leap year
-        y = year - 1
-        while True:
+    except ValueError:  # Feb 29 in a non-leap year: the nearest leap year
+        for y in (*range(year - 1, max(year - 8, 0), -1), *range(year + 1, min(year + 8, 10000))):
             try:
                 return ts.replace(year=y)
             except ValueError:
-                y -= 1
+                continue
+        return ts.replace(year=2000)
 
 
 class TimeResolver:
@@ -118,6 +119,10 @@ class TimeResolver:
             if self.last - REORDER <= before <= self.last:
                 # a late line from just before New Year, written after January began
                 return fixed_offset(before.replace(tzinfo=self.tz))
+        limit = (self.reference + FUTURE_SLACK).replace(tzinfo=None)
+        if self.fixed_year is None and here > limit:
+            # later than the file was last written: a year too far; take the one before
+            return fixed_offset(_safe_replace_year(ts, here.year - 1).replace(tzinfo=self.tz))
         if here > self.last:
             self.last = here
         return fixed_offset(here.replace(tzinfo=self.tz))

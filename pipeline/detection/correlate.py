@@ -410,6 +410,8 @@ class ThresholdState(CorrelationState):
         win = self.windows.setdefault(key, deque())
         while win and ts - win[0][0] > self.corr.window:
             win.popleft()
+        if key in self.fired and len(win) < self.corr.count:
+            del self.fired[key]  # the window fell below the count: the next crossing is new
         win.append((ts, Related.of(event)))
         if len(win) > MAX_WINDOW_EVENTS:
             win.popleft()

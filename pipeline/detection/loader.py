@@ -496,23 +496,23 @@ class _Reader:
         for key in required:
             if key not in node:
                 self.err(f"missing required key {key!r}", node.line)
-        rule_id = self.text(node, "id")
+        rule_id = self.text(node, "id") if "id" in node else None
         if rule_id and not ID_RE.match(rule_id):
             self.err(
                 f"invalid rule id {rule_id!r}",
                 node.line_of("id"),
                 "use dotted lower-case words such as dovecot.process-limit-reached",
             )
-        title = self.text(node, "title")
-        sev_text = self.text(node, "severity")
+        title = self.text(node, "title") if "title" in node else None
+        sev_text = self.text(node, "severity") if "severity" in node else None
         severity = Severity.INFO
         if sev_text:
             try:
                 severity = Severity.parse(sev_text)
             except ValueError as exc:
                 self.err(str(exc), node.line_of("severity"))
-        description = self.text(node, "description")
-        remediation = self.text(node, "remediation")
+        description = self.text(node, "description") if "description" in node else None
+        remediation = self.text(node, "remediation") if "remediation" in node else None
         references = self.text_list(node, "references")
         tags = self.text_list(node, "tags")
         flags: dict[str, bool] = {}
@@ -826,25 +826,32 @@ def check_references(rules: Sequence[Rule]) -> list[RuleError]:
 
 
 def active_rules(rules: Sequence[Rule]) -> list[Rule]:
-    """The enabled rules, plus helper rules (``report: false``) only when something uses them.
-
-    A disabled rule is dropped; a correlation whose references are all dropped goes too.
+    """The enabled rules, plus the line rules they use (steps, triggers, enrichment
+    sources) as silent helpers even when those are disabled or ``report: false``: turning a
+    noisy line rule off must not take the correlations built on it down with it.
+    Helpers nothing enabled uses are dropped, so they cost nothing.
     """
-    enabled = {r.id: r for r in rules if r.enabled}
+    from dataclasses import replace as _replace
+
+    by_id = {r.id: r for r in rules}
+    enabled = {r.id for r in rules if r.enabled}
     needed: set[str] = set()
-    for r in enabled.values():
+    for r in rules:
+        if r.id not in enabled:
+            continue
         if r.correlation:
             needed |= r.correlation.referenced()
         needed |= {e.rule for e in r.enrich}
     out = []
     for r in rules:
-        if r.id not in enabled:
-            continue
-        if r.correlation and not r.correlation.referenced() <= set(enabled):
-            continue
-        if r.kind == "line" and not r.report and r.id not in needed:
-            continue
-        out.append(r)
+        if r.id in enabled:
+            if r.kind == "line" and not r.report and r.id not in needed:
+                continue
+            if r.correlation and not r.correlation.referenced() <= set(by_id):
+                continue
+            out.append(r)
+        elif r.id in needed and r.kind == "line":
+            out.append(_replace(r, enabled=True, report=False))
     return out
 
 

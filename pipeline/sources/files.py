@@ -131,6 +131,11 @@ def expand_inputs(paths: list[str], problems: list[Problem] | None = None) -> li
             if real in seen:
                 continue
             seen.add(real)
+            if walked and not os.path.isfile(path):
+                # a FIFO, socket or device in a log directory: reading it could block
+                if problems is not None:
+                    problems.append(Problem("skipped", Location(path), "not a regular file"))
+                continue
             try:
                 comp = detect_compression(path)
                 if walked and comp is None and _looks_binary(path):
@@ -154,7 +159,16 @@ def expand_inputs(paths: list[str], problems: list[Problem] | None = None) -> li
 def open_input(inp: InputFile) -> BinaryIO:
     """Open an input for binary reading, decompressing transparently."""
     if inp.path == STDIN:
-        return sys.stdin.buffer
+        stream = sys.stdin.buffer
+        peek = getattr(stream, "peek", None)
+        head = peek(6)[:6] if peek is not None else b""
+        if head.startswith(b"\x1f\x8b"):
+            return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
+        if head.startswith(b"BZh"):
+            return cast(BinaryIO, bz2.BZ2File(stream, "rb"))
+        if head.startswith(b"\xfd7zXZ\x00"):
+            return cast(BinaryIO, lzma.LZMAFile(stream, "rb"))
+        return stream
     if inp.compression == "gzip":
         return cast(BinaryIO, gzip.open(inp.path, "rb"))
     if inp.compression == "bzip2":
