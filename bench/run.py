@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import peers
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 OUT_DIR = BENCH / "out"
@@ -218,7 +220,9 @@ def logwarden_command() -> list[str]:
     return [python_command(), "-m", "pipeline.cli"]
 
 
-def check_findings(jsonl: Path) -> tuple[Check, Counter[str]]:
+def check_findings(
+    jsonl: Path, expected: dict[str, int] = EXPECTED_FINDINGS
+) -> tuple[Check, Counter[str]]:
     """Signature lines found, per rule: a finding stands for ``count`` lines (the dovecot
     warning is folded to one finding per host, service and hour, its count growing)."""
     by_rule: Counter[str] = Counter()
@@ -229,7 +233,7 @@ def check_findings(jsonl: Path) -> tuple[Check, Counter[str]]:
                 by_rule[row["rule"]] += int(row.get("count", 1))
     parts = []
     ok = True
-    for rule, want in EXPECTED_FINDINGS.items():
+    for rule, want in expected.items():
         got = by_rule.get(rule, 0)
         ok = ok and got == want
         parts.append(f"{rule} {got}/{want}")
@@ -243,8 +247,15 @@ class ScanReport:
     counts_line: str
 
 
-def bench_logwarden(tool: str, target: Path, runs: int, reports: dict[str, ScanReport]) -> Row:
-    base = [*logwarden_command(), "scan", rel(target), "--format", "jsonl"]
+def bench_logwarden(
+    tool: str,
+    target: Path,
+    runs: int,
+    reports: dict[str, ScanReport],
+    extra: Sequence[str] = (),
+    expected: dict[str, int] = EXPECTED_FINDINGS,
+) -> Row:
+    base = [*logwarden_command(), "scan", rel(target), *extra, "--format", "jsonl"]
     cmd = [*base, "-o", "/dev/null", "-q"]
     row = Row(tool, shlex.join(cmd))
     with tempfile.NamedTemporaryFile(suffix=".jsonl", dir=OUT_DIR) as out:
@@ -255,7 +266,7 @@ def bench_logwarden(tool: str, target: Path, runs: int, reports: dict[str, ScanR
             raise BenchError(
                 f"{shlex.join(check_cmd)} exited with {proc.returncode}:\n{proc.stderr}"
             )
-        row.check, by_rule = check_findings(Path(out.name))
+        row.check, by_rule = check_findings(Path(out.name), expected)
     counts = [ln for ln in proc.stderr.splitlines() if ln.startswith("counts:")]
     reports[tool] = ScanReport(by_rule, counts[-1] if counts else proc.stderr.strip())
     run_timed(row, cmd, runs)
@@ -285,17 +296,58 @@ def bench_re_loop(patterns: Path, target: Path, runs: int, lines: int) -> Row:
     return row
 
 
-def bench_peer(name: str, cmd: list[str], runs: int, note: str = "") -> Row:
-    row = Row(name, shlex.join(cmd), note=note)
+def _last_int(text: str) -> int | None:
+    words = [w.replace(",", "") for w in text.split()]
+    nums = [int(w) for w in words if w.isdigit()]
+    return nums[-1] if nums else None
+
+
+def _fail2ban_matched(text: str) -> int | None:
+    for line in text.splitlines():
+        if line.startswith("Lines:") and " matched" in line:
+            return _last_int(line.split(" matched")[0])
+    return None
+
+
+def bench_peer(
+    name: str,
+    cmd: list[str],
+    runs: int,
+    note: str = "",
+    *,
+    shown: str | None = None,
+    count: Callable[[str], int | None] = _last_int,
+    reference: int | None = None,
+    warm_up: bool = True,
+) -> Row:
+    row = Row(name, shown or shlex.join(cmd), note=note)
     exe = shutil.which(cmd[0])
     if exe is None:
         row.note = "not installed"
         return row
 
     def check(sample: Sample) -> Check:
-        n = sample.stdout.strip()
-        return Check(True, f"{int(n):,} matching lines (context only)" if n.isdigit() else n)
+        n = count(sample.stdout)
+        if n is None:
+            return Check(True, "no count in its output: " + sample.stdout.strip()[-100:])
+        text = f"{n:,} matching lines"
+        if reference is not None:
+            same = "same as" if n == reference else "differs from"
+            text += f" ({same} the regex loop's {reference:,})"
+        return Check(True, text)
 
+    if not warm_up:
+        # slow tools: the page cache is warm from the tools before; every run is timed
+        for i in range(runs):
+            sample = measure(cmd)
+            if sample.returncode != 0:
+                row.note = f"failed (exit {sample.returncode}): {sample.stderr.strip()[:200]}"
+                row.samples.clear()
+                return row
+            row.samples.append(sample)
+            print(f"  {name}: run {i + 1}/{runs}: {sample.seconds:.2f} s", file=sys.stderr)
+        row.check = check(row.samples[-1])
+        return row
     print(f"{name}: warming up (untimed) ...", file=sys.stderr)
     warm = measure(cmd)
     if warm.returncode not in (0, 1):
@@ -310,6 +362,50 @@ def bench_peer(name: str, cmd: list[str], runs: int, note: str = "") -> Row:
         print(f"  {name}: run {i + 1}/{runs}: {sample.seconds:.2f} s", file=sys.stderr)
     row.check = check(row.samples[-1])
     return row
+
+
+PEER_PACKAGES = {"rg": "ripgrep", "fail2ban-regex": "fail2ban", "sec": "sec", "lnav": "lnav"}
+
+
+def install_peers() -> str:
+    """Install the Debian peers that are missing (as root); what happened, for the report."""
+    missing = [pkg for exe, pkg in PEER_PACKAGES.items() if shutil.which(exe) is None]
+    if not missing:
+        return "already installed"
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return f"missing and not installed (needs root and apt-get): {', '.join(missing)}"
+    print(f"installing {' '.join(missing)} ...", file=sys.stderr)
+    subprocess.run(["apt-get", "update", "-qq"], check=False)
+    proc = subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return f"installed now: {', '.join(missing)} (apt-get exit {proc.returncode})"
+
+
+def package_versions() -> list[str]:
+    out = []
+    for pkg in PEER_PACKAGES.values():
+        proc = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True, text=True
+        )
+        out.append(f"{pkg} {proc.stdout.strip() if proc.returncode == 0 else 'not installed'}")
+    return out
+
+
+def rule_ratio(rows: list[Row]) -> str:
+    by = {r.tool: r for r in rows}
+    two, thirty = by.get("logwarden scan, 2 rules"), by.get("logwarden scan, 30 rules")
+    if not (two and thirty and two.samples and thirty.samples):
+        return "not measured"
+    ratio = thirty.seconds / two.seconds
+    verdict = "met" if ratio <= 1.5 else "NOT met"
+    return (
+        f"30 rules take {ratio:.1f}× the time of 2 rules "
+        f"({thirty.seconds:.2f} s against {two.seconds:.2f} s); target ≤ 1.5×: {verdict}"
+    )
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -385,6 +481,7 @@ def render(
     gen_cmd: list[str],
     reports: dict[str, ScanReport],
     started: datetime,
+    peer_setup: str = "",
 ) -> str:
     out: list[str] = []
     add = out.append
@@ -400,6 +497,7 @@ def render(
         add(f"- {key}: {value}")
     add(f"- logwarden {tool_version([*logwarden_command(), '--version'])}, revision {revision()}")
     add(f"- Peak RSS: {rss_method()}; wall time: `time.perf_counter()` around the process")
+    add(f"- Debian packages of the peers ({peer_setup}): {', '.join(package_versions())}")
     add("")
     add("## Input\n")
     add(
@@ -428,6 +526,14 @@ def render(
             f"{min(secs):.2f}–{max(secs):.2f} | {row.rss_mb:.0f} | {check} |"
         )
     add("")
+    add("## Rule count\n")
+    add(f"- {rule_ratio(rows)}")
+    add(
+        "- Both scans use `--no-builtin-rules` and rules made from the peer regexes "
+        "(`bench/peers.py`); the 30 rules report every line any of them matches (see the "
+        "findings in the counts below), the 2 rules only the 400 signature lines."
+    )
+    add("")
     if reports:
         add("## What the scan found (untimed check runs, `-o` a temporary file)\n")
         for tool, rep in reports.items():
@@ -436,6 +542,71 @@ def render(
             add(f"  - findings by rule: {listed or 'none'}")
         add("")
     return "\n".join(out)
+
+
+def bench_peer_tools(
+    patterns: Path, plain: Path, runs: int, re_row: Row, reports: dict[str, ScanReport]
+) -> list[Row]:
+    """ripgrep, fail2ban-regex, sec and lnav with the 30 regexes, then the rule-count pair."""
+    texts = peers.read_patterns(patterns)
+    reference = None
+    if re_row.samples:
+        reference = sum(json.loads(re_row.samples[-1].stdout)["counts"])
+    work = OUT_DIR / "peers"
+    work.mkdir(parents=True, exist_ok=True)
+    f2b = work / "fail2ban-filter.conf"
+    f2b.write_text(peers.fail2ban_filter(texts), encoding="utf-8")
+    sec = work / "sec.conf"
+    sec.write_text(peers.sec_config(texts), encoding="utf-8")
+    query = peers.lnav_query(texts)
+    (work / "lnav-query.sql").write_text(query + "\n", encoding="utf-8")
+    rows = [
+        bench_peer(
+            "ripgrep (30 regexes)",
+            ["rg", "-c", "-f", rel(patterns), rel(plain)],
+            runs,
+            reference=reference,
+        ),
+        bench_peer(
+            "fail2ban-regex (30 failregex)",
+            ["fail2ban-regex", "--print-no-missed", rel(plain), rel(f2b)],
+            runs,
+            count=_fail2ban_matched,
+            reference=reference,
+            warm_up=False,
+        ),
+        bench_peer(
+            "sec (30 Single rules)",
+            [
+                "sec",
+                f"-conf={rel(sec)}",
+                f"-input={rel(plain)}",
+                "-fromstart",
+                "-notail",
+                "-intevents",
+                "-log=/dev/null",
+            ],
+            runs,
+            reference=reference,
+            warm_up=False,
+        ),
+        bench_peer(
+            "lnav (30 REGEXP in SQL)",
+            ["lnav", "-n", "-c", query, rel(plain)],
+            runs,
+            shown=f'lnav -n -c "$(cat {rel(work / "lnav-query.sql")})" {rel(plain)}',
+            reference=reference,
+        ),
+    ]
+    for n in (2, 30):
+        rule_dir = work / f"rules-{n}"
+        ids = peers.write_rules(rule_dir, n)
+        expected = {i: 200 for i in ids[:2]}
+        extra = ["--no-builtin-rules", "--rules", rel(rule_dir)]
+        rows.append(
+            bench_logwarden(f"logwarden scan, {n} rules", plain, runs, reports, extra, expected)
+        )
+    return rows
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -474,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if version.returncode != 0:
             raise BenchError("logwarden does not start:\n" + version.stderr.strip())
+        peer_setup = install_peers()
         reports: dict[str, ScanReport] = {}
         rows = [
             bench_logwarden("logwarden scan (plain)", plain, args.runs, reports),
@@ -485,10 +657,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.runs,
                 note=r"ERE has no \d (GNU grep reads it as a literal d), so its count differs",
             ),
-            bench_peer(
-                "ripgrep (30 regexes)", ["rg", "-c", "-f", rel(patterns), rel(plain)], args.runs
-            ),
         ]
+        rows += bench_peer_tools(patterns, plain, args.runs, rows[2], reports)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
@@ -501,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         gen_cmd=gen_cmd,
         reports=reports,
         started=started,
+        peer_setup=peer_setup,
     )
     args.out.write_text(text + "\n", encoding="utf-8")
     print(text)
