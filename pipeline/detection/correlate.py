@@ -88,6 +88,30 @@ def _human(d: timedelta) -> str:
     return "".join(parts)
 
 
+class DueTimes:
+    """The earliest deadline per host, so that judging on every event costs a dict lookup
+    until something of that host is actually due (then one pass, which resets it)."""
+
+    def __init__(self) -> None:
+        self._due: dict[str | None, datetime] = {}
+
+    def add(self, host: str | None, when: datetime) -> None:
+        cur = self._due.get(host)
+        if cur is None or when < cur:
+            self._due[host] = when
+
+    def due(self, host: str | None, now: datetime, *, inclusive: bool) -> bool:
+        cur = self._due.get(host)
+        return cur is not None and (cur <= now if inclusive else cur < now)
+
+    def reset(self, host: str | None, remaining: Iterable[datetime]) -> None:
+        earliest = min(remaining, default=None)
+        if earliest is None:
+            self._due.pop(host, None)
+        else:
+            self._due[host] = earliest
+
+
 @dataclass(slots=True)
 class Match:
     rule: Rule
@@ -242,6 +266,7 @@ class Suppressor:
         self.stats = stats
         self.sample = sample
         self.periods: dict[GroupKey, _Period] = {}
+        self.due = DueTimes()  # digest periods' ends, per host
 
     def offer(self, finding: Finding, event: Event, fields: Mapping[str, str]) -> list[Finding]:
         key = group_key(self.spec.group_by, event, fields)
@@ -260,6 +285,8 @@ class Suppressor:
             cur = None
         if cur is None:
             self.periods[key] = _Period(ts, event.host, finding, 1, ts, [Related.of(event)])
+            if ts is not None:
+                self.due.add(event.host, ts + self.spec.period)
             self._bound(ts)
             if not self.spec.digest:
                 out.append(finding)
@@ -307,13 +334,23 @@ class Suppressor:
 
     def judge(self, host: str | None, now: datetime) -> list[Finding]:
         """Close digest periods of ``host`` that ended before ``now``; forget old periods."""
-        out = []
+        out: list[Finding] = []
+        if not self.due.due(host, now, inclusive=True):
+            return out
         for key, p in list(self.periods.items()):
             if p.host != host or p.start is None or p.start + self.spec.period > now:
                 continue
             if self.spec.digest:
                 out.append(self._digest(p))
             del self.periods[key]
+        self.due.reset(
+            host,
+            (
+                p.start + self.spec.period
+                for p in self.periods.values()
+                if p.host == host and p.start is not None
+            ),
+        )
         return out
 
     def finish(self) -> list[Finding]:
@@ -327,6 +364,10 @@ class Suppressor:
 
     def restore(self, data: Mapping[str, Any]) -> None:
         self.periods = {_key_of(k): _Period.from_dict(v) for k, v in data.items()}
+        self.due = DueTimes()
+        for p in self.periods.values():
+            if p.start is not None:
+                self.due.add(p.host, p.start + self.spec.period)
 
 
 # -- correlation rules ---------------------------------------------------------------------------
@@ -621,6 +662,7 @@ class AbsenceState(CorrelationState):
         self.expect = self.corr.expect
         assert self.expect is not None
         self.windows: dict[GroupKey, _Window] = {}
+        self.due = DueTimes()  # trigger windows' ends, per host
         # heartbeat: host -> [last expect (or first sight), alerted, last event as dict]
         self.beats: dict[str | None, list[Any]] = {}
 
@@ -645,6 +687,7 @@ class AbsenceState(CorrelationState):
             self.windows[key] = _Window(
                 ts + self.corr.window, event.host, event.as_dict(), dict(fields)
             )
+            self.due.add(event.host, ts + self.corr.window)
             while len(self.windows) > MAX_OPEN:
                 self.windows.pop(next(iter(self.windows)))
                 self.stats.evicted[self.rule.id] += 1
@@ -678,6 +721,8 @@ class AbsenceState(CorrelationState):
                     )
                 )
             return out
+        if not self.due.due(host, now, inclusive=False):
+            return out
         for key, w in list(self.windows.items()):
             if w.host != host or w.end >= now:
                 continue
@@ -694,6 +739,7 @@ class AbsenceState(CorrelationState):
                     timestamp=w.end,
                 )
             )
+        self.due.reset(host, (w.end for w in self.windows.values() if w.host == host))
         return out
 
     def finish(self) -> None:
@@ -715,6 +761,9 @@ class AbsenceState(CorrelationState):
             _key_of(k): _Window(datetime.fromisoformat(e), h, t, dict(f))
             for k, (e, h, t, f) in data["windows"].items()
         }
+        self.due = DueTimes()
+        for w in self.windows.values():
+            self.due.add(w.host, w.end)
         self.beats = {h: [datetime.fromisoformat(t), a, ev] for h, t, a, ev in data["beats"]}
 
 

@@ -84,14 +84,6 @@ def instantiate(url: str) -> Any:
     return apprise.Apprise.instantiate(url, suppress_exceptions=True)
 
 
-def mask(url: str) -> str:
-    plugin = instantiate(url)
-    if plugin is None:
-        scheme = url.split("://", 1)[0] if "://" in url else "?"
-        return f"{scheme}://****"
-    return str(plugin.url(privacy=True))
-
-
 def _texts(value: Any, key: str, loc: Location) -> tuple[str, ...]:
     if value is None:
         return ()
