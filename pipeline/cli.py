@@ -996,15 +996,7 @@ def rules_test(directory: str | None, samples_dir: str | None) -> None:
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option("--journal", is_flag=True, default=None, help="Also follow the systemd journal.")
 @click.option("--journal-directory", metavar="DIR", help="Follow the journal files in DIR.")
-@click.option(
-    "--rules",
-    "rule_dirs",
-    multiple=True,
-    type=click.Path(),
-    metavar="DIR",
-    help="Also load the YAML rules in DIR; repeatable.",
-)
-@click.option("--no-builtin-rules", is_flag=True, default=None, help="Leave out the built-in pack.")
+@rules_options
 @click.option(
     "--state-dir",
     metavar="DIR",
@@ -1045,7 +1037,7 @@ def watch(
     journal: bool | None,
     journal_directory: str | None,
     rule_dirs: tuple[str, ...],
-    no_builtin_rules: bool | None,
+    no_builtin_rules: bool,
     state_dir: str | None,
     output: str | None,
     config_path: str | None,
