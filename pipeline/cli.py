@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs, load_rules, rule_files
-from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats, Unparsed
+from pipeline.engine import Engine, Runner, ScanOptions, ScanResult, ScanStats, Unparsed
 from pipeline.errors import LogwardenError
 from pipeline.model import Event, Finding, Severity
 from pipeline.sources.journal import JournalSpec
@@ -413,6 +413,29 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     help="Append the findings to a Parquet dataset in DIR, partitioned by date (needs pyarrow).",
 )
 @click.option("--events", is_flag=True, help="With --parquet: also write every parsed line.")
+@click.option(
+    "-j",
+    "--workers",
+    type=click.IntRange(min=0),
+    help="Processes reading the inputs (large plain files are cut into ranges); 0: one per "
+    "usable CPU. Default: 1, with --engine dask one per usable CPU. Findings are the same "
+    "for any number.",
+)
+@click.option(
+    "--engine",
+    "engine_name",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="dask: read the inputs as Dask tasks, on a local cluster of --workers processes or "
+    "on --scheduler's cluster (needs logwarden[dask]).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="A running dask.distributed scheduler (tcp://host:8786); implies --engine dask. Its "
+    "workers must read the same paths, or use fsspec URLs (s3://..., file://...).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the counts.")
 @handle_errors
 def scan(
@@ -436,6 +459,9 @@ def scan(
     store_path: str | None,
     parquet_dir: str | None,
     events: bool,
+    workers: int | None,
+    engine_name: str,
+    scheduler: str | None,
     quiet: bool,
 ) -> None:
     """Scan log files for known failure signatures (batch forensics).
@@ -462,6 +488,7 @@ def scan(
         writable_file(output)
     if parquet_dir:
         writable_dir(parquet_dir)
+    runner = _runner(workers, engine_name, scheduler)
     started = datetime.now(UTC)
     bar = progress_bar(engine, quiet)
     if state_path:
@@ -472,10 +499,12 @@ def scan(
             saved = db.load_detector("scan")
             if saved is not None:
                 detector.restore(saved)
-            result = bar.run(engine.scan, inputs, detector=detector, journals=journals)
+            result = bar.run(
+                engine.scan, inputs, detector=detector, journals=journals, runner=runner
+            )
             db.save_detector("scan", detector.snapshot())
     else:
-        result = bar.run(engine.scan, inputs, journals=journals)
+        result = bar.run(engine.scan, inputs, journals=journals, runner=runner)
     findings = sorted(
         result.findings,
         key=lambda f: (f.timestamp.timestamp() if f.timestamp else float("-inf"), f.source, f.line),
@@ -493,6 +522,16 @@ def scan(
         _notify_scan(findings, rules, notify_urls, state_path, dry_run, quiet)
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+def _runner(workers: int | None, engine_name: str, scheduler: str | None) -> Runner | None:
+    """Where ``scan`` reads its inputs: here (None), worker processes, or Dask."""
+    from pipeline.parallel import DaskRunner, ProcessRunner, usable_cpus
+
+    if engine_name == "dask" or scheduler:
+        return DaskRunner(scheduler, workers or usable_cpus())
+    n = usable_cpus() if workers == 0 else (workers or 1)
+    return ProcessRunner(n) if n > 1 else None
 
 
 def _store_scan(

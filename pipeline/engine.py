@@ -7,20 +7,24 @@ to findings). Nothing here prints or exits; counters and located problems are re
 
 from __future__ import annotations
 
+import contextlib
+import copyreg
+import gc
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 
 from pipeline.detection.correlate import Detector
 from pipeline.detection.model import Rule
 from pipeline.detection.prefilter import IntArray, Prefilter, newline_offsets
-from pipeline.errors import Location, Problem
+from pipeline.errors import InputError, Location, Problem
 from pipeline.grammars import FORMATS, get_format, parse_any, sniff_format
 from pipeline.grammars.base import GrammarError, LineFormat, Parsed
 from pipeline.grammars.bodies import parse_body
@@ -31,7 +35,9 @@ from pipeline.sources.files import (
     STDIN,
     InputFile,
     expand_inputs,
+    is_url,
     iter_chunks,
+    line_starts,
     open_input,
 )
 from pipeline.sources.journal import JournalSpec, check_backend, iter_journal
@@ -41,6 +47,51 @@ from pipeline.timeinfer import TimeResolver, local_zone
 PROBLEMS_LISTED_PER_KIND = 20
 #: lines read at the start of an input to sniff its format
 SNIFF_LINES = 50
+#: with several workers, plain files over twice this size are cut into byte ranges of
+#: about this size (at line starts), so one large file keeps every worker busy
+PART_SIZE = 16 * 1024 * 1024
+
+
+def _frozen(data: dict[str, str]) -> MappingProxyType[str, str]:
+    return MappingProxyType(data)
+
+
+def _reduce_proxy(
+    proxy: MappingProxyType[str, str],
+) -> tuple[Callable[[dict[str, str]], MappingProxyType[str, str]], tuple[dict[str, str]]]:
+    return (_frozen, (dict(proxy),))
+
+
+# events and rules hold read-only mappings; they travel to worker processes and back
+copyreg.pickle(MappingProxyType, _reduce_proxy)
+
+
+#: collector thresholds while scanning: millions of short-lived events and few cycles, so
+#: young-generation passes every 100k allocations instead of 700 (3.11's default)
+SCAN_GC_THRESHOLD = (100_000, 50, 50)
+
+
+@contextlib.contextmanager
+def relaxed_gc() -> Iterator[None]:
+    """Collect garbage less often during a scan; the earlier thresholds come back after."""
+    before = gc.get_threshold()
+    gc.set_threshold(*SCAN_GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def sniff_head(data: bytes, max_line: int = MAX_LINE) -> tuple[str | None, bool]:
+    """The format most of the first lines of ``data`` fit, and whether there were any."""
+    sample: list[str] = []
+    for raw in data.split(b"\n", SNIFF_LINES * 4)[: SNIFF_LINES * 4]:
+        text = raw.rstrip(b"\r").decode("utf-8", "replace")
+        if text.strip() and not text.startswith("#"):
+            sample.append(text[:max_line])
+        if len(sample) >= SNIFF_LINES:
+            break
+    return (sniff_format(sample) if sample else None), bool(sample)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +167,16 @@ class ScanStats:
     formats: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
+    def merge(self, other: ScanStats) -> None:
+        """Add the counts of another part of the same scan (not ``files`` or ``seconds``)."""
+        for name in ("bytes", "lines", "comments", "blank", "candidates", "parsed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.out_of_range += other.out_of_range
+        self.findings += other.findings
+        self.unparsed.update(other.unparsed)
+        self.problems.update(other.problems)
+        self.formats.update(other.formats)
+
     def as_dict(self) -> dict[str, object]:
         return {
             "files": self.files,
@@ -152,6 +213,21 @@ class ProblemLog:
     def omitted(self) -> int:
         return sum(max(0, n - PROBLEMS_LISTED_PER_KIND) for n in self._per.values())
 
+    def merge(self, other: ProblemLog, line_offset: int = 0) -> None:
+        """Take the problems of a part read separately (already counted in its stats);
+        its line numbers are shifted by ``line_offset``."""
+        shown = Counter((p.location.path, p.kind) for p in self.listed)
+        for p in other.listed:
+            key = (p.location.path, p.kind)
+            if shown[key] >= PROBLEMS_LISTED_PER_KIND:
+                continue
+            shown[key] += 1
+            loc = p.location
+            if line_offset and loc.line is not None:
+                p = replace(p, location=replace(loc, line=loc.line + line_offset))
+            self.listed.append(p)
+        self._per.update(other._per)
+
 
 class LineProcessor:
     """Turns the lines of one input into events, in order.
@@ -171,6 +247,7 @@ class LineProcessor:
         fmt: str | None = None,
         max_line: int = MAX_LINE,
         body_fields: bool = True,
+        sniffed: str | None = None,
     ) -> None:
         self.display = display
         self.body_fields = body_fields
@@ -184,19 +261,18 @@ class LineProcessor:
         self.forced = fmt is not None
         self.sniffed = fmt is not None
         self.unknown_reported = False
+        if sniffed is not None:
+            # a later byte range of a file whose head was sniffed (and counted) already
+            self.sniffed = True
+            if sniffed != "unknown":
+                self.format = get_format(sniffed)
+                self._fast = FAST_PATHS.get(sniffed)
 
     # -- format ----------------------------------------------------------------------------
 
     def _sniff(self, data: bytes) -> None:
         self.sniffed = True
-        sample: list[str] = []
-        for raw in data.split(b"\n", SNIFF_LINES * 4)[: SNIFF_LINES * 4]:
-            text = raw.rstrip(b"\r").decode("utf-8", "replace")
-            if text.strip() and not text.startswith("#"):
-                sample.append(text[: self.max_line])
-            if len(sample) >= SNIFF_LINES:
-                break
-        name = sniff_format(sample) if sample else None
+        name, sample = sniff_head(data, self.max_line)
         if name is not None:
             self.format = FORMATS[name]
             self._fast = FAST_PATHS.get(name)
@@ -407,6 +483,130 @@ class ScanResult:
     detection: dict[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One unit of scanning work: a whole input, or a byte range of a large plain file.
+
+    Ranges begin and end at line starts. ``index`` numbers the ranges of one input; the
+    ones after the first take the format sniffed from the file's head (``sniffed``), as
+    they cannot see it.
+    """
+
+    inp: InputFile
+    index: int = 0
+    start: int = 0
+    end: int | None = None
+    sniffed: str | None = None
+
+
+#: a candidate event with its line-rule matches as (rule id, captured fields)
+Matched: TypeAlias = tuple[Event, list[tuple[str, dict[str, str]]]]
+
+
+@dataclass
+class PartResult:
+    """What reading one part gives detection, in line order.
+
+    Line numbers (of events and problems) count from 1 at the part's start; the scan adds
+    the lines of the input's earlier parts. ``records`` may be a generator (parts read in
+    this process); then ``stats`` and ``log`` are complete once it is exhausted.
+    """
+
+    part: Part
+    records: Iterable[Matched | TimeMark]
+    stats: ScanStats
+    log: ProblemLog
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # compact on the wire: events as plain tuples, times as naive datetime + UTC offset
+        return (_unpack_result, (self.part, _pack(self.records), self.stats, self.log))
+
+
+_Packed: TypeAlias = tuple[Any, ...]
+
+
+def _split_time(ts: datetime | None) -> tuple[datetime | None, int | None]:
+    if ts is None:
+        return None, None
+    off = ts.utcoffset()
+    return ts.replace(tzinfo=None), None if off is None else int(off.total_seconds())
+
+
+def _pack(records: Iterable[Matched | TimeMark]) -> list[_Packed]:
+    out: list[_Packed] = []
+    for rec in records:
+        if isinstance(rec, TimeMark):
+            out.append((rec.host, *_split_time(rec.timestamp)))
+            continue
+        e, found = rec
+        out.append(
+            (
+                *_split_time(e.timestamp),
+                e.host,
+                e.program,
+                e.pid,
+                e.level,
+                e.message,
+                e.format,
+                e.source,
+                e.line,
+                dict(e.fields),
+                e.year_inferred,
+                found,
+            )
+        )
+    return out
+
+
+def _unpack_result(
+    part: Part, packed: list[_Packed], stats: ScanStats, log: ProblemLog
+) -> PartResult:
+    zones: dict[int | None, tzinfo | None] = {None: None}
+
+    def when(naive: datetime | None, off: int | None) -> datetime | None:
+        if naive is None:
+            return None
+        tz = zones.get(off)
+        if tz is None:
+            tz = zones[off] = timezone(timedelta(seconds=off or 0))
+        return naive.replace(tzinfo=tz)
+
+    records: list[Matched | TimeMark] = []
+    for t in packed:
+        if len(t) == 3:
+            ts = when(t[1], t[2])
+            assert ts is not None
+            records.append(TimeMark(t[0], ts))
+            continue
+        event = Event(
+            when(t[0], t[1]),
+            t[2],
+            t[3],
+            t[4],
+            t[5],
+            t[6],
+            t[7],
+            t[8],
+            t[9],
+            MappingProxyType(t[10]),
+            t[11],
+        )
+        records.append((event, t[12]))
+    return PartResult(part, records, stats, log)
+
+
+class Runner(Protocol):
+    """Reads parts somewhere (worker processes, a Dask cluster) and gives their results
+    back in the order of ``parts``."""
+
+    #: workers that read at once (large files are cut into ranges when more than one)
+    workers: int
+    #: the size of those ranges
+    part_size: int
+
+    def run(self, engine: Engine, parts: Sequence[Part]) -> Iterator[PartResult]: ...
+
+
 class Engine:
     """Batch scanning of inputs with one rule set."""
 
@@ -425,7 +625,7 @@ class Engine:
 
     def start_progress(self, inputs: Sequence[InputFile]) -> None:
         self._progress_done = 0
-        self._progress_total = sum(_size(i.path) for i in inputs if i.path != STDIN)
+        self._progress_total = sum(_input_size(i) for i in inputs)
 
     def new_detector(self) -> Detector:
         return Detector(self.rules, lateness=self.options.lateness)
@@ -447,25 +647,62 @@ class Engine:
             return False
         return not (o.until is not None and ts >= o.until)
 
-    def iter_input(
-        self,
-        inp: InputFile,
-        stats: ScanStats,
-        report: Callable[[Problem], None],
-        *,
-        all_lines: bool,
-    ) -> Iterator[Event | Unparsed | TimeMark]:
-        """Every event (all lines, or prefilter candidates) of one input."""
+    def _before_since(
+        self, inp: InputFile, stats: ScanStats, report: Callable[[Problem], None]
+    ) -> bool:
+        """Count the input; True (with a ``skipped`` problem) when --since rules it out."""
         o = self.options
+        stats.files += 1
         if (
             o.since is not None
             and inp.mtime is not None
             and inp.path != STDIN
             and datetime.fromtimestamp(inp.mtime, UTC) < o.since
         ):
-            stats.files += 1
             report(Problem("skipped", Location(inp.display), "last written before --since"))
-            return
+            return True
+        return False
+
+    # -- reading parts -------------------------------------------------------------------------
+
+    def plan(self, inp: InputFile, workers: int, part_size: int = PART_SIZE) -> list[Part]:
+        """The parts of one input: byte ranges of a large plain local file, else the whole."""
+        size = _input_size(inp)
+        if (
+            workers < 2
+            or inp.path == STDIN
+            or inp.compression is not None
+            or is_url(inp.path)
+            or size < 2 * part_size
+            or self.options.format == "journal-json"
+        ):
+            return [Part(inp)]
+        try:
+            starts = line_starts(inp, size, part_size)
+            with open_input(inp) as f:
+                head = f.read(1024 * 1024)
+        except OSError:
+            return [Part(inp)]  # reading it whole reports the error
+        name, sample = sniff_head(head, self.options.max_line)
+        sniffed = self.options.format or name or ("unknown" if sample else None)
+        ends: list[int | None] = [*starts[1:], None]
+        return [
+            Part(inp, i, start, end, None if i == 0 else sniffed)
+            for i, (start, end) in enumerate(zip(starts, ends, strict=True))
+        ]
+
+    def _records(
+        self,
+        part: Part,
+        stats: ScanStats,
+        report: Callable[[Problem], None],
+        *,
+        all_lines: bool,
+        progress_lines: Callable[[], int] | None = None,
+    ) -> Iterator[Event | Unparsed | TimeMark]:
+        """Every event (all lines, or prefilter candidates) of one part, in line order."""
+        o = self.options
+        inp = part.inp
         proc = LineProcessor(
             inp.display,
             self._resolver(inp),
@@ -475,27 +712,81 @@ class Engine:
             fmt=o.format,
             max_line=o.max_line,
             body_fields=all_lines or self.body_fields,
+            sniffed=part.sniffed if part.index else None,
         )
-        stats.files += 1
         try:
             stream = open_input(inp)
-        except OSError as exc:
-            report(Problem("unreadable", Location(inp.display), exc.strerror or str(exc)))
+        except (OSError, InputError) as exc:
+            text = exc.strerror if isinstance(exc, OSError) else exc.message
+            report(Problem("unreadable", Location(inp.display), text or str(exc)))
             return
         try:
+            if part.start:
+                stream.seek(part.start)
+            limit = None if part.end is None else part.end - part.start
             base = self._progress_done
-            for chunk in iter_chunks(stream, inp.display, report, max_line=o.max_line):
+            for chunk in iter_chunks(stream, inp.display, report, max_line=o.max_line, limit=limit):
                 yield from proc.process(chunk.data, chunk.first_line, all_lines=all_lines)
                 if self.progress is not None:
-                    self._progress_done = base + raw_position(stream)
-                    self.progress(self._progress_done, self._progress_total, stats.lines)
-            if inp.mtime is not None and inp.path != STDIN:
-                self._progress_done = base + _size(inp.path)
+                    self._progress_done = base + raw_position(stream) - part.start
+                    lines = progress_lines() if progress_lines else stats.lines
+                    self.progress(self._progress_done, self._progress_total, lines)
+            if part.end is not None:
+                self._progress_done = base + part.end - part.start
+            elif inp.mtime is not None and inp.path != STDIN:
+                self._progress_done = base + _input_size(inp) - part.start
         except OSError as exc:
             report(Problem("read-error", Location(inp.display), exc.strerror or str(exc)))
         finally:
             if inp.path != STDIN:
                 stream.close()
+
+    def iter_part(
+        self,
+        part: Part,
+        stats: ScanStats,
+        report: Callable[[Problem], None],
+        progress_lines: Callable[[], int] | None = None,
+    ) -> Iterator[Matched | TimeMark]:
+        """The candidate events of one part with their line-rule matches, and time marks.
+
+        Matching is stateless, so it runs here (in a worker, when parts run elsewhere);
+        events outside --since/--until are counted and left out.
+        """
+        match = self.detector.match
+        for rec in self._records(
+            part, stats, report, all_lines=False, progress_lines=progress_lines
+        ):
+            if isinstance(rec, Unparsed):
+                continue
+            if isinstance(rec, TimeMark):
+                yield rec
+                continue
+            if not self._in_range(rec.timestamp):
+                stats.out_of_range += 1
+                continue
+            yield rec, [(m.rule.id, m.fields) for m in match(rec)]
+
+    def run_part(self, part: Part) -> PartResult:
+        """Read one part completely (in a worker process)."""
+        stats = ScanStats()
+        log = ProblemLog(stats)
+        with relaxed_gc():
+            records = list(self.iter_part(part, stats, log))
+        return PartResult(part, records, stats, log)
+
+    def iter_input(
+        self,
+        inp: InputFile,
+        stats: ScanStats,
+        report: Callable[[Problem], None],
+        *,
+        all_lines: bool,
+    ) -> Iterator[Event | Unparsed | TimeMark]:
+        """Every event (all lines, or prefilter candidates) of one input."""
+        if self._before_since(inp, stats, report):
+            return
+        yield from self._records(Part(inp), stats, report, all_lines=all_lines)
 
     def iter_journal_input(
         self,
@@ -526,20 +817,46 @@ class Engine:
         for chunk in iter_journal(spec, report, since=o.since, until=o.until, max_line=o.max_line):
             yield from proc.process(chunk.data, chunk.first_line, all_lines=all_lines)
 
+    def _local(self, parts: Sequence[Part], total: ScanStats) -> Iterator[PartResult]:
+        """Parts read here, one after another, streaming (memory stays flat)."""
+        for part in parts:
+            stats = ScanStats()
+            log = ProblemLog(stats)
+            yield PartResult(
+                part, self.iter_part(part, stats, log, _lines_of(total, stats)), stats, log
+            )
+
+    # -- scanning ------------------------------------------------------------------------------
+
     def scan(
         self,
         paths: Sequence[str],
         detector: Detector | None = None,
         *,
         journals: Sequence[JournalSpec] = (),
+        runner: Runner | None = None,
     ) -> ScanResult:
-        """Scan files, directories, globs or ``-``; raise InputError for missing paths.
+        """Scan files, directories, globs, URLs or ``-``; raise InputError for missing paths.
 
         ``journals`` are systemd journal reads scanned after the paths, by the same detector.
 
         With ``detector``, detection continues from its state (a resumed scan) and is not
         finished at the end, so its :meth:`~Detector.snapshot` can be saved.
+
+        With ``runner``, the inputs (large files cut into byte ranges) are read and matched
+        by its workers; detection still sees every event in input order here, so the
+        findings are the same as without it.
         """
+        with relaxed_gc():
+            return self._scan(paths, detector, journals, runner)
+
+    def _scan(
+        self,
+        paths: Sequence[str],
+        detector: Detector | None,
+        journals: Sequence[JournalSpec],
+        runner: Runner | None,
+    ) -> ScanResult:
         started = time.perf_counter()
         stats = ScanStats()
         log = ProblemLog(stats)
@@ -551,19 +868,44 @@ class Engine:
             stats.problems[p.kind] += 1
         det = detector if detector is not None else self.new_detector()
         collected = FindingSet()
-        sources = [self.iter_input(inp, stats, log, all_lines=False) for inp in inputs]
-        sources += [self.iter_journal_input(j, stats, log, all_lines=False) for j in journals]
-        for records in sources:
-            for rec in records:
-                if isinstance(rec, Unparsed):
-                    continue
+        workers, part_size = (runner.workers, runner.part_size) if runner else (1, PART_SIZE)
+        parts = [
+            part
+            for inp in inputs
+            if not self._before_since(inp, stats, log)
+            for part in self.plan(inp, workers, part_size)
+        ]
+        results = runner.run(self, parts) if runner is not None else self._local(parts, stats)
+        offset = 0
+        for res in results:
+            if res.part.index == 0:
+                offset = 0
+            for rec in res.records:
                 if isinstance(rec, TimeMark):
                     collected.add(det.observe(rec.host, rec.timestamp))
                     continue
-                if not self._in_range(rec.timestamp):
+                event, found = rec
+                if offset:
+                    event = replace(event, line=event.line + offset)
+                collected.add(det.process(event, det.matched(event, found)))
+            stats.merge(res.stats)
+            log.merge(res.log, offset)
+            offset += res.stats.lines
+            if runner is not None and self.progress is not None:
+                end = res.part.end if res.part.end is not None else _input_size(res.part.inp)
+                self._progress_done += end - res.part.start
+                self.progress(self._progress_done, self._progress_total, stats.lines)
+        for spec in journals:
+            for entry in self.iter_journal_input(spec, stats, log, all_lines=False):
+                if isinstance(entry, Unparsed):
+                    continue
+                if isinstance(entry, TimeMark):
+                    collected.add(det.observe(entry.host, entry.timestamp))
+                    continue
+                if not self._in_range(entry.timestamp):
                     stats.out_of_range += 1
                     continue
-                collected.add(det.process(rec))
+                collected.add(det.process(entry))
         if detector is None:
             collected.add(det.finish())
         findings = collected.findings()
@@ -579,3 +921,15 @@ class Engine:
             for rec in self.iter_input(inp, stats, log, all_lines=True):
                 if not isinstance(rec, TimeMark):
                     yield rec
+
+
+def _lines_of(total: ScanStats, part: ScanStats) -> Callable[[], int]:
+    return lambda: total.lines + part.lines
+
+
+def _input_size(inp: InputFile) -> int:
+    if inp.path == STDIN:
+        return 0
+    if inp.size is not None:
+        return inp.size
+    return _size(inp.path)

@@ -799,6 +799,7 @@ class Detector:
             else:
                 self._any_program.append(rule)
         self._order = {r.id: i for i, r in enumerate(self.line_rules)}
+        self._line_by_id = {r.id: r for r in self.line_rules}
         self._cache: dict[str | None, list[Rule]] = {}
         self.states: dict[str, CorrelationState] = {
             r.id: _KINDS[r.kind](r, self.stats) for r in self.rules if r.correlation
@@ -881,9 +882,17 @@ class Detector:
 
     # -- the stream ----------------------------------------------------------------------------
 
-    def process(self, event: Event) -> list[Finding]:
-        """Findings (new or updated) caused by one event, in event-time order."""
-        matches = self.match(event)
+    def matched(self, event: Event, found: Iterable[tuple[str, dict[str, str]]]) -> list[Match]:
+        """Matches of ``event`` found elsewhere (a worker) as (rule id, captured fields)."""
+        return [Match(self._line_by_id[rule_id], event, fields) for rule_id, fields in found]
+
+    def process(self, event: Event, matches: list[Match] | None = None) -> list[Finding]:
+        """Findings (new or updated) caused by one event, in event-time order.
+
+        ``matches`` are the event's rule matches when already known (see :meth:`matched`).
+        """
+        if matches is None:
+            matches = self.match(event)
         self.stats.matches += len(matches)
         ts = event.timestamp
         if ts is None:
