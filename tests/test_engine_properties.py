@@ -87,3 +87,37 @@ def test_arbitrary_bytes_never_raise_in_candidate_mode(data: bytes) -> None:
     stats, problems, events, unparsed = run(data, None, all_lines=False)
     assert events + unparsed <= stats.candidates
     assert stats.lines == (data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1))
+
+
+# literal fragments of the built-in rules, so that hits are common, mixed with junk
+literal_bits = st.sampled_from(sorted({lit for r in RULES for lit in r.literals}) + [b"\n", b"\\"])
+haystack = st.lists(st.one_of(literal_bits, st.binary(max_size=40)), max_size=40).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(haystack, st.booleans())
+def test_hyperscan_and_find_select_the_same_lines(data: bytes, journal: bool) -> None:
+    from pipeline.detection.prefilter import hyperscan, newline_offsets
+
+    if hyperscan is None:
+        import pytest
+
+        from tests.conftest import IN_CI
+
+        if IN_CI:
+            pytest.fail("hyperscan is missing; it is a dependency on x86_64 Linux")
+        pytest.skip("hyperscan is not installed on this platform")
+    with_literals = [r for r in RULES if r.literals]  # the others make every line a candidate
+    fast = Prefilter(with_literals)
+    plain = Prefilter(with_literals, use_hyperscan=False)
+    assert fast.engine == "hyperscan" and plain.engine == "find"
+    nl = newline_offsets(data)
+    got = fast.candidate_lines(data, nl, journal=journal).tolist()
+    assert got == plain.candidate_lines(data, nl, journal=journal).tolist()
+    # and every selected line holds a literal (no false candidates from either)
+    starts = [0, *(int(i) + 1 for i in nl)]
+    ends = [*(int(i) for i in nl), len(data)]
+    lits = fast.json_literals + [b'"MESSAGE":[', b'"MESSAGE" : ['] if journal else fast.literals
+    for idx in got:
+        line = data[starts[idx] : ends[idx]]
+        assert any(lit in line for lit in lits)
