@@ -73,13 +73,20 @@ SCAN_GC_THRESHOLD = (100_000, 50, 50)
 
 @contextlib.contextmanager
 def relaxed_gc() -> Iterator[None]:
-    """Collect garbage less often during a scan; the earlier thresholds come back after."""
+    """Collect garbage less often during a scan, and never walk what existed before it.
+
+    Objects alive at the start (modules, rules, grammars) are frozen out of collection
+    for the scan, so full collections stay small and forked workers share those pages.
+    The earlier thresholds and objects come back after.
+    """
     before = gc.get_threshold()
+    gc.freeze()
     gc.set_threshold(*SCAN_GC_THRESHOLD)
     try:
         yield
     finally:
         gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def sniff_head(data: bytes, max_line: int = MAX_LINE) -> tuple[str | None, bool]:
@@ -508,18 +515,62 @@ class PartResult:
     """What reading one part gives detection, in line order.
 
     Line numbers (of events and problems) count from 1 at the part's start; the scan adds
-    the lines of the input's earlier parts. ``records`` may be a generator (parts read in
-    this process); then ``stats`` and ``log`` are complete once it is exhausted.
+    the lines of the input's earlier parts (:meth:`iter_records`). ``records`` may be a
+    generator (parts read in this process); then ``stats`` and ``log`` are complete once
+    it is exhausted. A result that travelled between processes keeps its records packed
+    (``packed``) until they are read.
     """
 
     part: Part
     records: Iterable[Matched | TimeMark]
     stats: ScanStats
     log: ProblemLog
+    packed: list[_Packed] | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # compact on the wire: events as plain tuples, times as naive datetime + UTC offset
-        return (_unpack_result, (self.part, _pack(self.records), self.stats, self.log))
+        packed = self.packed if self.packed is not None else _pack(self.records)
+        return (PartResult, (self.part, (), self.stats, self.log, packed))
+
+    def iter_records(self, line_offset: int = 0) -> Iterator[Matched | TimeMark]:
+        """The records with line numbers counted from the input's start."""
+        if self.packed is None:
+            for rec in self.records:
+                if line_offset and not isinstance(rec, TimeMark):
+                    event, found = rec
+                    rec = (replace(event, line=event.line + line_offset), found)
+                yield rec
+            return
+        zones: dict[int | None, tzinfo] = {}
+
+        def when(naive: datetime | None, off: int | None) -> datetime | None:
+            if naive is None:
+                return None
+            tz = zones.get(off)
+            if tz is None:
+                tz = zones[off] = timezone(timedelta(seconds=off or 0))
+            return naive.replace(tzinfo=tz)
+
+        for t in self.packed:
+            if len(t) == 3:
+                ts = when(t[1], t[2])
+                assert ts is not None
+                yield TimeMark(t[0], ts)
+                continue
+            event = Event(
+                when(t[0], t[1]),
+                t[2],
+                t[3],
+                t[4],
+                t[5],
+                t[6],
+                t[7],
+                t[8],
+                t[9] + line_offset,
+                MappingProxyType(t[10]),
+                t[11],
+            )
+            yield event, t[12]
 
 
 _Packed: TypeAlias = tuple[Any, ...]
@@ -556,43 +607,6 @@ def _pack(records: Iterable[Matched | TimeMark]) -> list[_Packed]:
             )
         )
     return out
-
-
-def _unpack_result(
-    part: Part, packed: list[_Packed], stats: ScanStats, log: ProblemLog
-) -> PartResult:
-    zones: dict[int | None, tzinfo | None] = {None: None}
-
-    def when(naive: datetime | None, off: int | None) -> datetime | None:
-        if naive is None:
-            return None
-        tz = zones.get(off)
-        if tz is None:
-            tz = zones[off] = timezone(timedelta(seconds=off or 0))
-        return naive.replace(tzinfo=tz)
-
-    records: list[Matched | TimeMark] = []
-    for t in packed:
-        if len(t) == 3:
-            ts = when(t[1], t[2])
-            assert ts is not None
-            records.append(TimeMark(t[0], ts))
-            continue
-        event = Event(
-            when(t[0], t[1]),
-            t[2],
-            t[3],
-            t[4],
-            t[5],
-            t[6],
-            t[7],
-            t[8],
-            t[9],
-            MappingProxyType(t[10]),
-            t[11],
-        )
-        records.append((event, t[12]))
-    return PartResult(part, records, stats, log)
 
 
 class Runner(Protocol):
@@ -880,13 +894,11 @@ class Engine:
         for res in results:
             if res.part.index == 0:
                 offset = 0
-            for rec in res.records:
+            for rec in res.iter_records(offset):
                 if isinstance(rec, TimeMark):
                     collected.add(det.observe(rec.host, rec.timestamp))
                     continue
                 event, found = rec
-                if offset:
-                    event = replace(event, line=event.line + offset)
                 collected.add(det.process(event, det.matched(event, found)))
             stats.merge(res.stats)
             log.merge(res.log, offset)

@@ -313,6 +313,9 @@ def _read_blocks(
             break
         if left is not None:
             left -= len(block)
+        if not buf and len(block) >= chunk_size:
+            yield block  # a plain file's full read: no copy
+            continue
         buf += block
         if len(buf) >= chunk_size:
             yield bytes(buf)
