@@ -13,9 +13,11 @@ import gzip
 import io
 import lzma
 import os
+import queue
 import re
 import stat
 import sys
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +25,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from pipeline.errors import InputError, Location, Problem
+
+try:  # an optional speed-up: ISA-L's gzip; the output is the same without it
+    from isal import igzip as _igzip
+except ImportError:  # pragma: no cover - platforms without a wheel
+    _igzip = None  # type: ignore[assignment]
 
 #: lines longer than this are cut (and counted): 64 KiB, like rsyslog's largest messages
 MAX_LINE = 64 * 1024
@@ -247,6 +254,68 @@ def line_starts(inp: InputFile, size: int, part_size: int) -> list[int]:
     return starts
 
 
+class _FastGunzip:
+    """ISA-L's gzip reader (about three times faster than the standard one) for a file.
+
+    On a damaged archive ISA-L gives up a few KiB earlier than the standard reader, so
+    then the standard reader takes over from the same point: exactly as much of a
+    truncated archive is recovered as without ISA-L.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fileobj: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
+        opener: Any = _igzip.IGzipFile
+        self._reader: Any = opener(fileobj=self.fileobj, mode="rb")
+        self._done = 0
+        self._standard = False
+
+    def read1(self, size: int = -1) -> bytes:
+        try:
+            data: bytes = self._reader.read1(size)
+        except _ARCHIVE_ERRORS:
+            if self._standard:
+                raise
+            self._take_over()
+            data = self._reader.read1(size)
+        self._done += len(data)
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        parts: list[bytes] = []
+        want = size
+        while want != 0:
+            block = self.read1(want if want > 0 else READ_STEP)
+            if not block:
+                break
+            parts.append(block)
+            if want > 0:
+                want -= len(block)
+        return b"".join(parts)
+
+    def _take_over(self) -> None:
+        self.close()
+        self.fileobj = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        self._reader = gzip.GzipFile(fileobj=self.fileobj, mode="rb")
+        self._standard = True
+        skip = self._done
+        while skip > 0:  # what ISA-L already gave
+            got = self._reader.read1(min(skip, READ_STEP))
+            if not got:
+                break
+            skip -= len(got)
+
+    def close(self) -> None:
+        self._reader.close()
+        self.fileobj.close()
+
+    def __enter__(self) -> _FastGunzip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def open_input(inp: InputFile) -> BinaryIO:
     """Open an input for binary reading, decompressing transparently."""
     if is_url(inp.path):
@@ -263,6 +332,8 @@ def open_input(inp: InputFile) -> BinaryIO:
             return cast(BinaryIO, lzma.LZMAFile(stream, "rb"))
         return stream
     if inp.compression == "gzip":
+        if _igzip is not None:
+            return cast(BinaryIO, _FastGunzip(inp.path))
         return cast(BinaryIO, gzip.open(inp.path, "rb"))
     if inp.compression == "bzip2":
         return cast(BinaryIO, bz2.open(inp.path, "rb"))
@@ -274,23 +345,10 @@ def open_input(inp: InputFile) -> BinaryIO:
 _ARCHIVE_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError)
 
 
-def _read_blocks(
-    stream: BinaryIO,
-    display: str,
-    report: Callable[[Problem], None],
-    chunk_size: int,
-    lines_so_far: Callable[[], int],
-    limit: int | None = None,
+def _blocks(
+    read: Callable[[int], bytes], step: int, chunk_size: int, limit: int | None
 ) -> Iterator[bytes]:
-    """Blocks of about ``chunk_size`` bytes; on a decompression error, what was read first.
-
-    Decompressing streams are read with ``read1`` in small steps, so a truncated archive
-    loses at most the last step's partial data, not a whole chunk.
-    """
-    compressed = not isinstance(stream, (io.BufferedReader, io.BytesIO))
-    step = min(chunk_size, READ_STEP) if compressed else chunk_size
-    reader = getattr(stream, "read1", None) if compressed else None
-    read = reader if reader is not None else stream.read
+    """Blocks of about ``chunk_size`` bytes; on an error, what was read first, then the error."""
     buf = bytearray()
     left = limit
     while True:
@@ -300,15 +358,10 @@ def _read_blocks(
             step = min(step, left)
         try:
             block = read(step)
-        except _ARCHIVE_ERRORS as exc:
-            # decompressors raise EOFError / zlib.error / BadGzipFile / LZMAError (and bz2 a
-            # plain OSError) for truncated or corrupt archives; plain files only read errors
-            kind = "truncated-archive" if compressed else "read-error"
+        except _ARCHIVE_ERRORS:
             if buf:
                 yield bytes(buf)
-                buf.clear()
-            report(Problem(kind, Location(display, lines_so_far()), str(exc) or type(exc).__name__))
-            return
+            raise
         if not block:
             break
         if left is not None:
@@ -322,6 +375,76 @@ def _read_blocks(
             buf.clear()
     if buf:
         yield bytes(buf)
+
+
+_DONE = object()
+
+
+def _read_ahead(blocks: Iterator[bytes], depth: int = 1) -> Iterator[bytes]:
+    """``blocks`` produced by a thread: decompression (which releases the GIL) overlaps
+    with the parsing of the block before. Errors reach the consumer in order."""
+    q: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for block in blocks:
+                if not put(block):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which reports or raises it
+            put(exc)
+
+    thread = threading.Thread(target=work, name="logwarden-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield cast(bytes, item)
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _read_blocks(
+    stream: BinaryIO,
+    display: str,
+    report: Callable[[Problem], None],
+    chunk_size: int,
+    lines_so_far: Callable[[], int],
+    limit: int | None = None,
+) -> Iterator[bytes]:
+    """Blocks of about ``chunk_size`` bytes; on a decompression error, what was read first.
+
+    Decompressing streams are read with ``read1`` in small steps, so a truncated archive
+    loses at most the last step's partial data, not a whole chunk, and they are read one
+    block ahead in a thread.
+    """
+    compressed = not isinstance(stream, (io.BufferedReader, io.BytesIO))
+    step = min(chunk_size, READ_STEP) if compressed else chunk_size
+    reader = getattr(stream, "read1", None) if compressed else None
+    read = reader if reader is not None else stream.read
+    blocks = _blocks(read, step, chunk_size, limit)
+    try:
+        yield from _read_ahead(blocks) if compressed else blocks
+    except _ARCHIVE_ERRORS as exc:
+        # decompressors raise EOFError / zlib.error / BadGzipFile / LZMAError (and bz2 a
+        # plain OSError) for truncated or corrupt archives; plain files only read errors
+        kind = "truncated-archive" if compressed else "read-error"
+        report(Problem(kind, Location(display, lines_so_far()), str(exc) or type(exc).__name__))
 
 
 def iter_chunks(
