@@ -74,6 +74,8 @@ class Row:
     samples: list[Sample] = field(default_factory=list)
     check: Check | None = None
     note: str = ""
+    #: lines of this row's input when it is not the main bench file
+    lines: int | None = None
 
     @property
     def seconds(self) -> float:
@@ -395,6 +397,22 @@ def package_versions() -> list[str]:
     return out
 
 
+WORKER_ROWS = ("large input, 1 process", "large input, --workers 2")
+
+
+def workers_ratio(rows: list[Row]) -> str:
+    by = {r.tool: r for r in rows}
+    one, two = (by.get(f"logwarden scan, {name}") for name in WORKER_ROWS)
+    if not (one and two and one.samples and two.samples):
+        return "not measured"
+    ratio = one.seconds / two.seconds
+    verdict = "met" if ratio >= 1.7 else "NOT met"
+    return (
+        f"2 worker processes are {ratio:.2f}× as fast as 1 process on the large input "
+        f"({two.seconds:.2f} s against {one.seconds:.2f} s); target ≥ 1.7×: {verdict}"
+    )
+
+
 def rule_ratio(rows: list[Row]) -> str:
     by = {r.tool: r for r in rows}
     two, thirty = by.get("logwarden scan, 2 rules"), by.get("logwarden scan, 30 rules")
@@ -482,6 +500,7 @@ def render(
     reports: dict[str, ScanReport],
     started: datetime,
     peer_setup: str = "",
+    large: tuple[Path, int] | None = None,
 ) -> str:
     out: list[str] = []
     add = out.append
@@ -505,6 +524,11 @@ def render(
         f"`{shlex.join(gen_cmd)}` (the generator's default seed)"
     )
     add(f"- `{rel(gz)}`: the same, gzip level 6, {gz.stat().st_size / 1e6:.1f} MB")
+    if large is not None:
+        add(
+            f"- `{rel(large[0])}`: the large input, {large[1]:,} lines, "
+            f"{large[0].stat().st_size / 1e6:.1f} MB, made the same way"
+        )
     add("")
     add("## Commands (run from the repository root)\n")
     for row in rows:
@@ -522,9 +546,17 @@ def render(
             continue
         secs = [s.seconds for s in row.samples]
         add(
-            f"| {row.tool} | {lines / row.seconds:,.0f} | {row.seconds:.2f}; "
+            f"| {row.tool} | {(row.lines or lines) / row.seconds:,.0f} | {row.seconds:.2f}; "
             f"{min(secs):.2f}–{max(secs):.2f} | {row.rss_mb:.0f} | {check} |"
         )
+    add("")
+    add("## Workers\n")
+    add(f"- {workers_ratio(rows)}")
+    add(
+        "- The large input is the generator's output at --large-lines lines (see Input); "
+        "Dask runs on a LocalCluster of 2 worker processes started by the scan, which the "
+        "time includes."
+    )
     add("")
     add("## Rule count\n")
     add(f"- {rule_ratio(rows)}")
@@ -618,6 +650,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="timed runs per tool (median)")
     ap.add_argument("--out", type=Path, default=BENCH / "results.md", help="report file")
     ap.add_argument(
+        "--large-lines",
+        type=int,
+        default=4_000_000,
+        help="lines of the large input for the workers comparison (0: skip it)",
+    )
+    ap.add_argument(
         "--shared",
         type=Path,
         default=DEFAULT_SHARED,
@@ -650,6 +688,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             bench_logwarden("logwarden scan (plain)", plain, args.runs, reports),
             bench_logwarden("logwarden scan (.gz)", gz, args.runs, reports),
+            bench_logwarden(
+                "logwarden scan (plain), --workers 2", plain, args.runs, reports, ["-j", "2"]
+            ),
             bench_re_loop(patterns, plain, args.runs, args.lines),
             bench_peer(
                 "grep -E (30 regexes)",
@@ -658,7 +699,19 @@ def main(argv: list[str] | None = None) -> int:
                 note=r"ERE has no \d (GNU grep reads it as a literal d), so its count differs",
             ),
         ]
-        rows += bench_peer_tools(patterns, plain, args.runs, rows[2], reports)
+        rows += bench_peer_tools(patterns, plain, args.runs, rows[3], reports)
+        large = None
+        if args.large_lines:
+            big, _, _ = ensure_input(args.shared.resolve(), args.large_lines)
+            large = (big, args.large_lines)
+            for name, extra in (
+                (WORKER_ROWS[0], []),
+                (WORKER_ROWS[1], ["-j", "2"]),
+                ("large input, --engine dask -j 2", ["--engine", "dask", "-j", "2"]),
+            ):
+                row = bench_logwarden(f"logwarden scan, {name}", big, args.runs, reports, extra)
+                row.lines = args.large_lines
+                rows.append(row)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
@@ -672,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         reports=reports,
         started=started,
         peer_setup=peer_setup,
+        large=large,
     )
     args.out.write_text(text + "\n", encoding="utf-8")
     print(text)
