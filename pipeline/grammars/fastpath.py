@@ -1,10 +1,11 @@
 """Fast paths for the two syslog envelopes that dominate real logs.
 
 The pyparsing grammars cost tens of microseconds a line; a plain compiled regex for the
-common, unambiguous shape of a traditional or RFC 3339 rsyslog line costs a few. A fast path
-either returns exactly what the grammar would return, or ``None``, and then the grammar
-runs: anything unusual (a ``<PRI>``, a program name with spaces, a host-less tag, a leap
-second, a fraction that is not 6 digits, ``(context)`` after the pid) takes the grammar.
+common, unambiguous shape of a traditional or RFC 3339 rsyslog line (PAM-style tags such as
+``sshd(pam_unix)[pid]:`` included) costs a few. A fast path either returns exactly what the
+grammar would return, or ``None``, and then the grammar runs: anything unusual (a ``<PRI>``,
+a program name with spaces, a host-less tag, a leap second, a fraction that is not 6 digits,
+``(context)`` after the pid) takes the grammar.
 Tests compare both on every line of the corpora and samples and on generated lines.
 """
 
@@ -17,7 +18,7 @@ from pipeline.grammars.base import Parsed
 from pipeline.grammars.common import MONTHS, _offset
 
 _HOST = r"(?P<host>[A-Za-z0-9][A-Za-z0-9._-]*)"
-_TAG = r"(?P<prog>[A-Za-z0-9_][A-Za-z0-9_./-]*)(?:\[(?P<pid>[0-9]{1,10})\])?: (?P<msg>.*)"
+_TAG = r"(?P<prog>[A-Za-z0-9_][A-Za-z0-9_./()-]*)(?:\[(?P<pid>[0-9]{1,10})\])?: (?P<msg>.*)"
 
 _BSD = re.compile(
     r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?P<day>[ 0-9][0-9]) "
@@ -35,18 +36,16 @@ def fast_syslog(line: str) -> Parsed | None:
     m = _BSD.fullmatch(line)
     if m is None:
         return None
+    mon, day, hh, mm, ss, host, prog, pid, msg = m.groups()
     try:
-        when = datetime(
-            2000, MONTHS[m["mon"]], int(m["day"]), int(m["hh"]), int(m["mm"]), int(m["ss"])
-        )
+        when = datetime(2000, MONTHS[mon], int(day), int(hh), int(mm), int(ss))
     except ValueError:
         return None
-    pid = m["pid"]
     return Parsed(
         timestamp=when,
-        message=m["msg"].strip(),
-        host=m["host"],
-        program=m["prog"],
+        message=msg.strip(),
+        host=host,
+        program=prog,
         pid=int(pid) if pid is not None else None,
         year_missing=True,
     )
