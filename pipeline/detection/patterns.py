@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from re import _constants as sre_c  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any, Protocol
@@ -39,21 +39,68 @@ class PatternError(ValueError):
     """The pattern is invalid or unsafe; the message says why and how to fix it."""
 
 
+_UNANCHORED = re2._Anchor.UNANCHORED
+_NO_CAPTURE_OPTIONS = re2.Options()
+_NO_CAPTURE_OPTIONS.log_errors = False
+_NO_CAPTURE_OPTIONS.never_capture = True
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledPattern:
+    """A compiled rule pattern; :meth:`search` returns its named captures.
+
+    RE2 patterns are matched through the binding's ``RE2.Match`` on the UTF-8 bytes of the
+    text (the ``re2`` module's ``search`` and ``groupdict`` cost several times the match
+    itself); a pattern without named groups runs with ``never_capture``, as only whether
+    it matches counts.
+    """
+
     source: str
     engine: str  # "re2" or "re"
     regex: Any
+    _raw: Any = field(init=False, repr=False, compare=False)
+    _names: tuple[tuple[str, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        raw = None
+        names: tuple[tuple[str, int], ...] = ()
+        if self.engine == "re2":
+            names = tuple(self.regex.groupindex.items())
+            compiled = self.regex if names else re2.compile(self.source, _NO_CAPTURE_OPTIONS)
+            raw = compiled._regexp
+        object.__setattr__(self, "_raw", raw)
+        object.__setattr__(self, "_names", names)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CompiledPattern, (self.source, self.engine, self.regex))
 
     @property
     def group_names(self) -> tuple[str, ...]:
         return tuple(self.regex.groupindex) if hasattr(self.regex, "groupindex") else ()
 
     def search(self, text: str) -> dict[str, str] | None:
-        m = self.regex.search(text)
-        if m is None:
+        raw = self._raw
+        if raw is None:
+            m = self.regex.search(text)
+            if m is None:
+                return None
+            return {k: v for k, v in m.groupdict().items() if v is not None}
+        data = text.encode("utf-8", "surrogatepass")
+        spans = raw.Match(_UNANCHORED, data, 0, len(data))
+        if spans[0][0] < 0:
             return None
-        return {k: v for k, v in m.groupdict().items() if v is not None}
+        out: dict[str, str] = {}
+        if self._names:
+            ascii_only = len(data) == len(text)
+            for name, index in self._names:
+                start, end = spans[index]
+                if start < 0:
+                    continue
+                if ascii_only:
+                    out[name] = text[start:end]
+                else:
+                    out[name] = data[start:end].decode("utf-8", "surrogatepass")
+        return out
 
 
 def _parse(pattern: str, flags: int = 0) -> Any:

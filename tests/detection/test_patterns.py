@@ -80,3 +80,31 @@ def test_builtin_rule_patterns_have_bounded_cost_on_crafted_64k_lines(builtin_ru
                 cond.regex.search(line)
                 worst = max(worst, time.perf_counter() - started)
     assert worst < 0.05, f"slowest crafted line took {worst:.3f}s"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [
+        (r"^(?P<q>\w+): from=<(?P<s>[^>\s]*)>", "wA1: from=<jürgen@exämple.org>, size=1"),
+        (r"(?P<b>x)?(?P<a>y)", "ééy"),
+        (r"(?P<e>z*)y", "y"),
+        (r"fo(o|x)", "a fox"),
+        (r"fo(o|x)", "nothing"),
+        (r"ü(?P<u>\d+)", "ßü12"),
+    ],
+)
+def test_search_gives_what_the_re2_module_gives(pattern: str, text: str) -> None:
+    compiled = compile_pattern(pattern)
+    assert compiled.engine == "re2"
+    m = compiled.regex.search(text)
+    want = None if m is None else {k: v for k, v in m.groupdict().items() if v is not None}
+    got = compiled.search(text)
+    assert got == want
+    assert got is None or list(got) == list(want or {})
+
+
+def test_compiled_patterns_survive_pickling() -> None:
+    import pickle
+
+    compiled = pickle.loads(pickle.dumps(compile_pattern(r"a(?P<x>\d+)")))
+    assert compiled.search("a12") == {"x": "12"}
