@@ -36,6 +36,7 @@ from typing import Any
 
 from pipeline.detection.loader import active_rules
 from pipeline.detection.model import Correlation, Enrich, Rule, Step, _glob_match
+from pipeline.detection.patterns import CompiledPattern
 from pipeline.model import Event, Finding, Related
 
 #: open windows / partial sequences / suppression entries kept per rule before eviction
@@ -46,6 +47,9 @@ MAX_REMEMBERED = 200_000
 MAX_WINDOW_EVENTS = 10_000
 
 GroupKey = tuple[str | None, ...]
+#: a line rule as :meth:`Detector.match` runs it: the rule, its message literals, and its
+#: message pattern when that is all there is left to test
+PlanStep = tuple[Rule, tuple[str, ...], CompiledPattern | None]
 #: fields every event has from its envelope grammar
 ENVELOPE_FIELDS = frozenset({"message", "program", "host", "level", "pid", "format"})
 
@@ -801,6 +805,7 @@ class Detector:
         self._order = {r.id: i for i, r in enumerate(self.line_rules)}
         self._line_by_id = {r.id: r for r in self.line_rules}
         self._cache: dict[str | None, list[Rule]] = {}
+        self._plans: dict[str | None, list[PlanStep]] = {}
         self.states: dict[str, CorrelationState] = {
             r.id: _KINDS[r.kind](r, self.stats) for r in self.rules if r.correlation
         }
@@ -872,10 +877,31 @@ class Detector:
                 self._cache[program] = got
         return got
 
+    def plan_for(self, program: str | None) -> list[PlanStep]:
+        """The rules of :meth:`rules_for` that accept ``program``, each with its message
+        literals and, when a message regex is its only other test, that pattern."""
+        got = self._plans.get(program)
+        if got is None:
+            got = [
+                (rule, rule.message_literals, rule.message_search())
+                for rule in self.rules_for(program)
+                if rule.select.accept_program(program)
+            ]
+            if len(self._plans) < 4096:
+                self._plans[program] = got
+        return got
+
     def match(self, event: Event) -> list[Match]:
         out = []
-        for rule in self.rules_for(event.program):
-            captures = rule.evaluate(event)
+        message = event.message
+        for rule, literals, pattern in self.plan_for(event.program):
+            if literals:
+                for literal in literals:
+                    if literal in message:
+                        break
+                else:
+                    continue
+            captures = pattern.search(message) if pattern is not None else rule.evaluate_rest(event)
             if captures is not None:
                 out.append(Match(rule, event, captures))
         return out
@@ -912,14 +938,17 @@ class Detector:
         wm = self.watermarks.get(host)
         if wm is None or ts > wm:
             self.watermarks[host] = wm = ts
-        release = wm - self.lateness
+        release = wm - self.lateness if self.lateness else wm
         out: list[Finding] = []
         heap = self._buffer.get(host)
+        judges = self._judges
         while heap and heap[0][0] <= release:
             t, _, m = heapq.heappop(heap)
-            out.extend(self._judge(host, t))
+            if judges:
+                out.extend(self._judge(host, t))
             out.extend(self._apply(m))
-        out.extend(self._judge(host, release))
+        if judges:
+            out.extend(self._judge(host, release))
         return out
 
     def _judge(self, host: str | None, now: datetime) -> list[Finding]:

@@ -173,6 +173,36 @@ class Rule:
             captures.update(got)
         return captures
 
+    def evaluate_rest(self, event: Event) -> dict[str, str] | None:
+        """:meth:`evaluate` for an event whose program the rule accepts and whose message
+        holds one of :attr:`message_literals`."""
+        sel = self.select
+        if (
+            (sel.format and event.format not in sel.format)
+            or (sel.host and not _glob_match(event.host, sel.host))
+            or (sel.level and not _glob_match(event.level, sel.level))
+        ):
+            return None
+        captures: dict[str, str] = {}
+        for cond in self.conditions:
+            got = cond.test(event)
+            if got is None:
+                return None
+            captures.update(got)
+        return captures
+
+    def message_search(self) -> CompiledPattern | None:
+        """The pattern when a message regex is all :meth:`evaluate_rest` tests, else None."""
+        sel = self.select
+        if sel.format or sel.host or sel.level or len(self.conditions) != 1:
+            return None
+        cond = self.conditions[0]
+        if cond.field != "message" or cond.regex is None:
+            return None
+        if (cond.equals, cond.one_of, cond.contains, cond.none_of) != (None, None, None, None):
+            return None
+        return cond.regex
+
 
 # -- stateful parts of rules ----------------------------------------------------------------
 
