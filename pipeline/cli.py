@@ -318,8 +318,9 @@ CSV_COLUMNS = (
 
 def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     if fmt == "jsonl":
+        encode = json.JSONEncoder(ensure_ascii=False).encode
         for f in findings:
-            out.write(json.dumps(f.as_dict(), ensure_ascii=False) + "\n")
+            out.write(encode(f.as_dict()) + "\n")
     elif fmt == "csv":
         w = csv.writer(out)
         # on a terminal, control characters in log text could drive it: show them escaped

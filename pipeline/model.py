@@ -35,7 +35,7 @@ class Severity(IntEnum):
             raise ValueError(f"unknown severity {text!r} (one of: {names})") from None
 
     def __str__(self) -> str:
-        return self.name.lower()
+        return self._name_.lower()
 
 
 #: syslog/journal priority numbers to level names, as RFC 5424 defines them.
@@ -142,11 +142,11 @@ class Related:
         return cls(event.source, event.line, event.timestamp, event.message[:500])
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "source": f"{self.source}:{self.line}",
-            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
-            "message": self.message,
-        }
+        return self._as_dict(self.timestamp.isoformat() if self.timestamp else None)
+
+    def _as_dict(self, stamp: str | None) -> dict[str, Any]:
+        """:meth:`as_dict` with the timestamp already in ISO form."""
+        return {"source": f"{self.source}:{self.line}", "timestamp": stamp, "message": self.message}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Related:
@@ -180,34 +180,43 @@ class Finding:
     #: 0 for the first finding with this content at this time; 1, 2, ... for identical
     #: lines repeated within the same timestamp (so they stay distinct findings)
     occurrence: int = 0
+    #: :attr:`key` once computed (a changed copy made with ``replace`` computes its own)
+    _key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def key(self) -> str:
         """A deterministic identity: the same finding from a re-read line has the same key."""
-        h = hashlib.sha256()
-        stamp = self.timestamp.isoformat() if self.timestamp else ""
-        for part in (self.rule, stamp, self.host or "", self.program or "", self.message):
-            h.update(part.encode("utf-8", "surrogatepass"))
-            h.update(b"\x1f")
-        if self.occurrence:
-            h.update(str(self.occurrence).encode())
-        return h.hexdigest()[:20]
+        key = self._key
+        if key is None:
+            stamp = self.timestamp.isoformat() if self.timestamp else ""
+            text = "\x1f".join(
+                (self.rule, stamp, self.host or "", self.program or "", self.message, "")
+            )
+            if self.occurrence:
+                text += str(self.occurrence)
+            key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+            object.__setattr__(self, "_key", key)
+        return key
 
     def as_dict(self) -> dict[str, Any]:
+        ts = self.timestamp
+        stamp = ts.isoformat() if ts else None
         return {
             "rule": self.rule,
             "severity": str(self.severity),
             "title": self.title,
             "host": self.host,
             "program": self.program,
-            "timestamp": self.timestamp.isoformat() if self.timestamp else None,
+            "timestamp": stamp,
             "source": f"{self.source}:{self.line}",
             "message": self.message,
             "fields": dict(self.fields),
             "tags": list(self.tags),
             "count": self.count,
-            "last_seen": _iso(self.last_seen or self.timestamp),
-            "related": [r.as_dict() for r in self.related],
+            "last_seen": stamp if self.last_seen is None else self.last_seen.isoformat(),
+            "related": [
+                r._as_dict(stamp) if r.timestamp is ts else r.as_dict() for r in self.related
+            ],
             "occurrence": self.occurrence,
             "key": self.key,
         }
