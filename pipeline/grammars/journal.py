@@ -83,6 +83,14 @@ def _pid(value: str | None) -> int | None:
     return ascii_int(_first(value))
 
 
+_LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _clean(text: str) -> str:
+    """Lone surrogates (from ``\\udXXX`` escapes) as U+FFFD; valid pairs are already joined."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def parse(line: str) -> Parsed:
     """Turn one ``journalctl -o json`` line into a Parsed."""
     start = len(line) - len(line.lstrip())
@@ -107,6 +115,10 @@ def parse(line: str) -> Parsed:
         message = _text(entry.get("MESSAGE")) or ""
     except _NotJournal as exc:
         raise GrammarError(f"line does not fit journal-json: {exc}", start) from None
+    if _LONE_SURROGATE.search(line):
+        # JSON may escape half of a surrogate pair; such text cannot be written as UTF-8
+        fields = {_clean(k): _clean(v) for k, v in fields.items()}
+        message = _clean(message)
     level = _LEVEL_BY_PRIORITY.get(_first(fields.get("PRIORITY")) or "")
     return Parsed(
         timestamp=_realtime(fields.get("__REALTIME_TIMESTAMP"))

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from pipeline.cli import main
 from pipeline.grammars import FORMATS, GrammarError, sniff_format
 
 PARSE = FORMATS["journal-json"].parse
@@ -119,3 +121,22 @@ def test_real_journalctl_output(data_dir: Path) -> None:
 def test_values_journalctl_never_writes_are_rejected(line: str) -> None:
     with pytest.raises(GrammarError):
         PARSE(line)
+
+
+def test_lone_surrogate_escapes_become_replacement_characters(tmp_path: Path) -> None:
+    """JSON can escape half of a surrogate pair; such text must not reach matching or
+    output (it cannot be encoded as UTF-8), while a valid pair stays one character."""
+    line = (
+        '{"__REALTIME_TIMESTAMP":"1795892651270411","_HOSTNAME":"web1",'
+        '"SYSLOG_IDENTIFIER":"apache2","_COMM":"apache2","X_NOTE":"a\\udc80b \\ud83d\\ude00",'
+        '"MESSAGE":"[core:notice] [pid 1] AH00052: child pid 4409 exit signal '
+        'Segmentation fault (11) \\ud800"}'
+    )
+    got = PARSE(line)
+    assert got.message.endswith("(11) \ufffd\ufffd\ufffd")
+    assert got.fields["X_NOTE"] == "a\ufffd\ufffd\ufffdb \U0001f600"
+    path = tmp_path / "j.json"
+    path.write_text(line + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["scan", str(path), "--format", "jsonl", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["rule"] == "apache.child-crashed"
