@@ -423,7 +423,9 @@ class LineProcessor:
         self.stats.lines += n_lines
         self.stats.bytes += len(data)
         self._scan_anomalies(data, first_line, nl)
-        self.stats.comments += data.count(b"\n#") - (1 if data.endswith(b"\n#") else 0)
+        # lines starting with "#" after a newline (not a lone "#" ending the data)
+        after = nl[nl < len(data) - 2] + 1
+        self.stats.comments += int(np.count_nonzero(np.frombuffer(data, np.uint8)[after] == 35))
         if data.startswith(b"#"):
             self.stats.comments += 1
         journal = self.format is not None and self.format.name == "journal-json"

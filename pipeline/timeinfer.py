@@ -57,6 +57,16 @@ def parse_zone(name: str | None) -> tzinfo:
         ) from None
 
 
+_FIXED_ZONES: dict[timedelta, timezone] = {}
+
+
+def _fixed_zone(off: timedelta) -> timezone:
+    zone = _FIXED_ZONES.get(off)
+    if zone is None:
+        zone = _FIXED_ZONES[off] = timezone(off)
+    return zone
+
+
 def fixed_offset(ts: datetime) -> datetime:
     """The same instant with a fixed-offset zone (the offset in force at that time).
 
@@ -67,7 +77,7 @@ def fixed_offset(ts: datetime) -> datetime:
     off = ts.utcoffset()
     if off is None or isinstance(ts.tzinfo, timezone):
         return ts
-    return ts.replace(tzinfo=timezone(off))
+    return ts.replace(tzinfo=_fixed_zone(off))
 
 
 def _safe_replace_year(ts: datetime, year: int) -> datetime:
@@ -90,7 +100,27 @@ class TimeResolver:
         self.tz = tz
         self.reference = reference.astimezone(tz)
         self.fixed_year = year
-        self.last: datetime | None = None
+        self._limit = (self.reference + FUTURE_SLACK).replace(tzinfo=None)
+        self._last: datetime | None = None
+        self._low = self._high = datetime.min
+
+    @property
+    def last(self) -> datetime | None:
+        """The latest naive year-resolved time so far."""
+        return self._last
+
+    @last.setter
+    def last(self, value: datetime | None) -> None:
+        self._last = value
+        if value is not None:
+            self._low, self._high = value - REORDER, value + REORDER
+
+    def _aware(self, naive: datetime) -> datetime:
+        """``naive`` wall time in the zone, with the fixed offset in force then."""
+        off = self.tz.utcoffset(naive)
+        if off is None:
+            return naive.replace(tzinfo=self.tz)
+        return naive.replace(tzinfo=_fixed_zone(off))
 
     def _first_year(self, ts: datetime) -> int:
         if self.fixed_year is not None:
@@ -106,26 +136,27 @@ class TimeResolver:
         if ts.tzinfo is not None:
             return fixed_offset(ts)
         if not year_missing:
-            return fixed_offset(ts.replace(tzinfo=self.tz))
-        if self.last is None:
+            return self._aware(ts)
+        last = self._last
+        if last is None:
             self.last = _safe_replace_year(ts, self._first_year(ts))
-            return fixed_offset(self.last.replace(tzinfo=self.tz))
-        here = _safe_replace_year(ts, self.last.year)
-        if here < self.last - REORDER:
+            assert self._last is not None
+            return self._aware(self._last)
+        here = _safe_replace_year(ts, last.year)
+        if here < self._low:
             # time ran backwards by more than a reordering: a new year began (Dec -> Jan)
-            here = _safe_replace_year(ts, self.last.year + 1)
-        elif here > self.last + REORDER:
-            before = _safe_replace_year(ts, self.last.year - 1)
-            if self.last - REORDER <= before <= self.last:
+            here = _safe_replace_year(ts, last.year + 1)
+        elif here > self._high:
+            before = _safe_replace_year(ts, last.year - 1)
+            if self._low <= before <= last:
                 # a late line from just before New Year, written after January began
-                return fixed_offset(before.replace(tzinfo=self.tz))
-        limit = (self.reference + FUTURE_SLACK).replace(tzinfo=None)
-        if self.fixed_year is None and here > limit:
+                return self._aware(before)
+        if self.fixed_year is None and here > self._limit:
             # later than the file was last written: a year too far; take the one before
-            return fixed_offset(_safe_replace_year(ts, here.year - 1).replace(tzinfo=self.tz))
-        if here > self.last:
+            return self._aware(_safe_replace_year(ts, here.year - 1))
+        if here > last:
             self.last = here
-        return fixed_offset(here.replace(tzinfo=self.tz))
+        return self._aware(here)
 
     def observe(self, ts: datetime | None, year_missing: bool) -> None:
         """Track the month of a line that is not otherwise resolved (chunk samples)."""
