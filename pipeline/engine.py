@@ -13,7 +13,7 @@ import gc
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
@@ -47,6 +47,7 @@ from pipeline.timeinfer import TimeResolver, local_zone
 PROBLEMS_LISTED_PER_KIND = 20
 #: lines read at the start of an input to sniff its format
 SNIFF_LINES = 50
+_NO_FIELDS: Mapping[str, str] = MappingProxyType({})
 #: with several workers, plain files over twice this size are cut into byte ranges of
 #: about this size (at line starts), so one large file keeps every worker busy
 PART_SIZE = 16 * 1024 * 1024
@@ -350,10 +351,10 @@ class LineProcessor:
     # -- lines -----------------------------------------------------------------------------
 
     def _parse(self, text: str, line_no: int) -> Event | Unparsed:
-        loc = Location(self.display, line_no)
         parsed: Parsed | None = None
         fmt_name: str | None = self.format.name if self.format else None
         reason = ""
+        col: int | None = None
         if self.format is not None:
             try:
                 parsed = self._fast(text) if self._fast else None
@@ -361,21 +362,23 @@ class LineProcessor:
                     parsed = self.format.parse(text)
             except GrammarError as exc:
                 reason = f"{exc} (column {exc.col + 1})"
-                loc = Location(self.display, line_no, exc.col + 1)
+                col = exc.col + 1
         if parsed is None and not self.forced:
             try:
                 fmt_name, parsed = parse_any(text)
             except GrammarError as exc:
                 reason = reason or str(exc)
         if parsed is None:
+            loc = Location(self.display, line_no, col)
             self.stats.unparsed[fmt_name or "unknown"] += 1
             self.report(Problem("unparsed", loc, reason or "no grammar fits"))
             return Unparsed(loc, text, fmt_name, reason or "no grammar fits")
         self.stats.parsed += 1
         ts = parsed.timestamp
         aware = self.resolver.resolve(ts, parsed.year_missing) if ts is not None else None
-        fields = dict(parsed.fields)
+        fields = parsed.fields
         if parsed.message and self.body_fields:
+            fields = dict(fields)
             for key, value in parse_body(parsed.program, parsed.message).items():
                 fields.setdefault(key, value)
         return Event(
@@ -388,7 +391,7 @@ class LineProcessor:
             format=fmt_name or "unknown",
             source=self.display,
             line=line_no,
-            fields=MappingProxyType(fields),
+            fields=MappingProxyType(fields) if fields else _NO_FIELDS,
             year_inferred=parsed.year_missing and ts is not None and aware is not None,
         )
 
