@@ -1,0 +1,145 @@
+"""Where a scan's time goes: the phases of one ``logwarden scan``, timed in-process.
+
+usage: .venv/bin/python bench/phases.py FILE [--rules DIR --no-builtin-rules] [--json]
+
+Runs each phase on its own, in the order a scan runs them, and prints seconds per phase:
+start-up (imports, rule loading), reading (decompression included), the prefilter
+(newline offsets and the literal search), parsing the candidates into events, line-rule
+matching, the stateful rest of detection, and writing the findings as JSON lines. For
+worker processes it also times what they add: packing a part's results, unpickling them in
+the scanning process and rebuilding the events. ``bench/run.py`` puts the table in
+``results.md``; the phases add up to a little more than a whole scan (each re-reads input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+
+T0 = time.perf_counter()
+
+import pipeline.cli  # noqa: E402,F401  (start-up: what the command imports)
+
+T1 = time.perf_counter()
+
+from pipeline.cli import write_findings  # noqa: E402
+from pipeline.detection.loader import load_rules  # noqa: E402
+from pipeline.detection.prefilter import newline_offsets  # noqa: E402
+from pipeline.engine import (  # noqa: E402
+    Engine,
+    ProblemLog,
+    ScanStats,
+    TimeMark,
+    Unparsed,
+    relaxed_gc,
+)
+from pipeline.sources.files import expand_inputs, iter_chunks, open_input  # noqa: E402
+
+
+def phases(path: str, rule_dirs: list[str], builtin: bool) -> dict[str, float | int | str]:
+    out: dict[str, float | int | str] = {"import": T1 - T0}
+    t = time.perf_counter()
+    rules = load_rules(rule_dirs, builtin=builtin)
+    engine = Engine(rules)
+    out["load rules"] = time.perf_counter() - t
+    out["prefilter engine"] = engine.prefilter.engine
+    (inp,) = expand_inputs([path])
+    with relaxed_gc():
+        stats = ScanStats()
+        log = ProblemLog(stats)
+        # warm up: the page cache, and the prefilter's database (compiled on first use)
+        with open_input(inp) as stream:
+            for chunk in iter_chunks(stream, inp.display, log):
+                engine.prefilter.candidate_lines(chunk.data, newline_offsets(chunk.data))
+                break
+            while stream.read(1 << 24):
+                pass
+        t = time.perf_counter()
+        with open_input(inp) as stream:
+            chunks = [c.data for c in iter_chunks(stream, inp.display, log)]
+        out["read"] = time.perf_counter() - t
+        t = time.perf_counter()
+        candidates = 0
+        for data in chunks:
+            nl = newline_offsets(data)
+            candidates += len(engine.prefilter.candidate_lines(data, nl))
+        out["prefilter"] = time.perf_counter() - t
+        out["candidates"] = candidates
+        del chunks
+        t = time.perf_counter()
+        records = [
+            r
+            for r in engine.iter_input(inp, stats, log, all_lines=False)
+            if not isinstance(r, Unparsed)
+        ]
+        whole = time.perf_counter() - t
+        out["parse"] = max(0.0, whole - out["read"] - out["prefilter"])  # type: ignore[operator]
+        det = engine.new_detector()
+        t = time.perf_counter()
+        matched = [
+            r if isinstance(r, TimeMark) else (r, det.match(r))
+            for r in records
+            if isinstance(r, TimeMark) or engine._in_range(r.timestamp)
+        ]
+        out["match"] = time.perf_counter() - t
+        t = time.perf_counter()
+        found: dict[str, object] = {}
+        for rec in matched:
+            if isinstance(rec, TimeMark):
+                got = det.observe(rec.host, rec.timestamp)
+            else:
+                got = det.process(rec[0], rec[1])
+            for f in got:
+                found[f.key] = f
+        for f in det.finish():
+            found[f.key] = f
+        out["detect (stateful)"] = time.perf_counter() - t
+        out["findings"] = len(found)
+        out["join rows"] = sum(len(t.rows) for ts in det._sources.values() for t in ts)
+        t = time.perf_counter()
+        findings = sorted(
+            found.values(),
+            key=lambda f: (f.timestamp.timestamp() if f.timestamp else 0.0, f.source, f.line),  # type: ignore[attr-defined]
+        )
+        write_findings(findings, "jsonl", io.StringIO())  # type: ignore[arg-type]
+        out["write jsonl"] = time.perf_counter() - t
+        # what worker processes add: results packed, sent, unpacked in the scanning process
+        parts = engine.plan(inp, workers=2)
+        results = [engine.run_part(p) for p in parts]
+        t = time.perf_counter()
+        blobs = [pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL) for r in results]
+        out["workers: pack"] = time.perf_counter() - t
+        t = time.perf_counter()
+        for b in blobs:
+            for _ in pickle.loads(b).iter_records(0):
+                pass
+        out["workers: unpack"] = time.perf_counter() - t
+        out["parts"] = len(parts)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("path")
+    ap.add_argument("--rules", action="append", default=[])
+    ap.add_argument("--no-builtin-rules", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+    if not Path(args.path).is_file():
+        ap.error(f"{args.path} is not a file")
+    got = phases(args.path, args.rules, not args.no_builtin_rules)
+    if args.json:
+        print(json.dumps(got))
+    else:
+        for k, v in got.items():
+            print(f"{k:>20}: {v:.3f}" if isinstance(v, float) else f"{k:>20}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
