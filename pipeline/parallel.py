@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from pipeline.engine import PART_SIZE
 from pipeline.errors import UsageError
+from pipeline.sources.files import STDIN, is_url
 
 if TYPE_CHECKING:
     from pipeline.detection.model import Rule
@@ -154,6 +155,25 @@ def _zone_from(data: tuple[str, str | bytes]) -> tzinfo:
 _DASK_ENGINES: dict[str, Engine] = {}
 
 
+@dataclass(frozen=True)
+class _Done:
+    """A part already read here, in the shape of a future."""
+
+    value: PartResult
+
+    def result(self) -> PartResult:
+        return self.value
+
+
+def _portable(part: Part) -> Part:
+    """The part with a relative local path made absolute (workers may run elsewhere),
+    still shown as given."""
+    inp = part.inp
+    if is_url(inp.path) or os.path.isabs(inp.path):
+        return part
+    return replace(part, inp=replace(inp, path=os.path.abspath(inp.path), label=inp.display))
+
+
 def _run_on_dask_worker(spec: EngineSpec, part: Part) -> PartResult:
     engine = _DASK_ENGINES.get(spec.token)
     if engine is None:
@@ -213,11 +233,14 @@ class DaskRunner:
                 self.workers = max(1, len(client.scheduler_info().get("workers", {})))
             spec = EngineSpec.of(uuid.uuid4().hex, engine)
             shared = client.scatter(spec, broadcast=True)
+
+            def submit(part: Part) -> Any:
+                if part.inp.path == STDIN:
+                    return _Done(engine.run_part(part))  # only this process has the stdin
+                return client.submit(_run_on_dask_worker, shared, _portable(part), pure=False)
+
             yield from _in_order(
-                lambda p: client.submit(_run_on_dask_worker, shared, p, pure=False),
-                lambda f: f.result(),
-                parts,
-                AHEAD_PER_WORKER * self.workers,
+                submit, lambda f: f.result(), parts, AHEAD_PER_WORKER * self.workers
             )
         finally:
             client.close()

@@ -211,3 +211,25 @@ def test_file_urls_work_without_dask() -> None:
     rows = by_url.output.splitlines()
     assert len(rows) > 5
     assert rows == by_path.output.replace(str(SAMPLES), "file://" + str(SAMPLES)).splitlines()
+
+
+def test_dask_reads_relative_paths_and_stdin_like_the_local_engine(
+    dask_cluster: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers may run elsewhere: relative paths travel as absolute ones but are shown as
+    given, and stdin, which only this process has, is read here."""
+    address = dask_cluster.scheduler_address  # type: ignore[attr-defined]
+    monkeypatch.chdir(SAMPLES.parent)
+    local = _scan(["samples/syslog"])
+    on_dask = _scan(["samples/syslog"], DaskRunner(address, part_size=4096))
+    assert len(local.findings) > 5
+    assert all(json.loads(f)["source"].startswith("samples/syslog/") for f in _findings(on_dask))
+    _same(local, on_dask)
+    text = (SAMPLES / "syslog" / "syslog").read_text(encoding="utf-8")
+    runner = CliRunner()
+    one = runner.invoke(main, ["scan", "-", "--format", "jsonl", "-q"], input=text)
+    many = runner.invoke(
+        main, ["scan", "-", "--format", "jsonl", "-q", "--scheduler", address], input=text
+    )
+    assert one.exit_code == 0 and many.exit_code == 0, many.output
+    assert many.output == one.output and "<stdin>:" in one.output

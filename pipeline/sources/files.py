@@ -57,9 +57,14 @@ class InputFile:
     mtime: float | None = None
     #: bytes on disk, when known (URLs)
     size: int | None = None
+    #: the name shown in findings and problems when it is not ``path`` (a relative path a
+    #: remote worker opens as an absolute one)
+    label: str | None = None
 
     @property
     def display(self) -> str:
+        if self.label is not None:
+            return self.label
         return "<stdin>" if self.path == STDIN else self.path
 
 
