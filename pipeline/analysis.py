@@ -1087,6 +1087,9 @@ def scan(
     year: int | None = None,
     input_format: str | None = None,
     builtin_rules: bool = True,
+    workers: int = 1,
+    engine: str = "local",
+    scheduler: str | None = None,
 ) -> Scan:
     """Scan inputs with the rules (default: the built-in pack) as ``logwarden scan`` does.
 
@@ -1094,13 +1097,18 @@ def scan(
     files loaded next to the built-in pack (without it when ``builtin_rules=False``).
     ``since``/``until`` are datetimes or ISO 8601 text (naive ones in ``tz``); ``tz`` is the
     zone of local-time logs and of the frame's times (default: the machine's).
+    ``workers`` (0: one per CPU), ``engine="dask"`` and ``scheduler`` are ``scan``'s
+    ``--workers``, ``--engine`` and ``--scheduler``; the findings are the same either way.
     """
+    from pipeline.parallel import runner_for
+
     started = datetime.now(UTC)
     loaded = _rules(rules, builtin_rules)
     options = _options(since, until, tz, year, input_format)
     inputs = _paths(paths)
+    runner = runner_for(workers, engine, scheduler)
     began = time.perf_counter()
-    result = Engine(loaded, options).scan(inputs)
+    result = Engine(loaded, options).scan(inputs, runner=runner)
     result.stats.seconds = time.perf_counter() - began
     return Scan(
         findings=findings_frame(result.findings, tz=options.tz),

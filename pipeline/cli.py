@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs, load_rules, rule_files
-from pipeline.engine import Engine, Runner, ScanOptions, ScanResult, ScanStats, Unparsed
+from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats, Unparsed
 from pipeline.errors import LogwardenError
 from pipeline.model import Event, Finding, Severity
 from pipeline.sources.journal import JournalSpec
@@ -489,7 +489,9 @@ def scan(
         writable_file(output)
     if parquet_dir:
         writable_dir(parquet_dir)
-    runner = _runner(workers, engine_name, scheduler)
+    from pipeline.parallel import runner_for
+
+    runner = runner_for(workers, engine_name, scheduler)
     started = datetime.now(UTC)
     bar = progress_bar(engine, quiet)
     if state_path:
@@ -523,16 +525,6 @@ def scan(
         _notify_scan(findings, rules, notify_urls, state_path, dry_run, quiet)
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
-
-
-def _runner(workers: int | None, engine_name: str, scheduler: str | None) -> Runner | None:
-    """Where ``scan`` reads its inputs: here (None), worker processes, or Dask."""
-    from pipeline.parallel import DaskRunner, ProcessRunner, usable_cpus
-
-    if engine_name == "dask" or scheduler:
-        return DaskRunner(scheduler, workers or usable_cpus())
-    n = usable_cpus() if workers == 0 else (workers or 1)
-    return ProcessRunner(n) if n > 1 else None
 
 
 def _store_scan(

@@ -246,3 +246,18 @@ class DaskRunner:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def runner_for(
+    workers: int | None, engine: str = "local", scheduler: str | None = None
+) -> ProcessRunner | DaskRunner | None:
+    """Where a scan reads its inputs: here (None), worker processes, or Dask.
+
+    ``workers`` 0 means one per usable CPU; unset, 1 locally and one per CPU on Dask.
+    """
+    if engine not in ("local", "dask"):
+        raise UsageError(f"unknown engine {engine!r}", hint="use local or dask")
+    if engine == "dask" or scheduler:
+        return DaskRunner(scheduler, workers or usable_cpus())
+    n = usable_cpus() if workers == 0 else (workers or 1)
+    return ProcessRunner(n) if n > 1 else None

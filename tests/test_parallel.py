@@ -233,3 +233,14 @@ def test_dask_reads_relative_paths_and_stdin_like_the_local_engine(
     )
     assert one.exit_code == 0 and many.exit_code == 0, many.output
     assert many.output == one.output and "<stdin>:" in one.output
+
+
+def test_python_api_scan_with_workers_gives_the_same_frame() -> None:
+    import pipeline
+
+    one = pipeline.scan(SAMPLES)
+    two = pipeline.scan(SAMPLES, workers=2)
+    assert len(one.findings) > 50
+    assert two.findings.equals(one.findings)
+    with pytest.raises(Exception, match="unknown engine"):
+        pipeline.scan(SAMPLES, engine="spark")
