@@ -167,13 +167,21 @@ def base_finding(rule: Rule, event: Event, fields: Mapping[str, str]) -> Finding
 
 
 class EnrichTable:
-    """Remembered matches of a source rule, by join fields, for ``keep``."""
+    """Remembered matches of a source rule, by join fields, for ``keep``.
+
+    Each host's rows are also kept in the order they came (its time order), so that once a
+    host's time has moved ``keep`` past a row, the row is forgotten: a long input holds one
+    ``keep`` window of rows, not every row it ever saw. A lookup more than ``keep`` away
+    from a row's time never used it anyway.
+    """
 
     def __init__(self, spec: Enrich, stats: DetectorStats, name: str) -> None:
         self.spec = spec
         self.stats = stats
         self.name = name
         self.rows: dict[GroupKey, tuple[datetime | None, dict[str, str]]] = {}
+        self._by_host: dict[str | None, dict[GroupKey, datetime]] = {}
+        self._hosts: dict[GroupKey, str | None] = {}
 
     def remember(self, event: Event, fields: Mapping[str, str]) -> None:
         key = group_key(self.spec.by, event, fields)
@@ -182,13 +190,40 @@ class EnrichTable:
         values = {c: v for c in self.spec.copy if (v := _value(c, event, fields)) is not None}
         if not values:
             return
+        ts = event.timestamp
         self.rows.pop(key, None)
-        self.rows[key] = (event.timestamp, values)
+        self.rows[key] = (ts, values)
+        if ts is not None:
+            self._track(key, event.host, ts)
+            self._forget_before(event.host, ts - self.spec.keep)
         if len(self.rows) > MAX_REMEMBERED:
             self._expire(event.timestamp)
             while len(self.rows) > MAX_REMEMBERED:
                 self.rows.pop(next(iter(self.rows)))
                 self.stats.evicted[self.name] += 1
+
+    def _track(self, key: GroupKey, host: str | None, ts: datetime) -> None:
+        before = self._hosts.pop(key, host)
+        if before != host:
+            self._by_host.get(before, {}).pop(key, None)
+        self._hosts[key] = host
+        order = self._by_host.setdefault(host, {})
+        order.pop(key, None)
+        order[key] = ts
+
+    def _forget_before(self, host: str | None, horizon: datetime) -> None:
+        """Forget ``host``'s rows from before ``horizon``, oldest first."""
+        order = self._by_host.get(host)
+        while order:
+            key = next(iter(order))
+            t = order[key]
+            if t >= horizon:
+                break
+            del order[key]
+            self._hosts.pop(key, None)
+            row = self.rows.get(key)
+            if row is not None and row[0] is t:
+                del self.rows[key]
 
     def _expire(self, now: datetime | None) -> None:
         """Forget rows older than ``keep``, oldest first (rows are kept in arrival order,
@@ -220,10 +255,17 @@ class EnrichTable:
         return values
 
     def snapshot(self) -> list[Any]:
-        return [[list(k), _iso(t), v] for k, (t, v) in self.rows.items()]
+        return [[list(k), _iso(t), v, self._hosts.get(k)] for k, (t, v) in self.rows.items()]
 
     def restore(self, data: list[Any]) -> None:
-        self.rows = {tuple(k): (_dt(t), dict(v)) for k, t, v in data}
+        self.rows = {}
+        self._by_host = {}
+        self._hosts = {}
+        for k, t, v, *host in data:  # snapshots before hosts were kept have three items
+            key, ts = tuple(k), _dt(t)
+            self.rows[key] = (ts, dict(v))
+            if ts is not None and host:
+                self._track(key, host[0], ts)
 
 
 # -- suppression and digests -------------------------------------------------------------------

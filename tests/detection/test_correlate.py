@@ -1011,3 +1011,32 @@ def test_an_override_a_rule_type_does_not_have_is_an_error(tmp_path: Path) -> No
     (d / "x.yaml").write_text("overrides:\n  - id: dovecot.silent-stop\n    count: 3\n")
     with pytest.raises(RuleError, match=r"x.yaml:2: 'count' does not apply"):
         load_rules([d])
+
+
+def test_join_rows_a_host_has_moved_keep_past_are_forgotten() -> None:
+    """A long input holds one keep window of join rows per host, not every row it saw;
+    another host's rows follow that host's own time."""
+    from pipeline.detection.correlate import DetectorStats, EnrichTable
+    from pipeline.detection.model import Enrich
+
+    table = EnrichTable(
+        Enrich("src", ("queue_id",), ("sender",), timedelta(hours=1)), DetectorStats(), "t"
+    )
+    t0 = datetime(2026, 11, 30, tzinfo=UTC)
+
+    def remember(host: str, qid: str, minutes: int) -> None:
+        ev = Event(t0 + timedelta(minutes=minutes), host, "sm-mta", 1, None, "m", "syslog", "f", 1)
+        table.remember(ev, {"queue_id": qid, "sender": f"<{qid}@x>"})
+
+    for i in range(200):
+        remember("a", f"A{i}", i)  # one row a minute on host a
+    assert len(table.rows) == 61  # minutes 139..199: one hour behind the last
+    remember("b", "B0", -600)  # host b is ten hours behind: its row stays
+    remember("a", "A200", 200)
+    assert ("B0",) in table.rows and ("A139",) not in table.rows and ("A140",) in table.rows
+    snap = table.snapshot()
+    again = EnrichTable(table.spec, DetectorStats(), "t")
+    again.restore(snap)
+    assert again.rows == table.rows
+    again.restore([[k, t, v] for k, t, v, _ in snap])  # a snapshot from before hosts were kept
+    assert again.rows == table.rows

@@ -342,7 +342,7 @@ def test_mail_set_cuts_that_leave_state_open(
 
     def sender_remembered(snap: dict[str, Any]) -> bool:
         rows = snap["enrich"]["sendmail.dsn-return-receipt#0"]
-        return ["6AT68eQa002440"] in [key for key, _, _ in rows]
+        return ["6AT68eQa002440"] in [row[0] for row in rows]
 
     for k, is_open in (
         (sizes[0] + timeouts, silent_stop_open),
