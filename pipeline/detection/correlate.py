@@ -180,7 +180,9 @@ class EnrichTable:
         self.stats = stats
         self.name = name
         self.rows: dict[GroupKey, tuple[datetime | None, dict[str, str]]] = {}
-        self._by_host: dict[str | None, dict[GroupKey, datetime]] = {}
+        #: per host, (time, key) of its rows as they came; an entry whose row was replaced
+        #: since (by a later line) is skipped when it leaves
+        self._order: dict[str | None, deque[tuple[datetime, GroupKey]]] = {}
         self._hosts: dict[GroupKey, str | None] = {}
 
     def remember(self, event: Event, fields: Mapping[str, str]) -> None:
@@ -203,27 +205,23 @@ class EnrichTable:
                 self.stats.evicted[self.name] += 1
 
     def _track(self, key: GroupKey, host: str | None, ts: datetime) -> None:
-        before = self._hosts.pop(key, host)
-        if before != host:
-            self._by_host.get(before, {}).pop(key, None)
         self._hosts[key] = host
-        order = self._by_host.setdefault(host, {})
-        order.pop(key, None)
-        order[key] = ts
+        order = self._order.get(host)
+        if order is None:
+            order = self._order[host] = deque()
+        order.append((ts, key))
 
     def _forget_before(self, host: str | None, horizon: datetime) -> None:
         """Forget ``host``'s rows from before ``horizon``, oldest first."""
-        order = self._by_host.get(host)
-        while order:
-            key = next(iter(order))
-            t = order[key]
-            if t >= horizon:
-                break
-            del order[key]
-            self._hosts.pop(key, None)
+        order = self._order.get(host)
+        while order and order[0][0] < horizon:
+            t, key = order.popleft()
             row = self.rows.get(key)
-            if row is not None and row[0] is t:
+            if row is None:
+                self._hosts.pop(key, None)
+            elif row[0] is t:
                 del self.rows[key]
+                self._hosts.pop(key, None)
 
     def _expire(self, now: datetime | None) -> None:
         """Forget rows older than ``keep``, oldest first (rows are kept in arrival order,
@@ -259,7 +257,7 @@ class EnrichTable:
 
     def restore(self, data: list[Any]) -> None:
         self.rows = {}
-        self._by_host = {}
+        self._order = {}
         self._hosts = {}
         for k, t, v, *host in data:  # snapshots before hosts were kept have three items
             key, ts = tuple(k), _dt(t)
