@@ -18,6 +18,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import timedelta, timezone, tzinfo
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pipeline.engine import PART_SIZE
-from pipeline.errors import UsageError
+from pipeline.errors import LogwardenError, UsageError
 from pipeline.sources.files import STDIN, is_url
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 
 #: parts submitted ahead of the one being consumed, per worker
 AHEAD_PER_WORKER = 2
+
+
+class WorkerError(LogwardenError):
+    """A worker process or a Dask task failed; the scan cannot be complete."""
 
 
 def usable_cpus() -> int:
@@ -96,7 +101,13 @@ class ProcessRunner:
         ) as pool:
 
             def result(f: Future[PartResult]) -> PartResult:
-                return f.result()
+                try:
+                    return f.result()
+                except BrokenProcessPool:
+                    raise WorkerError(
+                        "a worker process died while reading (killed, or out of memory?)",
+                        hint="run again with fewer --workers, or without",
+                    ) from None
 
             yield from _in_order(
                 lambda p: pool.submit(_run_in_worker, p),
@@ -239,9 +250,18 @@ class DaskRunner:
                     return _Done(engine.run_part(part))  # only this process has the stdin
                 return client.submit(_run_on_dask_worker, shared, _portable(part), pure=False)
 
-            yield from _in_order(
-                submit, lambda f: f.result(), parts, AHEAD_PER_WORKER * self.workers
-            )
+            def result(f: Any) -> PartResult:
+                try:
+                    got: PartResult = f.result()
+                except Exception as exc:  # a task's error, raised again here by dask
+                    raise WorkerError(
+                        f"a Dask task failed: {type(exc).__name__}: {exc}",
+                        hint="every worker needs logwarden (the same version) and must be "
+                        "able to read the inputs",
+                    ) from None
+                return got
+
+            yield from _in_order(submit, result, parts, AHEAD_PER_WORKER * self.workers)
         finally:
             client.close()
             if cluster is not None:

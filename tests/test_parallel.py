@@ -244,3 +244,18 @@ def test_python_api_scan_with_workers_gives_the_same_frame() -> None:
     assert two.findings.equals(one.findings)
     with pytest.raises(Exception, match="unknown engine"):
         pipeline.scan(SAMPLES, engine="spark")
+
+
+def test_a_worker_that_dies_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed mid-scan (here it exits at once; the kernel's OOM killer looks the
+    same) ends the scan with a located message, not a traceback or a partial result."""
+    import os
+
+    def die(self: Engine, part: object) -> None:
+        os._exit(9)
+
+    monkeypatch.setattr(Engine, "run_part", die)  # inherited by the forked workers
+    result = CliRunner().invoke(main, ["scan", str(SAMPLES), "-q", "--workers", "2"])
+    assert result.exit_code != 0
+    assert "a worker process died while reading" in result.output
+    assert "fewer --workers" in result.output
