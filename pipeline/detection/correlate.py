@@ -169,21 +169,23 @@ def base_finding(rule: Rule, event: Event, fields: Mapping[str, str]) -> Finding
 class EnrichTable:
     """Remembered matches of a source rule, by join fields, for ``keep``.
 
-    Each host's rows are also kept in the order they came (its time order), so that once a
-    host's time has moved ``keep`` past a row, the row is forgotten: a long input holds one
-    ``keep`` window of rows, not every row it ever saw. A lookup more than ``keep`` away
-    from a row's time never used it anyway.
+    Each host's rows are also queued in the order they came (its time order), so that once
+    a host's time has moved ``keep`` past a row, the row is forgotten: a long input holds
+    one ``keep`` window of rows, not every row it ever saw. A lookup more than ``keep``
+    away from a row's time never uses it anyway.
     """
 
     def __init__(self, spec: Enrich, stats: DetectorStats, name: str) -> None:
         self.spec = spec
         self.stats = stats
         self.name = name
-        self.rows: dict[GroupKey, tuple[datetime | None, dict[str, str]]] = {}
-        #: per host, (time, key) of its rows as they came; an entry whose row was replaced
-        #: since (by a later line) is skipped when it leaves
+        #: key -> (time, copied values, host), in arrival order
+        self.rows: dict[GroupKey, tuple[datetime | None, dict[str, str], str | None]] = {}
+        #: per host, (time, key) as rows came; an entry whose row has been replaced or
+        #: dropped since is skipped when it leaves (and all are rebuilt when such entries
+        #: outnumber the rows)
         self._order: dict[str | None, deque[tuple[datetime, GroupKey]]] = {}
-        self._hosts: dict[GroupKey, str | None] = {}
+        self._queued = 0
 
     def remember(self, event: Event, fields: Mapping[str, str]) -> None:
         key = group_key(self.spec.by, event, fields)
@@ -192,56 +194,48 @@ class EnrichTable:
         values = {c: v for c in self.spec.copy if (v := _value(c, event, fields)) is not None}
         if not values:
             return
-        ts = event.timestamp
+        ts, host = event.timestamp, event.host
         self.rows.pop(key, None)
-        self.rows[key] = (ts, values)
+        self.rows[key] = (ts, values, host)
         if ts is not None:
-            self._track(key, event.host, ts)
-            self._forget_before(event.host, ts - self.spec.keep)
-        if len(self.rows) > MAX_REMEMBERED:
-            self._expire(event.timestamp)
-            while len(self.rows) > MAX_REMEMBERED:
-                self.rows.pop(next(iter(self.rows)))
-                self.stats.evicted[self.name] += 1
+            self._queue(key, host, ts)
+            self._forget_before(host, ts - self.spec.keep)
+        while len(self.rows) > MAX_REMEMBERED:
+            self.rows.pop(next(iter(self.rows)))
+            self.stats.evicted[self.name] += 1
+        if self._queued > 2 * len(self.rows) + 1024:
+            self._requeue()
 
-    def _track(self, key: GroupKey, host: str | None, ts: datetime) -> None:
-        self._hosts[key] = host
+    def _queue(self, key: GroupKey, host: str | None, ts: datetime) -> None:
         order = self._order.get(host)
         if order is None:
             order = self._order[host] = deque()
         order.append((ts, key))
+        self._queued += 1
+
+    def _requeue(self) -> None:
+        """The per-host queues rebuilt from the rows alone."""
+        self._order, self._queued = {}, 0
+        for key, (t, _, host) in self.rows.items():
+            if t is not None:
+                self._queue(key, host, t)
 
     def _forget_before(self, host: str | None, horizon: datetime) -> None:
         """Forget ``host``'s rows from before ``horizon``, oldest first."""
         order = self._order.get(host)
         while order and order[0][0] < horizon:
             t, key = order.popleft()
+            self._queued -= 1
             row = self.rows.get(key)
-            if row is None:
-                self._hosts.pop(key, None)
-            elif row[0] is t:
+            if row is not None and row[0] is t:
                 del self.rows[key]
-                self._hosts.pop(key, None)
-
-    def _expire(self, now: datetime | None) -> None:
-        """Forget rows older than ``keep``, oldest first (rows are kept in arrival order,
-        so this stops at the first row still young enough: amortised O(1) per row)."""
-        if now is None:
-            return
-        horizon = now - self.spec.keep
-        while self.rows:
-            key = next(iter(self.rows))
-            t = self.rows[key][0]
-            if t is not None and t >= horizon:
-                break
-            del self.rows[key]
 
     def lookup(self, event: Event, fields: Mapping[str, str]) -> dict[str, str]:
         key = group_key(self.spec.by, event, fields)
         row = self.rows.get(key)
         if row is None:
             return {}
-        t, values = row
+        t, values, _ = row
         now = event.timestamp
         if (
             t is not None
@@ -253,17 +247,14 @@ class EnrichTable:
         return values
 
     def snapshot(self) -> list[Any]:
-        return [[list(k), _iso(t), v, self._hosts.get(k)] for k, (t, v) in self.rows.items()]
+        return [[list(k), _iso(t), v, host] for k, (t, v, host) in self.rows.items()]
 
     def restore(self, data: list[Any]) -> None:
-        self.rows = {}
-        self._order = {}
-        self._hosts = {}
-        for k, t, v, *host in data:  # snapshots before hosts were kept have three items
-            key, ts = tuple(k), _dt(t)
-            self.rows[key] = (ts, dict(v))
-            if ts is not None and host:
-                self._track(key, host[0], ts)
+        # snapshots from before hosts were kept have three items per row
+        self.rows = {
+            tuple(k): (_dt(t), dict(v), host[0] if host else None) for k, t, v, *host in data
+        }
+        self._requeue()
 
 
 # -- suppression and digests -------------------------------------------------------------------
@@ -365,12 +356,13 @@ class Suppressor:
     def _bound(self, now: datetime | None) -> None:
         if len(self.periods) <= MAX_OPEN:
             return
-        if now is not None:
-            for key in [
-                k
-                for k, p in self.periods.items()
-                if p.start is not None and p.start + self.spec.period < now and not self.spec.digest
-            ]:
+        if now is not None and not self.spec.digest:
+            # periods are kept in start order (a new period is inserted last): ended ones
+            # are at the front, and the walk stops at the first that has not ended
+            while self.periods:
+                key, p = next(iter(self.periods.items()))
+                if p.start is None or p.start + self.spec.period >= now:
+                    break
                 del self.periods[key]
         while len(self.periods) > MAX_OPEN:
             self.periods.pop(next(iter(self.periods)))
@@ -492,7 +484,11 @@ class ThresholdState(CorrelationState):
         ):
             return []
         key = group_key(self.corr.group_by, event, fields)
-        win = self.windows.setdefault(key, deque())
+        # windows are kept in order of last activity, so the stale ones are at the front
+        win = self.windows.pop(key, None)
+        if win is None:
+            win = deque()
+        self.windows[key] = win
         while win and ts - win[0][0] > self.corr.window:
             win.popleft()
         if key in self.fired and len(win) < self.corr.count:
@@ -504,14 +500,11 @@ class ThresholdState(CorrelationState):
             self._evict(ts)
         n = len(win)
         done = self.fired.get(key)
-        if done is not None and n < self.corr.count:
-            done = None
-            del self.fired[key]
         if done is None and n >= self.corr.count:
             f = self.finding(
                 event,
                 {**fields, "first_seen": win[0][0].isoformat()},
-                f"{n} × {self._of_title()} within {_human(self.corr.window)}"
+                f"{n} × {self.step.rule} within {_human(self.corr.window)}"
                 f" (since {win[0][0].isoformat()})",
                 (r for _, r in win),
                 count=n,
@@ -525,14 +518,13 @@ class ThresholdState(CorrelationState):
             return [updated]
         return []
 
-    def _of_title(self) -> str:
-        return self.step.rule
-
     def _evict(self, now: datetime) -> None:
-        """Drop windows whose events are all older than the window; then the oldest keys."""
-        for key in [
-            k for k, w in self.windows.items() if not w or now - w[-1][0] > self.corr.window
-        ]:
+        """Drop windows whose events are all older than the window (from the front: least
+        recently active first); then the least recently active keys."""
+        while self.windows:
+            key, w = next(iter(self.windows.items()))
+            if w and now - w[-1][0] <= self.corr.window:
+                break
             del self.windows[key]
             self.fired.pop(key, None)
         while len(self.windows) > MAX_OPEN:
@@ -844,7 +836,6 @@ class Detector:
                 self._any_program.append(rule)
         self._order = {r.id: i for i, r in enumerate(self.line_rules)}
         self._line_by_id = {r.id: r for r in self.line_rules}
-        self._cache: dict[str | None, list[Rule]] = {}
         self._plans: dict[str | None, list[PlanStep]] = {}
         self.states: dict[str, CorrelationState] = {
             r.id: _KINDS[r.kind](r, self.stats) for r in self.rules if r.correlation
@@ -871,9 +862,8 @@ class Detector:
         self._seq = 0
         self._recent_stamp: dict[str | None, str] = {}
         self._recent: dict[str | None, dict[str, int]] = {}
-        self._heartbeats = [s for s in self.states.values() if isinstance(s, AbsenceState)]
         self._judges: list[AbsenceState | Suppressor] = [
-            *self._heartbeats,
+            *(s for s in self.states.values() if isinstance(s, AbsenceState)),
             *(s for s in self.suppressors.values() if s.spec.digest),
         ]
 
@@ -908,23 +898,16 @@ class Detector:
 
     # -- matching ----------------------------------------------------------------------------
 
-    def rules_for(self, program: str | None) -> list[Rule]:
-        got = self._cache.get(program)
-        if got is None:
-            got = self._any_program + self._by_program.get(program or "", [])
-            got.sort(key=lambda r: self._order[r.id])
-            if len(self._cache) < 4096:
-                self._cache[program] = got
-        return got
-
     def plan_for(self, program: str | None) -> list[PlanStep]:
-        """The rules of :meth:`rules_for` that accept ``program``, each with its message
+        """The line rules that accept ``program``, in rule order, each with its message
         literals and, when a message regex is its only other test, that pattern."""
         got = self._plans.get(program)
         if got is None:
+            rules = self._any_program + self._by_program.get(program or "", [])
+            rules.sort(key=lambda r: self._order[r.id])
             got = [
                 (rule, rule.message_literals, rule.message_search())
-                for rule in self.rules_for(program)
+                for rule in rules
                 if rule.select.accept_program(program)
             ]
             if len(self._plans) < 4096:

@@ -73,14 +73,6 @@ class Selectors:
     def accept_program(self, program: str | None) -> bool:
         return _glob_match(program, self.program)
 
-    def accept(self, event: Event) -> bool:
-        return (
-            (not self.format or event.format in self.format)
-            and _glob_match(event.program, self.program)
-            and _glob_match(event.host, self.host)
-            and _glob_match(event.level, self.level)
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Example:
@@ -159,23 +151,10 @@ class Rule:
                         names.add(step.distinct)
         return names
 
-    def evaluate(self, event: Event) -> dict[str, str] | None:
-        """The captured fields when the event matches this rule, else None."""
-        if not self.select.accept(event):
-            return None
-        if self.message_literals and not any(lit in event.message for lit in self.message_literals):
-            return None
-        captures: dict[str, str] = {}
-        for cond in self.conditions:
-            got = cond.test(event)
-            if got is None:
-                return None
-            captures.update(got)
-        return captures
-
     def evaluate_rest(self, event: Event) -> dict[str, str] | None:
-        """:meth:`evaluate` for an event whose program the rule accepts and whose message
-        holds one of :attr:`message_literals`."""
+        """The captured fields when the event matches this rule, else None, for an event
+        whose program the rule accepts and whose message holds one of
+        :attr:`message_literals` (:meth:`Detector.match` checks those first)."""
         sel = self.select
         if (
             (sel.format and event.format not in sel.format)

@@ -1013,7 +1013,9 @@ def test_an_override_a_rule_type_does_not_have_is_an_error(tmp_path: Path) -> No
         load_rules([d])
 
 
-def test_join_rows_a_host_has_moved_keep_past_are_forgotten() -> None:
+def test_join_rows_a_host_has_moved_keep_past_are_forgotten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A long input holds one keep window of join rows per host, not every row it saw;
     another host's rows follow that host's own time."""
     from pipeline.detection.correlate import DetectorStats, EnrichTable
@@ -1039,4 +1041,14 @@ def test_join_rows_a_host_has_moved_keep_past_are_forgotten() -> None:
     again.restore(snap)
     assert again.rows == table.rows
     again.restore([[k, t, v] for k, t, v, _ in snap])  # a snapshot from before hosts were kept
-    assert again.rows == table.rows
+    assert {k: r[:2] for k, r in again.rows.items()} == {k: r[:2] for k, r in table.rows.items()}
+    # the same key remembered again and again, rows dropped by the cap: the per-host
+    # queues stay in proportion to the rows
+    for i in range(20_000):
+        remember("a", "A-same", 200 + i // 1000)
+    assert table._queued <= 2 * len(table.rows) + 1024
+    monkeypatch.setattr(correlate, "MAX_REMEMBERED", 50)
+    for i in range(5_000):
+        remember("c", f"C{i}", 300)
+    assert len(table.rows) == 50
+    assert table._queued <= 2 * 50 + 1024
