@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -806,9 +806,7 @@ def check_references(rules: Sequence[Rule]) -> list[RuleError]:
     by_id = {r.id: r for r in rules}
     errors: list[RuleError] = []
     for rule in rules:
-        refs = set(rule.correlation.referenced()) if rule.correlation else set()
-        refs |= {e.rule for e in rule.enrich}
-        for ref in sorted(refs):
+        for ref in sorted(rule.referenced()):
             target = by_id.get(ref)
             if target is None:
                 errors.append(
@@ -825,23 +823,28 @@ def check_references(rules: Sequence[Rule]) -> list[RuleError]:
     return errors
 
 
+def dependencies(roots: Iterable[Rule], by_id: Mapping[str, Rule]) -> set[str]:
+    """Ids of the rules ``roots`` use, directly or through the rules they use (a helper
+    with its own enrichment source needs that source too)."""
+    needed: set[str] = set()
+    todo = list(roots)
+    while todo:
+        for ref in todo.pop().referenced() - needed:
+            needed.add(ref)
+            if ref in by_id:
+                todo.append(by_id[ref])
+    return needed
+
+
 def active_rules(rules: Sequence[Rule]) -> list[Rule]:
     """The enabled rules, plus the line rules they use (steps, triggers, enrichment
     sources) as silent helpers even when those are disabled or ``report: false``: turning a
     noisy line rule off must not take the correlations built on it down with it.
     Helpers nothing enabled uses are dropped, so they cost nothing.
     """
-    from dataclasses import replace as _replace
-
     by_id = {r.id: r for r in rules}
     enabled = {r.id for r in rules if r.enabled}
-    needed: set[str] = set()
-    for r in rules:
-        if r.id not in enabled:
-            continue
-        if r.correlation:
-            needed |= r.correlation.referenced()
-        needed |= {e.rule for e in r.enrich}
+    needed = dependencies((r for r in rules if r.enabled), by_id)
     out = []
     for r in rules:
         if r.id in enabled:
@@ -851,7 +854,7 @@ def active_rules(rules: Sequence[Rule]) -> list[Rule]:
                 continue
             out.append(r)
         elif r.id in needed and r.kind == "line":
-            out.append(_replace(r, enabled=True, report=False))
+            out.append(replace(r, enabled=True, report=False))
     return out
 
 

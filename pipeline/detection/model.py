@@ -134,6 +134,11 @@ class Rule:
                 out |= set(cond.regex.group_names)
         return out
 
+    def referenced(self) -> set[str]:
+        """Ids of the rules this rule uses: steps, triggers and enrichment sources."""
+        refs = self.correlation.referenced() if self.correlation else set()
+        return refs | {e.rule for e in self.enrich}
+
     def looked_up(self) -> set[str]:
         """Field names this rule reads from events (conditions, keys, joins)."""
         names = {c.field for c in self.conditions}

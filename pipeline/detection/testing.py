@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.detection.correlate import Detector
-from pipeline.detection.loader import extend_rules
+from pipeline.detection.loader import dependencies, extend_rules
 from pipeline.detection.model import Example, Rule
 from pipeline.detection.prefilter import Prefilter
 from pipeline.engine import (
@@ -53,14 +53,6 @@ class TestFailure:
     def __str__(self) -> str:
         head = f"{self.location}: "
         return head + (f"[{self.rule}] " if self.rule else "") + self.message
-
-
-def _with_dependencies(rule: Rule, everything: Sequence[Rule]) -> list[Rule]:
-    """The rule plus the line rules it names (steps, triggers, enrichment sources)."""
-    refs = set(rule.correlation.referenced()) if rule.correlation else set()
-    refs |= {e.rule for e in rule.enrich}
-    deps = [r for r in everything if r.id in refs and r.id != rule.id]
-    return [rule, *deps]
 
 
 def run_lines(
@@ -147,7 +139,8 @@ def check_examples(
                 )
             )
         # the rule under test runs even when disabled or a helper that reports nothing
-        subset = [replace(rule, enabled=True, report=True), *_with_dependencies(rule, pool)[1:]]
+        deps = dependencies([rule], {r.id: r for r in pool}) - {rule.id}
+        subset = [replace(rule, enabled=True, report=True), *(r for r in pool if r.id in deps)]
         for ex in rule.examples_match:
             count += 1
             failures.extend(_check_example(rule, subset, ex, True))

@@ -1052,3 +1052,44 @@ def test_join_rows_a_host_has_moved_keep_past_are_forgotten(
         remember("c", f"C{i}", 300)
     assert len(table.rows) == 50
     assert table._queued <= 2 * 50 + 1024
+
+
+def test_a_disabled_rule_a_correlation_uses_keeps_its_own_enrichment(tmp_path: Path) -> None:
+    """Turning the receipt rule off keeps it running for the threshold built on it, and it
+    still needs its sender join: helpers are followed to the rules they use in turn."""
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "burst.yaml").write_text(
+        "rules:\n"
+        "  - id: local.receipt-burst\n"
+        "    title: receipts per sender\n"
+        "    severity: high\n"
+        "    description: d\n"
+        "    remediation: r\n"
+        "    type: threshold\n"
+        "    of: sendmail.dsn-return-receipt\n"
+        "    count: 1\n"
+        "    window: 1h\n"
+        "    group_by: [sender]\n"
+        "    examples:\n"
+        "      match:\n"
+        "        - lines: ['Nov 30 08:00:05 mx1 sm-mta[2]: 5AU80Xyz001234: 5AU80Xyz001235: "
+        "DSN: Return receipt']\n"
+        "      no_match:\n"
+        "        - lines: ['Nov 30 08:00:05 mx1 sm-mta[2]: 5AU80Xyz001234: from=<a@b>']\n"
+        "overrides:\n"
+        "  - id: sendmail.dsn-return-receipt\n"
+        "    enabled: false\n"
+    )
+    rules = load_rules([d])
+    assert "sendmail.message-from" in {r.id for r in correlate.active_rules(rules)}
+    log = tmp_path / "mail.log"
+    log.write_text(
+        "Nov 30 08:00:00 mx1 sm-mta[1]: 5AU80Xyz001234: from=<victim@example.org>, size=1, "
+        "class=0, nrcpts=1, msgid=<a@b>, proto=ESMTP, daemon=MTA, relay=x [192.0.2.1]\n"
+        "Nov 30 08:00:05 mx1 sm-mta[2]: 5AU80Xyz001234: 5AU80Xyz001235: DSN: Return receipt\n"
+    )
+    found = Engine(rules, ScanOptions(year=2026)).scan([str(log)]).findings
+    assert [(f.rule, f.fields.get("sender")) for f in found] == [
+        ("local.receipt-burst", "victim@example.org")
+    ]
