@@ -45,11 +45,11 @@ from pipeline.engine import (
     ScanOptions,
     ScanStats,
 )
-from pipeline.errors import Location, Problem
+from pipeline.errors import InputError, Location, Problem
 from pipeline.grammars.base import GrammarError, Parsed
 from pipeline.model import Event, Finding, Severity
 from pipeline.progress import terminal_bar
-from pipeline.sources.files import STDIN, InputFile, expand_inputs, iter_chunks, open_input
+from pipeline.sources.files import STDIN, InputFile, iter_chunks, open_input
 from pipeline.timeinfer import (
     REORDER,
     TimeResolver,
@@ -843,9 +843,7 @@ class EventReader:
         zone = o.tz or local_zone()
         offsets = _ZoneOffsets(zone)
         log = ProblemLog(self.stats)
-        inputs = expand_inputs(self.paths, log.listed)
-        for p in log.listed:
-            self.stats.problems[p.kind] += 1
+        inputs = log.expand(self.paths)
         engine = Engine([], o)
         total = _total_bytes(inputs)
         done = 0
@@ -858,14 +856,7 @@ class EventReader:
                 ]
                 yield self._in_range(_objects_frame(events))
                 continue
-            if (
-                o.since is not None
-                and inp.mtime is not None
-                and inp.path != STDIN
-                and datetime.fromtimestamp(inp.mtime, UTC) < o.since
-            ):
-                self.stats.files += 1
-                log(Problem("skipped", Location(inp.display), "last written before --since"))
+            if engine._before_since(inp, self.stats, log):
                 continue
             proc = BulkLineProcessor(
                 inp.display,
@@ -878,11 +869,11 @@ class EventReader:
                 body_fields=False,
                 zone_offsets=offsets,
             )
-            self.stats.files += 1
             try:
                 stream = open_input(inp)
-            except OSError as exc:
-                log(Problem("unreadable", Location(inp.display), exc.strerror or str(exc)))
+            except (OSError, InputError) as exc:
+                text = exc.strerror if isinstance(exc, OSError) else exc.message
+                log(Problem("unreadable", Location(inp.display), text or str(exc)))
                 continue
             try:
                 for chunk in iter_chunks(stream, inp.display, log, max_line=o.max_line):

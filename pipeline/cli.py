@@ -872,6 +872,7 @@ def parse(
         f"{stats.lines} lines, {stats.parsed} parsed, {unparsed} unparsed"
         + (f", {stats.comments} comment lines" if stats.comments else "")
         + (f", {stats.blank} blank" if stats.blank else "")
+        + (f", {stats.out_of_range} outside --since/--until" if stats.out_of_range else "")
         + (
             "; problems: " + ", ".join(f"{k}: {v}" for k, v in sorted(stats.problems.items()))
             if stats.problems

@@ -177,10 +177,17 @@ class ScanStats:
 
     def merge(self, other: ScanStats) -> None:
         """Add the counts of another part of the same scan (not ``files`` or ``seconds``)."""
-        for name in ("bytes", "lines", "comments", "blank", "candidates", "parsed"):
+        for name in (
+            "bytes",
+            "lines",
+            "comments",
+            "blank",
+            "candidates",
+            "parsed",
+            "out_of_range",
+            "findings",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.out_of_range += other.out_of_range
-        self.findings += other.findings
         self.unparsed.update(other.unparsed)
         self.problems.update(other.problems)
         self.formats.update(other.formats)
@@ -209,14 +216,24 @@ class ProblemLog:
     def __init__(self, stats: ScanStats) -> None:
         self.stats = stats
         self.listed: list[Problem] = []
-        self._per: Counter[tuple[str, str]] = Counter()
+        self._per: Counter[tuple[str, str]] = Counter()  # counted
+        self._shown: Counter[tuple[str, str]] = Counter()  # listed
 
     def __call__(self, problem: Problem) -> None:
         self.stats.problems[problem.kind] += 1
         key = (problem.location.path, problem.kind)
         self._per[key] += 1
         if self._per[key] <= PROBLEMS_LISTED_PER_KIND:
+            self._shown[key] += 1
             self.listed.append(problem)
+
+    def expand(self, paths: Sequence[str]) -> list[InputFile]:
+        """:func:`expand_inputs`, its problems (skipped and unreadable files) logged here."""
+        found: list[Problem] = []
+        inputs = expand_inputs(list(paths), found)
+        for p in found:
+            self(p)
+        return inputs
 
     def omitted(self) -> int:
         return sum(max(0, n - PROBLEMS_LISTED_PER_KIND) for n in self._per.values())
@@ -224,12 +241,11 @@ class ProblemLog:
     def merge(self, other: ProblemLog, line_offset: int = 0) -> None:
         """Take the problems of a part read separately (already counted in its stats);
         its line numbers are shifted by ``line_offset``."""
-        shown = Counter((p.location.path, p.kind) for p in self.listed)
         for p in other.listed:
             key = (p.location.path, p.kind)
-            if shown[key] >= PROBLEMS_LISTED_PER_KIND:
+            if self._shown[key] >= PROBLEMS_LISTED_PER_KIND:
                 continue
-            shown[key] += 1
+            self._shown[key] += 1
             loc = p.location
             if line_offset and loc.line is not None:
                 p = replace(p, location=replace(loc, line=loc.line + line_offset))
@@ -268,7 +284,6 @@ class LineProcessor:
         self._fast = FAST_PATHS.get(fmt) if fmt else None
         self.forced = fmt is not None
         self.sniffed = fmt is not None
-        self.unknown_reported = False
         if sniffed is not None:
             # a later byte range of a file whose head was sniffed (and counted) already
             self.sniffed = True
@@ -731,7 +746,7 @@ class Engine:
             fmt=o.format,
             max_line=o.max_line,
             body_fields=all_lines or self.body_fields,
-            sniffed=part.sniffed if part.index else None,
+            sniffed=part.sniffed,
         )
         try:
             stream = open_input(inp)
@@ -773,18 +788,27 @@ class Engine:
         events outside --since/--until are counted and left out.
         """
         match = self.detector.match
-        for rec in self._records(
-            part, stats, report, all_lines=False, progress_lines=progress_lines
-        ):
+        records = self._records(part, stats, report, all_lines=False, progress_lines=progress_lines)
+        for rec in self._in_scope(records, stats):
             if isinstance(rec, Unparsed):
                 continue
             if isinstance(rec, TimeMark):
                 yield rec
                 continue
-            if not self._in_range(rec.timestamp):
+            yield rec, [(m.rule.id, m.fields) for m in match(rec)]
+
+    def _in_scope(
+        self, records: Iterable[Event | Unparsed | TimeMark], stats: ScanStats
+    ) -> Iterator[Event | Unparsed | TimeMark]:
+        """``records`` without the events outside --since/--until (counted)."""
+        if self.options.since is None and self.options.until is None:
+            yield from records
+            return
+        for rec in records:
+            if isinstance(rec, Event) and not self._in_range(rec.timestamp):
                 stats.out_of_range += 1
                 continue
-            yield rec, [(m.rule.id, m.fields) for m in match(rec)]
+            yield rec
 
     def run_part(self, part: Part) -> PartResult:
         """Read one part completely (in a worker process)."""
@@ -879,12 +903,10 @@ class Engine:
         started = time.perf_counter()
         stats = ScanStats()
         log = ProblemLog(stats)
-        inputs = expand_inputs(list(paths), log.listed)
+        inputs = log.expand(paths)
         self.start_progress(inputs)
         if journals:
             check_backend()  # fail before reading anything when the journal cannot be read
-        for p in log.listed:
-            stats.problems[p.kind] += 1
         det = detector if detector is not None else self.new_detector()
         collected = FindingSet()
         workers, part_size = (runner.workers, runner.part_size) if runner else (1, PART_SIZE)
@@ -913,14 +935,12 @@ class Engine:
                 self._progress_done += end - res.part.start
                 self.progress(self._progress_done, self._progress_total, stats.lines)
         for spec in journals:
-            for entry in self.iter_journal_input(spec, stats, log, all_lines=False):
+            entries = self.iter_journal_input(spec, stats, log, all_lines=False)
+            for entry in self._in_scope(entries, stats):
                 if isinstance(entry, Unparsed):
                     continue
                 if isinstance(entry, TimeMark):
                     collected.add(det.observe(entry.host, entry.timestamp))
-                    continue
-                if not self._in_range(entry.timestamp):
-                    stats.out_of_range += 1
                     continue
                 collected.add(det.process(entry))
         if detector is None:
@@ -933,9 +953,8 @@ class Engine:
     def parse(self, paths: Sequence[str], stats: ScanStats) -> Iterator[Event | Unparsed]:
         """Every line of the inputs as an event or an unparsed record; counts go to ``stats``."""
         log = ProblemLog(stats)
-        inputs = expand_inputs(list(paths), log.listed)
-        for inp in inputs:
-            for rec in self.iter_input(inp, stats, log, all_lines=True):
+        for inp in log.expand(paths):
+            for rec in self._in_scope(self.iter_input(inp, stats, log, all_lines=True), stats):
                 if not isinstance(rec, TimeMark):
                     yield rec
 

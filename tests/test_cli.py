@@ -198,6 +198,24 @@ def test_parse_prints_every_line_and_totals(tmp_path: Path) -> None:
     assert "3 lines, 2 parsed, 1 unparsed" in err
     code, out, _ = run("parse", str(p), "--print-unparsed")
     assert any(r.get("unparsed") and str(r["source"]).startswith(f"{p}:3:") for r in jsonl(out))
+
+
+def test_parse_keeps_to_since_and_until_and_reports_skipped_files(tmp_path: Path) -> None:
+    d = tmp_path / "logs"
+    d.mkdir()
+    p = d / "syslog"
+    p.write_text(
+        "Nov 30 08:00:00 vm cron[1]: early\n"
+        "Nov 30 09:00:00 vm cron[2]: inside\n"
+        "Nov 30 10:00:00 vm cron[3]: late\n"
+    )
+    (d / "blob").write_bytes(b"\x00\x01binary")
+    window = ("--since", "2025-11-30T08:30", "--until", "2025-11-30T09:30")
+    code, out, err = run("parse", str(d), "--tz", "UTC", "--year", "2025", *window)
+    assert code == 0, err
+    assert [r["message"] for r in jsonl(out)] == ["inside"]
+    assert "3 lines, 3 parsed, 0 unparsed, 2 outside --since/--until" in err, err
+    assert "problems: unknown-format: 1" in err  # the binary file, skipped by the walk
     code, out, _ = run("parse", str(p), "--format", "table")
     assert code == 0 and "cron" in out
 
