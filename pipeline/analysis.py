@@ -24,7 +24,6 @@ Frame layouts (see :data:`EVENT_COLUMNS`, :data:`FINDING_COLUMNS`):
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -47,6 +46,8 @@ from pipeline.engine import (
 )
 from pipeline.errors import InputError, Location, Problem
 from pipeline.grammars.base import GrammarError, Parsed
+from pipeline.grammars.common import MONTHS
+from pipeline.grammars.fastpath import RFC3339_LINE, SYSLOG_LINE
 from pipeline.model import Event, Finding, Severity
 from pipeline.progress import terminal_bar
 from pipeline.sources.files import STDIN, InputFile, iter_chunks, open_input
@@ -231,21 +232,8 @@ try:  # pyarrow's RE2 kernel; without it, Python's re over the chunk
 except ImportError:  # pragma: no cover - exercised only without the extra
     HAVE_PYARROW = False
 
-#: the regexes of :mod:`pipeline.grammars.fastpath`, with parentheses allowed in program
-#: names (``sshd(pam_unix)[123]:``, which the grammar reads the same way)
-_HOST = r"(?P<host>[A-Za-z0-9][A-Za-z0-9._-]*)"
-_TAG = r"(?P<prog>[A-Za-z0-9_][A-Za-z0-9_./()-]*)(?:\[(?P<pid>[0-9]{1,10})\])?: (?P<msg>.*)"
-BULK_SYSLOG = re.compile(
-    r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?P<day>[ 0-9][0-9]) "
-    r"(?P<hh>[0-9]{2}):(?P<mm>[0-9]{2}):(?P<ss>[0-9]{2}) " + _HOST + " " + _TAG,
-    re.DOTALL,
-)
-BULK_RFC3339 = re.compile(
-    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})T(?P<hh>[0-9]{2}):(?P<mm>[0-9]{2}):(?P<ss>[0-9]{2})"
-    r"\.(?P<frac>[0-9]{6})(?P<zone>Z|[+-][0-9]{2}:[0-9]{2}) " + _HOST + " " + _TAG,
-    re.DOTALL,
-)
-_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+BULK_SYSLOG, BULK_RFC3339 = SYSLOG_LINE, RFC3339_LINE
+_MONTH_NAMES = tuple(MONTHS)
 _DAYS_2000 = np.array([31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 _NS = 1_000_000_000
 _REORDER_NS = int(REORDER.total_seconds()) * _NS
@@ -716,8 +704,12 @@ class BulkLineProcessor(LineProcessor):
             )
             last_ns = _naive_ns(r.last)
             running = np.maximum.accumulate(np.concatenate(([last_ns], here)))[:-1]
-            if leap_ok and bool(
-                np.all((here >= running - _REORDER_NS) & (here <= running + _REORDER_NS))
+            # as TimeResolver: no line later than the file was last written (else line by line)
+            in_year = r.fixed_year is not None or int(here.max()) <= _naive_ns(r.limit)
+            if (
+                leap_ok
+                and in_year
+                and bool(np.all((here >= running - _REORDER_NS) & (here <= running + _REORDER_NS)))
             ):
                 out[start:] = here
                 top = int(here.max())
@@ -1078,7 +1070,7 @@ def scan(
     year: int | None = None,
     input_format: str | None = None,
     builtin_rules: bool = True,
-    workers: int = 1,
+    workers: int | None = None,
     engine: str = "local",
     scheduler: str | None = None,
 ) -> Scan:
@@ -1088,8 +1080,9 @@ def scan(
     files loaded next to the built-in pack (without it when ``builtin_rules=False``).
     ``since``/``until`` are datetimes or ISO 8601 text (naive ones in ``tz``); ``tz`` is the
     zone of local-time logs and of the frame's times (default: the machine's).
-    ``workers`` (0: one per CPU), ``engine="dask"`` and ``scheduler`` are ``scan``'s
-    ``--workers``, ``--engine`` and ``--scheduler``; the findings are the same either way.
+    ``workers`` (0: one per CPU; unset: 1, on Dask one per CPU), ``engine="dask"`` and
+    ``scheduler`` are ``scan``'s ``--workers``, ``--engine`` and ``--scheduler``; the
+    findings are the same either way.
     """
     from pipeline.parallel import runner_for
 
@@ -1098,9 +1091,7 @@ def scan(
     options = _options(since, until, tz, year, input_format)
     inputs = _paths(paths)
     runner = runner_for(workers, engine, scheduler)
-    began = time.perf_counter()
     result = Engine(loaded, options).scan(inputs, runner=runner)
-    result.stats.seconds = time.perf_counter() - began
     return Scan(
         findings=findings_frame(result.findings, tz=options.tz),
         stats=result.stats,

@@ -115,10 +115,6 @@ class Event:
         )
 
 
-def _iso(ts: datetime | None) -> str | None:
-    return ts.isoformat() if ts is not None else None
-
-
 def _ts(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 

@@ -100,7 +100,8 @@ class TimeResolver:
         self.tz = tz
         self.reference = reference.astimezone(tz)
         self.fixed_year = year
-        self._limit = (self.reference + FUTURE_SLACK).replace(tzinfo=None)
+        #: the latest naive time a year-less line may get (the reference plus slack)
+        self.limit = (self.reference + FUTURE_SLACK).replace(tzinfo=None)
         self._last: datetime | None = None
         self._low = self._high = datetime.min
 
@@ -151,17 +152,12 @@ class TimeResolver:
             if self._low <= before <= last:
                 # a late line from just before New Year, written after January began
                 return self._aware(before)
-        if self.fixed_year is None and here > self._limit:
+        if self.fixed_year is None and here > self.limit:
             # later than the file was last written: a year too far; take the one before
             return self._aware(_safe_replace_year(ts, here.year - 1))
         if here > last:
             self.last = here
         return self._aware(here)
-
-    def observe(self, ts: datetime | None, year_missing: bool) -> None:
-        """Track the month of a line that is not otherwise resolved (chunk samples)."""
-        if ts is not None and ts.tzinfo is None and year_missing:
-            self.resolve(ts, year_missing)
 
 
 def parse_when(text: str, tz: tzinfo) -> datetime:

@@ -297,3 +297,15 @@ def test_bulk_equals_grammar_without_pyarrow(
     _touch(log, datetime(2027, 2, 1, tzinfo=UTC))
     assert_bulk_equals_grammar([str(log)], tz=ZONE)
     assert_bulk_equals_grammar([str(SAMPLES)], tz=ZONE)
+
+
+def test_bulk_path_keeps_lines_out_of_the_future_like_the_grammar(tmp_path: Path) -> None:
+    """A copy whose mtime is 1 March: March lines after it belong to the year before."""
+    p = tmp_path / "syslog"
+    p.write_text(
+        "Feb 28 10:00:00 vm app[1]: a\nMar  3 10:00:00 vm app[1]: b\nMar  4 10:00:00 vm app[1]: c\n"
+    )
+    ref = datetime(2026, 3, 1, 12, tzinfo=UTC).timestamp()
+    os.utime(p, (ref, ref))
+    frame = assert_bulk_equals_grammar(str(p), tz="UTC")
+    assert [t.year for t in frame["timestamp"]] == [2026, 2025, 2025]

@@ -20,12 +20,14 @@ from pipeline.grammars.common import MONTHS, _offset
 _HOST = r"(?P<host>[A-Za-z0-9][A-Za-z0-9._-]*)"
 _TAG = r"(?P<prog>[A-Za-z0-9_][A-Za-z0-9_./()-]*)(?:\[(?P<pid>[0-9]{1,10})\])?: (?P<msg>.*)"
 
-_BSD = re.compile(
+#: the common shape of a traditional syslog line (also :mod:`pipeline.analysis`'s bulk path)
+SYSLOG_LINE = re.compile(
     r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?P<day>[ 0-9][0-9]) "
     r"(?P<hh>[0-9]{2}):(?P<mm>[0-9]{2}):(?P<ss>[0-9]{2}) " + _HOST + " " + _TAG,
     re.DOTALL,
 )
-_RFC3339 = re.compile(
+#: the common shape of an rsyslog RFC 3339 line (also the bulk path's)
+RFC3339_LINE = re.compile(
     r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})T(?P<hh>[0-9]{2}):(?P<mm>[0-9]{2}):(?P<ss>[0-9]{2})"
     r"\.(?P<frac>[0-9]{6})(?P<zone>Z|[+-][0-9]{2}:[0-9]{2}) " + _HOST + " " + _TAG,
     re.DOTALL,
@@ -33,7 +35,7 @@ _RFC3339 = re.compile(
 
 
 def fast_syslog(line: str) -> Parsed | None:
-    m = _BSD.fullmatch(line)
+    m = SYSLOG_LINE.fullmatch(line)
     if m is None:
         return None
     mon, day, hh, mm, ss, host, prog, pid, msg = m.groups()
@@ -52,7 +54,7 @@ def fast_syslog(line: str) -> Parsed | None:
 
 
 def fast_rfc3339(line: str) -> Parsed | None:
-    m = _RFC3339.fullmatch(line)
+    m = RFC3339_LINE.fullmatch(line)
     if m is None:
         return None
     try:

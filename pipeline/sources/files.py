@@ -10,7 +10,6 @@ from __future__ import annotations
 import bz2
 import glob
 import gzip
-import io
 import lzma
 import os
 import queue
@@ -438,7 +437,7 @@ def _read_blocks(
     loses at most the last step's partial data, not a whole chunk, and they are read one
     block ahead in a thread.
     """
-    compressed = not isinstance(stream, (io.BufferedReader, io.BytesIO))
+    compressed = isinstance(stream, (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile, _FastGunzip))
     step = min(chunk_size, READ_STEP) if compressed else chunk_size
     reader = getattr(stream, "read1", None) if compressed else None
     read = reader if reader is not None else stream.read
