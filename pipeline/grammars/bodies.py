@@ -10,7 +10,7 @@ program                                    grammar
 ``dovecot``                                :func:`pipeline.grammars.mail.parse_dovecot`
 ``systemd``                                :func:`pipeline.grammars.systemd.parse_systemd`
 ``kernel``                                 :func:`pipeline.grammars.kernel.parse_kernel`
-``httpd``, ``apache2``, ``httpd/<name>``   :func:`pipeline.grammars.apache_error.parse_apache_body`
+``httpd``, ``apache``, ``apache2``, X/…    :func:`pipeline.grammars.apache_error.parse_apache_body`
 =========================================  ==============================================
 
 A body that does not fit gives ``{}``; :func:`parse_body` never raises.
@@ -48,7 +48,7 @@ def body_parser(program: str | None) -> BodyParser | None:
     if program.startswith("sm-"):
         return parse_sendmail
     head = program.partition("/")[0]
-    if head in ("httpd", "apache2"):
+    if head in ("httpd", "apache", "apache2"):
         return parse_apache_body
     return None
 

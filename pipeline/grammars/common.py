@@ -29,6 +29,7 @@ are folded into one ``Regex`` with named groups, and its parse action builds the
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ def _fraction(digits: str | None) -> int:
     return int(digits[:6].ljust(6, "0"))
 
 
+@functools.lru_cache(maxsize=4096)  # a log repeats a few offsets; zones are immutable
 def _offset(text: str | None) -> timezone | None:
     """A fixed offset from ``Z``, ``+01:00``, ``-0700``, ``UTC``/``GMT``; None when absent."""
     if not text:

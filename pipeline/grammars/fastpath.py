@@ -57,26 +57,25 @@ def fast_rfc3339(line: str) -> Parsed | None:
     m = RFC3339_LINE.fullmatch(line)
     if m is None:
         return None
+    date, hh, mm, ss, frac, zone, host, prog, pid, msg = m.groups()
     try:
-        y, mo, d = (int(x) for x in m["date"].split("-"))
         when = datetime(
-            y,
-            mo,
-            d,
-            int(m["hh"]),
-            int(m["mm"]),
-            int(m["ss"]),
-            int(m["frac"]),
-            tzinfo=_offset(m["zone"]),
+            int(date[:4]),
+            int(date[5:7]),
+            int(date[8:]),
+            int(hh),
+            int(mm),
+            int(ss),
+            int(frac),
+            tzinfo=_offset(zone),
         )
     except ValueError:
         return None
-    pid = m["pid"]
     return Parsed(
         timestamp=when,
-        message=m["msg"].strip(),
-        host=m["host"],
-        program=m["prog"],
+        message=msg.strip(),
+        host=host,
+        program=prog,
         pid=int(pid) if pid is not None else None,
     )
 

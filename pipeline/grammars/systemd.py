@@ -148,11 +148,20 @@ SYSTEMD = (
 )
 
 _UNIT_ONLY = re.compile(UNIT_RE)
+#: how every wording above begins: most systemd messages fail this at once, instead of
+#: after trying every alternative
+_WORTH_PARSING = re.compile(
+    rf"(?:Failed to start |Unit |(?:Starting|Started|Stopping|Stopped|Reloading|Reloaded"
+    rf"|Finished) |{UNIT_RE}:? )"
+)
 
 
 def parse_systemd(text: str) -> dict[str, str]:
     """Fields of a systemd unit message; {} when it is not one of the known wordings."""
-    out = parse_fields(SYSTEMD, text.strip())
+    text = text.strip()
+    if not _WORTH_PARSING.match(text):
+        return {}
+    out = parse_fields(SYSTEMD, text)
     description = out.get("description")
     if description is not None and "unit" not in out and _UNIT_ONLY.fullmatch(description):
         out["unit"] = description

@@ -361,3 +361,12 @@ def test_empty_message() -> None:
 def test_same_wording_from_another_program_is_not_read() -> None:
     text = "master: Warning: service(pop3-login): process_limit (2) reached"
     assert parse_body("myscript", text) == {}
+
+
+def test_apache_with_a_suffix_gets_the_apache_body_grammar() -> None:
+    from pipeline.grammars.apache_error import parse_apache_body
+    from pipeline.grammars.bodies import body_parser
+
+    for program in ("httpd", "apache", "apache2", "httpd/site", "apache/site", "apache2/site"):
+        assert body_parser(program) is parse_apache_body, program
+    assert body_parser("apachetop") is None
