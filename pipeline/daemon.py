@@ -364,12 +364,21 @@ class Daemon:
         found: dict[str, Finding] = {}
         lines = 0
         touched: dict[str, FileFollower] = {}
-        for path in self._paths():
+        live = self._paths()
+        # files that left their glob (deleted, compressed): read what is left, then let go
+        matched = set(live)
+        gone = [p for p in self.followers if p not in matched]
+        for path in [*live, *gone]:
             follower = self._follower(path)
-            for block in follower.poll(READ_BUDGET):
+            blocks = follower.poll(READ_BUDGET)
+            if not blocks and path in gone:
+                follower.close()
+                del self.followers[path]
+                continue
+            for block in blocks:
                 touched[path] = follower
                 proc = self._processor(block.key, block.display, block.mtime, path)
-                n = block.data.count(b"\n") + (0 if block.data.endswith(b"\n") else 1)
+                n = self._feed(proc, block.data, block.first_line, found)
                 lines += n
                 st = self.stats[path]
                 st.lines += n
@@ -378,15 +387,6 @@ class Daemon:
                     dt = max(now - st.last_read, 1e-3)
                     st.rate = 0.7 * st.rate + 0.3 * (n / dt)
                 st.last_read = now
-                for rec in proc.process(block.data, block.first_line):
-                    if isinstance(rec, TimeMark):
-                        out = self.detector.observe(rec.host, rec.timestamp)
-                    elif isinstance(rec, Unparsed):
-                        continue
-                    else:
-                        out = self.detector.process(rec)
-                    for f in out:
-                        found[f.key] = f
         self._looked = True
         self._forget_finished()
         if self.journal is not None:
@@ -395,6 +395,22 @@ class Daemon:
         if found or (self._touched and time.monotonic() - self._last_commit >= CHECKPOINT_EVERY):
             self.checkpoint(list(found.values()))
         return lines
+
+    def _feed(
+        self, proc: LineProcessor, data: bytes, first_line: int, found: dict[str, Finding]
+    ) -> int:
+        """Detect on one block of lines; returns how many lines it held."""
+        before = self.scan_stats.lines
+        for rec in proc.process(data, first_line):
+            if isinstance(rec, Unparsed):
+                continue
+            if isinstance(rec, TimeMark):
+                out = self.detector.observe(rec.host, rec.timestamp)
+            else:
+                out = self.detector.process(rec)
+            for f in out:
+                found[f.key] = f
+        return self.scan_stats.lines - before
 
     def _forget_finished(self) -> None:
         """Drop the processors of files that are neither followed nor being finished."""
@@ -423,17 +439,7 @@ class Daemon:
                 body_fields=self.engine.body_fields,
             )
             self.processors[source.name] = proc
-        n = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-        for rec in proc.process(data, source.line + 1):
-            out = (
-                self.detector.observe(rec.host, rec.timestamp)
-                if isinstance(rec, TimeMark)
-                else []
-                if isinstance(rec, Unparsed)
-                else self.detector.process(rec)
-            )
-            for f in out:
-                found[f.key] = f
+        n = self._feed(proc, data, source.line + 1, found)
         source.line += n
         st = self.stats[source.name]
         st.lines += n

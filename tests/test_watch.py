@@ -237,6 +237,26 @@ def test_a_file_that_appears_under_a_glob_is_read_from_its_start(tmp_path: Path)
     w.assert_found(range(4))
 
 
+def test_a_file_that_leaves_its_glob_is_read_to_its_end_and_let_go(tmp_path: Path) -> None:
+    """Deleted (or compressed away) right after its last line: that line is still found,
+    and the daemon stops holding the file open (its disk space comes back)."""
+    w = Watch(tmp_path, "*.log")
+    log = tmp_path / "a.log"
+    log.write_text("")
+    daemon = w.begin()
+    append(log, [0])
+    log.unlink()
+    w.settle()
+    assert str(log) not in daemon.followers
+    assert not any(
+        os.readlink(f"/proc/self/fd/{fd}") == f"{log} (deleted)"
+        for fd in os.listdir("/proc/self/fd")
+        if os.path.islink(f"/proc/self/fd/{fd}")
+    )
+    w.stop()
+    w.assert_found([0])
+
+
 @pytest.mark.parametrize("before", ["missing", "empty"])
 def test_lines_written_while_stopped_to_a_file_not_read_before_are_read(
     watch: Watch, before: str

@@ -511,7 +511,7 @@ class FileFollower:
             return 0
         try:
             size = os.fstat(self.current.handle.fileno()).st_size
-        except OSError:
+        except (OSError, ValueError):  # ValueError: closed (the file left its glob)
             return 0
         return max(0, size - self.current.offset)
 
