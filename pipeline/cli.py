@@ -484,6 +484,9 @@ def scan(
     inputs = list(paths) if paths or journals else _default_paths()
     if events and not parquet_dir:
         raise click.UsageError("--events needs --parquet DIR")
+    if events and ("-" in inputs or journals):
+        # the events are read in a second pass over the inputs
+        raise click.UsageError("--events reads the inputs again: not with - or --journal")
     # fail before a long scan, not after it, when a result cannot be written
     if output:
         writable_file(output)
@@ -1052,7 +1055,7 @@ def rules_test(directory: str | None, samples_dir: str | None) -> None:
 @click.option("--tz", metavar="TZ", help="Zone of local-time logs (default: this machine's).")
 @click.option(
     "--poll-interval",
-    type=float,
+    type=click.FloatRange(0.05, 60),
     metavar="SECONDS",
     help="How often to look without a change notice (default 1).",
 )

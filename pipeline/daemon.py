@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -199,6 +199,11 @@ class JournalSource:
 
     def close(self) -> None:
         self.follower.close()
+
+
+#: settings a running daemon keeps until it restarts: where its state and output live,
+#: whether and which journal it follows, and the zone its open files are read in
+RESTART_ONLY = ("state_dir", "output", "journal", "journal_directory", "tz")
 
 
 class Daemon:
@@ -513,6 +518,10 @@ class Daemon:
             config = self.config
             if self.config_path:
                 config = load_config(self.config_path).with_overrides(**self._cli_overrides)
+            changed = [k for k in RESTART_ONLY if getattr(config, k) != getattr(self.config, k)]
+            if changed:
+                log.warning("reload: %s take effect at the next restart", ", ".join(changed))
+                config = replace(config, **{k: getattr(self.config, k) for k in changed})
             engine = self._engine(config)
         except LogwardenError as exc:
             log.error("reload failed, keeping the running rules and config: %s", exc)

@@ -265,3 +265,9 @@ def test_demo_samples_scan_finds_every_builtin_rule() -> None:
     reporting = {r["id"] for r in jsonl(listed) if r["enabled"] and r["reports"]}
     assert reporting <= found, reporting - found
     assert "0 unparsed" in err
+
+
+def test_events_refuse_inputs_that_cannot_be_read_twice(tmp_path: Path) -> None:
+    """--events re-reads the inputs for the event rows: stdin is gone by then."""
+    code, _, err = run("scan", "-", "--parquet", str(tmp_path / "p"), "--events", input="x\n")
+    assert code == 2 and "--events reads the inputs again: not with - or --journal" in err

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from pipeline.config import WatchConfig
+from pipeline.cli import main
+from pipeline.config import WatchConfig, load_config
 from pipeline.daemon import Daemon, JsonlOutput
 from pipeline.daemon import status as read_status
 from pipeline.model import Finding
@@ -934,3 +936,29 @@ def test_watch_config_with_a_wrong_type_fails_with_file_and_line(tmp_path: Path)
     res = logwarden("watch", "--config", str(config), timeout=20)
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert f"{config}:2" in res.stderr and "from_beginning" in res.stderr
+
+
+def test_reload_keeps_settings_that_need_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGHUP re-reads rules and notifiers; a new state_dir or output would split the state
+    between two databases, so those wait for a restart, and the log says so."""
+    conf = tmp_path / "config.yaml"
+    log = tmp_path / "a.log"
+    log.write_text("")
+    conf.write_text(f"paths: [{log}]\nstate_dir: {tmp_path / 's1'}\npoll_interval: 0.1\n")
+    daemon = Daemon(load_config(str(conf)), config_path=str(conf))
+    try:
+        conf.write_text(f"paths: [{log}]\nstate_dir: {tmp_path / 's2'}\npoll_interval: 0.5\n")
+        with caplog.at_level("WARNING", logger="pipeline.daemon"):
+            assert daemon.reload()
+        assert daemon.config.state_dir == str(tmp_path / "s1")
+        assert daemon.config.poll_interval == 0.5  # applied at once
+        assert "state_dir take effect at the next restart" in caplog.text
+    finally:
+        daemon.close()
+
+
+def test_watch_refuses_a_poll_interval_that_would_spin(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["watch", str(tmp_path / "a.log"), "--poll-interval", "0"])
+    assert result.exit_code == 2 and "--poll-interval" in result.output
