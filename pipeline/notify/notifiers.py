@@ -8,6 +8,8 @@ an error naming the config file and line. URLs are shown with their secrets mask
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -149,7 +151,7 @@ def parse_notifier(entry: Mapping[str, Any] | str, source: str, index: int) -> N
                 raise NotifyError(f"notifier {key!r} template: unknown field {exc}", loc) from None
     masked = str(plugin.url(privacy=True))
     return Notifier(
-        name=str(entry.get("name") or f"notifier-{index + 1}"),
+        name=str(entry.get("name") or default_name(entry)),
         url=url,
         masked=masked,
         tags=_texts(entry.get("tag"), "tag", loc),
@@ -163,6 +165,15 @@ def parse_notifier(entry: Mapping[str, Any] | str, source: str, index: int) -> N
         body=entry.get("body"),
         location=loc,
     )
+
+
+def default_name(entry: Mapping[str, Any]) -> str:
+    """A name from what the notifier is (its target and settings), not from where it
+    stands: queued notifications wait by name, so reordering the config must not hand
+    them to another notifier; changing one makes it a new notifier."""
+    settings = {k: v for k, v in entry.items() if not k.startswith("__")}
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return "notifier-" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def load_apprise_config(path: str) -> Any:
@@ -193,7 +204,8 @@ def _config_notifier(entry: Mapping[str, Any], source: str, index: int, loc: Loc
             "check the file's syntax (apprise YAML or text config)",
         )
     rest = {k: v for k, v in entry.items() if k != "config"}
-    base = parse_notifier({**rest, "url": "json://localhost"}, source, index)
+    name = entry.get("name") or default_name(entry)
+    base = parse_notifier({**rest, "url": "json://localhost", "name": name}, source, index)
     masked = ", ".join(str(s.url(privacy=True)) for s in box)
     return replace(base, url=f"config:{path}", masked=f"config {path}: {masked}")
 
@@ -204,9 +216,14 @@ def parse_notifiers(
     """Notifiers from config entries (with ``__line__``) and ``--notify`` URLs."""
     out = [parse_notifier(e, source, i) for i, e in enumerate(entries)]
     for i, url in enumerate(urls):
-        out.append(parse_notifier({"url": url, "name": f"cli-{i + 1}"}, "--notify", i))
+        name = default_name({"url": url}).replace("notifier-", "cli-", 1)
+        out.append(parse_notifier({"url": url, "name": name}, "--notify", i))
     names = [n.name for n in out]
     for n in out:
         if names.count(n.name) > 1:
-            raise NotifyError(f"two notifiers are named {n.name!r}", n.location)
+            raise NotifyError(
+                f"two notifiers are named {n.name!r}",
+                n.location,
+                "two entries with the same settings: give them different 'name's",
+            )
     return out

@@ -887,3 +887,19 @@ def test_scan_notify_dry_run_prints_and_sends_nothing(tmp_path: Path, receiver: 
     assert "Hunter2pw" not in res.stdout + res.stderr
     assert any("sender: " in b for b in blocks) and any("[critical]" in b for b in blocks)
     assert receiver.posts == [] and receiver.errors == [] and receiver.hung == []
+
+
+def test_unnamed_notifiers_keep_their_name_when_the_config_is_reordered() -> None:
+    """Queued notifications wait by notifier name: moving a pager above the mail notifier
+    must not hand the mail notifier's queue to the pager."""
+    from pipeline.notify.notifiers import NotifyError, parse_notifiers
+
+    mail = {"url": "mailto://u:p@example.org", "__line__": 3}
+    pager = {"url": "json://localhost:9/page", "min_severity": "critical", "__line__": 7}
+    one = {n.url: n.name for n in parse_notifiers([mail, pager], "c.yaml")}
+    two = {n.url: n.name for n in parse_notifiers([{**pager, "__line__": 3}, mail], "c.yaml")}
+    assert one == two and len(set(one.values())) == 2
+    changed = parse_notifiers([{**pager, "min_severity": "high"}], "c.yaml")
+    assert changed[0].name != one[pager["url"]]  # a changed notifier is a new one
+    with pytest.raises(NotifyError, match="two notifiers are named"):
+        parse_notifiers([mail, mail], "c.yaml")
