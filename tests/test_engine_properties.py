@@ -90,7 +90,7 @@ def test_arbitrary_bytes_never_raise_in_candidate_mode(data: bytes) -> None:
 
 
 # literal fragments of the built-in rules, so that hits are common, mixed with junk
-literal_bits = st.sampled_from(sorted({lit for r in RULES for lit in r.literals}) + [b"\n", b"\\"])
+literal_bits = st.sampled_from([*sorted({lit for r in RULES for lit in r.literals}), b"\n", b"\\"])
 haystack = st.lists(st.one_of(literal_bits, st.binary(max_size=40)), max_size=40).map(b"".join)
 
 
@@ -98,15 +98,9 @@ haystack = st.lists(st.one_of(literal_bits, st.binary(max_size=40)), max_size=40
 @given(haystack, st.booleans())
 def test_hyperscan_and_find_select_the_same_lines(data: bytes, journal: bool) -> None:
     from pipeline.detection.prefilter import hyperscan, newline_offsets
+    from tests.conftest import require_speedup
 
-    if hyperscan is None:
-        import pytest
-
-        from tests.conftest import IN_CI
-
-        if IN_CI:
-            pytest.fail("hyperscan is missing; it is a dependency on x86_64 Linux")
-        pytest.skip("hyperscan is not installed on this platform")
+    require_speedup("hyperscan", hyperscan is not None)
     with_literals = [r for r in RULES if r.literals]  # the others make every line a candidate
     fast = Prefilter(with_literals)
     plain = Prefilter(with_literals, use_hyperscan=False)
@@ -117,7 +111,7 @@ def test_hyperscan_and_find_select_the_same_lines(data: bytes, journal: bool) ->
     # and every selected line holds a literal (no false candidates from either)
     starts = [0, *(int(i) + 1 for i in nl)]
     ends = [*(int(i) for i in nl), len(data)]
-    lits = fast.json_literals + [b'"MESSAGE":[', b'"MESSAGE" : ['] if journal else fast.literals
+    lits = [*fast.json_literals, b'"MESSAGE":[', b'"MESSAGE" : ['] if journal else fast.literals
     for idx in got:
         line = data[starts[idx] : ends[idx]]
         assert any(lit in line for lit in lits)

@@ -7,6 +7,7 @@ joins, sequences, thresholds and suppression windows all cross range boundaries.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -93,7 +94,7 @@ def test_engine_plans_ranges_only_for_large_plain_files(tmp_path: Path) -> None:
     assert [p.index for p in parts] == list(range(len(parts)))
     assert parts[0].sniffed is None and {p.sniffed for p in parts[1:]} == {"syslog"}
     assert parts[-1].end is None
-    assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(parts))
     assert len(engine.plan(InputFile(str(packed), "gzip", 0.0), workers=2, part_size=4096)) == 1
     assert len(engine.plan(InputFile(str(big), None, 0.0), workers=1, part_size=4096)) == 1
 

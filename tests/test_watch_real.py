@@ -38,9 +38,6 @@ from tests.rsyslog_helper import FILES, Line, Rsyslog, running_rsyslog, send
 pytestmark = pytest.mark.real
 
 RULE = "sendmail.dsn-return-receipt"
-#: how long a finding may take to reach the output after its line was logged (generous: the
-#: daemon polls every 0.2 s here and waits 1 s of quiet before leaving a rotated file)
-LATENCY = 5.0
 #: how long to wait for everything sent so far after a restart or a rotation (it takes a
 #: second or two)
 CATCH_UP = 10.0
@@ -327,10 +324,11 @@ def test_rotations_and_kill9_while_running(
     cleanup.append(watch)
     watch.start()  # before the files exist: they appear, and are read from their start
 
-    # each finding reaches the output on its own, a few seconds at most after its line
+    # each finding reaches the output on its own, without a later line to push it out
+    # (how fast is bench/watch_latency.py's business)
     for _ in range(3):
         (qid,) = server.send()
-        wait_found(server, watch, [qid], timeout=LATENCY)
+        wait_found(server, watch, [qid], timeout=CATCH_UP)
 
     server.rotate(mode)
     server.send(3)
@@ -652,13 +650,14 @@ def test_a_file_the_daemon_may_not_read(shared_dir: Path, cleanup: list[Watch]) 
     append(bad, receipt(20))  # root may write it; the daemon may not read it
     append(good, receipt(0))
     wait_records(watch, lambda r: len(r) == 1)
-    time.sleep(1.0)  # five more polls of the unreadable file
+    time.sleep(2.0)  # ten more polls of the unreadable file
     append(good, receipt(1))
     wait_records(watch, lambda r: len(r) == 2)
     assert watch.alive()
     err = watch.log()
     assert f"{bad}: unreadable: Permission denied" in err, err
-    assert err.count("unreadable") <= 6, f"the error is repeated at every poll:\n{err}"
+    # reported, then capped at five (the daemon logs again only every 1000th time)
+    assert 1 <= err.count(f"{bad}: unreadable") <= 5, f"repeated at every poll:\n{err}"
     assert "Traceback" not in err, err
 
     bad.chmod(0o644)

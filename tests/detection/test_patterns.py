@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from pipeline.detection.patterns import PatternError, compile_pattern, required_literals
@@ -63,23 +61,18 @@ def _crafted_lines(rule_pattern: str) -> list[str]:
     ]
 
 
-def test_builtin_rule_patterns_have_bounded_cost_on_crafted_64k_lines(builtin_rules) -> None:  # type: ignore[no-untyped-def]
-    """Every regex of the pack scans crafted 64 KiB lines in linear time.
-
-    A backtracking pattern takes seconds to hours on such lines; RE2 stays at memory speed.
-    The bound is two orders of magnitude above what linear scanning needs, so the test
-    is about the complexity class, not about this machine's speed.
-    """
-    worst = 0.0
+def test_builtin_rule_patterns_run_on_re2_and_take_crafted_64k_lines(builtin_rules) -> None:  # type: ignore[no-untyped-def]
+    """Every regex of the pack compiles on RE2, whose matching is linear in the line by
+    construction (no backtracking), and scans crafted 64 KiB lines without error. Speed
+    itself is measured in bench/, not here."""
     for rule in builtin_rules:
         for cond in rule.conditions:
             if cond.regex is None:
                 continue
+            assert cond.regex.engine == "re2", (rule.id, cond.regex.source)
             for line in _crafted_lines(cond.regex.source):
-                started = time.perf_counter()
-                cond.regex.search(line)
-                worst = max(worst, time.perf_counter() - started)
-    assert worst < 0.05, f"slowest crafted line took {worst:.3f}s"
+                got = cond.regex.search(line)
+                assert got is None or isinstance(got, dict)
 
 
 @pytest.mark.parametrize(

@@ -86,6 +86,52 @@ tokens = st.sampled_from(
 @settings(max_examples=2000, deadline=None)
 @given(st.lists(tokens, min_size=1, max_size=7), st.text(max_size=20))
 def test_fast_paths_agree_on_generated_lines(parts: list[str], tail: str) -> None:
+    """Junk made of log-ish tokens: a fast path that takes a line must agree."""
     line = " ".join(parts) + tail
     for name in FAST_PATHS:
         assert _same(name, line), (name, line)
+
+
+STAMPS = [
+    "Nov 30 08:22:25",
+    "Nov  3 08:22:25",
+    "Feb 29 23:59:60",
+    "2026-11-30T08:18:02.338779+00:00",
+    "2026-11-30T08:18:02.338779Z",
+    "2026-02-30T08:18:02.338779+01:00",
+]
+TAGS = [
+    "sm-mta[17783]:",
+    "dovecot:",
+    "systemd[1]:",
+    "sshd(pam_unix)[1]:",
+    "prog[1] (ctx):",
+    "a:b:",
+    "kernel:",
+    "postfix/smtpd[9]:",
+]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.sampled_from(STAMPS),
+    st.sampled_from(["vm", "host.example.org", "-", "10.0.0.1"]),
+    st.sampled_from(TAGS),
+    st.lists(tokens, max_size=4),
+    st.text(max_size=20),
+)
+def test_fast_paths_agree_on_generated_log_lines(
+    stamp: str, host: str, tag: str, parts: list[str], tail: str
+) -> None:
+    """Lines in the shape the fast paths take (time, host, tag, message), so that most
+    examples reach a fast path and are compared with the grammar."""
+    line = " ".join([stamp, host, tag, *parts]) + tail
+    for name in FAST_PATHS:
+        assert _same(name, line), (name, line)
+
+
+def test_generated_log_lines_mostly_reach_a_fast_path() -> None:
+    """The strategy above compares something: most of its lines are taken by a fast path."""
+    lines = [f"{s} vm {t} message" for s in STAMPS for t in TAGS]
+    taken = sum(any(FAST_PATHS[n](x) is not None for n in FAST_PATHS) for x in lines)
+    assert taken >= len(lines) // 2

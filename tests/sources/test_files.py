@@ -120,13 +120,9 @@ def test_gzip_readers_agree_on_whole_and_damaged_archives(
     """ISA-L's reader (where installed) and the standard one give the same bytes and the
     same located problem; decompression runs one block ahead in a thread either way."""
     from pipeline.sources import files
+    from tests.conftest import require_speedup
 
-    if files._igzip is None:
-        from tests.conftest import IN_CI
-
-        if IN_CI:
-            pytest.fail("isal is missing; it is a dependency on x86_64 Linux")
-        pytest.skip("isal is not installed on this platform")
+    require_speedup("isal", files._igzip is not None)
     lines = b"".join(b"Nov 30 08:00:%02d vm app: line %d\n" % (i % 60, i) for i in range(40000))
     blob = gzip.compress(lines)
     if damage == "truncated":
