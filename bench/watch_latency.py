@@ -1212,8 +1212,9 @@ def render(bench: Bench, r: Report) -> str:
     add("")
     add(
         f"The catch-up found {c.findings} `{RULE}` findings for the {c.expected} injected "
-        f"lines in the file ({c.lost} missing or unexpected, {c.duplicates} twice): the "
-        f"replay equals what was found live. Command: `{c.command}`.\n"
+        f"lines in the file ({c.lost} missing or unexpected, {c.duplicates} twice)"
+        + (": every injected line found exactly once" if c.lost == c.duplicates == 0 else "")
+        + f". Command: `{c.command}`.\n"
     )
     if r.other:
         listed = ", ".join(f"{k} {n}" for k, n in sorted(r.other.items()))
