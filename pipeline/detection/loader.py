@@ -730,35 +730,38 @@ def check_rule_dirs(
     dirs: Sequence[str | os.PathLike[str]], *, builtin: bool = True
 ) -> tuple[list[Rule], list[RuleError]]:
     """Read every rule file; return the valid rules and every error (cross-rule checks too)."""
-    paths: list[str | os.PathLike[str]] = []
-    if builtin:
-        paths.append(builtin_rules_dir())
-    paths.extend(dirs)
-    rules: list[Rule] = []
-    errors: list[RuleError] = []
+    paths = [builtin_rules_dir(), *dirs] if builtin else list(dirs)
     try:
-        files = rule_files(paths)
-    except RuleError as exc:
+        return extend_rules([], paths)
+    except RuleError as exc:  # a path that is not there
         return [], [exc]
+
+
+def extend_rules(
+    rules: Sequence[Rule], paths: Sequence[str | os.PathLike[str]]
+) -> tuple[list[Rule], list[RuleError]]:
+    """``rules`` plus the rules of more files, then every file's overrides (as ``--rules``
+    adds them: an override may name a rule from any file)."""
+    seen = {r.id: r for r in rules}
+    order = [r.id for r in rules]
+    errors: list[RuleError] = []
     overrides: list[Override] = []
-    for f in files:
+    for f in rule_files(paths):
         report = read_rule_file(f)
-        rules.extend(report.rules)
         errors.extend(report.errors)
         overrides.extend(report.overrides)
-    seen: dict[str, Rule] = {}
-    unique: list[Rule] = []
-    for rule in rules:
-        if rule.id in seen:
-            errors.append(
-                RuleError(
-                    f"duplicate rule id {rule.id!r} (first defined at {seen[rule.id].location})",
-                    rule.location,
+        for rule in report.rules:
+            if rule.id in seen:
+                errors.append(
+                    RuleError(
+                        f"duplicate rule id {rule.id!r} (first defined at "
+                        f"{seen[rule.id].location})",
+                        rule.location,
+                    )
                 )
-            )
-            continue
-        seen[rule.id] = rule
-        unique.append(rule)
+                continue
+            seen[rule.id] = rule
+            order.append(rule.id)
     for ov in overrides:
         if ov.rule not in seen:
             errors.append(RuleError(f"override of unknown rule {ov.rule!r}", ov.location))
@@ -767,36 +770,7 @@ def check_rule_dirs(
             errors.append(RuleError(why, ov.location))
             continue
         seen[ov.rule] = ov.apply(seen[ov.rule])
-    unique = [seen[r.id] for r in unique]
-    errors.extend(check_references(unique))
-    return unique, errors
-
-
-def extend_rules(
-    rules: Sequence[Rule], paths: Sequence[str | os.PathLike[str]]
-) -> tuple[list[Rule], list[RuleError]]:
-    """``rules`` plus the rules and overrides of more files (as ``--rules`` would add them)."""
-    by_id = {r.id: r for r in rules}
-    order = [r.id for r in rules]
-    errors: list[RuleError] = []
-    for f in rule_files(paths):
-        report = read_rule_file(f)
-        errors.extend(report.errors)
-        for r in report.rules:
-            if r.id in by_id:
-                errors.append(RuleError(f"duplicate rule id {r.id!r}", r.location))
-                continue
-            by_id[r.id] = r
-            order.append(r.id)
-        for ov in report.overrides:
-            if ov.rule not in by_id:
-                errors.append(RuleError(f"override of unknown rule {ov.rule!r}", ov.location))
-                continue
-            if (why := ov.problem(by_id[ov.rule])) is not None:
-                errors.append(RuleError(why, ov.location))
-                continue
-            by_id[ov.rule] = ov.apply(by_id[ov.rule])
-    out = [by_id[i] for i in order]
+    out = [seen[i] for i in order]
     errors.extend(check_references(out))
     return out, errors
 

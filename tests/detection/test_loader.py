@@ -198,3 +198,19 @@ def test_arbitrary_yaml_structures_never_escape_the_loader(items: list[object]) 
     assert report.rules == [] or all(r.id for r in report.rules)
     for e in report.errors:
         assert isinstance(e, RuleError)
+
+
+def test_an_override_may_name_a_rule_of_another_file(tmp_path: Path) -> None:
+    """Overrides apply after every file is read, wherever the rule stands (the rules test
+    reads sample directories' rule files the same way as --rules)."""
+    from pipeline.detection.loader import extend_rules
+
+    (tmp_path / "a.yaml").write_text(
+        "overrides:\n  - id: dovecot.process-limit-reached\n    severity: low\n"
+    )
+    builtin, _ = check_rule_dirs([])
+    got, errors = extend_rules(
+        [], [tmp_path, *sorted(Path(builtin[0].location.path).parent.glob("*.yaml"))]
+    )
+    assert errors == []
+    assert {r.id: r.severity for r in got}["dovecot.process-limit-reached"] == Severity.LOW
