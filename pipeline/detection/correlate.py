@@ -320,7 +320,7 @@ class Suppressor:
             cur = None
         if cur is None:
             self.periods[key] = _Period(ts, event.host, finding, 1, ts, [Related.of(event)])
-            if ts is not None:
+            if ts is not None and self.spec.digest:  # only digests are judged at period end
                 self.due.add(event.host, ts + self.spec.period)
             self._bound(ts)
             if not self.spec.digest:
@@ -402,7 +402,7 @@ class Suppressor:
         self.periods = {_key_of(k): _Period.from_dict(v) for k, v in data.items()}
         self.due = DueTimes()
         for p in self.periods.values():
-            if p.start is not None:
+            if p.start is not None and self.spec.digest:
                 self.due.add(p.host, p.start + self.spec.period)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from types import MappingProxyType
 
@@ -108,7 +108,6 @@ class Rule:
     #: the prefilter: at least one of these byte strings occurs in every line the rule can
     #: match; empty means every line is a candidate.
     literals: tuple[bytes, ...] = ()
-    meta: Mapping[str, str] = field(default_factory=lambda: _NO_FIELDS)
     #: one of these occurs in the message of every event the rule matches (checked before
     #: the conditions, so most non-matching events never reach a regex)
     message_literals: tuple[str, ...] = ()

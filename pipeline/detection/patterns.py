@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from re import _constants as sre_c  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
-from typing import Any, Protocol
+from typing import Any
 
 import re2
 
@@ -23,16 +23,6 @@ _RE2_OPTIONS.log_errors = False
 
 _MAXREPEAT = sre_c.MAXREPEAT
 _REPEATS = (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, getattr(sre_c, "POSSESSIVE_REPEAT", None))
-
-
-class Match(Protocol):
-    def groupdict(self) -> dict[str, str | None]: ...
-
-
-class Pattern(Protocol):
-    pattern: str
-
-    def search(self, text: str) -> Match | None: ...
 
 
 class PatternError(ValueError):
@@ -279,4 +269,4 @@ def required_literals(pattern: str) -> frozenset[str] | None:
 
 def best_literal_set(options: Iterable[frozenset[str] | None]) -> frozenset[str] | None:
     """Public form of the selectivity choice used by the prefilter planner."""
-    return _best([o for o in options if o])
+    return _best([o for o in options if o is not None])

@@ -67,13 +67,14 @@ class Prefilter:
 
     def __init__(self, rules: Sequence[Rule], *, use_hyperscan: bool = True) -> None:
         self.rules = list(rules)
-        self.unfiltered = [r for r in self.rules if not r.literals]
-        self.everything = bool(self.unfiltered)
+        self.everything = any(not r.literals for r in self.rules)
         literals: set[bytes] = set()
         for r in self.rules:
             literals.update(lit for lit in r.literals if b"\n" not in lit)
         self.literals = sorted(literals)
         self.json_literals = sorted({f for lit in self.literals for f in _json_forms(lit)})
+        #: what is searched in journal-json lines: escaped forms and byte-array messages
+        self.journal_literals = self.json_literals + list(_BYTE_ARRAY_MARKERS)
         self.use_hyperscan = use_hyperscan and hyperscan is not None and bool(self.literals)
         # compiled lazily, per process and thread (a database's scratch space is not shared)
         self._local = threading.local()
@@ -99,7 +100,7 @@ class Prefilter:
             local.dbs = {}
         db = local.dbs.get(journal)
         if db is None:
-            lits = self.json_literals + list(_BYTE_ARRAY_MARKERS) if journal else self.literals
+            lits = self.journal_literals if journal else self.literals
             db = local.dbs[journal] = _hyperscan_database(lits)
         return db
 
@@ -115,10 +116,7 @@ class Prefilter:
             self._database(journal).scan(data, match_event_handler=on_match)
             return hits
         find = data.find
-        literals = self.json_literals if journal else self.literals
-        if journal:
-            literals = literals + list(_BYTE_ARRAY_MARKERS)
-        for lit in literals:
+        for lit in self.journal_literals if journal else self.literals:
             pos = find(lit)
             while pos >= 0:
                 hits.append(pos)
