@@ -188,9 +188,6 @@ class JournalSource:
             self.report(p)
         return self.follower.poll(max_bytes)
 
-    def state(self) -> FileState:  # the same shape as a file's, with the cursor in fingerprint
-        return FileState(self.name, 0, 0, self.follower.cursor or "", 0, self.line)
-
     def checkpoint(self) -> dict[str, Any]:
         return {"path": self.name, "cursor": self.follower.cursor, "line": self.line}
 
@@ -233,14 +230,12 @@ class Daemon:
         self.stats: dict[str, SourceStats] = {}
         self.scan_stats = ScanStats()
         self.outputs = [JsonlOutput(config.output)] if config.output else []
-        self.sinks: list[Callable[[list[Finding]], None]] = []
         self._setup_notify(config)
         self.saved_sources = self.state.source_states()
         self.wake = threading.Event()
         self._stop = False
         self._reload = False
         self._observer: Any = None
-        self.findings_total = 0
         self._running = False
         self._last_prune = 0.0
         self._looked = False
@@ -486,10 +481,7 @@ class Daemon:
         sizes: dict[str, int] = {}
         for out in self.outputs:
             sizes[out.path] = out.write(findings)
-        for sink in self.sinks:
-            sink(findings)
         self.state.mark_emitted([f.key for f in findings], sizes)
-        self.findings_total += len(findings)
         for f in findings:
             log.info("finding %s [%s] %s %s", f.rule, f.severity, f.host or "-", f.message[:200])
 
@@ -505,8 +497,6 @@ class Daemon:
             done = out.keys_after(confirmed)
             rest = [f for f in pending if f.key not in done]
             sizes[out.path] = out.write(rest) if rest else os.path.getsize(out.path)
-        for sink in self.sinks:
-            sink(pending)
         self.state.mark_emitted([f.key for f in pending], sizes)
         log.info("wrote %d findings stored before the last stop", len(pending))
 

@@ -254,15 +254,7 @@ class StateDB:
         return [Finding.from_dict(json.loads(r[0])) for r in rows]
 
     def save_detector(self, name: str, snapshot: Mapping[str, Any]) -> None:
-        text = json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False)
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute(
-                "INSERT INTO detector_state(name, state, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET state=excluded.state, "
-                "updated_at=excluded.updated_at",
-                (name, text, time.time()),
-            )
+        self.checkpoint(detector=(name, snapshot), sources={}, findings=[])
 
     def load_detector(self, name: str) -> dict[str, Any] | None:
         row = self.conn.execute(

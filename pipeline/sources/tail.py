@@ -154,7 +154,6 @@ class FileFollower:
         self.max_line = max_line
         self.current: _Open | None = None
         self.draining: list[_Open] = []
-        self.errors = 0
         self._missing_reported = False
         self._started = False
 
@@ -165,7 +164,6 @@ class FileFollower:
             handle = open(path, "rb")  # noqa: SIM115 - kept open across polls on purpose
             st = os.fstat(handle.fileno())
         except OSError as exc:
-            self.errors += 1
             self.report(Problem("unreadable", Location(path), exc.strerror or str(exc)))
             return None
         opened = _Open(handle, st.st_dev, st.st_ino, display or path)
@@ -354,7 +352,6 @@ class FileFollower:
                 self._missing_reported = True
             return
         except OSError as exc:
-            self.errors += 1
             self.report(Problem("unreadable", Location(self.path), exc.strerror or str(exc)))
             return
         self._missing_reported = False
@@ -412,7 +409,6 @@ class FileFollower:
             try:
                 data = os.pread(f.handle.fileno(), max_bytes, f.offset)
             except OSError as exc:
-                self.errors += 1
                 self.report(Problem("read-error", Location(f.display), exc.strerror or str(exc)))
                 return None
         if not data:
