@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -63,3 +64,15 @@ def builtin_rules():  # type: ignore[no-untyped-def]
     from pipeline.detection.loader import load_rules
 
     return load_rules()
+
+
+def logwarden(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the ``logwarden`` command line of this checkout."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )

@@ -18,7 +18,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, require_program
+from tests.conftest import require_program
 
 START_TIMEOUT = 10.0
 FLUSH_TIMEOUT = 10.0
@@ -217,15 +216,3 @@ def wait_written(rsyslog: Rsyslog, sent: Mapping[str, Sequence[Line]]) -> dict[s
                 + f"\nrsyslogd output:\n{rsyslog.errors()}"
             )
         time.sleep(0.05)
-
-
-def logwarden(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the ``logwarden`` command line of this checkout."""
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.rsyslog_helper import FILES, Line, logwarden, running_rsyslog, send, wait_written
+from tests.conftest import logwarden
+from tests.rsyslog_helper import FILES, Line, running_rsyslog, send, wait_written
 
 pytestmark = pytest.mark.real
 

@@ -34,7 +34,7 @@ from pipeline.daemon import status as read_status
 from pipeline.model import Finding
 from pipeline.sources import tail
 from pipeline.state import StateDB
-from tests.conftest import REPO, SAMPLES
+from tests.conftest import REPO, SAMPLES, logwarden
 
 RULE = "sendmail.dsn-return-receipt"
 
@@ -59,17 +59,6 @@ def gzip_file(path: Path, target: Path) -> None:
         shutil.copyfileobj(src, dst)
     os.utime(target, (path.stat().st_atime, path.stat().st_mtime))
     path.unlink()
-
-
-def logwarden(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(autouse=True)

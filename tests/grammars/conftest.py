@@ -6,13 +6,12 @@ absent (a user's clone), and fail instead under ``CI=true``, where its absence i
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus"
+from tests.conftest import shared_path
+
 DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -24,13 +23,7 @@ def data_dir() -> Path:
 
 def corpus_path(*parts: str) -> Path:
     """A path under ``../shared/corpus``; skip (fail under CI=true) when it is missing."""
-    path = CORPUS.joinpath(*parts)
-    if not path.exists():
-        message = f"{path} is absent: the third-party corpus is only beside a development checkout"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " (CI must provide ../shared)")
-        pytest.skip(message)
-    return path
+    return shared_path("corpus", *parts)
 
 
 @pytest.fixture

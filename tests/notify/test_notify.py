@@ -21,8 +21,6 @@ import json
 import re
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -42,7 +40,7 @@ from pipeline.config import WatchConfig
 from pipeline.daemon import Daemon
 from pipeline.detection.loader import load_rules
 from pipeline.notify.outbox import Delivery
-from tests.conftest import IN_CI, REPO, SAMPLES
+from tests.conftest import IN_CI, SAMPLES, logwarden
 
 DSN = "sendmail.dsn-return-receipt"
 
@@ -372,17 +370,6 @@ DSN_LINES = (
 KERNEL_RO = "Nov 30 07:12:44 db1 kernel: EXT4-fs (vda1): Remounting filesystem read-only"
 UNIT_FAILED = "Nov 30 07:13:02 db2 systemd[1]: nginx.service: Failed with result 'exit-code'."
 EVIL = "*bold* [link](http://evil) \x1b[31m"
-
-
-def logwarden(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
 
 
 @functools.cache
