@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 from rich.console import Console
@@ -23,10 +23,14 @@ from rich.text import Text
 
 from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs, load_rules, rule_files
 from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats, Unparsed
-from pipeline.errors import LogwardenError
+from pipeline.errors import Location, LogwardenError
 from pipeline.model import Event, Finding, Severity
 from pipeline.sources.journal import JournalSpec
 from pipeline.timeinfer import parse_when, parse_zone
+
+if TYPE_CHECKING:
+    from pipeline.resume import Resume
+    from pipeline.state import StateDB
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -505,10 +509,11 @@ def scan(
             saved = db.load_detector("scan")
             if saved is not None:
                 detector.restore(saved)
+            engine.resume = _load_resume(db)
             result = bar.run(
                 engine.scan, inputs, detector=detector, journals=journals, runner=runner
             )
-            db.save_detector("scan", detector.snapshot())
+            _save_resume(db, detector.snapshot(), engine.resume, quiet)
     else:
         result = bar.run(engine.scan, inputs, journals=journals, runner=runner)
     findings = sorted(
@@ -528,6 +533,37 @@ def scan(
         _notify_scan(findings, rules, notify_urls, state_path, dry_run, quiet)
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+def _load_resume(db: StateDB) -> Resume:
+    """What earlier ``scan --state`` runs read of which files."""
+    from pipeline.resume import STATE_SOURCE, Resume
+    from pipeline.state import StateError
+
+    saved = db.source_states().get(STATE_SOURCE)
+    try:
+        return Resume.from_state(saved[0] if saved else None)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(
+            f"the positions of scanned files are corrupt ({type(exc).__name__}: {exc})",
+            Location(str(db.path)),
+        ) from None
+
+
+def _save_resume(db: StateDB, snapshot: dict[str, Any], resume: Resume, quiet: bool) -> None:
+    """Detection state and how far each input was read, in one transaction."""
+    from pipeline.resume import STATE_SOURCE
+
+    db.checkpoint(
+        detector=("scan", snapshot), sources={STATE_SOURCE: resume.checkpoint()}, findings=[]
+    )
+    if resume.resumed_inputs and not quiet:
+        _err_console().print(
+            Text(
+                f"--state: {resume.skipped_lines} lines of {resume.resumed_inputs} files "
+                "read by earlier scans skipped"
+            )
+        )
 
 
 def _store_scan(

@@ -10,14 +10,17 @@ from __future__ import annotations
 import contextlib
 import copyreg
 import gc
+import io
+import lzma
 import os
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeAlias
 
 import numpy as np
 
@@ -30,6 +33,7 @@ from pipeline.grammars.base import GrammarError, LineFormat, Parsed
 from pipeline.grammars.bodies import parse_body
 from pipeline.grammars.fastpath import FAST_PATHS
 from pipeline.model import Event, Finding
+from pipeline.resume import skip_prefix
 from pipeline.sources.files import (
     MAX_LINE,
     STDIN,
@@ -42,6 +46,9 @@ from pipeline.sources.files import (
 )
 from pipeline.sources.journal import JournalSpec, check_backend, iter_journal
 from pipeline.timeinfer import TimeResolver, local_zone
+
+if TYPE_CHECKING:
+    from pipeline.resume import Resume
 
 #: located problems kept per (input, kind); all are counted
 PROBLEMS_LISTED_PER_KIND = 20
@@ -516,7 +523,8 @@ class Part:
 
     Ranges begin and end at line starts. ``index`` numbers the ranges of one input; the
     ones after the first take the format sniffed from the file's head (``sniffed``), as
-    they cannot see it.
+    they cannot see it. A first part that resumes an input read before (``scan --state``)
+    starts after its ``line`` lines read then (in the decompressed stream when compressed).
     """
 
     inp: InputFile
@@ -524,6 +532,7 @@ class Part:
     start: int = 0
     end: int | None = None
     sniffed: str | None = None
+    line: int = 0
 
 
 #: a candidate event with its line-rule matches as (rule id, captured fields)
@@ -654,6 +663,8 @@ class Engine:
 
     #: called after every block read: (bytes done, bytes in all inputs, lines so far)
     progress: Callable[[int, int, int], None] | None = None
+    #: ``scan --state``: what earlier scans read of the inputs, skipped here
+    resume: Resume | None = None
     _progress_done = 0
     _progress_total = 0
 
@@ -700,29 +711,34 @@ class Engine:
     # -- reading parts -------------------------------------------------------------------------
 
     def plan(self, inp: InputFile, workers: int, part_size: int = PART_SIZE) -> list[Part]:
-        """The parts of one input: byte ranges of a large plain local file, else the whole."""
-        size = _input_size(inp)
+        """The parts of one input: byte ranges of a large plain local file, else the whole;
+        with :attr:`resume`, only what earlier scans did not read."""
+        span = self.resume.span(inp) if self.resume is not None else None
+        if span is not None and (span.done or (span.end is not None and span.end <= span.start)):
+            return []
+        start, line, end = (span.start, span.line, span.end) if span is not None else (0, 0, None)
+        size = _input_size(inp) if end is None else end
         if (
             workers < 2
             or inp.path == STDIN
             or inp.compression is not None
             or is_url(inp.path)
-            or size < 2 * part_size
+            or size - start < 2 * part_size
             or self.options.format == "journal-json"
         ):
-            return [Part(inp)]
+            return [Part(inp, 0, start, end, None, line)]
         try:
-            starts = line_starts(inp, size, part_size)
+            starts = [start, *(s for s in line_starts(inp, size, part_size) if s > start)]
             with open_input(inp) as f:
                 head = f.read(1024 * 1024)
         except OSError:
-            return [Part(inp)]  # reading it whole reports the error
+            return [Part(inp, 0, start, end, None, line)]  # reading it reports the error
         name, sample = sniff_head(head, self.options.max_line)
         sniffed = self.options.format or name or ("unknown" if sample else None)
-        ends: list[int | None] = [*starts[1:], None]
+        ends: list[int | None] = [*starts[1:], end]
         return [
-            Part(inp, i, start, end, None if i == 0 else sniffed)
-            for i, (start, end) in enumerate(zip(starts, ends, strict=True))
+            Part(inp, i, first, last, None if i == 0 else sniffed, line if i == 0 else 0)
+            for i, (first, last) in enumerate(zip(starts, ends, strict=True))
         ]
 
     def _records(
@@ -755,25 +771,64 @@ class Engine:
             report(Problem("unreadable", Location(inp.display), text or str(exc)))
             return
         try:
-            if part.start:
+            first_line = part.line + 1
+            if part.start and inp.compression is not None:
+                stream, first_line = self._skip_read(part, stream, report)
+            elif part.start:
                 stream.seek(part.start)
             limit = None if part.end is None else part.end - part.start
             base = self._progress_done
-            for chunk in iter_chunks(stream, inp.display, report, max_line=o.max_line, limit=limit):
+            skipped = part.start if inp.compression is None else 0  # on disk
+            chunks = iter_chunks(
+                stream, inp.display, report, max_line=o.max_line, limit=limit, first_line=first_line
+            )
+            for chunk in chunks:
                 yield from proc.process(chunk.data, chunk.first_line, all_lines=all_lines)
                 if self.progress is not None:
-                    self._progress_done = base + raw_position(stream) - part.start
+                    self._progress_done = base + raw_position(stream) - skipped
                     lines = progress_lines() if progress_lines else stats.lines
                     self.progress(self._progress_done, self._progress_total, lines)
             if part.end is not None:
                 self._progress_done = base + part.end - part.start
             elif inp.mtime is not None and inp.path != STDIN:
-                self._progress_done = base + _input_size(inp) - part.start
+                self._progress_done = base + _input_size(inp) - skipped
         except OSError as exc:
             report(Problem("read-error", Location(inp.display), exc.strerror or str(exc)))
         finally:
             if inp.path != STDIN:
                 stream.close()
+
+    def _skip_read(
+        self, part: Part, stream: BinaryIO, report: Callable[[Problem], None]
+    ) -> tuple[BinaryIO, int]:
+        """A compressed input positioned after the part read by an earlier scan, and the
+        number of its next line; from its start again (reported) when it is shorter."""
+        inp = part.inp
+        try:
+            skipped = skip_prefix(stream, part.start)
+        except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+            report(
+                Problem(
+                    "truncated-archive",
+                    Location(inp.display, part.line + 1),
+                    f"damaged inside the part read by the last scan with this --state: {exc}",
+                )
+            )
+            skipped = -1
+        if skipped == part.start:
+            return stream, part.line + 1
+        stream.close()
+        if skipped < 0:
+            return io.BytesIO(), part.line + 1
+        report(
+            Problem(
+                "state-reset",
+                Location(inp.display),
+                f"holds {skipped} bytes, fewer than the {part.start} the last scan with this "
+                "--state read: read from its start",
+            )
+        )
+        return open_input(inp), 1
 
     def iter_part(
         self,
@@ -904,6 +959,8 @@ class Engine:
         stats = ScanStats()
         log = ProblemLog(stats)
         inputs = log.expand(paths)
+        if self.resume is not None:
+            inputs = self.resume.prepare(inputs, log)
         self.start_progress(inputs)
         if journals:
             check_backend()  # fail before reading anything when the journal cannot be read
@@ -917,6 +974,8 @@ class Engine:
             for part in self.plan(inp, workers, part_size)
         ]
         results = runner.run(self, parts) if runner is not None else self._local(parts, stats)
+        if self.resume is not None:
+            results = self.resume.track(results)
         offset = 0
         for res in results:
             if res.part.index == 0:
@@ -929,7 +988,7 @@ class Engine:
                 collected.add(det.process(event, det.matched(event, found)))
             stats.merge(res.stats)
             log.merge(res.log, offset)
-            offset += res.stats.lines
+            offset += res.stats.lines + res.part.line
             if runner is not None and self.progress is not None:
                 end = res.part.end if res.part.end is not None else _input_size(res.part.inp)
                 self._progress_done += end - res.part.start

@@ -458,17 +458,19 @@ def iter_chunks(
     chunk_size: int = CHUNK_SIZE,
     max_line: int = MAX_LINE,
     limit: int | None = None,
+    first_line: int = 1,
 ) -> Iterator[Chunk]:
     """Yield chunks of whole lines; cut lines over ``max_line`` bytes and report them.
 
-    ``limit`` stops after that many bytes (a byte range of a plain file, already positioned).
+    ``limit`` stops after that many bytes (a byte range of a plain file, already positioned);
+    ``first_line`` is the number of the stream's first line (a file resumed after a prefix).
 
     A decompression error (truncated or corrupt archive) or a read error ends the input
     after the data read so far, with a ``truncated-archive`` / ``read-error`` problem
     located at the first line not read.
     """
     carry = b""
-    line_no = 1  # number of the first line in carry
+    line_no = first_line  # number of the first line in carry
     skipping = False  # inside an over-long line whose first max_line bytes were kept
 
     def too_long() -> None:
