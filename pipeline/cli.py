@@ -370,7 +370,9 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     type=click.Path(dir_okay=False),
     metavar="FILE",
     help="Continue detection state (open windows, suppression, joins) from this SQLite "
-    "file and save it back, so the next scan of newer logs goes on where this one ended.",
+    "file and save it back with how far each file was read, so the next scan reads only "
+    "lines not read before (also after rotation or compression) and goes on where this "
+    "one ended.",
 )
 @click.option(
     "--journal",
