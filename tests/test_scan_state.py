@@ -1,6 +1,6 @@
 """``scan --state`` reads only what earlier scans did not: as a daily cron over a rotated
 ``mail.log`` would run it, with real ``logrotate`` rotating (``create``, ``compress`` with and
-without ``delaycompress``) between the runs.
+without ``delaycompress``, ``copytruncate``) between the runs.
 
 The log is the mail sample (``mail.log.1`` then ``mail.log``), written in three pieces: the
 first run reads piece A, B is appended, logrotate rotates, C goes to the new file, and the
@@ -113,6 +113,7 @@ MODES = {
     "create": "create",
     "compress": "compress\n    create",
     "compress+delaycompress": "compress\n    delaycompress\n    create",
+    "copytruncate": "copytruncate",
 }
 
 
@@ -142,6 +143,7 @@ CASES = [
     ("compress+delaycompress", 1),
     ("compress+delaycompress", 2),  # the file read last is compressed by the second
     ("compress", 2),
+    ("copytruncate", 1),  # the copy holds the rest; the same inode starts again
 ]
 
 
@@ -215,10 +217,16 @@ def test_lines_appended_later_are_read_alone_with_their_line_numbers(
     state = tmp_path / "scan.sqlite"
     first = scan(state, log)
     append(log, MAIL[CUT_A:CUT_B])
+    with open(log, "ab") as f:
+        f.write(b"Nov 29 23:59:59 mx1 postfix/smtpd[1]: bad \xff byte\n")
     later = scan(state, log)
-    assert later.lines == CUT_B - CUT_A
+    assert later.lines == CUT_B - CUT_A + 1
     new = [f for f in later.findings if f["key"] not in {g["key"] for g in first.findings}]
     assert new and min(line_of(f) for f in new) > CUT_A
+    # problems too are located at the file's own line numbers
+    assert f"{log}:{CUT_B + 1}:43: invalid-utf8: undecodable bytes shown as U+FFFD" in (
+        later.problems
+    )
     reference = scan(tmp_path / "fresh.sqlite", log)
     assert_one_pass([first, later], reference)
 
