@@ -332,3 +332,20 @@ def test_a_resumed_scan_with_workers_finds_what_one_process_finds(
     # and both saved the same positions: a third run reads nothing in either
     assert scan(tmp_path / "many.sqlite", log, runner=runner).lines == 0
     assert scan(tmp_path / "one.sqlite", log).lines == 0
+
+
+def test_corrupt_positions_in_the_state_are_an_error(logs: Path, tmp_path: Path) -> None:
+    from pipeline.resume import STATE_SOURCE
+    from pipeline.state import StateDB
+
+    log = logs / "mail.log"
+    log.write_text("".join(MAIL[:CUT_A]))
+    state = tmp_path / "scan.sqlite"
+    with StateDB(state) as db:
+        db.checkpoint(
+            detector=None, sources={STATE_SOURCE: ({"inputs": [{"path": 1}]}, {})}, findings=[]
+        )
+    args = ["scan", "--tz", "UTC", "-q", "--state", str(state), str(log)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert f"logwarden: error: {state}: the positions of scanned files are corrupt" in result.stderr
