@@ -1,7 +1,8 @@
 """The ``logwarden`` command line: a thin layer over the engine. Only this module prints or exits.
 
 Exit status: 0 success; 1 findings at or above ``--fail-on`` (scan) or failing rule tests;
-2 usage errors, missing inputs and invalid rules.
+2 usage errors, missing inputs and invalid rules. ``status``: 0 the daemon runs, 1 it is
+stalled (alive, but no status record for a while), 3 it is not running.
 """
 
 from __future__ import annotations
@@ -1104,6 +1105,11 @@ def rules_test(directory: str | None, samples_dir: str | None) -> None:
     metavar="URL",
     help="Also notify this apprise URL of every finding; repeatable.",
 )
+@click.option(
+    "--metrics",
+    metavar="ADDR:PORT",
+    help="Serve Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9108).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
 @handle_errors
 def watch(
@@ -1119,6 +1125,7 @@ def watch(
     tz: str | None,
     poll_interval: float | None,
     notify_urls: tuple[str, ...],
+    metrics: str | None,
     verbose: bool,
 ) -> None:
     """Follow logs live and report findings as they happen (the daemon).
@@ -1129,8 +1136,14 @@ def watch(
     """
     import logging
 
-    from pipeline.config import WatchConfig, load_config
+    from pipeline.config import WatchConfig, load_config, parse_address
     from pipeline.daemon import Daemon, setup_logging
+
+    if metrics is not None:
+        try:
+            parse_address(metrics)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics") from None
 
     setup_logging(logging.DEBUG if verbose else logging.INFO)
     overrides: dict[str, Any] = {
@@ -1145,6 +1158,7 @@ def watch(
         "tz": tz,
         "poll_interval": poll_interval,
         "notify_urls": tuple(notify_urls) or None,
+        "metrics": metrics,
     }
     base = load_config(config_path) if config_path else WatchConfig()
     config = base.with_overrides(**overrides)
@@ -1157,13 +1171,26 @@ def watch(
 @click.option("--format", "out_format", type=click.Choice(["table", "json"]), default="table")
 @handle_errors
 def status(state_dir: str, out_format: str) -> None:
-    """Show what the daemon is following: position, lag, rate, errors, last findings."""
+    """Show whether the daemon runs and what it follows: pid, uptime, checkpoint age,
+    lines/s over the last minute, dropped detection state; per source position, lag, rate,
+    errors; per notifier sent, failed, pending and the last error; the last findings.
+
+    Exits 0 while the daemon runs, 1 when it is stalled, 3 when it is not running.
+    """
     from pipeline.daemon import status as read_status
 
     info = read_status(state_dir)
+    code = STATUS_EXIT[info["daemon"]["state"]]
     if out_format == "json":
         click.echo(json.dumps(info, indent=2, ensure_ascii=False))
-        return
+        sys.exit(code)
+    console = _console()
+    console.print(Text(_daemon_line(info["daemon"]), style="bold"))
+    dropped = info["daemon"]["dropped_state"]
+    for kind, what in (("evicted", "evicted at the table caps"), ("dropped", "dropped")):
+        if dropped.get(kind):
+            listed = ", ".join(f"{k} {v}" for k, v in dropped[kind].items())
+            console.print(Text(f"detection state {what}: {visible(listed)}"))
     table = Table(header_style="bold", title="sources")
     for col in ("source", "line", "offset", "lag (bytes)", "lines", "lines/s", "errors"):
         table.add_column(col, overflow="fold")
@@ -1177,14 +1204,58 @@ def status(state_dir: str, out_format: str) -> None:
             str(s["lines_per_s"]),
             str(s["errors"]),
         )
-    console = _console()
     console.print(table)
+    if info["notifiers"]:
+        notifiers = Table(header_style="bold", title="notifiers")
+        for col in ("notifier", "sent", "failed", "pending", "dropped", "last error"):
+            notifiers.add_column(col, overflow="fold")
+        for n in info["notifiers"]:
+            notifiers.add_row(
+                Text(str(n["notifier"])),
+                str(n["sent"]),
+                str(n["failed"]),
+                str(n["pending"]),
+                str(n["dropped"]),
+                Text(visible(n["last_error"] or "")),
+            )
+        console.print(notifiers)
     recent = [Finding.from_dict(d) for d in info["findings"]]
     if recent:
         console.print(Text("last findings", style="bold"))
         console.print(findings_table(recent))
     else:
         console.print("no findings yet")
+    sys.exit(code)
+
+
+#: ``status`` exit codes by daemon state (3 is LSB's "not running")
+STATUS_EXIT = {"running": 0, "stalled": 1, "stopped": 3}
+
+
+def _daemon_line(d: dict[str, Any]) -> str:
+    """``running (pid 123, up 2h 3m, last checkpoint 1s ago, 850.0 lines/s)``"""
+    if d["state"] == "stopped":
+        pid = f"pid {d['pid']}, " if d["pid"] else ""
+        return f"stopped ({pid}{d['reason']})" if d["reason"] else "stopped"
+    parts = [f"pid {d['pid']}", f"up {_duration(d['uptime_s'])}"]
+    age = d["checkpoint_age_s"]
+    parts.append(f"last checkpoint {_duration(age)} ago" if age is not None else "no checkpoint")
+    parts.append(f"{d['lines_per_s']} lines/s over the last minute")
+    if d["metrics"]:
+        parts.append(f"metrics on {d['metrics']}")
+    head = d["state"] + (f": {d['reason']}" if d["reason"] else "")
+    return f"{head} ({', '.join(parts)})"
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.0f}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,6 +40,8 @@ class WatchConfig:
     notify_urls: tuple[str, ...] = ()
     #: first retry of a failed notification after this many seconds, doubling up to 5 min
     notify_retry: float = 5.0
+    #: ``ADDR:PORT`` to serve Prometheus metrics on (``watch --metrics``); off when None
+    metrics: str | None = None
     source: str | None = None  # the file this came from
     lines: dict[str, int] = field(default_factory=dict)  # key -> line in that file
 
@@ -49,6 +51,18 @@ class WatchConfig:
 
     def with_overrides(self, **changes: Any) -> WatchConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` as (host, port); ValueError says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not ADDRESS:PORT (such as 127.0.0.1:9108)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, as [::1]:9108")
+    return host, int(port)
 
 
 _KEYS: dict[str, type | tuple[type, ...]] = {
@@ -64,6 +78,7 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "poll_interval": (int, float),
     "notify": list,
     "notify_retry": (int, float),
+    "metrics": str,
 }
 
 
@@ -117,6 +132,11 @@ def load_config(path: str | os.PathLike[str]) -> WatchConfig:
             raise ConfigError(
                 "'poll_interval' must be between 0.05 and 60 seconds", Location(p, line)
             )
+        if key == "metrics":
+            try:
+                parse_address(value)
+            except ValueError as exc:
+                raise ConfigError(f"'metrics': {exc}", Location(p, line)) from None
         values[key] = value
     if "notify" in values:
         from pipeline.notify.notifiers import NotifyError, parse_notifiers

@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ from pipeline.engine import Engine, LineProcessor, ScanOptions, ScanStats, TimeM
 from pipeline.errors import LogwardenError, Problem
 from pipeline.model import Finding
 from pipeline.sources.tail import FileFollower, FileState
-from pipeline.state import StateDB
+from pipeline.state import StateDB, StateError
 from pipeline.timeinfer import TimeResolver, parse_zone
 
 log = logging.getLogger("logwarden")
@@ -47,6 +48,44 @@ PRUNE_EVERY = 3600.0
 COALESCE = 0.02
 #: seconds between checkpoints when lines were read but nothing was found
 CHECKPOINT_EVERY = 1.0
+#: seconds between status records (``logwarden status``, ``--metrics``)
+HEARTBEAT_EVERY = 1.0
+#: lines/s are counted over this many seconds
+RATE_WINDOW = 60
+#: a running daemon whose status record is older than this many poll intervals (and at
+#: least STALL_MIN seconds) is reported as stalled
+STALL_POLLS = 3
+STALL_MIN = 30.0
+#: seconds between log lines about detection state dropped at the table caps
+DROPPED_LOG_EVERY = 60.0
+
+
+class RollingCount:
+    """Lines read in the last :data:`RATE_WINDOW` seconds, in one-second buckets; added to
+    once per block read, never per line."""
+
+    __slots__ = ("buckets",)
+
+    def __init__(self) -> None:
+        self.buckets: deque[list[int]] = deque()
+
+    def add(self, n: int, now: float) -> None:
+        sec = int(now)
+        if self.buckets and self.buckets[-1][0] == sec:
+            self.buckets[-1][1] += n
+        else:
+            self.buckets.append([sec, n])
+            while self.buckets[0][0] <= sec - RATE_WINDOW:
+                self.buckets.popleft()
+
+    def total(self, now: float) -> int:
+        first = int(now) - RATE_WINDOW
+        return sum(n for sec, n in self.buckets if sec > first)
+
+    def rate(self, now: float, since: float) -> float:
+        """Lines/s over the window, or over the time since ``since`` when that is shorter."""
+        span = min(float(RATE_WINDOW), max(1.0, now - since))
+        return self.total(now) / span
 
 
 class JournalFormatter(logging.Formatter):
@@ -99,9 +138,10 @@ def sd_notify(message: str) -> bool:
 class SourceStats:
     lines: int = 0
     errors: int = 0
-    rate: float = 0.0  # lines/s, smoothed
+    rate: float = 0.0  # lines/s over the last minute, as of the last checkpoint
     last_read: float = 0.0
     problems: dict[str, int] = field(default_factory=dict)
+    recent: RollingCount = field(default_factory=RollingCount)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -206,6 +246,9 @@ RESTART_ONLY = ("state_dir", "output", "journal", "journal_directory", "tz")
 class Daemon:
     """The watch loop; :meth:`step` is one turn (tests drive it directly)."""
 
+    #: unix time of the last checkpoint of this process (None before the first)
+    _committed_at: float | None
+
     def __init__(
         self,
         config: WatchConfig,
@@ -225,6 +268,7 @@ class Daemon:
                 self.detector.restore(saved)
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("detection state could not be restored (%s); starting it afresh", exc)
+                self.detector.stats.dropped_state.append("*")
         self.followers: dict[str, FileFollower] = {}
         self.processors: dict[str, LineProcessor] = {}
         self.stats: dict[str, SourceStats] = {}
@@ -244,6 +288,7 @@ class Daemon:
         if config.journal or config.journal_directory:
             self._start_journal()
         self._last_commit = time.monotonic()
+        self._init_health(saved)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -382,15 +427,14 @@ class Daemon:
                 lines += n
                 st = self.stats[path]
                 st.lines += n
-                now = time.monotonic()
-                if st.last_read:
-                    dt = max(now - st.last_read, 1e-3)
-                    st.rate = 0.7 * st.rate + 0.3 * (n / dt)
-                st.last_read = now
+                st.last_read = time.monotonic()
+                st.recent.add(n, st.last_read)
         self._looked = True
         self._forget_finished()
         if self.journal is not None:
             lines += self._step_journal(found)
+        if lines:
+            self.recent.add(lines, time.monotonic())
         self._touched.update(touched)
         if found or (self._touched and time.monotonic() - self._last_commit >= CHECKPOINT_EVERY):
             self.checkpoint(list(found.values()))
@@ -444,6 +488,7 @@ class Daemon:
         st = self.stats[source.name]
         st.lines += n
         st.last_read = time.monotonic()
+        st.recent.add(n, st.last_read)
         self._touched[source.name] = source
         return n
 
@@ -456,11 +501,15 @@ class Daemon:
         touched, self._touched = self._touched, {}
         self._last_commit = time.monotonic()
         self._commit(touched, findings or [])
+        self._committed_at = time.time()
 
     def _commit(self, touched: dict[str, FileFollower], findings: list[Finding]) -> None:
         sources: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        mono = time.monotonic()
         for path, follower in touched.items():
-            stats = self.stats[path].as_dict() | {"lag": follower.lag()}
+            st = self.stats[path]
+            st.rate = st.recent.rate(mono, self._started_mono)
+            stats = st.as_dict() | {"lag": follower.lag()}
             if isinstance(follower, JournalSource):
                 sources[path] = (follower.checkpoint(), stats)
                 continue
@@ -500,6 +549,123 @@ class Daemon:
         self.state.mark_emitted([f.key for f in pending], sizes)
         log.info("wrote %d findings stored before the last stop", len(pending))
 
+    # -- health: the status record, dropped state, metrics -----------------------------------
+
+    def _init_health(self, saved: dict[str, Any] | None) -> None:
+        self.started = time.time()
+        self._started_mono = time.monotonic()
+        self._committed_at = None
+        self._beat_at = 0.0
+        self.recent = RollingCount()
+        #: detection state dropped by detectors replaced at a reload, and state of rules no
+        #: longer loaded (the current detector counts its own in ``stats``)
+        self._evicted_before: Counter[str] = Counter()
+        self._dropped_before: Counter[str] = Counter()
+        self._dropped_logged = 0
+        self._dropped_logged_at = 0.0
+        self._metrics: Any = None
+        if saved is not None:
+            self._note_restored(self.detector, saved)
+
+    def _note_restored(self, detector: Any, snapshot: dict[str, Any]) -> None:
+        """Count and log what a restore dropped: state that did not fit a changed rule,
+        and state of rules that are no longer loaded."""
+        gone = sorted(
+            {n for n in snapshot.get("states", {}) if n not in detector.states}
+            | {n for n in snapshot.get("suppress", {}) if n not in detector.suppressors}
+            | {n for n in snapshot.get("enrich", {}) if n not in detector.tables}
+        )
+        gone = [
+            n
+            for n in gone
+            if any(
+                _holds_state(snapshot.get(k, {}).get(n)) for k in ("states", "suppress", "enrich")
+            )
+        ]
+        self._dropped_before.update(gone)
+        if gone:
+            log.warning("detection state of rules no longer loaded dropped: %s", ", ".join(gone))
+        if detector.stats.dropped_state:
+            log.warning(
+                "detection state that does not fit the changed rules dropped: %s",
+                ", ".join(detector.stats.dropped_state),
+            )
+
+    def _carry_health(self, detector: Any, snapshot: dict[str, Any]) -> None:
+        """At a reload: keep the counts of the detector being replaced."""
+        self._evicted_before.update(self.detector.stats.evicted)
+        self._dropped_before.update(self.detector.stats.dropped_state)
+        self._note_restored(detector, snapshot)
+
+    def dropped_state(self) -> dict[str, dict[str, int]]:
+        """Detection state lost since the start: ``evicted`` at the table caps and
+        ``dropped`` at a restore (rule changed shape or no longer loaded; ``*``: all), by
+        rule (or join table)."""
+        evicted = self._evicted_before + self.detector.stats.evicted
+        dropped = self._dropped_before + Counter(self.detector.stats.dropped_state)
+        return {"evicted": dict(sorted(evicted.items())), "dropped": dict(sorted(dropped.items()))}
+
+    def _log_dropped(self, dropped: dict[str, dict[str, int]], now: float) -> None:
+        total = sum(dropped["evicted"].values())
+        if total <= self._dropped_logged or now - self._dropped_logged_at < DROPPED_LOG_EVERY:
+            return
+        self._dropped_logged, self._dropped_logged_at = total, now
+        log.warning(
+            "detection state evicted at the table caps since the start: %s",
+            ", ".join(f"{k} {v}" for k, v in dropped["evicted"].items()),
+        )
+
+    def beat(self, *, stopped: bool = False) -> None:
+        """Write the status record ``logwarden status`` and ``--metrics`` read."""
+        now, mono = time.time(), time.monotonic()
+        self._beat_at = mono
+        inputs: dict[str, dict[str, Any]] = {}
+        sources: list[tuple[str, Any]] = list(self.followers.items())
+        if self.journal is not None:
+            sources.append((self.journal.name, self.journal))
+        for name, source in sources:
+            st = self.stats.get(name) or SourceStats()
+            inputs[name] = {
+                "lag_bytes": source.lag(),
+                "lines": st.lines,
+                "lines_per_s": round(st.recent.rate(mono, self._started_mono), 2),
+            }
+        dropped = self.dropped_state()
+        record = {
+            "pid": os.getpid(),
+            "proc_start": process_start(os.getpid()),
+            "host": socket.gethostname(),
+            "started": self.started,
+            "heartbeat": now,
+            "stopped": now if stopped else None,
+            "last_checkpoint": self._committed_at,
+            "poll_interval": self.config.poll_interval,
+            "lines_last_minute": self.recent.total(mono),
+            "lines_per_s": round(self.recent.rate(mono, self._started_mono), 2),
+            "inputs": inputs,
+            "dropped_state": dropped,
+            "metrics": self.config.metrics,
+        }
+        try:
+            self.state.write_status(DETECTOR_NAME, record)
+        except StateError as exc:
+            log.warning("%s", exc)
+        self._log_dropped(dropped, mono)
+
+    def _start_metrics(self) -> None:
+        if not self.config.metrics:
+            return
+        from pipeline.metrics import serve
+
+        self._metrics = serve(self.config.metrics, self.config.state_dir)
+        log.info("serving metrics on http://%s/metrics", self.config.metrics)
+
+    def _stop_metrics(self) -> None:
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
+            self._metrics = None
+
     # -- reload, signals, loop ---------------------------------------------------------------
 
     def reload(self) -> bool:
@@ -517,7 +683,9 @@ class Daemon:
             log.error("reload failed, keeping the running rules and config: %s", exc)
             return False
         detector = engine.new_detector()
-        detector.restore(self.detector.snapshot())
+        snapshot = self.detector.snapshot()
+        detector.restore(snapshot)
+        self._carry_health(detector, snapshot)
         self.config, self.engine, self.detector = config, engine, detector
         try:
             self._setup_notify(config)
@@ -571,6 +739,7 @@ class Daemon:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._signal)
+        self._start_metrics()
         self._watch_dirs()
         self.recover()
         self._running = True
@@ -597,6 +766,8 @@ class Daemon:
                     sd_notify("READY=1")
                 self.wake.clear()
                 busy = self.step()
+                if time.monotonic() - self._beat_at >= HEARTBEAT_EVERY:
+                    self.beat()
                 if time.monotonic() - self._last_prune >= PRUNE_EVERY:
                     self._last_prune = time.monotonic()
                     removed = self.state.prune()
@@ -621,6 +792,8 @@ class Daemon:
         """Checkpoint what was read since the last commit, then release everything."""
         if self._touched:
             self.checkpoint()
+        self.beat(stopped=True)
+        self._stop_metrics()
         if self._observer is not None:
             self._observer.stop()
         if self.deliverer is not None:
@@ -632,12 +805,100 @@ class Daemon:
         self.state.close()
 
 
+def _holds_state(part: Any) -> bool:
+    """Whether a piece of a detector snapshot holds anything (a window, a partial, a row):
+    a non-empty list somewhere in it, or a mapping with such a value; numbers alone are
+    bookkeeping."""
+    if isinstance(part, dict):
+        return any(_holds_state(v) for v in part.values())
+    return isinstance(part, list) and len(part) > 0
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None where
+    that cannot be read: tells a live daemon from another process that got its pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(record: dict[str, Any]) -> bool | None:
+    """Whether the process that wrote ``record`` still runs; None when that cannot be told
+    from here (the state directory is shared with another host)."""
+    if record.get("host") != socket.gethostname():
+        return None
+    pid = int(record.get("pid") or 0)
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    started = record.get("proc_start")
+    return started is None or process_start(pid) in (None, started)
+
+
+def daemon_health(record: dict[str, Any] | None, now: float | None = None) -> dict[str, Any]:
+    """Running, stalled or stopped, from the status record: running when the process that
+    wrote it is alive (same pid and start time) and wrote it recently; stalled when it is
+    alive but has not written for :data:`STALL_POLLS` poll intervals (at least
+    :data:`STALL_MIN` s); stopped when it stopped cleanly, died, or never ran here."""
+    now = time.time() if now is None else now
+    if record is None:
+        return {"state": "stopped", "pid": None, "reason": "no daemon has run here"}
+    beat = float(record.get("heartbeat") or 0.0)
+    age = max(0.0, now - beat)
+    alive = _alive(record)
+    stall = max(STALL_MIN, STALL_POLLS * float(record.get("poll_interval") or 1.0))
+    if record.get("stopped"):
+        state, reason = "stopped", "stopped cleanly"
+    elif alive is False:
+        state, reason = "stopped", "exited without stopping (killed or crashed)"
+    elif age > stall:
+        state, reason = "stalled", f"no status record for {age:.0f}s"
+    else:
+        state, reason = "running", ""
+    running = state != "stopped"
+    checkpoint = record.get("last_checkpoint")
+    return {
+        "state": state,
+        "reason": reason,
+        "pid": record.get("pid"),
+        "host": record.get("host"),
+        "started": _iso(record.get("started")),
+        "uptime_s": round(now - float(record["started"]), 1) if running else None,
+        "heartbeat_age_s": round(age, 1),
+        "last_checkpoint": _iso(checkpoint),
+        "checkpoint_age_s": round(now - float(checkpoint), 1) if checkpoint else None,
+        "lines_last_minute": record.get("lines_last_minute", 0) if running else 0,
+        "lines_per_s": record.get("lines_per_s", 0.0) if running else 0.0,
+        "dropped_state": record.get("dropped_state", {"evicted": {}, "dropped": {}}),
+        "metrics": record.get("metrics"),
+    }
+
+
+def _iso(t: Any) -> str | None:
+    return datetime.fromtimestamp(float(t), UTC).isoformat(timespec="seconds") if t else None
+
+
 def status(state_dir: str) -> dict[str, Any]:
-    """What ``logwarden status`` shows: per source position, lag, rate, errors; last findings."""
+    """What ``logwarden status`` shows (and ``--metrics`` serves): whether the daemon runs
+    (pid, uptime, checkpoint age, lines/s over the last minute, dropped detection state);
+    per source position, lag, lines/s, errors; per notifier sent, failed, pending and the
+    last error; the last findings."""
     path = Path(state_dir) / "state.sqlite"
     if not path.exists():
         raise LogwardenError(f"no state database at {path}", hint="has logwarden watch run here?")
-    with StateDB(path) as db:
+    with StateDB.reader(path) as db:
+        record = db.read_status(DETECTOR_NAME)
+        health = daemon_health(record)
+        # while it runs, the daemon's own view: what it has read, not what it committed
+        inputs = (record or {}).get("inputs", {}) if health["state"] != "stopped" else {}
         sources = []
         for name, (state, stats) in sorted(db.source_states().items()):
             lag = stats.get("lag", 0)
@@ -647,17 +908,20 @@ def status(state_dir: str) -> dict[str, Any]:
                     lag = max(0, st.st_size - int(state.get("offset", 0)))
             except OSError:
                 pass
+            live = inputs.get(name, {})
+            lag = live.get("lag_bytes", lag)
             sources.append(
                 {
                     "source": name,
                     "offset": state.get("offset"),
                     "line": state.get("line"),
                     "lag_bytes": lag,
-                    "lines": stats.get("lines", 0),
-                    "lines_per_s": stats.get("rate", 0.0),
+                    "lines": live.get("lines", stats.get("lines", 0)),
+                    "lines_per_s": live.get("lines_per_s", 0.0),
                     "errors": stats.get("errors", 0),
                     "problems": stats.get("problems", {}),
                 }
             )
         recent = [f.as_dict() for f in db.recent_findings(10)]
-    return {"sources": sources, "findings": recent}
+        notifiers = db.notifier_counts()
+    return {"daemon": health, "sources": sources, "notifiers": notifiers, "findings": recent}

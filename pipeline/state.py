@@ -271,3 +271,83 @@ class StateDB:
         if not isinstance(data, dict):
             raise StateError(f"detector state {name!r} is corrupt", Location(str(self.path)))
         return data
+
+    # -- the daemon's status record (``logwarden status``, ``watch --metrics``) ----------------
+
+    @classmethod
+    def reader(cls, path: str | Path) -> StateDB:
+        """A read-only view of an existing state database, for ``status`` and metrics: it
+        creates nothing, migrates nothing and takes no write lock."""
+        db = cls.__new__(cls)
+        db.path = Path(path)
+        try:
+            db.conn = sqlite3.connect(f"file:{db.path}?mode=ro", uri=True, timeout=10)
+            db.conn.execute("PRAGMA busy_timeout=10000")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read state database: {exc}", Location(str(path))) from None
+        return db
+
+    def write_status(self, name: str, record: Mapping[str, Any]) -> None:
+        """Replace daemon ``name``'s status record (pid, times, rates, lag, dropped state)."""
+        try:
+            if not getattr(self, "_status_table", False):
+                self.conn.execute(_STATUS_TABLE)
+                self._status_table = True
+            self.conn.execute(
+                "INSERT INTO daemon_status(name, record, updated_at) VALUES (?,?,?) "
+                "ON CONFLICT(name) DO UPDATE SET record=excluded.record, "
+                "updated_at=excluded.updated_at",
+                (name, json.dumps(record, separators=(",", ":")), time.time()),
+            )
+        except sqlite3.Error as exc:
+            raise StateError(
+                f"cannot write the status record: {exc}", Location(str(self.path))
+            ) from None
+
+    def read_status(self, name: str) -> dict[str, Any] | None:
+        """The last status record daemon ``name`` wrote, or None (it never ran here)."""
+        try:
+            row = self.conn.execute(
+                "SELECT record FROM daemon_status WHERE name = ?", (name,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # no such table: written by an older logwarden
+            return None
+        if row is None:
+            return None
+        try:
+            data = json.loads(row[0])
+        except json.JSONDecodeError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def notifier_counts(self) -> list[dict[str, Any]]:
+        """Per notifier, over the outbox rows kept (delivered ones for 14 days): messages
+        sent, failed send attempts, pending (waiting or folded), dropped, the last error."""
+        try:
+            rows = self.conn.execute(
+                "SELECT notifier, SUM(status = 'sent'), SUM(attempts) - SUM(status = 'sent'),"
+                " SUM(status IN ('pending', 'folded')), SUM(status = 'dropped'),"
+                " (SELECT last_error FROM outbox AS o WHERE o.notifier = outbox.notifier"
+                "  AND o.last_error IS NOT NULL ORDER BY o.next_at DESC, o.id DESC LIMIT 1)"
+                " FROM outbox GROUP BY notifier ORDER BY notifier"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [
+            {
+                "notifier": name,
+                "sent": int(sent or 0),
+                "failed": int(failed or 0),
+                "pending": int(pending or 0),
+                "dropped": int(dropped or 0),
+                "last_error": err,
+            }
+            for name, sent, failed, pending, dropped, err in rows
+        ]
+
+
+_STATUS_TABLE = """CREATE TABLE IF NOT EXISTS daemon_status (
+    name       TEXT PRIMARY KEY,   -- the daemon's detector name ('watch')
+    record     TEXT NOT NULL,      -- JSON: pid, start, heartbeat, checkpoint, inputs, ...
+    updated_at REAL NOT NULL
+)"""

@@ -834,8 +834,9 @@ def test_status_shows_each_source_and_the_last_findings(tmp_path: Path) -> None:
     w.stop()
     append(mail, [12])  # written since: lag
     res = logwarden("status", "--state-dir", str(w.state_dir), "--format", "json")
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 3, res.stderr  # the daemon is not running
     info = json.loads(res.stdout)
+    assert info["daemon"]["state"] == "stopped"
     by_source = {s["source"]: s for s in info["sources"]}
     assert set(by_source) == {str(mail), str(other)}
     line = len(receipt(0))
@@ -856,7 +857,8 @@ def test_status_shows_each_source_and_the_last_findings(tmp_path: Path) -> None:
     recent = [f["fields"]["queue_id"] for f in info["findings"]]
     assert len(recent) == 10 and set(recent) <= {qid(n) for n in [*range(12), 20]}
     table = logwarden("status", "--state-dir", str(w.state_dir))
-    assert table.returncode == 0 and "mail.log" in table.stdout and "last findings" in table.stdout
+    assert table.returncode == 3 and "mail.log" in table.stdout and "last findings" in table.stdout
+    assert table.stdout.startswith("stopped (pid ")
 
 
 def test_status_counts_lines_across_restarts(tmp_path: Path) -> None:

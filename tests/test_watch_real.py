@@ -669,7 +669,7 @@ def test_a_file_the_daemon_may_not_read(shared_dir: Path, cleanup: list[Watch]) 
          "--format", "json"],
         cwd=REPO, capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
-    assert status.returncode == 0, status.stderr
+    assert status.returncode == 3, status.stderr  # stopped
     by_source = {s["source"]: s for s in json.loads(status.stdout)["sources"]}
     assert by_source[str(bad)]["errors"] > 0, by_source
     assert by_source[str(good)]["errors"] == 0, by_source

@@ -38,6 +38,24 @@ NOTIFIER_KEYS = {
 }
 
 
+#: the lowest severity a notifier sends unless its entry says ``min_severity``
+DEFAULT_FLOOR = "medium"
+
+#: apprise's message type per finding severity: receivers colour and sort by it
+NOTIFY_TYPES = {
+    "critical": "failure",
+    "high": "failure",
+    "medium": "warning",
+    "low": "info",
+    "info": "info",
+}
+
+
+def notify_type(severity: str | None) -> str:
+    """The apprise ``NotifyType`` value for a finding severity (``info`` when unknown)."""
+    return NOTIFY_TYPES.get(severity or "", "info")
+
+
 class NotifyError(LogwardenError):
     """A notifier is misconfigured."""
 
@@ -56,7 +74,7 @@ class Notifier:
     url: str
     masked: str
     tags: tuple[str, ...] = ()
-    min_severity: Severity = Severity.INFO
+    min_severity: Severity = Severity.MEDIUM
     rules: tuple[str, ...] = ()
     finding_tags: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
@@ -125,7 +143,7 @@ def parse_notifier(entry: Mapping[str, Any] | str, source: str, index: int) -> N
     if fmt not in ("text", "markdown"):
         raise NotifyError("notifier 'format' must be text or markdown", loc)
     try:
-        min_sev = Severity.parse(str(entry.get("min_severity", "info")))
+        min_sev = Severity.parse(str(entry.get("min_severity", DEFAULT_FLOOR)))
     except ValueError as exc:
         raise NotifyError(str(exc), loc) from None
     limit = None

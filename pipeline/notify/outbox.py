@@ -22,13 +22,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.notify.notifiers import Notifier
+from pipeline.model import Severity
+from pipeline.notify.notifiers import Notifier, notify_type
 
-Sender = Callable[[Notifier, str, str, str], tuple[bool, str]]
+#: (notifier, title, body, format, apprise type) -> (ok, error text)
+Sender = Callable[[Notifier, str, str, str, str], tuple[bool, str]]
 
 
-def apprise_send(n: Notifier, title: str, body: str, fmt: str) -> tuple[bool, str]:
-    """Send one message through apprise; (ok, error text)."""
+def apprise_send(
+    n: Notifier, title: str, body: str, fmt: str, kind: str = "info"
+) -> tuple[bool, str]:
+    """Send one message through apprise with ``kind`` as its ``NotifyType``
+    (info, success, warning, failure); (ok, error text)."""
     import apprise
 
     if n.url.startswith("config:"):
@@ -46,7 +51,14 @@ def apprise_send(n: Notifier, title: str, body: str, fmt: str) -> tuple[bool, st
     body_format = apprise.NotifyFormat.MARKDOWN if fmt == "markdown" else apprise.NotifyFormat.TEXT
     with apprise.LogCapture(level=apprise.logging.WARNING) as logs:  # type: ignore[no-untyped-call]
         try:
-            ok = bool(box.notify(title=title, body=body, body_format=body_format))
+            ok = bool(
+                box.notify(
+                    title=title,
+                    body=body,
+                    body_format=body_format,
+                    notify_type=apprise.NotifyType(kind),
+                )
+            )
         except Exception as exc:  # a plugin failure must not kill delivery
             return False, f"{type(exc).__name__}: {exc}"
         text = logs.getvalue().strip().splitlines()
@@ -73,6 +85,23 @@ def digest_body(n: Notifier, titles: list[str]) -> str:
         f"{len(titles)} findings arrived while the limit of {n.limit.count} messages "
         f"per {n.limit.period} was reached:\n\n{lines}{tail}\n"
     )
+
+
+def digest_type(conn: sqlite3.Connection, ids: list[int]) -> str:
+    """A digest's apprise type: that of the most severe finding folded into it."""
+    if not ids:
+        return "info"
+    marks = ",".join("?" * len(ids))
+    got = {
+        s
+        for (s,) in conn.execute(
+            f"SELECT f.severity FROM outbox o JOIN findings f ON f.key = o.finding_key "
+            f"WHERE o.id IN ({marks})",
+            ids,
+        )
+    }
+    ranked = sorted((Severity.parse(s) for s in got if s), reverse=True)
+    return notify_type(str(ranked[0])) if ranked else "info"
 
 
 @dataclass
@@ -108,6 +137,8 @@ class Deliverer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.totals = Delivery()
+        #: apprise type of each outbox row of the current pass, by row id
+        self._kinds: dict[int, str] = {}
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -128,13 +159,15 @@ class Deliverer:
         try:
             now = self.clock()
             rows = conn.execute(
-                "SELECT id, notifier, title, body, format, attempts FROM outbox "
+                "SELECT id, notifier, title, body, format, attempts, "
+                "(SELECT severity FROM findings WHERE key = outbox.finding_key) FROM outbox "
                 "WHERE status = 'pending' AND next_at <= ? ORDER BY id",
                 (now,),
             ).fetchall()
             batches: dict[str, list[tuple[int, str, str, str, int]]] = {}
             dropped: dict[str, int] = {}
-            for row_id, name, title, body, fmt, attempts in rows:
+            self._kinds = {row[0]: notify_type(row[6]) for row in rows}
+            for row_id, name, title, body, fmt, attempts, _severity in rows:
                 n = self.notifiers.get(name)
                 if n is None:
                     conn.execute(
@@ -204,7 +237,7 @@ class Deliverer:
             for row in batches[name]:
                 if self._stop.is_set():
                     break
-                ok, err = self.send(n, row[1], row[2], row[3])
+                ok, err = self.send(n, row[1], row[2], row[3], self._kinds.get(row[0], "info"))
                 done.append((row, (ok, err, self.clock())))
                 if not ok:
                     break
@@ -243,6 +276,7 @@ class Deliverer:
                 "AND next_at <= ? ORDER BY id LIMIT 5000",
                 (name, now),
             ).fetchall()
+            kind = digest_type(conn, [i for i, _, _ in folded])
             if not folded or n.limit is None:
                 continue
             room, free_at = self._room(conn, n, now)
@@ -254,7 +288,7 @@ class Deliverer:
                 continue
             title = f"[logwarden] {len(folded)} more findings (rate limit of {n.name})"
             body = digest_body(n, [t for _, t, _ in folded])
-            ok, err = self.send(n, title, body, n.format)
+            ok, err = self.send(n, title, body, n.format, kind)
             ids = [i for i, _, _ in folded]
             tries = max(a for _, _, a in folded) + 1
             marks = ",".join("?" * len(ids))

@@ -92,6 +92,36 @@ def check_template(text: str) -> None:
     _FORMATTER.format(text, **{k: "" for k in FIELDS})
 
 
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill_remediation(text: str, finding: Finding, fmt: str = "text") -> str:
+    """A rule's remediation with ``{name}`` replaced by the finding's captured field of that
+    name (or its ``host``/``program``), escaped like every other log-derived value.
+
+    A placeholder the finding has no value for is left as written, and so is any other
+    brace (shell ``${VAR}``, JSON); one pass, so a filled value is never expanded again. In
+    markdown a value inside a code span (`` `systemctl status {unit}` ``) is shown as is,
+    since backslash escapes do not work there, unless it holds a backtick that would close
+    the span: then the placeholder stays unfilled (the value is in the fields list)."""
+    if "{" not in text:
+        return text
+    known: dict[str, str | None] = {"host": finding.host, "program": finding.program}
+    known.update(finding.fields)
+
+    def fill(m: re.Match[str]) -> str:
+        value = known.get(m.group(1))
+        if value is None or value == "":
+            return m.group(0)
+        if fmt != "markdown":
+            return plain(value)
+        if text.count("`", 0, m.start()) % 2:  # inside a code span
+            return m.group(0) if "`" in value else plain(value)
+        return markdown(value)
+
+    return _PLACEHOLDER.sub(fill, text)
+
+
 FIELDS = (
     "rule",
     "severity",
@@ -149,7 +179,7 @@ def render(
         "message": esc(finding.message),
         "lines": shown,
         "fields": fields,
-        "remediation": rule.remediation,
+        "remediation": fill_remediation(rule.remediation, finding, fmt),
         "references": refs,
     }
     title_t = title_template or rule.title_template or DEFAULT_TITLE

@@ -411,7 +411,7 @@ def test_a_dsn_finding_arrives_once_with_every_part_of_the_signature(
         "relay: client.example.net [192.0.2.7]",
         "queue_id: QSENDER0001",
         "dsn_queue_id: QRECEIPT001",
-        "What to do: " + rule.remediation.strip(),
+        "What to do: " + rule.remediation.strip().replace("{queue_id}", "QSENDER0001"),
         *rule.references,
     ):
         assert part in body, f"{part!r} missing from:\n{body}"

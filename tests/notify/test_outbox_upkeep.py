@@ -46,7 +46,7 @@ def test_a_failing_digest_backs_off_and_rows_are_pruned(tmp_path: Path) -> None:
     sent: list[str] = []
     clock = [time.time()]
 
-    def send(n: Notifier, title: str, body: str, fmt: str) -> tuple[bool, str]:
+    def send(n: Notifier, title: str, body: str, fmt: str, kind: str) -> tuple[bool, str]:
         sent.append(title)
         return (len(sent) == 1, "" if len(sent) == 1 else "refused")
 
