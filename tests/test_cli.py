@@ -161,6 +161,26 @@ def test_scan_rules_dir_and_no_builtin(log: Path, tmp_path: Path) -> None:
     assert len(jsonl(out)) == 4
 
 
+def test_a_bad_tz_variable_is_a_usage_error_like_a_bad_tz_option(tmp_path: Path, log: Path) -> None:
+    runner = CliRunner()
+    for tz, words in (("Europe/Berln", "IANA name"), ("CET-1CEST,M3.5.0,M10.5.0/3", "POSIX")):
+        for args in (
+            ["scan", str(log)],
+            ["parse", str(log)],
+            ["watch", "--state-dir", str(tmp_path / "state"), str(log)],
+        ):
+            result = runner.invoke(main, args, env={"TZ": tz}, catch_exceptions=False)
+            assert result.exit_code == 2, (tz, args, result.stderr)
+            assert f"unknown time zone {tz!r} (from $TZ)" in result.stderr, args
+            assert words in result.stderr
+            assert result.stdout == ""
+    # a valid --tz does not need $TZ
+    result = runner.invoke(
+        main, ["scan", str(log), "--tz", "UTC", "-q"], env={"TZ": "Europe/Berln"}
+    )
+    assert result.exit_code == 0, result.stderr
+
+
 def test_usage_errors_exit_2(tmp_path: Path, log: Path) -> None:
     code, _, err = run("scan", str(tmp_path / "missing.log"))
     assert code == 2 and "missing.log: no such file or directory" in err
