@@ -204,7 +204,7 @@ def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> Non
         f"{stats.lines} lines",
         f"{stats.candidates} candidates",
         f"{stats.parsed} parsed",
-        f"{unparsed} unparsed"
+        f"{unparsed} candidates unparsed"
         + (
             " (" + ", ".join(f"{k}: {v}" for k, v in sorted(stats.unparsed.items())) + ")"
             if unparsed
@@ -437,7 +437,12 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     help="A running dask.distributed scheduler (tcp://host:8786); implies --engine dask. Its "
     "workers must read the same paths, or use fsspec URLs (s3://..., file://...).",
 )
-@click.option("-q", "--quiet", is_flag=True, help="Do not print the counts.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Do not print the counts (lines, candidates, parsed, candidates unparsed, ...).",
+)
 @handle_errors
 def scan(
     paths: tuple[str, ...],
@@ -475,6 +480,11 @@ def scan(
     --journal scans the systemd journal as well; its findings' source is
     journal:local, journal:DIR or journal:FILE[,FILE...] with the entry's position in
     that read as the line.
+
+    The counts on stderr: lines read, the candidates the prefilter selected (only
+    those are parsed), how many candidates parsed and how many no grammar could read
+    ("candidates unparsed"; lines that are not candidates are not parsed, so not
+    counted there), findings.
     """
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     if not rules:

@@ -78,7 +78,8 @@ def test_scan_jsonl_has_the_contract_fields(log: Path) -> None:
     assert dsn["fields"]["dsn_queue_id"] == "6AU8MP47017783"  # type: ignore[index]
     assert isinstance(dsn["title"], str) and dsn["message"]
     assert re.search(
-        r"counts: 1 files, 4 lines, \d+ candidates, \d+ parsed, 0 unparsed, 3 findings", err
+        r"counts: 1 files, 4 lines, \d+ candidates, \d+ parsed, 0 candidates unparsed, 3 findings",
+        err,
     )
 
 
@@ -89,6 +90,26 @@ def test_scan_table_is_default_and_prints_counts(log: Path) -> None:
     assert "counts:" in err
     code, _, err = run("scan", str(log), "-q")
     assert "counts:" not in err
+
+
+def test_scan_counts_say_that_unparsed_counts_candidates_only(tmp_path: Path) -> None:
+    # two lines no grammar reads: one the prefilter selects (a literal of
+    # system.disk-full), one it does not
+    p = tmp_path / "odd.log"
+    p.write_text(
+        "Nov 30 08:00:00 vm cron[1]: nothing\n" * 3
+        + "*** No space left on device ***\n"
+        + "*** garbage without a literal ***\n"
+    )
+    code, _, err = run("scan", str(p), "--tz", "UTC")
+    assert code == 0, err
+    assert re.search(
+        r"5 lines, 1 candidates, 0 parsed, 1 candidates unparsed \(syslog: 1\)", err
+    ), err
+    assert " 1 unparsed" not in err
+    _, _, err = run("parse", str(p), "--tz", "UTC")
+    assert "5 lines, 3 parsed, 2 unparsed" in err, err
+    assert "candidates unparsed" in run("scan", "--help")[1]
 
 
 def test_scan_csv_and_output_file(log: Path, tmp_path: Path) -> None:
@@ -284,7 +305,7 @@ def test_demo_samples_scan_finds_every_builtin_rule() -> None:
     code, listed, _ = run("rules", "list", "--format", "jsonl")
     reporting = {r["id"] for r in jsonl(listed) if r["enabled"] and r["reports"]}
     assert reporting <= found, reporting - found
-    assert "0 unparsed" in err
+    assert "0 candidates unparsed" in err
 
 
 def test_events_refuse_inputs_that_cannot_be_read_twice(tmp_path: Path) -> None:
