@@ -50,22 +50,28 @@ class FieldNames:
 
     ``fixed`` are the names the grammar itself chooses. Where names come from the text of
     the line (sendmail's ``key=value`` pairs, journal field names), ``open`` matches every
-    name that can occur and ``open_what`` says what such a name is. Rule validation uses
-    this to tell a field that may exist from one that never can.
+    name that can occur and ``open_what`` says what such a name is. ``nonstandard`` matches
+    the further names the grammar, being lenient, takes from lines that break their
+    format's standard (a lower-case key in journal JSON, an RFC 5424 SD-ID that is neither
+    registered nor has an ``@``). Rule validation uses this to tell a field that may exist
+    from one that never can, and treats non-standard names as never existing.
     """
 
     fixed: frozenset[str] = frozenset()
     open: re.Pattern[str] | None = None
     open_what: str = ""
+    nonstandard: re.Pattern[str] | None = None
 
-    def certain(self, name: str) -> bool:
-        """The grammar produces ``name`` when its text has that part."""
-        return name in self.fixed
-
-    def possible(self, name: str) -> bool:
-        """A line could make the grammar produce ``name`` (a fixed or an open name)."""
+    def expected(self, name: str) -> bool:
+        """A line that follows the format's standard could give ``name``."""
         return name in self.fixed or (
             self.open is not None and self.open.fullmatch(name) is not None
+        )
+
+    def possible(self, name: str) -> bool:
+        """Some line could make the grammar produce ``name``."""
+        return self.expected(name) or (
+            self.nonstandard is not None and self.nonstandard.fullmatch(name) is not None
         )
 
 

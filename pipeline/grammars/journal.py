@@ -146,6 +146,11 @@ FORMAT = LineFormat(
     sniff,
     parse,
     priority=100,
-    # journal field names: upper-case letters, digits and "_", not starting with a digit
-    fields=FieldNames(open=re.compile(r"[A-Z_][A-Z0-9_]*"), open_what="a journal field"),
+    # journal field names: upper-case letters, digits and "_", not starting with a digit;
+    # a JSON line not written by journalctl may have any key
+    fields=FieldNames(
+        open=re.compile(r"[A-Z_][A-Z0-9_]*"),
+        open_what="a journal field",
+        nonstandard=re.compile(r"(?s:.*)"),
+    ),
 )

@@ -416,11 +416,13 @@ RFC5424_FORMAT = LineFormat(
     _sniff_5424,
     parse_rfc5424,
     priority=90,
-    # an SD-ID alone marks an element without params: any SD-NAME (RFC 5424 section 6.3.2)
+    # structured data: "ID" and "ID.PARAM"; an ID without "@" must be registered (RFC 5424
+    # section 6.3.2 and 7: timeQuality, origin, meta), others are private ("name@number")
     fields=FieldNames(
-        frozenset({"facility", "procid", "msgid"}),
-        re.compile(r"[^\s=\]\"]+"),
+        frozenset({"facility", "procid", "msgid", "timeQuality", "origin", "meta"}),
+        re.compile(r"[^\s=\]\"]*[@.][^\s=\]\"]*"),
         "an RFC 5424 structured-data element",
+        re.compile(r"[^\s=\]\"]+"),
     ),
 )
 

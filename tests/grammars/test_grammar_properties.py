@@ -168,6 +168,6 @@ def test_journal_json_parses_any_json_object_or_raises_grammar_error(
 ) -> None:
     line = json.dumps(entry)
     try:
-        _check(FORMATS["journal-json"].parse(line))
+        _check(FORMATS["journal-json"].parse(line), FORMATS["journal-json"])
     except GrammarError as exc:
         assert 0 <= exc.col <= len(line)
