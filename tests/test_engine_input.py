@@ -326,3 +326,25 @@ def test_a_body_grammar_that_raises_is_a_counted_located_problem(
         ("backupd.slow-job", 1),
         ("backupd.slow-job", 3),
     ]
+
+
+def test_rules_test_fails_an_example_whose_body_grammar_raises(
+    backupd_grammar: None, tmp_path: Path
+) -> None:
+    from pipeline.detection.testing import check_examples
+
+    (tmp_path / "rules").mkdir()
+    text = BACKUPD_RULES.replace(
+        'no_match: ["Nov 30 08:00:01 vm other[1]: job=1 took=1500"]\n  - id: backupd.job',
+        'no_match: ["Nov 30 08:00:01 vm backupd[1]: job=1 took=0.5"]\n  - id: backupd.job',
+    )
+    (tmp_path / "rules" / "backupd.yaml").write_text(text)
+    rules = load_rules([tmp_path / "rules"], builtin=False)
+    failures, _ = check_examples([r for r in rules if r.id == "backupd.slow-job"], rules)
+    messages = [f.message for f in failures]
+    assert any(
+        m.startswith(
+            "example does not parse: body-error: body grammar 'backupd' failed: ValueError"
+        )
+        for m in messages
+    ), messages

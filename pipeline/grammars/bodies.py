@@ -67,6 +67,8 @@ class BodyError(Exception):
 BODY_GRAMMARS: dict[str, BodyGrammar] = {}
 _BY_NAME: dict[str, BodyGrammar] = {}
 _BY_PREFIX: list[tuple[str, BodyGrammar]] = []
+#: every prefix at once: most programs have no grammar, and one C call says so
+_PREFIXES: tuple[str, ...] = ()
 
 
 def register_body(grammar: BodyGrammar) -> BodyGrammar:
@@ -82,7 +84,13 @@ def register_body(grammar: BodyGrammar) -> BodyGrammar:
     for program in grammar.programs:
         _BY_NAME[program] = grammar
     _BY_PREFIX.extend((prefix, grammar) for prefix in grammar.prefixes)
+    _index_prefixes()
     return grammar
+
+
+def _index_prefixes() -> None:
+    global _PREFIXES
+    _PREFIXES = tuple(prefix for prefix, _ in _BY_PREFIX)
 
 
 def unregister_body(name: str) -> None:
@@ -91,6 +99,7 @@ def unregister_body(name: str) -> None:
     for program in grammar.programs:
         del _BY_NAME[program]
     _BY_PREFIX[:] = [(p, g) for p, g in _BY_PREFIX if g is not grammar]
+    _index_prefixes()
 
 
 def body_grammar(program: str | None) -> BodyGrammar | None:
@@ -100,6 +109,8 @@ def body_grammar(program: str | None) -> BodyGrammar | None:
     found = _BY_NAME.get(program)
     if found is not None:
         return found
+    if not program.startswith(_PREFIXES):
+        return None
     for prefix, grammar in _BY_PREFIX:
         if program.startswith(prefix):
             return grammar
