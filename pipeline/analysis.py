@@ -1042,7 +1042,7 @@ class Scan:
         s = self.stats
         counts = (
             f"{s.files} files, {s.lines:,} lines, {s.candidates:,} candidates, "
-            f"{s.parsed:,} parsed, {sum(s.unparsed.values()):,} unparsed, "
+            f"{s.parsed:,} parsed, {sum(s.unparsed.values()):,} candidates unparsed, "
             f"{s.findings} findings"
         )
         by_sev = self.findings["severity"].value_counts().sort_index(ascending=False)

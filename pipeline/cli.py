@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -23,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs, load_rules, rule_files
+from pipeline.detection.model import Rule
 from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats, Unparsed
 from pipeline.errors import Location, LogwardenError
 from pipeline.model import Event, Finding, Severity
@@ -209,7 +211,7 @@ def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> Non
         f"{stats.lines} lines",
         f"{stats.candidates} candidates",
         f"{stats.parsed} parsed",
-        f"{unparsed} unparsed"
+        f"{unparsed} candidates unparsed"
         + (
             " (" + ", ".join(f"{k}: {v}" for k, v in sorted(stats.unparsed.items())) + ")"
             if unparsed
@@ -444,7 +446,12 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     help="A running dask.distributed scheduler (tcp://host:8786); implies --engine dask. Its "
     "workers must read the same paths, or use fsspec URLs (s3://..., file://...).",
 )
-@click.option("-q", "--quiet", is_flag=True, help="Do not print the counts.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Do not print the counts (lines, candidates, parsed, candidates unparsed, ...).",
+)
 @handle_errors
 def scan(
     paths: tuple[str, ...],
@@ -482,6 +489,11 @@ def scan(
     --journal scans the systemd journal as well; its findings' source is
     journal:local, journal:DIR or journal:FILE[,FILE...] with the entry's position in
     that read as the line.
+
+    The counts on stderr: lines read, the candidates the prefilter selected (only
+    those are parsed), how many candidates parsed and how many no grammar could read
+    ("candidates unparsed"; lines that are not candidates are not parsed, so not
+    counted there), findings.
     """
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     if not rules:
@@ -979,14 +991,32 @@ def rules_list(rule_dirs: tuple[str, ...], no_builtin_rules: bool, out_format: s
     _console().print(table)
 
 
-def _rule_dirs_arg(directory: str | None) -> tuple[list[str], bool]:
+def _rule_set(directory: str | None, no_builtin_rules: bool) -> tuple[list[str], bool]:
+    """The rule dirs and whether the built-in pack loads first: ``rules validate|test DIR``
+    load what ``scan --rules DIR`` loads (without DIR: the built-in pack itself)."""
     if directory is None:
+        if no_builtin_rules:
+            fail("--no-builtin-rules needs a DIR of rules")
         return [], True
-    return [directory], False
+    return [directory], not no_builtin_rules
+
+
+def _defined_in(rules: list[Rule], dirs: list[str]) -> list[Rule]:
+    """The rules defined in the files of ``dirs`` (all of them without dirs)."""
+    if not dirs:
+        return rules
+    mine = {str(p) for p in rule_files(dirs)}
+    return [r for r in rules if r.location.path in mine]
+
+
+_NO_BUILTIN_HELP = (
+    "Leave out the built-in rule pack: DIR alone (as scan --rules DIR --no-builtin-rules)."
+)
 
 
 @rules.command("validate")
 @click.argument("directory", required=False, type=click.Path(), metavar="[DIR]")
+@click.option("--no-builtin-rules", is_flag=True, help=_NO_BUILTIN_HELP)
 @click.option(
     "--config",
     "config_path",
@@ -995,20 +1025,27 @@ def _rule_dirs_arg(directory: str | None) -> tuple[list[str], bool]:
     help="Also validate this daemon config (notifier URLs included).",
 )
 @handle_errors
-def rules_validate(directory: str | None, config_path: str | None) -> None:
-    """Check rule files (DIR, or the built-in pack) and print every error with file:line."""
+def rules_validate(directory: str | None, no_builtin_rules: bool, config_path: str | None) -> None:
+    """Check rule files (DIR, or the built-in pack) and print every error with file:line.
+
+    DIR is checked together with the built-in pack, as scan --rules DIR loads it, so its
+    rules may build on built-in rules and override them.
+    """
+    from pipeline.detection.fields import check_fields
+
     if config_path:
         from pipeline.config import load_config
 
         load_config(config_path)
-    dirs, _ = _rule_dirs_arg(directory)
-    # the built-in pack loads first, as for scan, so overrides of built-in rules validate
-    loaded, errors = check_rule_dirs(dirs, builtin=True)
-    if dirs:
-        mine = {str(p) for p in rule_files(dirs)}
-        loaded = [r for r in loaded if r.location.path in mine]
+    dirs, builtin = _rule_set(directory, no_builtin_rules)
+    all_loaded, errors = check_rule_dirs(dirs, builtin=builtin)
+    loaded = _defined_in(all_loaded, dirs)
+    paths = {r.location.path for r in loaded}
     for e in errors:
         click.echo(f"error: {e}", err=True)
+    for w in check_fields(all_loaded)[1]:
+        if w.location is None or w.location.path in paths or not dirs:
+            click.echo(f"warning: {w}", err=True)
     for r in loaded:
         if r.kind == "line" and not r.literals:
             click.echo(
@@ -1024,6 +1061,7 @@ def rules_validate(directory: str | None, config_path: str | None) -> None:
 
 @rules.command("test")
 @click.argument("directory", required=False, type=click.Path(), metavar="[DIR]")
+@click.option("--no-builtin-rules", is_flag=True, help=_NO_BUILTIN_HELP)
 @click.option(
     "--samples",
     "samples_dir",
@@ -1031,33 +1069,47 @@ def rules_validate(directory: str | None, config_path: str | None) -> None:
     help="Annotated sample logs to check (default: the samples/ next to the built-in rules).",
 )
 @handle_errors
-def rules_test(directory: str | None, samples_dir: str | None) -> None:
-    """Run every rule's examples and the annotated samples; fail on any mismatch."""
+def rules_test(directory: str | None, no_builtin_rules: bool, samples_dir: str | None) -> None:
+    """Run every rule's examples and the annotated samples; fail on any mismatch.
+
+    DIR loads with the built-in pack, as for validate and scan --rules DIR; the rules
+    defined in DIR are tested, with the built-in rules they build on.
+    """
+    from pipeline.detection.loader import dependencies
     from pipeline.detection.testing import TestFailure, check_examples, check_samples
 
-    dirs, builtin = _rule_dirs_arg(directory)
+    dirs, builtin = _rule_set(directory, no_builtin_rules)
     loaded, errors = check_rule_dirs(dirs, builtin=builtin)
     for e in errors:
         click.echo(f"error: {e}", err=True)
     if errors:
         sys.exit(2)
-    failures, n_examples = check_examples(loaded)
+    tested = _defined_in(loaded, dirs)
+    failures, n_examples = check_examples(tested, loaded)
     if samples_dir is None and directory is None:
         default = builtin_rules_dir().parent / "samples"
         samples_dir = str(default) if default.is_dir() else None
     n_sample_lines = 0
     if samples_dir is not None:
-        s_fail, n_sample_lines, seen = check_samples(loaded, Path(samples_dir))
+        ids = {r.id for r in tested}
+        needed = dependencies(tested, {r.id: r for r in loaded})
+        # the rules under test, and silently the (built-in) rules they build on
+        scanned = [
+            r if r.id in ids else replace(r, report=False)
+            for r in loaded
+            if r.id in ids or r.id in needed
+        ]
+        s_fail, n_sample_lines, seen = check_samples(scanned, Path(samples_dir))
         failures.extend(s_fail)
         failures.extend(
             TestFailure(r.location, r.id, f"no sample under {samples_dir} yields this rule")
-            for r in loaded
+            for r in tested
             if r.id not in seen and r.report and r.enabled
         )
     for f in failures:
         click.echo(f"FAIL {f}", err=True)
     click.echo(
-        f"{len(loaded)} rules, {n_examples} examples, {n_sample_lines} annotated sample lines: "
+        f"{len(tested)} rules, {n_examples} examples, {n_sample_lines} annotated sample lines: "
         f"{'ok' if not failures else f'{len(failures)} failures'}"
     )
     if failures:

@@ -30,7 +30,7 @@ from pipeline.detection.prefilter import IntArray, Prefilter, newline_offsets
 from pipeline.errors import InputError, Location, Problem
 from pipeline.grammars import FORMATS, get_format, parse_any, sniff_format
 from pipeline.grammars.base import GrammarError, LineFormat, Parsed
-from pipeline.grammars.bodies import parse_body
+from pipeline.grammars.bodies import BodyError, parse_body
 from pipeline.grammars.fastpath import FAST_PATHS
 from pipeline.model import Event, Finding
 from pipeline.resume import skip_prefix
@@ -401,7 +401,13 @@ class LineProcessor:
         fields = parsed.fields
         if parsed.message and self.body_fields:
             fields = dict(fields)
-            for key, value in parse_body(parsed.program, parsed.message).items():
+            try:
+                body = parse_body(parsed.program, parsed.message)
+            except BodyError as exc:
+                # a grammar bug: the event goes on without body fields, and it is counted
+                self.report(Problem("body-error", Location(self.display, line_no), str(exc)))
+                body = {}
+            for key, value in body.items():
                 fields.setdefault(key, value)
         return Event(
             timestamp=aware,

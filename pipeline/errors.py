@@ -59,7 +59,8 @@ class Problem:
     """A counted, located, non-fatal problem met while reading input.
 
     ``kind`` is a short stable tag (``invalid-utf8``, ``nul-byte``, ``line-too-long``,
-    ``truncated-archive``, ``unreadable``, ``unknown-format``, ``unparsed``, ...).
+    ``truncated-archive``, ``unreadable``, ``unknown-format``, ``unparsed``, ``body-error``,
+    ...).
     """
 
     kind: str

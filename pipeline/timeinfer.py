@@ -15,6 +15,7 @@ resolves them here, per input, from context:
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,14 +29,38 @@ FUTURE_SLACK = timedelta(days=1)
 REORDER = timedelta(days=7)
 
 
+#: a POSIX TZ rule (``UTC0``, ``CET-1CEST,M3.5.0,M10.5.0/3``): an offset or a rule after the name
+_POSIX_RULE = re.compile(r"^[A-Za-z]{3,}[+-]?\d|^<[^>]*>|,M\d")
+_ZONE_HINT = "use an IANA name such as Europe/Berlin or UTC"
+
+
+def _zone_error(name: str, origin: str = "") -> UsageError:
+    hint = _ZONE_HINT
+    if _POSIX_RULE.search(name):
+        hint = f"a POSIX TZ rule cannot be read here; {hint}"
+    where = f" (from {origin})" if origin else ""
+    return UsageError(f"unknown time zone {name!r}{where}", hint=hint)
+
+
 def local_zone() -> tzinfo:
-    """The machine's zone: ``$TZ``, else ``/etc/localtime``, else UTC."""
+    """The machine's zone: ``$TZ`` when set and not empty, else ``/etc/localtime``, else UTC.
+
+    A ``$TZ`` that names no zone (a typo, or a POSIX rule such as ``CET-1CEST,M3.5.0``) is a
+    :class:`UsageError`, as a bad ``--tz`` is: it is never silently read as UTC.
+    """
     tz = os.environ.get("TZ")
     if tz:
+        name = tz.removeprefix(":")
+        if name.startswith("/"):
+            try:
+                with open(name, "rb") as f:
+                    return ZoneInfo.from_file(f, key=name)
+            except (OSError, ValueError):
+                raise _zone_error(tz, "$TZ") from None
         try:
-            return ZoneInfo(tz.lstrip(":"))
+            return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
-            pass
+            raise _zone_error(tz, "$TZ") from None
     localtime = Path("/etc/localtime")
     if localtime.exists():
         try:
@@ -52,9 +77,7 @@ def parse_zone(name: str | None) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(
-            f"unknown time zone {name!r}", hint="use an IANA name such as Europe/Berlin or UTC"
-        ) from None
+        raise _zone_error(name) from None
 
 
 _FIXED_ZONES: dict[timedelta, timezone] = {}

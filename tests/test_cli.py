@@ -78,7 +78,8 @@ def test_scan_jsonl_has_the_contract_fields(log: Path) -> None:
     assert dsn["fields"]["dsn_queue_id"] == "6AU8MP47017783"  # type: ignore[index]
     assert isinstance(dsn["title"], str) and dsn["message"]
     assert re.search(
-        r"counts: 1 files, 4 lines, \d+ candidates, \d+ parsed, 0 unparsed, 3 findings", err
+        r"counts: 1 files, 4 lines, \d+ candidates, \d+ parsed, 0 candidates unparsed, 3 findings",
+        err,
     )
 
 
@@ -89,6 +90,26 @@ def test_scan_table_is_default_and_prints_counts(log: Path) -> None:
     assert "counts:" in err
     code, _, err = run("scan", str(log), "-q")
     assert "counts:" not in err
+
+
+def test_scan_counts_say_that_unparsed_counts_candidates_only(tmp_path: Path) -> None:
+    # two lines no grammar reads: one the prefilter selects (a literal of
+    # system.disk-full), one it does not
+    p = tmp_path / "odd.log"
+    p.write_text(
+        "Nov 30 08:00:00 vm cron[1]: nothing\n" * 3
+        + "*** No space left on device ***\n"
+        + "*** garbage without a literal ***\n"
+    )
+    code, _, err = run("scan", str(p), "--tz", "UTC")
+    assert code == 0, err
+    assert re.search(
+        r"5 lines, 1 candidates, 0 parsed, 1 candidates unparsed \(syslog: 1\)", err
+    ), err
+    assert " 1 unparsed" not in err
+    _, _, err = run("parse", str(p), "--tz", "UTC")
+    assert "5 lines, 3 parsed, 2 unparsed" in err, err
+    assert "candidates unparsed" in run("scan", "--help")[1]
 
 
 def test_scan_csv_and_output_file(log: Path, tmp_path: Path) -> None:
@@ -159,6 +180,26 @@ def test_scan_rules_dir_and_no_builtin(log: Path, tmp_path: Path) -> None:
     assert [r["rule"] for r in jsonl(out)] == ["cron.nothing"]
     code, out, _ = run("scan", str(log), "--rules", str(rules), "--format", "jsonl")
     assert len(jsonl(out)) == 4
+
+
+def test_a_bad_tz_variable_is_a_usage_error_like_a_bad_tz_option(tmp_path: Path, log: Path) -> None:
+    runner = CliRunner()
+    for tz, words in (("Europe/Berln", "IANA name"), ("CET-1CEST,M3.5.0,M10.5.0/3", "POSIX")):
+        for args in (
+            ["scan", str(log)],
+            ["parse", str(log)],
+            ["watch", "--state-dir", str(tmp_path / "state"), str(log)],
+        ):
+            result = runner.invoke(main, args, env={"TZ": tz}, catch_exceptions=False)
+            assert result.exit_code == 2, (tz, args, result.stderr)
+            assert f"unknown time zone {tz!r} (from $TZ)" in result.stderr, args
+            assert words in result.stderr
+            assert result.stdout == ""
+    # a valid --tz does not need $TZ
+    result = runner.invoke(
+        main, ["scan", str(log), "--tz", "UTC", "-q"], env={"TZ": "Europe/Berln"}
+    )
+    assert result.exit_code == 0, result.stderr
 
 
 def test_usage_errors_exit_2(tmp_path: Path, log: Path) -> None:
@@ -232,6 +273,95 @@ def test_rules_list_validate_test() -> None:
     assert re.search(r"\d+ rules, \d+ examples, \d+ annotated sample lines: ok", out)
 
 
+NFS_DOWN = "Nov 30 07:4{}:12 nfsclient kernel: nfs: server {} not responding, still trying"
+#: a site's rules: a threshold on a built-in line rule, and an override of a built-in rule
+SITE_RULES = f"""\
+rules:
+  - id: site.nfs-flapping
+    type: threshold
+    title: An NFS server stopped answering twice
+    severity: high
+    description: d
+    remediation: r
+    of: nfs.server-not-responding
+    count: 2
+    window: 10m
+    group_by: [host, server]
+    examples:
+      match:
+        - lines: ['{NFS_DOWN.format(0, "10.1.1.1")}', '{NFS_DOWN.format(1, "10.1.1.1")}']
+      no_match:
+        - lines: ['{NFS_DOWN.format(0, "10.1.1.1")}', '{NFS_DOWN.format(1, "10.1.1.2")}']
+overrides:
+  - id: mail.delivery-silence
+    enabled: true
+    hosts: [mx1]
+    window: 6h
+"""
+
+
+def test_rules_test_validate_and_scan_load_the_same_rule_set(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(SITE_RULES)
+    samples = tmp_path / "samples" / "nfs"
+    samples.mkdir(parents=True)
+    log = samples / "syslog"
+    log.write_text(
+        f"{NFS_DOWN.format(0, '10.1.1.1')}\n# expect: site.nfs-flapping\n"
+        f"{NFS_DOWN.format(1, '10.1.1.1')}\n"
+    )
+    os.utime(log, (datetime(2026, 11, 30, 12, tzinfo=UTC).timestamp(),) * 2)
+    code, out, err = run("rules", "validate", str(rules))
+    assert code == 0, err
+    assert out.strip() == "1 rules valid"
+    code, out, err = run("rules", "test", str(rules), "--samples", str(samples.parent))
+    assert code == 0, err
+    assert out.strip() == "1 rules, 2 examples, 1 annotated sample lines: ok"
+    code, out, err = run("scan", "--rules", str(rules), "--format", "jsonl", "-q", str(log))
+    assert code == 0, err
+    assert [r["rule"] for r in jsonl(out) if r["rule"] == "site.nfs-flapping"] == [
+        "site.nfs-flapping"
+    ]
+    # without the built-in pack all three refuse the rules alike
+    for cmd in (
+        ["rules", "validate", str(rules), "--no-builtin-rules"],
+        ["rules", "test", str(rules), "--no-builtin-rules"],
+    ):
+        code, _, err = run(*cmd)
+        assert code == 2, cmd
+        assert "refers to unknown rule 'nfs.server-not-responding'" in err, cmd
+        assert "override of unknown rule 'mail.delivery-silence'" in err, cmd
+    code, _, err = run("scan", "--rules", str(rules), "--no-builtin-rules", str(log))
+    assert code == 2 and "unknown rule" in err
+    code, _, err = run("rules", "test", "--no-builtin-rules")
+    assert code == 2 and "needs a DIR" in err
+
+
+def test_rules_validate_reports_fields_no_step_captures(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    bad = SITE_RULES.replace("group_by: [host, server]", "group_by: [host, srv]")
+    (rules / "site.yaml").write_text(bad)
+    line = 1 + bad.splitlines().index("    group_by: [host, srv]")
+    code, out, err = run("rules", "validate", str(rules))
+    assert code == 2, err
+    assert (
+        f"error: {rules / 'site.yaml'}:{line}: [site.nfs-flapping] group_by field 'srv' never "
+        "exists on the matches of 'nfs.server-not-responding'"
+    ) in err
+    assert "('nfs.server-not-responding' captures: server, state)" in err
+    code, _, err = run("scan", "--rules", str(rules), str(SAMPLES / "syslog"))
+    assert code == 2 and f"site.yaml:{line}: [site.nfs-flapping] group_by field 'srv'" in err
+    # a field only journal input could carry, on a rule that does not select the journal
+    maybe = SITE_RULES.replace("group_by: [host, server]", "group_by: [host, _BOOT_ID]")
+    (rules / "site.yaml").write_text(maybe)
+    code, out, err = run("rules", "validate", str(rules))
+    assert code == 0, err
+    assert f"warning: {rules / 'site.yaml'}:{line}: [site.nfs-flapping] group_by field" in err
+    assert "only a journal field could supply it" in err
+
+
 def test_rules_validate_and_test_report_bad_rules(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(
         """rules:
@@ -264,7 +394,7 @@ def test_demo_samples_scan_finds_every_builtin_rule() -> None:
     code, listed, _ = run("rules", "list", "--format", "jsonl")
     reporting = {r["id"] for r in jsonl(listed) if r["enabled"] and r["reports"]}
     assert reporting <= found, reporting - found
-    assert "0 unparsed" in err
+    assert "0 candidates unparsed" in err
 
 
 def test_events_refuse_inputs_that_cannot_be_read_twice(tmp_path: Path) -> None:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyparsing as pp
 import pytest
 
 from pipeline.detection.loader import load_rules
 from pipeline.engine import Engine, ScanOptions
+from pipeline.grammars import BodyGrammar, FieldNames, register_body
+from pipeline.grammars.bodies import unregister_body
+from pipeline.grammars.common import body_fields
 
 DOVECOT = (
     "master: Warning: service(pop3-login): process_limit (2) reached, "
@@ -239,3 +244,107 @@ def test_every_invalid_utf8_line_of_a_latin1_log_is_counted(engine: Engine, tmp_
     cols = {p.location.col for p in result.problems if p.kind == "invalid-utf8"}
     assert cols == {len("Nov 30 08:00:00 vm app[1]: caf") + 1}
     assert [f.line for f in result.findings] == [20001]
+
+
+# --- a body grammar that raises --------------------------------------------------------------
+
+#: a third party's body grammar for ``backupd``: ``job=N took=MS`` with the time as an integer
+#: (its parse action's int() raises on the "took=12.5" the author never saw)
+_BACKUPD = (
+    pp.Regex(r"job=(?P<job>\d+) took=(?P<took>\S+)", as_match=True)
+    .set_parse_action(lambda toks: {"job": toks[0]["job"], "took_ms": str(int(toks[0]["took"]))})
+    .parse_with_tabs()
+)
+
+BACKUPD_RULES = """\
+rules:
+  - id: backupd.slow-job
+    title: A backup job was slow
+    severity: medium
+    description: Jobs over a second.
+    remediation: Look at the job.
+    select: {program: backupd}
+    match:
+      message: {contains: "job="}
+      took_ms: {regex: '^\\d{4,}$'}
+    examples:
+      match: ["Nov 30 08:00:01 vm backupd[1]: job=1 took=1500"]
+      no_match: ["Nov 30 08:00:01 vm other[1]: job=1 took=1500"]
+  - id: backupd.job
+    title: A backup job ran
+    severity: info
+    description: Every job.
+    remediation: Nothing.
+    select: {program: backupd}
+    match:
+      message: {contains: "job="}
+    examples:
+      match: ["Nov 30 08:00:01 vm backupd[1]: job=1 took=1500"]
+      no_match: ["Nov 30 08:00:01 vm other[1]: job=1 took=1500"]
+"""
+
+
+@pytest.fixture
+def backupd_grammar() -> Iterator[None]:
+    register_body(
+        BodyGrammar(
+            "backupd",
+            lambda text: body_fields(_BACKUPD.parse_string(text)),
+            ("backupd",),
+            fields=FieldNames(frozenset({"job", "took_ms"})),
+        )
+    )
+    yield
+    unregister_body("backupd")
+
+
+def test_a_body_grammar_that_raises_is_a_counted_located_problem(
+    backupd_grammar: None, tmp_path: Path
+) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "backupd.yaml").write_text(BACKUPD_RULES)
+    engine = Engine(load_rules([tmp_path / "rules"], builtin=False), ScanOptions(tz=UTC))
+    assert engine.body_fields
+    path = write(
+        tmp_path,
+        "syslog",
+        b"Nov 30 08:00:01 vm backupd[1]: job=1 took=1500\n"
+        b"Nov 30 08:00:02 vm backupd[1]: job=2 took=12.5\n"
+        b"Nov 30 08:00:03 vm backupd[1]: job=3 took=2500\n",
+    )
+    result = engine.scan([path])
+    assert result.stats.problems["body-error"] == 1
+    (problem,) = [p for p in result.problems if p.kind == "body-error"]
+    assert str(problem.location) == f"{path}:2"
+    assert "'backupd'" in problem.detail and "ValueError" in problem.detail
+    found = sorted((f.rule, f.line) for f in result.findings)
+    # the line still goes on (a rule on its message matches), without its body fields
+    assert found == [
+        ("backupd.job", 1),
+        ("backupd.job", 2),
+        ("backupd.job", 3),
+        ("backupd.slow-job", 1),
+        ("backupd.slow-job", 3),
+    ]
+
+
+def test_rules_test_fails_an_example_whose_body_grammar_raises(
+    backupd_grammar: None, tmp_path: Path
+) -> None:
+    from pipeline.detection.testing import check_examples
+
+    (tmp_path / "rules").mkdir()
+    text = BACKUPD_RULES.replace(
+        'no_match: ["Nov 30 08:00:01 vm other[1]: job=1 took=1500"]\n  - id: backupd.job',
+        'no_match: ["Nov 30 08:00:01 vm backupd[1]: job=1 took=0.5"]\n  - id: backupd.job',
+    )
+    (tmp_path / "rules" / "backupd.yaml").write_text(text)
+    rules = load_rules([tmp_path / "rules"], builtin=False)
+    failures, _ = check_examples([r for r in rules if r.id == "backupd.slow-job"], rules)
+    messages = [f.message for f in failures]
+    assert any(
+        m.startswith(
+            "example does not parse: body-error: body grammar 'backupd' failed: ValueError"
+        )
+        for m in messages
+    ), messages

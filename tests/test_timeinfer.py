@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from pipeline.errors import UsageError
-from pipeline.timeinfer import UTC, TimeResolver, parse_when, parse_zone
+from pipeline.timeinfer import UTC, TimeResolver, local_zone, parse_when, parse_zone
 
 
 def yearless(month: int, day: int, hour: int = 12) -> datetime:
@@ -63,3 +63,58 @@ def test_bad_zone_and_time_are_usage_errors() -> None:
         parse_when("yesterday-ish", UTC)
     assert parse_when("2026-11-30", UTC) == datetime(2026, 11, 30, tzinfo=UTC)
     assert parse_when("2026-11-30T08:00:00Z", UTC).utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("tz", ["Europe/Berln", "Mars/Olympus", "/no/such/zonefile"])
+def test_a_bad_tz_variable_is_a_usage_error_not_utc(
+    monkeypatch: pytest.MonkeyPatch, tz: str
+) -> None:
+    monkeypatch.setenv("TZ", tz)
+    with pytest.raises(UsageError, match=r"unknown time zone .* \(from \$TZ\)") as exc:
+        local_zone()
+    assert "IANA name" in exc.value.hint
+    with pytest.raises(UsageError, match="unknown time zone"):
+        parse_zone(None)
+
+
+@pytest.mark.parametrize("tz", ["UTC0", "CET-1CEST,M3.5.0,M10.5.0/3", "<+03>-3"])
+def test_a_posix_rule_in_tz_that_zoneinfo_cannot_read_is_refused_with_a_hint(
+    monkeypatch: pytest.MonkeyPatch, tz: str
+) -> None:
+    monkeypatch.setenv("TZ", tz)
+    with pytest.raises(UsageError, match="POSIX TZ rule") as exc:
+        local_zone()
+    assert "Europe/Berlin" in exc.value.hint
+
+
+@pytest.mark.parametrize(
+    ("tz", "summer_offset"),
+    [
+        ("EST5EDT", -4),
+        (":Europe/Berlin", 2),
+        ("Europe/Berlin", 2),
+        (":/usr/share/zoneinfo/Asia/Tokyo", 9),
+    ],
+)
+def test_tz_names_zoneinfo_has_are_read(
+    monkeypatch: pytest.MonkeyPatch, tz: str, summer_offset: int
+) -> None:
+    monkeypatch.setenv("TZ", tz)
+    zone = local_zone()
+    assert datetime(2026, 7, 1, 12, tzinfo=zone).utcoffset() == timedelta(hours=summer_offset)
+
+
+@pytest.mark.parametrize("tz", [None, ""])
+def test_an_unset_or_empty_tz_is_the_machines_zone(
+    monkeypatch: pytest.MonkeyPatch, tz: str | None
+) -> None:
+    if tz is None:
+        monkeypatch.delenv("TZ", raising=False)
+    else:
+        monkeypatch.setenv("TZ", tz)
+    with open("/etc/localtime", "rb") as f:
+        from zoneinfo import ZoneInfo
+
+        machine = ZoneInfo.from_file(f)
+    when = datetime(2026, 7, 1, 12)
+    assert when.replace(tzinfo=local_zone()).utcoffset() == when.replace(tzinfo=machine).utcoffset()

@@ -16,11 +16,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from pipeline.detection.fields import check_fields
 from pipeline.detection.model import (
     Condition,
     Correlation,
     Enrich,
     Example,
+    Marks,
     Rule,
     Selectors,
     Step,
@@ -266,7 +268,7 @@ class _Reader:
                 ok = False
             else:
                 kwargs["if_present"] = spec_d["if_present"]
-        return Condition(**kwargs) if ok else None
+        return Condition(**kwargs, location=Location(self.path, line)) if ok else None
 
     def examples(
         self, node: Any, line: int, *, scenario: bool = False
@@ -356,9 +358,13 @@ class _Reader:
             return default
         return value
 
+    def marks(self, node: LocDict, *keys: str) -> Marks:
+        """Where ``keys`` of ``node`` are written (the keys present)."""
+        return tuple((k, Location(self.path, node.line_of(k))) for k in keys if k in node)
+
     def step(self, node: Any, line: int, what: str) -> Step | None:
         if isinstance(node, str):
-            return Step(node)
+            return Step(node, marks=(("rule", Location(self.path, line)),))
         if not isinstance(node, LocDict):
             self.err(f"{what} must be a rule id or a mapping with 'rule'", line)
             return None
@@ -381,7 +387,8 @@ class _Reader:
         count = self.count_of(node, "count", 1)
         if rule_id is None:
             return None
-        return Step(rule_id, tuple(where), count, distinct)
+        marks = (("rule", Location(self.path, node.line)), *self.marks(node, "distinct"))
+        return Step(rule_id, tuple(where), count, distinct, marks)
 
     def suppress(self, node: Any, line: int) -> Suppress | None:
         if not isinstance(node, LocDict):
@@ -395,7 +402,9 @@ class _Reader:
             return None
         if period is None:
             return None
-        return Suppress(period, self.text_list(node, "group_by"), digest)
+        return Suppress(
+            period, self.text_list(node, "group_by"), digest, self.marks(node, "group_by")
+        )
 
     def enrich(self, node: Any, line: int) -> tuple[Enrich, ...]:
         if not isinstance(node, LocList):
@@ -416,13 +425,14 @@ class _Reader:
                 self.err("an enrich entry needs 'by' and 'copy' fields", iline)
                 continue
             if rule_id and keep is not None:
-                out.append(Enrich(rule_id, by, copy, keep))
+                out.append(Enrich(rule_id, by, copy, keep, self.marks(item, "by", "copy")))
         return tuple(out)
 
     def correlation(self, kind: str, node: LocDict) -> Correlation | None:
         window = self.duration(node, "window", required=True)
         group_by = self.text_list(node, "group_by")
         sample = self.count_of(node, "sample", 5)
+        marks = self.marks(node, "group_by")
         if kind == "threshold":
             of = self.step(node.get("of"), node.line_of("of"), "'of'") if "of" in node else None
             if "of" not in node:
@@ -434,7 +444,7 @@ class _Reader:
                 self.err("a threshold rule needs 'count'", node.line)
             if window is None or of is None:
                 return None
-            return Correlation(kind, window, group_by, (of,), count, sample=sample)
+            return Correlation(kind, window, group_by, (of,), count, sample=sample, marks=marks)
         if kind == "sequence":
             steps_node = node.get("steps")
             if not isinstance(steps_node, LocList) or len(steps_node) < 2:
@@ -449,7 +459,9 @@ class _Reader:
             ]
             if window is None or any(s is None for s in steps):
                 return None
-            return Correlation(kind, window, group_by, tuple(s for s in steps if s), sample=sample)
+            return Correlation(
+                kind, window, group_by, tuple(s for s in steps if s), sample=sample, marks=marks
+            )
         # absence
         trigger = (
             self.step(node["trigger"], node.line_of("trigger"), "'trigger'")
@@ -471,7 +483,7 @@ class _Reader:
             group_by = ("host",)
         if window is None or expect is None or ("trigger" in node and trigger is None):
             return None
-        return Correlation(kind, window, group_by, (), 1, trigger, expect, sample)
+        return Correlation(kind, window, group_by, (), 1, trigger, expect, sample, marks)
 
     def rule(self, node: Any, line: int) -> Rule | None:
         if not isinstance(node, LocDict):
@@ -772,6 +784,7 @@ def extend_rules(
         seen[ov.rule] = ov.apply(seen[ov.rule])
     out = [seen[i] for i in order]
     errors.extend(check_references(out))
+    errors.extend(check_fields(out)[0])
     return out, errors
 
 

@@ -6,6 +6,7 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import timedelta
 from types import MappingProxyType
 
@@ -25,6 +26,8 @@ class Condition:
     regex: CompiledPattern | None = None
     if_present: bool = False
     none_of: frozenset[str] | None = None
+    #: where the condition is written (for messages about the field it tests)
+    location: Location | None = dc_field(default=None, compare=False)
 
     def test(self, event: Event) -> dict[str, str] | None:
         """The captures (possibly empty) when the condition holds, else None."""
@@ -204,6 +207,18 @@ def parse_duration(text: str | int) -> timedelta:
     return timedelta(days=d, hours=h, minutes=mi, seconds=s)
 
 
+#: where the keys of a YAML node are written, as (key, location) pairs
+Marks = tuple[tuple[str, Location], ...]
+
+
+def mark_of(marks: Marks, key: str, default: Location) -> Location:
+    """The location of ``key`` among ``marks``, else ``default``."""
+    for name, loc in marks:
+        if name == key:
+            return loc
+    return default
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One step of a correlation: matches of ``rule`` that also pass ``where``.
@@ -215,6 +230,7 @@ class Step:
     where: tuple[Condition, ...] = ()
     count: int = 1
     distinct: str | None = None
+    marks: Marks = dc_field(default=(), compare=False)
 
     def accepts(self, rule_id: str, event: Event, fields: Mapping[str, str]) -> bool:
         if rule_id != self.rule:
@@ -238,6 +254,7 @@ class Suppress:
     period: timedelta
     group_by: tuple[str, ...] = ()
     digest: bool = False
+    marks: Marks = dc_field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +265,7 @@ class Enrich:
     by: tuple[str, ...]
     copy: tuple[str, ...]
     keep: timedelta
+    marks: Marks = dc_field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +280,7 @@ class Correlation:
     trigger: Step | None = None  # absence: opens a window; None = heartbeat form
     expect: Step | None = None  # absence: closes it
     sample: int = 5  # related events kept per finding
+    marks: Marks = dc_field(default=(), compare=False)
 
     def referenced(self) -> set[str]:
         refs = {s.rule for s in self.steps}

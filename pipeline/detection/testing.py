@@ -60,16 +60,21 @@ def run_lines(
 ) -> tuple[list[Finding], list[str]]:
     """Findings of ``rules`` on ``lines`` (one input, in order) and the unparsed reasons."""
     detector = Detector(rules)
+    errors: list[str] = []
+
+    def report(problem: Problem) -> None:
+        if problem.kind == "body-error":  # a grammar bug must fail the example, not hide
+            errors.append(f"{problem.kind}: {problem.detail}")
+
     proc = LineProcessor(
         display,
         TimeResolver(UTC, datetime.now(UTC)),
         Prefilter(detector.line_rules),
-        lambda p: None,
+        report,
         ScanStats(),
     )
     data = "".join(line + "\n" for line in lines).encode("utf-8")
     found = FindingSet()
-    errors: list[str] = []
     for rec in proc.process(data, 1):
         if isinstance(rec, Unparsed):
             errors.append(rec.reason)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import pyparsing as pp
 
-from pipeline.grammars.base import LineFormat, Parsed
+from pipeline.grammars.base import FieldNames, LineFormat, Parsed
 from pipeline.grammars.common import (
     CTIME_RE,
     MONTH_RE,
@@ -172,6 +172,25 @@ def parse(line: str) -> Parsed:
     )
 
 
+#: what :func:`parse` (and the prefix and peer blocks) can put in fields
+ERROR_LOG_FIELDS = frozenset(
+    {
+        "apache_level",
+        "module",
+        "tid",
+        "errno",
+        "os_error",
+        "ah_code",
+        "client",
+        "client_port",
+        "remote",
+        "remote_port",
+    }
+)
+#: what :func:`parse_apache_body` can return
+BODY_FIELDS = FieldNames(ERROR_LOG_FIELDS | {"apache_pid"})
+
+
 def parse_apache_body(text: str) -> dict[str, str]:
     """Fields of an error-log line that reached syslog without its date; {} when it is not one.
 
@@ -206,4 +225,5 @@ FORMAT = LineFormat(
     sniff,
     parse,
     priority=70,
+    fields=FieldNames(ERROR_LOG_FIELDS),
 )

@@ -8,6 +8,7 @@ engine's job, so a grammar only reports what the line itself says.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,12 +45,47 @@ class Parsed:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldNames:
+    """The names a grammar can put in ``fields``, declared next to the grammar.
+
+    ``fixed`` are the names the grammar itself chooses. Where names come from the text of
+    the line (sendmail's ``key=value`` pairs, journal field names), ``open`` matches every
+    name that can occur and ``open_what`` says what such a name is. ``nonstandard`` matches
+    the further names the grammar, being lenient, takes from lines that break their
+    format's standard (a lower-case key in journal JSON, an RFC 5424 SD-ID that is neither
+    registered nor has an ``@``). Rule validation uses this to tell a field that may exist
+    from one that never can, and treats non-standard names as never existing.
+    """
+
+    fixed: frozenset[str] = frozenset()
+    open: re.Pattern[str] | None = None
+    open_what: str = ""
+    nonstandard: re.Pattern[str] | None = None
+
+    def expected(self, name: str) -> bool:
+        """A line that follows the format's standard could give ``name``."""
+        return name in self.fixed or (
+            self.open is not None and self.open.fullmatch(name) is not None
+        )
+
+    def possible(self, name: str) -> bool:
+        """Some line could make the grammar produce ``name``."""
+        return self.expected(name) or (
+            self.nonstandard is not None and self.nonstandard.fullmatch(name) is not None
+        )
+
+
+NO_FIELDS = FieldNames()
+
+
+@dataclass(frozen=True, slots=True)
 class LineFormat:
     """A registered line format.
 
     ``sniff`` is a cheap test (a compiled regex) that a line *looks like* this format; the
     format sniffer votes with it over the first lines of a file. ``parse`` is the full grammar.
     ``priority`` breaks sniffing ties: more specific formats have a higher number.
+    ``fields`` are the names the grammar can put in :attr:`Parsed.fields`.
     """
 
     name: str
@@ -57,3 +93,4 @@ class LineFormat:
     sniff: Callable[[str], bool]
     parse: Callable[[str], Parsed]
     priority: int = 0
+    fields: FieldNames = NO_FIELDS

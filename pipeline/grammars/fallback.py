@@ -33,7 +33,7 @@ import re
 
 import pyparsing as pp
 
-from pipeline.grammars.base import LineFormat, Parsed
+from pipeline.grammars.base import FieldNames, LineFormat, Parsed
 from pipeline.grammars.common import (
     MONTH_RE,
     MONTHS,
@@ -165,6 +165,24 @@ ACCESS_FORMAT = LineFormat(
     _sniff_access,
     parse_access,
     priority=50,
+    fields=FieldNames(
+        frozenset(
+            {
+                "vhost",
+                "client",
+                "ident",
+                "user",
+                "request",
+                "method",
+                "path",
+                "protocol",
+                "status",
+                "size",
+                "referer",
+                "user_agent",
+            }
+        )
+    ),
 )
 
 # --- timestamped ---------------------------------------------------------------------------------

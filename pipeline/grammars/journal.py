@@ -30,7 +30,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.grammars.base import GrammarError, LineFormat, Parsed
+from pipeline.grammars.base import FieldNames, GrammarError, LineFormat, Parsed
 from pipeline.grammars.common import ascii_int
 from pipeline.model import LEVELS
 
@@ -146,4 +146,11 @@ FORMAT = LineFormat(
     sniff,
     parse,
     priority=100,
+    # journal field names: upper-case letters, digits and "_", not starting with a digit;
+    # a JSON line not written by journalctl may have any key
+    fields=FieldNames(
+        open=re.compile(r"[A-Z_][A-Z0-9_]*"),
+        open_what="a journal field",
+        nonstandard=re.compile(r"(?s:.*)"),
+    ),
 )

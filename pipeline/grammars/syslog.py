@@ -50,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyparsing as pp
 
-from pipeline.grammars.base import LineFormat, Parsed
+from pipeline.grammars.base import FieldNames, LineFormat, Parsed
 from pipeline.grammars.common import (
     BSD_RE,
     FACILITIES,
@@ -206,6 +206,10 @@ def _to_parsed(res: pp.ParseResults) -> Parsed:
     )
 
 
+#: what :func:`_to_parsed` can put in fields
+ENVELOPE_FIELDS = FieldNames(frozenset({"facility", "context"}))
+
+
 def _format(
     name: str, description: str, grammar: pp.ParserElement, sniff: str, priority: int
 ) -> LineFormat:
@@ -218,7 +222,7 @@ def _format(
     def looks_like(line: str) -> bool:
         return sniffer.match(line) is not None
 
-    return LineFormat(name, description, looks_like, parse, priority)
+    return LineFormat(name, description, looks_like, parse, priority, ENVELOPE_FIELDS)
 
 
 _SNIFF_TAG = r"(?:[^\s\[\]:]+ +)?[^\s\[\]:=\"'<>,]+(?:\[\d+\])?:(?:\s|$)"
@@ -412,6 +416,14 @@ RFC5424_FORMAT = LineFormat(
     _sniff_5424,
     parse_rfc5424,
     priority=90,
+    # structured data: "ID" and "ID.PARAM"; an ID without "@" must be registered (RFC 5424
+    # section 6.3.2 and 7: timeQuality, origin, meta), others are private ("name@number")
+    fields=FieldNames(
+        frozenset({"facility", "procid", "msgid", "timeQuality", "origin", "meta"}),
+        re.compile(r"[^\s=\]\"]*[@.][^\s=\]\"]*"),
+        "an RFC 5424 structured-data element",
+        re.compile(r"[^\s=\]\"]+"),
+    ),
 )
 
 #: every format this module registers.

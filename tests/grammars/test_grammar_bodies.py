@@ -370,3 +370,61 @@ def test_apache_with_a_suffix_gets_the_apache_body_grammar() -> None:
     for program in ("httpd", "apache", "apache2", "httpd/site", "apache/site", "apache2/site"):
         assert body_parser(program) is parse_apache_body, program
     assert body_parser("apachetop") is None
+
+
+# --- declared field names ----------------------------------------------------------------------
+
+
+def _real_lines() -> list[str]:
+    from tests.conftest import SAMPLES
+    from tests.grammars.conftest import corpus_path
+
+    paths = [p for p in SAMPLES.rglob("*") if p.is_file() and p.suffix not in (".md", ".yaml")]
+    paths += [p for p in corpus_path().rglob("*") if p.is_file() and p.suffix != ".csv"]
+    out: list[str] = []
+    for p in paths:
+        text = p.read_bytes().decode("utf-8", "replace")
+        out.extend(x.rstrip("\r") for x in text.split("\n") if x.strip())
+    return out
+
+
+def test_every_field_a_grammar_produces_on_real_lines_is_declared() -> None:
+    from pipeline.grammars import FORMATS, GrammarError, parse_any
+    from pipeline.grammars.bodies import body_grammar
+
+    seen_formats: set[str] = set()
+    seen_bodies: set[str] = set()
+    for text in _real_lines():
+        try:
+            name, parsed = parse_any(text)
+        except GrammarError:
+            continue
+        fmt = FORMATS[name]
+        assert all(fmt.fields.possible(k) for k in parsed.fields), (name, text, parsed.fields)
+        seen_formats.add(name)
+        grammar = body_grammar(parsed.program)
+        if grammar is not None and parsed.message:
+            fields = grammar.parse(parsed.message)
+            assert all(grammar.fields.possible(k) for k in fields), (grammar.name, text, fields)
+            if fields:
+                seen_bodies.add(grammar.name)
+    assert {"sendmail", "dovecot", "systemd", "kernel"} <= seen_bodies
+    assert {"syslog", "journal-json", "apache-error"} <= seen_formats
+
+
+def test_a_program_gets_the_registered_grammar_and_names_are_unique() -> None:
+    from pipeline.grammars import BodyGrammar, register_body
+    from pipeline.grammars.bodies import BODY_GRAMMARS, body_grammar, unregister_body
+
+    assert body_grammar("sm-msp-queue") is BODY_GRAMMARS["sendmail"]
+    assert body_grammar("apache2/vhost") is BODY_GRAMMARS["apache"]
+    with pytest.raises(ValueError, match="already registered"):
+        register_body(BodyGrammar("kernel", lambda text: {}, ("kernel2",)))
+    with pytest.raises(ValueError, match="already has the body grammar 'kernel'"):
+        register_body(BodyGrammar("kernel2", lambda text: {}, ("kernel",)))
+    register_body(BodyGrammar("myd", lambda text: {"x": text}, ("myd",), ("myd-",)))
+    try:
+        assert parse_body("myd-worker", "hi") == {"x": "hi"}
+    finally:
+        unregister_body("myd")
+    assert body_grammar("myd-worker") is None
