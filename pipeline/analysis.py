@@ -46,7 +46,7 @@ from pipeline.engine import (
 )
 from pipeline.errors import InputError, Location, Problem
 from pipeline.grammars.base import GrammarError, Parsed
-from pipeline.grammars.common import MONTHS
+from pipeline.grammars.common import MONTHS, REPEATED_PREFIX, unrepeat
 from pipeline.grammars.fastpath import RFC3339_LINE, SYSLOG_LINE
 from pipeline.model import Event, Finding, Severity
 from pipeline.progress import terminal_bar
@@ -75,6 +75,7 @@ EVENT_COLUMNS = (
     "source",
     "line",
     "year_inferred",
+    "repeat",
 )
 #: the columns of findings frames, in order
 FINDING_COLUMNS = (
@@ -320,6 +321,7 @@ class _Rows:
     has_pid: np.ndarray  # bool
     level: Text
     message: Text
+    repeat: np.ndarray  # int64: events per line (rsyslog's "message repeated N times")
 
     def concat(self, other: _Rows) -> _Rows:
         return _Rows(
@@ -333,6 +335,7 @@ class _Rows:
             np.concatenate((self.has_pid, other.has_pid)),
             _concat_text(self.level, other.level),
             _concat_text(self.message, other.message),
+            np.concatenate((self.repeat, other.repeat)),
         )
 
     def take(self, order: np.ndarray) -> _Rows:
@@ -347,6 +350,7 @@ class _Rows:
             self.has_pid[order],
             self.level.take(order),
             self.message.take(order),
+            self.repeat[order],
         )
 
     def frame(self, utc_ns: np.ndarray, fmt: str, source: str, first_line: int) -> pd.DataFrame:
@@ -363,6 +367,7 @@ class _Rows:
                 "source": pd.Series(_same_text(source, n)),
                 "line": pd.Series(self.idx + first_line, dtype="int64"),
                 "year_inferred": pd.Series(np.ones(n, dtype=bool)),
+                "repeat": pd.Series(self.repeat, dtype="int64"),
             }
         )
 
@@ -466,7 +471,8 @@ def _syslog_fields(lines: _Lines) -> _Rows:
         pid[has_pid] = pc.cast(digits, pa.int64()).to_numpy()
         host = _text_of(pc.list_element(host_tail, 0))
         program = _text_of(pc.list_element(prog_pid, 0))
-        message = _text_of(pc.utf8_trim(pc.list_element(tag_msg, 1), _PY_WHITESPACE))
+        msg, repeat = _unrepeat_arrow(pc.utf8_trim(pc.list_element(tag_msg, 1), _PY_WHITESPACE))
+        message = _text_of(msg)
     else:
         k = np.flatnonzero(ok).tolist()
         pids = [g["pid"][i] for i in k]
@@ -474,7 +480,9 @@ def _syslog_fields(lines: _Lines) -> _Rows:
         pid = np.array([int(p) if p else 0 for p in pids], dtype=np.int64)
         host = _text([g["host"][i] for i in k])
         program = _text([g["prog"][i] for i in k])
-        message = _text([g["msg"][i].strip() for i in k])
+        msgs = [g["msg"][i].strip() for i in k]
+        repeat = _unrepeat_list(msgs)
+        message = _text(msgs)
     return _Rows(
         idx=idx[ok].astype(np.int64),
         mon=mon[ok],
@@ -486,7 +494,36 @@ def _syslog_fields(lines: _Lines) -> _Rows:
         has_pid=has_pid,
         level=_same_text(None, n),
         message=message,
+        repeat=repeat,
     )
+
+
+def _unrepeat_list(messages: list[str]) -> np.ndarray:
+    """rsyslog's ``message repeated N times: [ text]`` unwrapped in place, as the grammars
+    do (:func:`~pipeline.grammars.common.unrepeat`); the N of each message (1 elsewhere)."""
+    repeat = np.ones(len(messages), dtype=np.int64)
+    for i, text in enumerate(messages):
+        if text.startswith(REPEATED_PREFIX):
+            messages[i], repeat[i] = unrepeat(text)
+    return repeat
+
+
+def _unrepeat_arrow(messages: Any) -> tuple[Any, np.ndarray]:
+    """:func:`_unrepeat_list` for an Arrow string array: one ``starts_with`` over all
+    messages, Python only for the few repeated ones."""
+    hit = np.asarray(
+        pc.starts_with(messages, REPEATED_PREFIX).to_numpy(zero_copy_only=False), dtype=bool
+    )
+    repeat = np.ones(len(messages), dtype=np.int64)
+    idx = np.flatnonzero(hit)
+    if not len(idx):
+        return messages, repeat
+    inner = [unrepeat(str(messages[int(i)].as_py())) for i in idx]
+    repeat[idx] = [n for _, n in inner]
+    unwrapped = pc.replace_with_mask(
+        messages, pa.array(hit), pa.array([text for text, _ in inner], type=messages.type)
+    )
+    return unwrapped, repeat
 
 
 def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -657,6 +694,7 @@ class BulkLineProcessor(LineProcessor):
             has_pid=np.array([p.pid is not None for p in parsed], dtype=bool),
             level=_text([p.level for p in parsed]),
             message=_text([p.message for p in parsed]),
+            repeat=np.array([p.repeat for p in parsed], dtype=np.int64),
         )
 
     def _syslog_in_runs(
@@ -765,6 +803,8 @@ class BulkLineProcessor(LineProcessor):
         utc_ns = local - zsign[keep] * (zh[keep] * 3600 + zm[keep] * 60) * _NS
         k = keep.tolist()
         self.stats.parsed += len(idx)
+        msgs = [g["msg"][i].strip() for i in k]
+        repeat = _unrepeat_list(msgs)
         fast = pd.DataFrame(
             {
                 "timestamp": pd.to_datetime(utc_ns, unit="ns", utc=True),
@@ -774,11 +814,12 @@ class BulkLineProcessor(LineProcessor):
                     [int(g["pid"][i]) if g["pid"][i] else None for i in k], dtype="Int64"
                 ),
                 "level": pd.Series([None] * len(k), dtype=object),
-                "message": pd.Series([g["msg"][i].strip() for i in k], dtype=object),
+                "message": pd.Series(msgs, dtype=object),
                 "format": pd.Series(["rfc3339"] * len(k), dtype=object),
                 "source": pd.Series([self.display] * len(k), dtype=object),
                 "line": pd.Series(idx + first_line, dtype="int64"),
                 "year_inferred": pd.Series(np.zeros(len(k), dtype=bool)),
+                "repeat": pd.Series(repeat, dtype="int64"),
             }
         )
         return _merge(
@@ -805,6 +846,7 @@ def _objects_frame(events: list[Event]) -> pd.DataFrame:
             "source": pd.Series([e.source for e in events], dtype=object),
             "line": pd.Series([e.line for e in events], dtype="int64"),
             "year_inferred": pd.Series([e.year_inferred for e in events], dtype=bool),
+            "repeat": pd.Series([e.repeat for e in events], dtype="int64"),
         }
     )
 

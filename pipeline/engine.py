@@ -421,6 +421,7 @@ class LineProcessor:
             line=line_no,
             fields=MappingProxyType(fields) if fields else _NO_FIELDS,
             year_inferred=parsed.year_missing and ts is not None and aware is not None,
+            repeat=parsed.repeat,
         )
 
     def _sample(self, raw: bytes) -> TimeMark | None:
@@ -604,8 +605,9 @@ class PartResult:
                 t[9] + line_offset,
                 MappingProxyType(t[10]),
                 t[11],
+                t[12],
             )
-            yield event, t[12]
+            yield event, t[13]
 
 
 _Packed: TypeAlias = tuple[Any, ...]
@@ -638,6 +640,7 @@ def _pack(records: Iterable[Matched | TimeMark]) -> list[_Packed]:
                 e.line,
                 dict(e.fields),
                 e.year_inferred,
+                e.repeat,
                 found,
             )
         )

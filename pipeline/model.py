@@ -51,6 +51,9 @@ class Event:
     ``fields`` holds what body grammars extracted (``queue_id``, ``service``, ...) and,
     for journal entries, the journal's own fields under their journal names
     (``_SYSTEMD_UNIT``, ``_COMM``, ``MESSAGE_ID``, ...).
+    ``repeat`` is how many identical events the line stands for: N for rsyslog's
+    ``message repeated N times: [ text]`` (whose ``message`` is then ``text``; ``source`` and
+    ``line`` still locate the line as written), else 1.
     """
 
     timestamp: datetime | None
@@ -64,6 +67,7 @@ class Event:
     line: int
     fields: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     year_inferred: bool = False
+    repeat: int = 1
 
     def get(self, name: str) -> str | None:
         """The value of a matchable field as text: envelope fields first, then ``fields``."""
@@ -93,6 +97,7 @@ class Event:
             "source": f"{self.source}:{self.line}",
             "fields": dict(self.fields),
             "year_inferred": self.year_inferred,
+            "repeat": self.repeat,
         }
 
     @classmethod
@@ -112,6 +117,7 @@ class Event:
             line=line,
             fields=MappingProxyType({str(k): str(v) for k, v in (d.get("fields") or {}).items()}),
             year_inferred=bool(d.get("year_inferred", False)),
+            repeat=int(d.get("repeat", 1)),
         )
 
 

@@ -10,6 +10,12 @@ own machine: what is sent to one stream cannot complete or break a correlation i
 
 ``logger`` (util-linux) cannot set the host name it reports, so separate streams are the way
 to keep scenarios apart; every line carries this machine's host name.
+
+``reduce_repeats=True`` turns on rsyslog's repeated-message reduction (the legacy
+``$RepeatedMsgReduction on``; rsyslog 8.2302 has no RainerScript parameter for it): identical
+messages of one sender in a row become ``message repeated N times: [ msg]``, written when a
+different message arrives. rsyslog submits that line to the default ruleset, not to the
+input's, so then the one stream allowed writes from the default ruleset.
 """
 
 from __future__ import annotations
@@ -87,32 +93,44 @@ class Rsyslog:
         return self.stderr.read_text(encoding="utf-8", errors="replace")
 
 
-def _config(base: Path, streams: Mapping[str, Stream]) -> str:
+def _config(base: Path, streams: Mapping[str, Stream], reduce_repeats: bool = False) -> str:
     parts = [
         f'global(workDirectory="{base / "work"}")',
         "# no system socket (/dev/log) and no imklog: only the test's own sockets",
         'module(load="imuxsock" SysSock.Use="off")',
     ]
+    if reduce_repeats:
+        parts.insert(1, "$RepeatedMsgReduction on")
     for i, stream in enumerate(streams.values()):
         actions = "\n".join(
             f'  action(type="omfile" file="{stream.files[kind]}" template="{template}"\n'
             '         flushOnTXEnd="on" asyncWriting="off")'
             for kind, (template, _) in FILES.items()
         )
-        parts.append(f'ruleset(name="stream{i}") {{\n{actions}\n}}')
+        if reduce_repeats:  # the repeat lines go to the default ruleset: write from there
+            parts.append(actions)
+            ruleset = ""
+        else:
+            parts.append(f'ruleset(name="stream{i}") {{\n{actions}\n}}')
+            ruleset = f' Ruleset="stream{i}"'
         parts.append(
             f'input(type="imuxsock" Socket="{stream.socket}" CreatePath="on"\n'
-            f'      RateLimit.Interval="0" Ruleset="stream{i}")'
+            f'      RateLimit.Interval="0"{ruleset})'
         )
     return "\n".join(parts) + "\n"
 
 
 @contextmanager
-def running_rsyslog(base: Path, names: Sequence[str]) -> Iterator[Rsyslog]:
+def running_rsyslog(
+    base: Path, names: Sequence[str], *, reduce_repeats: bool = False
+) -> Iterator[Rsyslog]:
     """An rsyslogd with one socket and one pair of files per stream name, stopped on exit.
 
+    ``reduce_repeats``: with repeated-message reduction (one stream only, see above).
     Skips (fails under ``CI=true``) when rsyslogd or logger is not installed.
     """
+    if reduce_repeats and len(names) != 1:
+        raise ValueError("repeated-message reduction writes from the default ruleset: one stream")
     rsyslogd = require_program("rsyslogd", "/usr/sbin/rsyslogd")
     require_program("logger")
     (base / "work").mkdir()
@@ -127,7 +145,7 @@ def running_rsyslog(base: Path, names: Sequence[str]) -> Iterator[Rsyslog]:
         for i, name in enumerate(names)
     }
     conf = base / "rsyslog.conf"
-    conf.write_text(_config(base, streams), encoding="utf-8")
+    conf.write_text(_config(base, streams, reduce_repeats), encoding="utf-8")
     check = subprocess.run(
         [rsyslogd, "-N1", "-f", str(conf)], capture_output=True, text=True, check=False
     )

@@ -159,6 +159,7 @@ def base_finding(rule: Rule, event: Event, fields: Mapping[str, str]) -> Finding
         message=event.message,
         fields=MappingProxyType(dict(fields)),
         tags=rule.tags,
+        count=event.repeat,
         related=(Related.of(event),),
     )
 
@@ -319,19 +320,22 @@ class Suppressor:
             del self.periods[key]
             cur = None
         if cur is None:
-            self.periods[key] = _Period(ts, event.host, finding, 1, ts, [Related.of(event)])
+            self.periods[key] = _Period(
+                ts, event.host, finding, event.repeat, ts, [Related.of(event)]
+            )
+            self.stats.suppressed += event.repeat - 1
             if ts is not None and self.spec.digest:  # only digests are judged at period end
                 self.due.add(event.host, ts + self.spec.period)
             self._bound(ts)
             if not self.spec.digest:
                 out.append(finding)
             return out
-        cur.count += 1
+        cur.count += event.repeat
         if ts is not None and (cur.last is None or ts > cur.last):
             cur.last = ts
         if len(cur.related) < self.sample:
             cur.related.append(Related.of(event))
-        self.stats.suppressed += 1
+        self.stats.suppressed += event.repeat
         if not self.spec.digest:
             cur.finding = replace(
                 cur.finding, count=cur.count, last_seen=cur.last, related=tuple(cur.related)
@@ -467,12 +471,18 @@ class CorrelationState:
 
 
 class ThresholdState(CorrelationState):
-    """At least ``count`` matches within ``window`` per group key: one finding per crossing."""
+    """At least ``count`` matches within ``window`` per group key: one finding per crossing.
+
+    A match of a repeated line (``Event.repeat`` N) is N events of the window.
+    """
 
     def __init__(self, rule: Rule, stats: DetectorStats) -> None:
         super().__init__(rule, stats)
         self.step: Step = self.corr.steps[0]
-        self.windows: dict[GroupKey, deque[tuple[datetime, Related]]] = {}
+        #: per key, (time, reference, events it stands for), oldest first
+        self.windows: dict[GroupKey, deque[tuple[datetime, Related, int]]] = {}
+        #: per key, the events in its window (the sum of the window's third items)
+        self.totals: dict[GroupKey, int] = {}
         self.fired: dict[GroupKey, Finding] = {}
 
     def on_match(self, rule_id: str, event: Event, fields: Mapping[str, str]) -> list[Finding]:
@@ -489,16 +499,19 @@ class ThresholdState(CorrelationState):
         if win is None:
             win = deque()
         self.windows[key] = win
+        n = self.totals.get(key, 0)
         while win and ts - win[0][0] > self.corr.window:
-            win.popleft()
-        if key in self.fired and len(win) < self.corr.count:
+            n -= win.popleft()[2]
+        if key in self.fired and n < self.corr.count:
             del self.fired[key]  # the window fell below the count: the next crossing is new
-        win.append((ts, Related.of(event)))
+        weight = event.repeat
+        win.append((ts, Related.of(event), weight))
+        n += weight
         if len(win) > MAX_WINDOW_EVENTS:
-            win.popleft()
+            n -= win.popleft()[2]
+        self.totals[key] = n
         if len(self.windows) > MAX_OPEN:
             self._evict(ts)
-        n = len(win)
         done = self.fired.get(key)
         if done is None and n >= self.corr.count:
             f = self.finding(
@@ -506,14 +519,14 @@ class ThresholdState(CorrelationState):
                 {**fields, "first_seen": win[0][0].isoformat()},
                 f"{n} × {self.step.rule} within {_human(self.corr.window)}"
                 f" (since {win[0][0].isoformat()})",
-                (r for _, r in win),
+                (r for _, r, _ in win),
                 count=n,
                 last_seen=ts,
             )
             self.fired[key] = f
             return [f]
         if done is not None:
-            updated = replace(done, count=done.count + 1, last_seen=ts)
+            updated = replace(done, count=done.count + weight, last_seen=ts)
             self.fired[key] = updated
             return [updated]
         return []
@@ -526,17 +539,23 @@ class ThresholdState(CorrelationState):
             if w and now - w[-1][0] <= self.corr.window:
                 break
             del self.windows[key]
+            self.totals.pop(key, None)
             self.fired.pop(key, None)
         while len(self.windows) > MAX_OPEN:
             key = next(iter(self.windows))
             del self.windows[key]
+            self.totals.pop(key, None)
             self.fired.pop(key, None)
             self.stats.evicted[self.rule.id] += 1
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "windows": {
-                _key_text(k): [[t.isoformat(), r.as_dict()] for t, r in w]
+                # a repeated line's weight as a third item (older snapshots have two)
+                _key_text(k): [
+                    [t.isoformat(), r.as_dict()] if n == 1 else [t.isoformat(), r.as_dict(), n]
+                    for t, r, n in w
+                ]
                 for k, w in self.windows.items()
             },
             "fired": {_key_text(k): f.as_dict() for k, f in self.fired.items()},
@@ -544,9 +563,13 @@ class ThresholdState(CorrelationState):
 
     def restore(self, data: Mapping[str, Any]) -> None:
         self.windows = {
-            _key_of(k): deque((datetime.fromisoformat(t), Related.from_dict(r)) for t, r in w)
+            _key_of(k): deque(
+                (datetime.fromisoformat(t), Related.from_dict(r), int(n[0]) if n else 1)
+                for t, r, *n in w
+            )
             for k, w in data["windows"].items()
         }
+        self.totals = {k: sum(n for _, _, n in w) for k, w in self.windows.items()}
         self.fired = {_key_of(k): Finding.from_dict(f) for k, f in data["fired"].items()}
 
 
@@ -582,7 +605,11 @@ class _Partial:
 
 
 class SequenceState(CorrelationState):
-    """Steps in order within ``window`` per group key (which may name captured fields)."""
+    """Steps in order within ``window`` per group key (which may name captured fields).
+
+    A repeated line (``Event.repeat`` N) is one position in the order: it counts N towards
+    its step's ``count`` (one value for a ``distinct`` step) and cannot also be a later step.
+    """
 
     def __init__(self, rule: Rule, stats: DetectorStats) -> None:
         super().__init__(rule, stats)
@@ -597,7 +624,8 @@ class SequenceState(CorrelationState):
             p.distinct.append(value)
             p.progress = len(p.distinct)
         else:
-            p.progress += 1
+            # a repeated line is N matches of this step, never also of the next one
+            p.progress += event.repeat
         for k, v in fields.items():
             have = p.fields.setdefault(k, v)
             if have != v:  # a later step's different value: keep it too, as name.N

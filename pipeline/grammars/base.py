@@ -32,6 +32,9 @@ class Parsed:
       * a naive ``datetime`` with the placeholder year 2000 and ``year_missing=True``
         (BSD syslog ``Nov 30 08:22:25``); 2000 is a leap year, so ``Feb 29`` survives;
       * ``None`` when the line has no time at all.
+
+    ``repeat`` is N for a syslog line that rsyslog's repeated-message reduction wrote
+    (``message repeated N times: [ text]``); ``message`` is then ``text``.
     """
 
     timestamp: datetime | None
@@ -42,6 +45,9 @@ class Parsed:
     level: str | None = None
     year_missing: bool = False
     fields: dict[str, str] = field(default_factory=dict)
+    #: how many identical events the line stands for (rsyslog's ``message repeated N
+    #: times: [...]``, whose inner text is then ``message``)
+    repeat: int = 1
 
 
 @dataclass(frozen=True, slots=True)

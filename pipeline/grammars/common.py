@@ -301,6 +301,27 @@ def clean(text: str) -> str:
     return text.strip()
 
 
+#: how rsyslog's repeated-message reduction starts a message (see :func:`unrepeat`)
+REPEATED_PREFIX = "message repeated "
+_REPEATED = re.compile(r"message repeated ([1-9][0-9]{0,9}) times: \[(.*)\]", re.DOTALL)
+
+
+def unrepeat(message: str) -> tuple[str, int]:
+    """The message and how many events it stands for: 1, or N for rsyslog's reduction.
+
+    rsyslog (``$RepeatedMsgReduction on``) writes N identical messages of one sender as one
+    ``message repeated N times: [ text]``; that is ``(text, N)`` here (``text`` stripped as
+    :func:`clean` strips). Anything else, ``message repeated`` without the brackets
+    included, is ``(message, 1)``. Call it on a cleaned message.
+    """
+    if not message.startswith(REPEATED_PREFIX):
+        return message, 1
+    found = _REPEATED.fullmatch(message)
+    if found is None:
+        return message, 1
+    return found.group(2).strip(), int(found.group(1))
+
+
 # --- body grammars -------------------------------------------------------------------------------
 #
 # A body grammar's elements are Regex elements whose parse actions return ``dict[str, str]``

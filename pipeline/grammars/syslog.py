@@ -40,6 +40,10 @@ and ``fields['facility']``; so does ``<facility.level>``. The macOS sender conte
 ``procid`` (when it is not a number; a number is the pid) and its structured data as
 ``<SD-ID>.<PARAM-NAME>`` (an SD-ID alone, with value "", marks an element without params).
 The message is stripped of surrounding whitespace (and of a leading BOM in RFC 5424).
+
+Repeated messages: rsyslog's reduction (``$RepeatedMsgReduction on``) writes N identical
+messages as ``message repeated N times: [ text]``; every format here then gives ``text`` as
+the message and N as ``repeat`` (:func:`pipeline.grammars.common.unrepeat`).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from pipeline.grammars.common import (
     pri_from,
     rfc3339_stamp,
     run,
+    unrepeat,
 )
 from pipeline.model import LEVELS
 
@@ -194,15 +199,17 @@ def _to_parsed(res: pp.ParseResults) -> Parsed:
         host_name, program, pid = head.host, head.program, head.pid
         if head.context is not None:
             fields["context"] = head.context
+    text, repeat = unrepeat(clean(str(named(res, "message") or "")))
     return Parsed(
         timestamp=stamp.when if isinstance(stamp, Stamp) else None,
-        message=clean(str(named(res, "message") or "")),
+        message=text,
         host=host_name,
         program=program,
         pid=pid,
         level=level,
         year_missing=stamp.year_missing if isinstance(stamp, Stamp) else False,
         fields=fields,
+        repeat=repeat,
     )
 
 
@@ -383,15 +390,16 @@ def _parse_5424(res: pp.ParseResults) -> Parsed:
         fields.update(data)
     hostname = named(res, "hostname")
     app = named(res, "app")
-    text = str(named(res, "message") or "")
+    text, repeat = unrepeat(clean(str(named(res, "message") or "").removeprefix("\ufeff")))
     return Parsed(
         timestamp=stamp.when if isinstance(stamp, Stamp) else None,
-        message=clean(text.removeprefix("\ufeff")),
+        message=text,
         host=hostname if isinstance(hostname, str) else None,
         program=app if isinstance(app, str) else None,
         pid=pid,
         level=level,
         fields=fields,
+        repeat=repeat,
     )
 
 

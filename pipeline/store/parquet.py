@@ -124,6 +124,7 @@ def write_events(directory: str | Path, frames: Iterable[pd.DataFrame]) -> int:
                 "source": _text(pa, frame["source"]),
                 "line": pa.array(frame["line"].to_numpy(), type=pa.int64()),
                 "year_inferred": pa.array(frame["year_inferred"].to_numpy(), type=pa.bool_()),
+                "repeat": pa.array(frame["repeat"].to_numpy(), type=pa.int64()),
                 "date": pa.array(_dates(frame["timestamp"]), type=pa.string()),
             }
         )
@@ -194,4 +195,6 @@ def load_events(directory: str | Path, *, tz: ZoneArg = None) -> pd.DataFrame:
     raw["timestamp"] = pd.to_datetime(raw["timestamp"], utc=True)
     raw["pid"] = raw["pid"].astype("Int64")
     raw["year_inferred"] = raw["year_inferred"].astype(bool)
+    if "repeat" not in raw:  # written before the column existed
+        raw["repeat"] = 1
     return _finish_events(raw[list(EVENT_COLUMNS)], zone)

@@ -87,6 +87,8 @@ tokens = st.sampled_from(
         "  ",
         "msg",
         "master: Error:",
+        "message repeated 3 times: [ msg]",
+        "message repeated",
         ":",
         "",
     ]
