@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -437,6 +438,12 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     help="A running dask.distributed scheduler (tcp://host:8786); implies --engine dask. Its "
     "workers must read the same paths, or use fsspec URLs (s3://..., file://...).",
 )
+@click.option(
+    "--host",
+    metavar="NAME",
+    help="The host of lines that carry none (Apache error logs). Without it, such lines "
+    "are grouped per rotation set and their findings show no host.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the counts.")
 @handle_errors
 def scan(
@@ -463,14 +470,17 @@ def scan(
     workers: int | None,
     engine_name: str,
     scheduler: str | None,
+    host: str | None,
     quiet: bool,
 ) -> None:
     """Scan log files for known failure signatures (batch forensics).
 
     PATH is a file, a directory (walked, formats sniffed per file), a glob or - for
-    stdin. Rotated sets (mail.log.2.gz, mail.log.1, mail.log) are read oldest first;
-    .gz, .bz2 and .xz are read transparently. Without PATH: Debian's syslog, mail.log
-    and Apache error log with their rotations.
+    stdin. Rotated sets (mail.log.2.gz, mail.log.1, mail.log) are read oldest first,
+    also when given as separate PATHs, and the sets in an order of their own, so the
+    findings do not depend on the order of the PATHs; .gz, .bz2 and .xz are read
+    transparently. Without PATH: Debian's syslog, mail.log and Apache error log with
+    their rotations.
 
     --journal scans the systemd journal as well; its findings' source is
     journal:local, journal:DIR or journal:FILE[,FILE...] with the entry's position in
@@ -479,7 +489,12 @@ def scan(
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     if not rules:
         fail("no rules loaded (--no-builtin-rules without --rules?)")
-    engine = Engine(rules, _options(since, until, year, tz, input_format))
+    options = _options(since, until, year, tz, input_format)
+    if host is not None:
+        if not host or any(c.isspace() for c in host):
+            raise click.BadParameter("a host name, without spaces", param_hint="--host")
+        options = replace(options, host=host)
+    engine = Engine(rules, options)
     journals = _journal_specs(journal, journal_dirs, journal_files)
     inputs = list(paths) if paths or journals else _default_paths()
     if events and not parquet_dir:
@@ -1054,6 +1069,12 @@ def rules_test(directory: str | None, samples_dir: str | None) -> None:
 )
 @click.option("--tz", metavar="TZ", help="Zone of local-time logs (default: this machine's).")
 @click.option(
+    "--host",
+    metavar="NAME",
+    help="The host of lines that carry none (Apache error logs), for paths without their "
+    "own host: in the config. Without it, such lines are grouped per followed file.",
+)
+@click.option(
     "--poll-interval",
     type=click.FloatRange(0.05, 60),
     metavar="SECONDS",
@@ -1079,6 +1100,7 @@ def watch(
     config_path: str | None,
     from_beginning: bool | None,
     tz: str | None,
+    host: str | None,
     poll_interval: float | None,
     notify_urls: tuple[str, ...],
     verbose: bool,
@@ -1105,6 +1127,7 @@ def watch(
         "output": output,
         "from_beginning": from_beginning,
         "tz": tz,
+        "host": host,
         "poll_interval": poll_interval,
         "notify_urls": tuple(notify_urls) or None,
     }

@@ -39,6 +39,7 @@ from pipeline.sources.files import (
     iter_chunks,
     line_starts,
     open_input,
+    rotation_set,
 )
 from pipeline.sources.journal import JournalSpec, check_backend, iter_journal
 from pipeline.timeinfer import TimeResolver, local_zone
@@ -112,6 +113,9 @@ class ScanOptions:
     #: how far out of order matched lines may come (merged files) before windows judge them
     lateness: timedelta = timedelta(0)
     max_line: int = MAX_LINE
+    #: the host of lines that carry none (``--host``); without it such lines are grouped
+    #: by their input's rotation set (:attr:`Event.group`)
+    host: str | None = None
     #: "now" for inputs without an mtime (stdin) and for the never-in-the-future rule
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -143,6 +147,8 @@ class TimeMark:
     """Time seen on a host without an event for detection: a chunk's first or last line.
 
     Detection uses it to judge windows (absence, digests) that the input has covered.
+    ``host`` is what detection groups by: for a line without a host, the group (see
+    :attr:`Event.scope`).
     """
 
     host: str | None
@@ -258,6 +264,7 @@ class LineProcessor:
 
     Holds what is per input: its format (sniffed from the first lines unless forced), its
     time resolver and its display name. ``all_lines=False`` parses only prefilter candidates.
+    A line without a host gets ``host`` when given, else ``group`` as its :attr:`Event.group`.
     """
 
     def __init__(
@@ -272,8 +279,12 @@ class LineProcessor:
         max_line: int = MAX_LINE,
         body_fields: bool = True,
         sniffed: str | None = None,
+        host: str | None = None,
+        group: str | None = None,
     ) -> None:
         self.display = display
+        self.host = host
+        self.group = group
         self.body_fields = body_fields
         self.resolver = resolver
         self.prefilter = prefilter
@@ -392,13 +403,18 @@ class LineProcessor:
         ts = parsed.timestamp
         aware = self.resolver.resolve(ts, parsed.year_missing) if ts is not None else None
         fields = parsed.fields
+        host, group = parsed.host, None
+        if host is None:
+            host = self.host
+            if host is None:
+                group = self.group
         if parsed.message and self.body_fields:
             fields = dict(fields)
             for key, value in parse_body(parsed.program, parsed.message).items():
                 fields.setdefault(key, value)
         return Event(
             timestamp=aware,
-            host=parsed.host,
+            host=host,
             program=parsed.program,
             pid=parsed.pid,
             level=parsed.level,
@@ -408,6 +424,7 @@ class LineProcessor:
             line=line_no,
             fields=MappingProxyType(fields) if fields else _NO_FIELDS,
             year_inferred=parsed.year_missing and ts is not None and aware is not None,
+            group=group,
         )
 
     def _sample(self, raw: bytes) -> TimeMark | None:
@@ -426,7 +443,10 @@ class LineProcessor:
         if parsed.timestamp is None:
             return None
         ts = self.resolver.resolve(parsed.timestamp, parsed.year_missing)
-        return TimeMark(parsed.host, ts)
+        host = parsed.host
+        if host is None:
+            host = self.host if self.host is not None else self.group
+        return TimeMark(host, ts)
 
     def process(
         self, data: bytes, first_line: int, *, all_lines: bool = False
@@ -589,6 +609,7 @@ class PartResult:
                 t[9] + line_offset,
                 MappingProxyType(t[10]),
                 t[11],
+                t[13],
             )
             yield event, t[12]
 
@@ -624,6 +645,7 @@ def _pack(records: Iterable[Matched | TimeMark]) -> list[_Packed]:
                 dict(e.fields),
                 e.year_inferred,
                 found,
+                e.group,
             )
         )
     return out
@@ -747,6 +769,8 @@ class Engine:
             max_line=o.max_line,
             body_fields=all_lines or self.body_fields,
             sniffed=part.sniffed,
+            host=o.host,
+            group=None if all_lines else rotation_set(inp.path),
         )
         try:
             stream = open_input(inp)

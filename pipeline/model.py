@@ -51,6 +51,8 @@ class Event:
     ``fields`` holds what body grammars extracted (``queue_id``, ``service``, ...) and,
     for journal entries, the journal's own fields under their journal names
     (``_SYSTEMD_UNIT``, ``_COMM``, ``MESSAGE_ID``, ...).
+    ``group`` names, for a line without a host, the rotation set it was read from (see
+    :attr:`scope`); it is ``None`` when the line has a host.
     """
 
     timestamp: datetime | None
@@ -64,6 +66,12 @@ class Event:
     line: int
     fields: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     year_inferred: bool = False
+    group: str | None = None
+
+    @property
+    def scope(self) -> str | None:
+        """What detection groups the event under: its host, else its ``group``."""
+        return self.host if self.host is not None else self.group
 
     def get(self, name: str) -> str | None:
         """The value of a matchable field as text: envelope fields first, then ``fields``."""
@@ -82,7 +90,7 @@ class Event:
         return self.fields.get(name)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "timestamp": self.timestamp.isoformat() if self.timestamp else None,
             "host": self.host,
             "program": self.program,
@@ -94,6 +102,9 @@ class Event:
             "fields": dict(self.fields),
             "year_inferred": self.year_inferred,
         }
+        if self.group is not None:
+            d["group"] = self.group
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Event:
@@ -112,6 +123,7 @@ class Event:
             line=line,
             fields=MappingProxyType({str(k): str(v) for k, v in (d.get("fields") or {}).items()}),
             year_inferred=bool(d.get("year_inferred", False)),
+            group=d.get("group"),
         )
 
 
