@@ -217,6 +217,8 @@ def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> Non
         parts.append(f"{stats.comments} comment lines")
     if stats.out_of_range:
         parts.append(f"{stats.out_of_range} outside --since/--until")
+    if stats.duplicates:
+        parts.append(f"{stats.duplicates} copies from another file set aside")
     if stats.seconds > 0:
         parts.append(f"{stats.lines / stats.seconds:,.0f} lines/s")
     console.print(Text("counts: " + ", ".join(parts)))
@@ -480,7 +482,7 @@ def scan(
     also when given as separate PATHs, and the sets in an order of their own, so the
     findings do not depend on the order of the PATHs; .gz, .bz2 and .xz are read
     transparently. Without PATH: Debian's syslog, mail.log and Apache error log with
-    their rotations.
+    their rotations. A line found in more than one set (mail.log and syslog) counts once.
 
     --journal scans the systemd journal as well; its findings' source is
     journal:local, journal:DIR or journal:FILE[,FILE...] with the entry's position in

@@ -176,6 +176,8 @@ class ScanStats:
     parsed: int = 0
     unparsed: Counter[str] = field(default_factory=Counter)
     out_of_range: int = 0
+    #: copies of events already read from another rotation set, left out of detection
+    duplicates: int = 0
     findings: int = 0
     problems: Counter[str] = field(default_factory=Counter)
     formats: Counter[str] = field(default_factory=Counter)
@@ -191,6 +193,7 @@ class ScanStats:
             "candidates",
             "parsed",
             "out_of_range",
+            "duplicates",
             "findings",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -209,6 +212,7 @@ class ScanStats:
             "parsed": self.parsed,
             "unparsed": dict(self.unparsed),
             "out_of_range": self.out_of_range,
+            "duplicates": self.duplicates,
             "findings": self.findings,
             "problems": dict(self.problems),
             "formats": dict(self.formats),
@@ -505,6 +509,40 @@ class LineProcessor:
             last_mark = self._sample(last_raw)
             if last_mark is not None:
                 yield last_mark
+
+
+class Copies:
+    """Events a scan has already read from another rotation set.
+
+    One event written to two files (Debian's rsyslog puts mail lines in both ``mail.log``
+    and ``syslog``) is the same host (or group), time, program, pid and message in both. The
+    n-th such line of a set is a copy when an earlier set had at least n of them, so a line
+    repeated within one set still counts each time. Sets are read one after another, so
+    the counts of the sets read before are kept whole while one set is read.
+    """
+
+    def __init__(self) -> None:
+        self._before: dict[tuple[Any, ...], int] = {}
+        self._now: dict[tuple[Any, ...], int] = {}
+        self._set: str | None = None
+
+    def enter(self, name: str) -> None:
+        """The records that follow come from rotation set ``name``."""
+        if name == self._set:
+            return
+        before = self._before
+        for key, n in self._now.items():
+            if n > before.get(key, 0):
+                before[key] = n
+        self._now = {}
+        self._set = name
+
+    def seen(self, event: Event) -> bool:
+        """Count ``event`` in its set; True when an earlier set already had this one."""
+        key = (event.scope, event.timestamp, event.program, event.pid, event.message)
+        n = self._now.get(key, 0) + 1
+        self._now[key] = n
+        return n <= self._before.get(key, 0)
 
 
 class FindingSet:
@@ -942,14 +980,22 @@ class Engine:
         ]
         results = runner.run(self, parts) if runner is not None else self._local(parts, stats)
         offset = 0
+        copies = Copies() if len({rotation_set(p.inp.path) for p in parts}) > 1 else None
         for res in results:
             if res.part.index == 0:
                 offset = 0
+                if copies is not None:
+                    copies.enter(rotation_set(res.part.inp.path))
             for rec in res.iter_records(offset):
                 if isinstance(rec, TimeMark):
                     collected.add(det.observe(rec.host, rec.timestamp))
                     continue
                 event, found = rec
+                if found and copies is not None and copies.seen(event):
+                    stats.duplicates += 1
+                    if event.timestamp is not None:
+                        collected.add(det.observe(event.scope, event.timestamp))
+                    continue
                 collected.add(det.process(event, det.matched(event, found)))
             stats.merge(res.stats)
             log.merge(res.log, offset)

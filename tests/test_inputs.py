@@ -1,5 +1,6 @@
 """What ``scan`` makes of its inputs as a whole: the order of the PATHs does not matter,
-and host-less lines of different files are not one host."""
+host-less lines of different files are not one host, and an event written to two files
+counts once (see also ``tests/test_inputs_real.py`` with rsyslog and logrotate)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,17 @@ from pipeline.config import ConfigError, WatchConfig, load_config
 from pipeline.daemon import Daemon
 from pipeline.detection.loader import load_rules
 from pipeline.engine import Engine, ScanOptions, ScanResult
+from pipeline.parallel import ProcessRunner
 from pipeline.sources import tail
 from tests.conftest import SAMPLES, logwarden
 
 CRASH = (
     "[{} 2026] [core:notice] [pid 2487:tid 140351] AH00052: child pid {} exit signal "
     "Segmentation fault (11)\n"
+)
+LIMIT = (
+    "{} mx1 dovecot: master: Warning: service(pop3-login): process_limit (100) reached, "
+    "client connections are being dropped\n"
 )
 LOOP = "apache.child-crash-loop"
 
@@ -105,6 +111,56 @@ def test_findings_do_not_depend_on_the_order_of_the_paths() -> None:
     for order in orders:
         got = _scan([str(SAMPLES / a) for a in order])
         assert _findings(got) == want, order
+
+
+# -- item 2: one event in two files -------------------------------------------------------------
+
+
+def _two_files(base: Path) -> tuple[Path, Path]:
+    """mail.log and syslog as Debian's rsyslog writes them: every mail line in both, plus
+    a repeat within the same second (a real second warning) and lines only in syslog."""
+    stamps = ["Nov 30 08:00:01", "Nov 30 08:00:01", "Nov 30 08:10:00", "Nov 30 08:20:00"]
+    mail = "".join(LIMIT.format(s) for s in stamps)
+    other = "Nov 30 08:05:00 mx1 CRON[2211]: (root) CMD (true)\n"
+    (base / "mail.log").write_text(mail, encoding="utf-8")
+    (base / "syslog").write_text(mail[: len(mail) // 2] + other + mail[len(mail) // 2 :])
+    return base / "mail.log", base / "syslog"
+
+
+def _limit(result: ScanResult) -> list[int]:
+    return [f.count for f in result.findings if f.rule == "dovecot.process-limit-reached"]
+
+
+def test_an_event_in_two_files_counts_once(tmp_path: Path) -> None:
+    mail, syslog = _two_files(tmp_path)
+    alone = _scan([str(mail)])
+    assert _limit(alone) == [4]
+    for paths in ([mail, syslog], [syslog, mail], [tmp_path]):
+        result = _scan([str(p) for p in paths])
+        assert _limit(result) == [4], paths
+        assert _findings(result) == _findings(alone)
+        assert result.stats.duplicates == 4
+    assert alone.stats.duplicates == 0
+    res = logwarden("scan", str(tmp_path))
+    assert "4 copies from another file set aside" in res.stderr
+
+
+def test_repeats_across_the_members_of_one_rotation_set_still_count(tmp_path: Path) -> None:
+    mail, _ = _two_files(tmp_path)
+    (tmp_path / "syslog").unlink()
+    (tmp_path / "mail.log.1").write_bytes(mail.read_bytes())
+    result = _scan([str(tmp_path)])
+    assert _limit(result) == [8] and result.stats.duplicates == 0
+
+
+@pytest.mark.parametrize("part_size", [64, 1 << 20])
+def test_workers_set_aside_the_same_copies(tmp_path: Path, part_size: int) -> None:
+    _two_files(tmp_path)
+    _crash_logs(tmp_path)
+    local = _scan([str(tmp_path)])
+    parallel = _scan([str(tmp_path)], ProcessRunner(2, part_size=part_size))
+    assert [f.as_dict() for f in parallel.findings] == [f.as_dict() for f in local.findings]
+    assert parallel.stats.duplicates == local.stats.duplicates == 4
 
 
 # -- the daemon ------------------------------------------------------------------------------------
