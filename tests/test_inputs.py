@@ -227,3 +227,18 @@ def test_watch_config_names_the_host_of_a_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="host name") as err:
         load_config(conf)
     assert err.value.location.line == 3
+
+
+def test_the_readme_s_unquoted_glob_finds_what_the_quoted_one_finds() -> None:
+    """``logwarden scan /var/log/mail.log*`` on the samples: the shell's expansion (the
+    live file first) and the quoted glob give the same findings, the DSN join included."""
+    shell = sorted(str(p) for p in (SAMPLES / "mail").glob("mail.log*"))
+    assert shell[0].endswith("mail.log")
+    quoted = logwarden("scan", "--tz", "UTC", "--format", "jsonl", str(SAMPLES / "mail/mail.log*"))
+    expanded = logwarden("scan", "--tz", "UTC", "--format", "jsonl", *shell)
+    assert quoted.returncode == expanded.returncode == 0, expanded.stderr
+    assert expanded.stdout == quoted.stdout
+    records = [json.loads(line) for line in expanded.stdout.splitlines()]
+    assert len(records) == 30
+    receipts = [r for r in records if r["rule"] == "sendmail.dsn-return-receipt"]
+    assert receipts and all("sender" in r["fields"] for r in receipts)
