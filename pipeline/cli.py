@@ -223,6 +223,8 @@ def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> Non
         parts.append(f"{stats.comments} comment lines")
     if stats.out_of_range:
         parts.append(f"{stats.out_of_range} outside --since/--until")
+    if stats.duplicates:
+        parts.append(f"{stats.duplicates} copies from another file set aside")
     if stats.seconds > 0:
         parts.append(f"{stats.lines / stats.seconds:,.0f} lines/s")
     console.print(Text("counts: " + ", ".join(parts)))
@@ -447,6 +449,12 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     "workers must read the same paths, or use fsspec URLs (s3://..., file://...).",
 )
 @click.option(
+    "--host",
+    metavar="NAME",
+    help="The host of lines that carry none (Apache error logs). Without it, such lines "
+    "are grouped per rotation set and their findings show no host.",
+)
+@click.option(
     "-q",
     "--quiet",
     is_flag=True,
@@ -477,14 +485,17 @@ def scan(
     workers: int | None,
     engine_name: str,
     scheduler: str | None,
+    host: str | None,
     quiet: bool,
 ) -> None:
     """Scan log files for known failure signatures (batch forensics).
 
     PATH is a file, a directory (walked, formats sniffed per file), a glob or - for
-    stdin. Rotated sets (mail.log.2.gz, mail.log.1, mail.log) are read oldest first;
-    .gz, .bz2 and .xz are read transparently. Without PATH: Debian's syslog, mail.log
-    and Apache error log with their rotations.
+    stdin. Rotated sets (mail.log.2.gz, mail.log.1, mail.log) are read oldest first,
+    also when given as separate PATHs, and the sets in an order of their own, so the
+    findings do not depend on the order of the PATHs; .gz, .bz2 and .xz are read
+    transparently. Without PATH: Debian's syslog, mail.log and Apache error log with
+    their rotations. A line found in more than one set (mail.log and syslog) counts once.
 
     --journal scans the systemd journal as well; its findings' source is
     journal:local, journal:DIR or journal:FILE[,FILE...] with the entry's position in
@@ -498,7 +509,12 @@ def scan(
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     if not rules:
         fail("no rules loaded (--no-builtin-rules without --rules?)")
-    engine = Engine(rules, _options(since, until, year, tz, input_format))
+    options = _options(since, until, year, tz, input_format)
+    if host is not None:
+        if not host or any(c.isspace() for c in host):
+            raise click.BadParameter("a host name, without spaces", param_hint="--host")
+        options = replace(options, host=host)
+    engine = Engine(rules, options)
     journals = _journal_specs(journal, journal_dirs, journal_files)
     inputs = list(paths) if paths or journals else _default_paths()
     if events and not parquet_dir:
@@ -1145,6 +1161,12 @@ def rules_test(directory: str | None, no_builtin_rules: bool, samples_dir: str |
 )
 @click.option("--tz", metavar="TZ", help="Zone of local-time logs (default: this machine's).")
 @click.option(
+    "--host",
+    metavar="NAME",
+    help="The host of lines that carry none (Apache error logs), for paths without their "
+    "own host: in the config. Without it, such lines are grouped per followed file.",
+)
+@click.option(
     "--poll-interval",
     type=click.FloatRange(0.05, 60),
     metavar="SECONDS",
@@ -1175,6 +1197,7 @@ def watch(
     config_path: str | None,
     from_beginning: bool | None,
     tz: str | None,
+    host: str | None,
     poll_interval: float | None,
     notify_urls: tuple[str, ...],
     metrics: str | None,
@@ -1208,6 +1231,7 @@ def watch(
         "output": output,
         "from_beginning": from_beginning,
         "tz": tz,
+        "host": host,
         "poll_interval": poll_interval,
         "notify_urls": tuple(notify_urls) or None,
         "metrics": metrics,

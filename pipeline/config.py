@@ -6,6 +6,7 @@ win over the file. Defaults suit a Debian server.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +35,10 @@ class WatchConfig:
     from_beginning: bool = False
     tz: str | None = None
     poll_interval: float = 1.0
+    #: the host of lines that carry none (Apache error logs), for every path without its own
+    host: str | None = None
+    #: (path or glob, host) from ``paths`` entries written as ``{path: ..., host: ...}``
+    hosts: tuple[tuple[str, str], ...] = ()
     #: notifier entries (apprise URLs and their routing), validated by the notify layer
     notify: tuple[dict[str, Any], ...] = ()
     #: extra notifier URLs from the command line (--notify)
@@ -51,6 +56,13 @@ class WatchConfig:
 
     def with_overrides(self, **changes: Any) -> WatchConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def host_of(self, path: str) -> str | None:
+        """The host given for the lines of ``path`` that carry none, if any."""
+        for pattern, host in self.hosts:
+            if path == pattern or fnmatch.fnmatchcase(path, pattern):
+                return host
+        return self.host
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -76,6 +88,7 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "from_beginning": bool,
     "tz": str,
     "poll_interval": (int, float),
+    "host": str,
     "notify": list,
     "notify_retry": (int, float),
     "metrics": str,
@@ -114,7 +127,12 @@ def load_config(path: str | os.PathLike[str]) -> WatchConfig:
         if not isinstance(value, want):
             kind = want.__name__ if isinstance(want, type) else "number"
             raise ConfigError(f"{key!r} must be a {kind}", Location(p, line))
-        if key in ("paths", "rules"):
+        if key == "host":
+            _check_host(value, Location(p, line))
+        if key == "paths":
+            assert isinstance(value, LocList)
+            value, values["hosts"] = _paths(value, p)
+        if key == "rules":
             assert isinstance(value, LocList)
             for i, item in enumerate(value):
                 if not isinstance(item, str) or not item:
@@ -150,3 +168,37 @@ def load_config(path: str | os.PathLike[str]) -> WatchConfig:
         values["rules"] = tuple(os.path.join(base, r) for r in values["rules"])
     lines = {k: doc.line_of(k) for k in doc}
     return WatchConfig(source=p, lines=lines, **values)
+
+
+def _check_host(value: object, where: Location) -> None:
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        raise ConfigError("'host' must be a host name, without spaces", where)
+
+
+def _paths(items: LocList, p: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """``paths`` entries: a path (or glob), or ``{path: ..., host: ...}`` naming the host of
+    that path's lines that carry none."""
+    paths: list[str] = []
+    hosts: list[tuple[str, str]] = []
+    for i, item in enumerate(items):
+        where = Location(p, items.line_of(i))
+        if isinstance(item, LocDict):
+            unknown = set(item) - {"path", "host"}
+            if unknown:
+                raise ConfigError(
+                    f"unknown key {sorted(unknown)[0]!r} in a 'paths' entry",
+                    Location(p, item.line_of(sorted(unknown)[0])),
+                    "known: host, path",
+                )
+            path = item.get("path")
+            if not isinstance(path, str) or not path:
+                raise ConfigError("a 'paths' entry needs a 'path'", where)
+            if "host" in item:
+                _check_host(item["host"], Location(p, item.line_of("host")))
+                hosts.append((path, item["host"]))
+            paths.append(path)
+            continue
+        if not isinstance(item, str) or not item:
+            raise ConfigError("'paths' items must be paths", where)
+        paths.append(item)
+    return tuple(paths), tuple(hosts)

@@ -33,6 +33,7 @@ from pipeline.detection.loader import load_rules
 from pipeline.engine import Engine, LineProcessor, ScanOptions, ScanStats, TimeMark, Unparsed
 from pipeline.errors import LogwardenError, Problem
 from pipeline.model import Finding
+from pipeline.sources.files import rotation_set
 from pipeline.sources.tail import FileFollower, FileState
 from pipeline.state import StateDB, StateError
 from pipeline.timeinfer import TimeResolver, parse_zone
@@ -397,6 +398,8 @@ class Daemon:
                 self._reporter(source),
                 self.scan_stats,
                 body_fields=self.engine.body_fields,
+                host=self.config.host_of(source),
+                group=rotation_set(source),
             )
             self.processors[key] = proc
         proc.display = display

@@ -43,6 +43,7 @@ from pipeline.sources.files import (
     iter_chunks,
     line_starts,
     open_input,
+    rotation_set,
 )
 from pipeline.sources.journal import JournalSpec, check_backend, iter_journal
 from pipeline.timeinfer import TimeResolver, local_zone
@@ -119,6 +120,9 @@ class ScanOptions:
     #: how far out of order matched lines may come (merged files) before windows judge them
     lateness: timedelta = timedelta(0)
     max_line: int = MAX_LINE
+    #: the host of lines that carry none (``--host``); without it such lines are grouped
+    #: by their input's rotation set (:attr:`Event.group`)
+    host: str | None = None
     #: "now" for inputs without an mtime (stdin) and for the never-in-the-future rule
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -150,6 +154,8 @@ class TimeMark:
     """Time seen on a host without an event for detection: a chunk's first or last line.
 
     Detection uses it to judge windows (absence, digests) that the input has covered.
+    ``host`` is what detection groups by: for a line without a host, the group (see
+    :attr:`Event.scope`).
     """
 
     host: str | None
@@ -177,6 +183,8 @@ class ScanStats:
     parsed: int = 0
     unparsed: Counter[str] = field(default_factory=Counter)
     out_of_range: int = 0
+    #: copies of events already read from another rotation set, left out of detection
+    duplicates: int = 0
     findings: int = 0
     problems: Counter[str] = field(default_factory=Counter)
     formats: Counter[str] = field(default_factory=Counter)
@@ -192,6 +200,7 @@ class ScanStats:
             "candidates",
             "parsed",
             "out_of_range",
+            "duplicates",
             "findings",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -210,6 +219,7 @@ class ScanStats:
             "parsed": self.parsed,
             "unparsed": dict(self.unparsed),
             "out_of_range": self.out_of_range,
+            "duplicates": self.duplicates,
             "findings": self.findings,
             "problems": dict(self.problems),
             "formats": dict(self.formats),
@@ -265,6 +275,7 @@ class LineProcessor:
 
     Holds what is per input: its format (sniffed from the first lines unless forced), its
     time resolver and its display name. ``all_lines=False`` parses only prefilter candidates.
+    A line without a host gets ``host`` when given, else ``group`` as its :attr:`Event.group`.
     """
 
     def __init__(
@@ -279,8 +290,12 @@ class LineProcessor:
         max_line: int = MAX_LINE,
         body_fields: bool = True,
         sniffed: str | None = None,
+        host: str | None = None,
+        group: str | None = None,
     ) -> None:
         self.display = display
+        self.host = host
+        self.group = group
         self.body_fields = body_fields
         self.resolver = resolver
         self.prefilter = prefilter
@@ -399,6 +414,11 @@ class LineProcessor:
         ts = parsed.timestamp
         aware = self.resolver.resolve(ts, parsed.year_missing) if ts is not None else None
         fields = parsed.fields
+        host, group = parsed.host, None
+        if host is None:
+            host = self.host
+            if host is None:
+                group = self.group
         if parsed.message and self.body_fields:
             fields = dict(fields)
             try:
@@ -411,7 +431,7 @@ class LineProcessor:
                 fields.setdefault(key, value)
         return Event(
             timestamp=aware,
-            host=parsed.host,
+            host=host,
             program=parsed.program,
             pid=parsed.pid,
             level=parsed.level,
@@ -422,6 +442,7 @@ class LineProcessor:
             fields=MappingProxyType(fields) if fields else _NO_FIELDS,
             year_inferred=parsed.year_missing and ts is not None and aware is not None,
             repeat=parsed.repeat,
+            group=group,
         )
 
     def _sample(self, raw: bytes) -> TimeMark | None:
@@ -440,7 +461,10 @@ class LineProcessor:
         if parsed.timestamp is None:
             return None
         ts = self.resolver.resolve(parsed.timestamp, parsed.year_missing)
-        return TimeMark(parsed.host, ts)
+        host = parsed.host
+        if host is None:
+            host = self.host if self.host is not None else self.group
+        return TimeMark(host, ts)
 
     def process(
         self, data: bytes, first_line: int, *, all_lines: bool = False
@@ -499,6 +523,40 @@ class LineProcessor:
             last_mark = self._sample(last_raw)
             if last_mark is not None:
                 yield last_mark
+
+
+class Copies:
+    """Events a scan has already read from another rotation set.
+
+    One event written to two files (Debian's rsyslog puts mail lines in both ``mail.log``
+    and ``syslog``) is the same host (or group), time, program, pid and message in both. The
+    n-th such line of a set is a copy when an earlier set had at least n of them, so a line
+    repeated within one set still counts each time. Sets are read one after another, so
+    the counts of the sets read before are kept whole while one set is read.
+    """
+
+    def __init__(self) -> None:
+        self._before: dict[tuple[Any, ...], int] = {}
+        self._now: dict[tuple[Any, ...], int] = {}
+        self._set: str | None = None
+
+    def enter(self, name: str) -> None:
+        """The records that follow come from rotation set ``name``."""
+        if name == self._set:
+            return
+        before = self._before
+        for key, n in self._now.items():
+            if n > before.get(key, 0):
+                before[key] = n
+        self._now = {}
+        self._set = name
+
+    def seen(self, event: Event) -> bool:
+        """Count ``event`` in its set; True when an earlier set already had this one."""
+        key = (event.scope, event.timestamp, event.program, event.pid, event.message)
+        n = self._now.get(key, 0) + 1
+        self._now[key] = n
+        return n <= self._before.get(key, 0)
 
 
 class FindingSet:
@@ -606,6 +664,7 @@ class PartResult:
                 MappingProxyType(t[10]),
                 t[11],
                 t[12],
+                t[14],
             )
             yield event, t[13]
 
@@ -642,6 +701,7 @@ def _pack(records: Iterable[Matched | TimeMark]) -> list[_Packed]:
                 e.year_inferred,
                 e.repeat,
                 found,
+                e.group,
             )
         )
     return out
@@ -772,6 +832,8 @@ class Engine:
             max_line=o.max_line,
             body_fields=all_lines or self.body_fields,
             sniffed=part.sniffed,
+            host=o.host,
+            group=None if all_lines else rotation_set(inp.path),
         )
         try:
             stream = open_input(inp)
@@ -986,14 +1048,22 @@ class Engine:
         if self.resume is not None:
             results = self.resume.track(results)
         offset = 0
+        copies = Copies() if len({rotation_set(p.inp.path) for p in parts}) > 1 else None
         for res in results:
             if res.part.index == 0:
                 offset = 0
+                if copies is not None:
+                    copies.enter(rotation_set(res.part.inp.path))
             for rec in res.iter_records(offset):
                 if isinstance(rec, TimeMark):
                     collected.add(det.observe(rec.host, rec.timestamp))
                     continue
                 event, found = rec
+                if found and copies is not None and copies.seen(event):
+                    stats.duplicates += 1
+                    if event.timestamp is not None:
+                        collected.add(det.observe(event.scope, event.timestamp))
+                    continue
                 collected.add(det.process(event, det.matched(event, found)))
             stats.merge(res.stats)
             log.merge(res.log, offset)

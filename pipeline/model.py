@@ -54,6 +54,8 @@ class Event:
     ``repeat`` is how many identical events the line stands for: N for rsyslog's
     ``message repeated N times: [ text]`` (whose ``message`` is then ``text``; ``source`` and
     ``line`` still locate the line as written), else 1.
+    ``group`` names, for a line without a host, the rotation set it was read from (see
+    :attr:`scope`); it is ``None`` when the line has a host.
     """
 
     timestamp: datetime | None
@@ -68,6 +70,12 @@ class Event:
     fields: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     year_inferred: bool = False
     repeat: int = 1
+    group: str | None = None
+
+    @property
+    def scope(self) -> str | None:
+        """What detection groups the event under: its host, else its ``group``."""
+        return self.host if self.host is not None else self.group
 
     def get(self, name: str) -> str | None:
         """The value of a matchable field as text: envelope fields first, then ``fields``."""
@@ -86,7 +94,7 @@ class Event:
         return self.fields.get(name)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "timestamp": self.timestamp.isoformat() if self.timestamp else None,
             "host": self.host,
             "program": self.program,
@@ -99,6 +107,9 @@ class Event:
             "year_inferred": self.year_inferred,
             "repeat": self.repeat,
         }
+        if self.group is not None:
+            d["group"] = self.group
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Event:
@@ -118,6 +129,7 @@ class Event:
             fields=MappingProxyType({str(k): str(v) for k, v in (d.get("fields") or {}).items()}),
             year_inferred=bool(d.get("year_inferred", False)),
             repeat=int(d.get("repeat", 1)),
+            group=d.get("group"),
         )
 
 

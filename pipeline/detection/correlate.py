@@ -12,6 +12,10 @@ then in event-time order to:
   update its ``count`` and ``last_seen``; or, with ``digest``, one summary per period;
 * correlation rules that subscribed to the rule (threshold, sequence, absence).
 
+A line without a host is grouped by its :attr:`~pipeline.model.Event.scope` (its input's
+rotation set) wherever a host keys state: ``group_by: [host]``, watermarks, reorder buffers,
+join tables, digests, absence windows; its findings' ``host`` stays empty.
+
 Time is only ever event time. Each host has a watermark, the latest event time seen from it
 (candidates and the sampled first and last lines of every chunk); absence windows and
 digests are judged when that watermark passes their end, so replaying old logs gives the
@@ -76,7 +80,11 @@ def _value(name: str, event: Event, fields: Mapping[str, str]) -> str | None:
 
 
 def group_key(names: Sequence[str], event: Event, fields: Mapping[str, str]) -> GroupKey:
-    return tuple(_value(n, event, fields) for n in names)
+    """The values of ``names``; ``host`` of a host-less line is its :attr:`Event.scope`."""
+    return tuple(
+        event.scope if n == "host" and "host" not in fields else _value(n, event, fields)
+        for n in names
+    )
 
 
 def _human(d: timedelta) -> str:
@@ -195,7 +203,7 @@ class EnrichTable:
         values = {c: v for c in self.spec.copy if (v := _value(c, event, fields)) is not None}
         if not values:
             return
-        ts, host = event.timestamp, event.host
+        ts, host = event.timestamp, event.scope
         self.rows.pop(key, None)
         self.rows[key] = (ts, values, host)
         if ts is not None:
@@ -321,11 +329,11 @@ class Suppressor:
             cur = None
         if cur is None:
             self.periods[key] = _Period(
-                ts, event.host, finding, event.repeat, ts, [Related.of(event)]
+                ts, event.scope, finding, event.repeat, ts, [Related.of(event)]
             )
             self.stats.suppressed += event.repeat - 1
             if ts is not None and self.spec.digest:  # only digests are judged at period end
-                self.due.add(event.host, ts + self.spec.period)
+                self.due.add(event.scope, ts + self.spec.period)
             self._bound(ts)
             if not self.spec.digest:
                 out.append(finding)
@@ -738,7 +746,7 @@ class AbsenceState(CorrelationState):
         key = group_key(self.corr.group_by, event, fields)
         if self.expect.accepts(rule_id, event, fields):
             if self.trigger is None:
-                self.beats[event.host] = [ts, False, event.as_dict()]
+                self.beats[event.scope] = [ts, False, event.as_dict()]
             else:
                 w = self.windows.get(key)
                 if w is not None and ts <= w.end:
@@ -749,9 +757,9 @@ class AbsenceState(CorrelationState):
             and key not in self.windows
         ):
             self.windows[key] = _Window(
-                ts + self.corr.window, event.host, event.as_dict(), dict(fields)
+                ts + self.corr.window, event.scope, event.as_dict(), dict(fields)
             )
-            self.due.add(event.host, ts + self.corr.window)
+            self.due.add(event.scope, ts + self.corr.window)
             while len(self.windows) > MAX_OPEN:
                 self.windows.pop(next(iter(self.windows)))
                 self.stats.evicted[self.rule.id] += 1
@@ -977,12 +985,13 @@ class Detector:
             for m in matches:
                 out.extend(self._apply(m))
             return out
+        scope = event.scope
         if matches:
-            heap = self._buffer.setdefault(event.host, [])
+            heap = self._buffer.setdefault(scope, [])
             for m in matches:
                 self._seq += 1
                 heapq.heappush(heap, (ts, self._seq, m))
-        return self.observe(event.host, ts)
+        return self.observe(scope, ts)
 
     def observe(self, host: str | None, ts: datetime) -> list[Finding]:
         """Time passes on ``host``: release buffered matches and judge what has ended."""

@@ -100,6 +100,31 @@ def rotation_key(path: str) -> tuple[str, str, int, int, str]:
     return (str(p.parent), name, 2, 0, "")
 
 
+def rotation_set(path: str) -> str:
+    """The rotation set ``path`` belongs to, named by its live file: ``/var/log/mail.log``
+    for ``mail.log``, ``mail.log.1`` and ``mail.log.2.gz`` (``mail.log-20261130`` too).
+
+    Local paths are made absolute, so a set has one name however its members are written;
+    URLs keep their scheme and host. Stdin is a set of its own, ``-``.
+    """
+    if path == STDIN:
+        return STDIN
+    if is_url(path):
+        parent, _, name = path.rpartition("/")
+        return f"{parent}/{rotation_key(name)[1]}"
+    _, base, *_ = rotation_key(path)
+    return os.path.join(os.path.dirname(os.path.abspath(path)), base)
+
+
+def _input_order(inp: InputFile) -> tuple[tuple[str, ...], str, int, int, str]:
+    """Rotation sets by directory (as a walk visits them) and name, members of a set oldest
+    first (see :func:`rotation_key`)."""
+    name = inp.path.rpartition("/")[2] if is_url(inp.path) else inp.path
+    _, _, kind, num, date = rotation_key(name)
+    where, _, base = rotation_set(inp.path).rpartition("/")
+    return (tuple(where.split("/")), base, kind, num, date)
+
+
 def _looks_binary(path: str) -> bool:
     with open(path, "rb") as f:
         head = f.read(4096)
@@ -107,14 +132,26 @@ def _looks_binary(path: str) -> bool:
 
 
 def expand_inputs(paths: list[str], problems: list[Problem] | None = None) -> list[InputFile]:
-    """Turn PATH arguments (files, directories, globs, ``-``) into ordered inputs.
+    """Turn PATH arguments (files, directories, globs, URLs, ``-``) into ordered inputs.
 
-    A named path that does not exist raises :class:`InputError`. Inside directories, files
-    that are binary (a NUL byte in their first 4 KiB and no compression magic) are skipped
-    with an ``unknown-format`` problem.
+    The inputs are ordered by rotation set (:func:`rotation_set`, by name) and within a set
+    oldest first, whatever the order of the arguments: ``mail.log*`` expanded by the shell
+    reads as the quoted glob does. A named path that does not exist raises
+    :class:`InputError`. Inside directories, files that are binary (a NUL byte in their
+    first 4 KiB and no compression magic) are skipped with an ``unknown-format`` problem;
+    a subdirectory a walk cannot read, and what a walk or a glob finds that is not a
+    regular file, are problems located at that path.
     """
     out: list[InputFile] = []
     seen: set[str] = set()
+
+    def note(problem: Problem) -> None:
+        if problems is None:
+            if problem.kind == "unreadable":
+                raise InputError(f"cannot read: {problem.detail}", problem.location)
+            return
+        problems.append(problem)
+
     for arg in paths:
         if arg == STDIN:
             out.append(InputFile(STDIN, None, None))
@@ -126,34 +163,29 @@ def expand_inputs(paths: list[str], problems: list[Problem] | None = None) -> li
                     out.append(url_input)
             continue
         if any(ch in arg for ch in "*?[") and not os.path.exists(arg):
-            matches = sorted(glob.glob(arg, recursive=True))
-            if not matches:
+            candidates = sorted(glob.glob(arg, recursive=True))
+            if not candidates:
                 raise InputError("no file matches this pattern", Location(arg))
-            candidates = [m for m in matches if os.path.isfile(m)]
-            walked = False
+            walked, listed = False, True
         elif os.path.isdir(arg):
-            candidates = []
-            for root, dirs, files in os.walk(arg):
-                dirs.sort()
-                candidates.extend(os.path.join(root, f) for f in files if not f.endswith(NOT_LOGS))
-            walked = True
+            candidates = _walk(arg, note)
+            walked, listed = True, True
         elif os.path.exists(arg):
             if not os.path.isfile(arg) and not stat.S_ISFIFO(os.stat(arg).st_mode):
                 raise InputError("not a regular file", Location(arg))
             candidates = [arg]
-            walked = False
+            walked, listed = False, False
         else:
             raise InputError("no such file or directory", Location(arg))
-        found: list[InputFile] = []
         for path in candidates:
             real = os.path.realpath(path)
             if real in seen:
                 continue
             seen.add(real)
-            if walked and not os.path.isfile(path):
+            if listed and not os.path.isfile(path):
                 # a FIFO, socket or device in a log directory: reading it could block
-                if problems is not None:
-                    problems.append(Problem("skipped", Location(path), "not a regular file"))
+                what = "a directory (a pattern reads files only)" if os.path.isdir(path) else ""
+                note(Problem("skipped", Location(path), what or "not a regular file"))
                 continue
             try:
                 comp = detect_compression(path)
@@ -169,10 +201,33 @@ def expand_inputs(paths: list[str], problems: list[Problem] | None = None) -> li
                     problems.append(Problem("unreadable", Location(path), exc.strerror or ""))
                     continue
                 raise InputError(f"cannot read: {exc.strerror}", Location(path)) from None
-            found.append(InputFile(path, comp, mtime))
-        found.sort(key=lambda f: rotation_key(f.path))
-        out.extend(found)
+            out.append(InputFile(path, comp, mtime))
+    out.sort(key=_input_order)
     return out
+
+
+def _walk(top: str, note: Callable[[Problem], None]) -> list[str]:
+    """The files under ``top`` (not rules, configs or docs), subdirectories sorted; a
+    subdirectory that cannot be listed and a link to a directory (not followed) are noted."""
+
+    def unreadable(exc: OSError) -> None:
+        where = exc.filename if isinstance(exc.filename, str) else top
+        note(Problem("unreadable", Location(where), exc.strerror or str(exc)))
+
+    found: list[str] = []
+    for root, dirs, files in os.walk(top, onerror=unreadable):
+        dirs.sort()
+        for d in dirs:
+            if os.path.islink(os.path.join(root, d)):
+                note(
+                    Problem(
+                        "skipped",
+                        Location(os.path.join(root, d)),
+                        "a link to a directory (not followed; name it to read it)",
+                    )
+                )
+        found.extend(os.path.join(root, f) for f in files if not f.endswith(NOT_LOGS))
+    return found
 
 
 def is_url(path: str) -> bool:
@@ -216,7 +271,6 @@ def _expand_url(url: str) -> list[InputFile]:
         if hasattr(mtime, "timestamp"):
             mtime = mtime.timestamp()
         found.append(InputFile(full, comp, float(mtime) if mtime else None, int(info["size"])))
-    found.sort(key=lambda f: rotation_key(f.path))
     return found
 
 

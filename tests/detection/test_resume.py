@@ -36,6 +36,7 @@ from pipeline.detection.loader import load_rules
 from pipeline.detection.model import Rule
 from pipeline.engine import Engine, FindingSet, ScanOptions
 from pipeline.model import Finding
+from pipeline.sources.files import rotation_key
 from pipeline.state import StateDB
 from tests.conftest import SAMPLES
 
@@ -193,6 +194,22 @@ def write_files(root: Path, files: Sequence[tuple[str, Sequence[str]]]) -> list[
     return paths
 
 
+def write_pieces(
+    root: Path,
+    first_files: Sequence[tuple[str, Sequence[str]]],
+    rest_files: Sequence[tuple[str, Sequence[str]]],
+) -> tuple[list[str], list[str]]:
+    """The pieces of a cut input written as the members of one rotation set, oldest first
+    (``x.2``, ``x.1``, ``x``): one pass reads them as one input, as the resumed scans do,
+    so a line repeated across the cut is a repeat, not a copy from another input."""
+    pieces = [*first_files, *rest_files]
+    base = rotation_key(pieces[0][0])[1]
+    last = len(pieces) - 1
+    names = [base if i == last else f"{base}.{last - i}" for i in range(len(pieces))]
+    paths = write_files(root, [(n, lines) for n, (_, lines) in zip(names, pieces, strict=True)])
+    return paths[: len(first_files)], paths[len(first_files) :]
+
+
 # -- the two passes -------------------------------------------------------------------------------
 
 
@@ -233,8 +250,7 @@ def check_cut(
     inputs: InputSet, k: int, rules: Sequence[Rule], options: ScanOptions, root: Path
 ) -> dict[str, dict[str, Any]]:
     first_files, rest_files = inputs.cut(k)
-    first = write_files(root / "first", first_files)
-    rest = write_files(root / "rest", rest_files)
+    first, rest = write_pieces(root, first_files, rest_files)
     want = by_key(one_pass(rules, options, first + rest))
     got = by_key(resumed(rules, options, first, rest, root / "state.sqlite"))
     assert got.keys() == want.keys(), (
