@@ -139,8 +139,11 @@ def _readable_tree(python: str) -> str:
             _link_tree(REPO / part, checkout / part)
         lines.append(str(checkout))
     for n, entry in enumerate(info["path"]):
-        if not entry or not Path(entry).is_dir() or Path(entry).resolve().is_relative_to(base):
+        if not entry or not Path(entry).is_dir():
             continue
+        resolved = Path(entry).resolve()
+        if resolved.is_relative_to(base) and not resolved.name.endswith("-packages"):
+            continue  # the standard library: the new virtualenv has it from its base
         where = Path(entry)
         if not others_can_read(where):
             where = root / "sites" / str(n)
