@@ -802,7 +802,13 @@ def _notifiers_from(config_path: str | None, urls: tuple[str, ...]) -> list[Any]
 
 
 @notify.command("test")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Test the notifiers of this daemon config file.",
+)
 @click.option("--notify", "urls", multiple=True, metavar="URL", help="An apprise URL; repeatable.")
 @click.option("--tag", "tags", multiple=True, metavar="T", help="Only notifiers with this tag.")
 @handle_errors
@@ -831,7 +837,13 @@ def notify_test(config_path: str | None, urls: tuple[str, ...], tags: tuple[str,
 
 
 @notify.command("pending")
-@click.option("--state-dir", default="/var/lib/logwarden", show_default=True, metavar="DIR")
+@click.option(
+    "--state-dir",
+    default="/var/lib/logwarden",
+    show_default=True,
+    metavar="DIR",
+    help="Where the daemon's state database (and its outbox) lives.",
+)
 @handle_errors
 def notify_pending(state_dir: str) -> None:
     """List notifications waiting in the outbox (failed, retrying or folded)."""
@@ -876,6 +888,7 @@ def notify_pending(state_dir: str) -> None:
     type=click.Choice(["jsonl", "table"]),
     default="jsonl",
     show_default=True,
+    help="How events are written.",
 )
 @click.option("--print-unparsed", is_flag=True, help="Also print lines no grammar could read.")
 @time_options
@@ -969,7 +982,13 @@ def rules() -> None:
 
 @rules.command("list")
 @rules_options
-@click.option("--format", "out_format", type=click.Choice(["table", "jsonl"]), default="table")
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(["table", "jsonl"]),
+    default="table",
+    help="How the rules are listed.",
+)
 @handle_errors
 def rules_list(rule_dirs: tuple[str, ...], no_builtin_rules: bool, out_format: str) -> None:
     """List the loaded rules."""
@@ -1243,8 +1262,20 @@ def watch(
 
 
 @main.command()
-@click.option("--state-dir", default="/var/lib/logwarden", show_default=True, metavar="DIR")
-@click.option("--format", "out_format", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--state-dir",
+    default="/var/lib/logwarden",
+    show_default=True,
+    metavar="DIR",
+    help="Where the daemon's state database lives.",
+)
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="A table, or one JSON object.",
+)
 @handle_errors
 def status(state_dir: str, out_format: str) -> None:
     """Show whether the daemon runs and what it follows: pid, uptime, checkpoint age,

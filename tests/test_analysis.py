@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import pipeline
 from pipeline import Engine, ScanOptions, load_rules
-from pipeline.analysis import EVENT_COLUMNS, FINDING_COLUMNS, SEVERITY_DTYPE, expand_fields
+from pipeline.analysis import (
+    EVENT_COLUMNS,
+    FINDING_COLUMNS,
+    SEVERITY_DTYPE,
+    BulkLineProcessor,
+    expand_fields,
+)
 from tests.conftest import REPO, SAMPLES, shared_path
 
 ZONE = "Europe/Berlin"
@@ -21,11 +32,45 @@ def _touch(path: Path, when: datetime) -> None:
     os.utime(path, (when.timestamp(), when.timestamp()))
 
 
-def assert_bulk_equals_grammar(paths: list[str] | str, **kw: object) -> pd.DataFrame:
-    bulk = pipeline.read_events(paths, **kw)  # type: ignore[arg-type]
-    slow = pipeline.read_events(paths, bulk=False, **kw)  # type: ignore[arg-type]
+@contextmanager
+def bulk_taken() -> Iterator[Counter[str]]:
+    """Count the lines the bulk regex takes, per format, while the block runs.
+
+    A spy on ``BulkLineProcessor._classify``, the step every chunk read in bulk passes with
+    the indexes of the lines the regex took (the rest go to the grammar); the real method
+    still does the work.
+    """
+    taken: Counter[str] = Counter()
+    original = BulkLineProcessor._classify
+
+    def spy(self: BulkLineProcessor, lines: Any, matched: np.ndarray) -> np.ndarray:
+        assert self.format is not None
+        taken[self.format.name] += len(matched)
+        return original(self, lines, matched)
+
+    BulkLineProcessor._classify = spy  # type: ignore[method-assign]
+    try:
+        yield taken
+    finally:
+        BulkLineProcessor._classify = original  # type: ignore[method-assign]
+
+
+def assert_bulk_equals_grammar(
+    paths: list[str] | str, **kw: object
+) -> tuple[pd.DataFrame, Counter[str]]:
+    """Both paths' frames are equal; returns the frame and the lines the bulk regex took."""
+    with bulk_taken() as taken:
+        bulk = pipeline.read_events(paths, **kw)  # type: ignore[arg-type]
+    with bulk_taken() as none:
+        slow = pipeline.read_events(paths, bulk=False, **kw)  # type: ignore[arg-type]
+    assert not none, none
     pd.testing.assert_frame_equal(bulk, slow)
-    return bulk
+    return bulk, taken
+
+
+def _syslog_shaped(df: pd.DataFrame) -> Counter[str]:
+    """Parsed lines per format of the formats the bulk path reads."""
+    return Counter(str(f) for f in df["format"] if f in ("syslog", "rfc3339"))
 
 
 # -- scan() ---------------------------------------------------------------------------------
@@ -105,17 +150,29 @@ def test_read_events_columns_and_dtypes() -> None:
 
 
 def test_bulk_equals_grammar_on_samples() -> None:
-    df = assert_bulk_equals_grammar([str(SAMPLES)], tz=ZONE)
+    df, taken = assert_bulk_equals_grammar([str(SAMPLES)], tz=ZONE)
     assert set(df["format"]) >= {"syslog", "rfc3339", "apache-error", "journal-json"}
+    # every syslog and RFC 3339 line of the samples has the shape the bulk regex reads
+    assert taken == _syslog_shaped(df) and set(taken) == {"syslog", "rfc3339"}, taken
 
 
 @pytest.mark.corpus
-def test_bulk_equals_grammar_on_loghub() -> None:
+def test_bulk_equals_grammar_on_loghub(tmp_path: Path) -> None:
+    """The loghub files end their lines with CR LF, which the bulk path leaves to the
+    grammar; their LF copies are read in bulk."""
     root = shared_path("corpus", "loghub")
-    logs = sorted(str(p) for p in root.glob("*/*_2k.log"))
-    assert logs
+    logs = sorted(root.glob("*/*_2k.log"))
+    assert len(logs) == 5
     for log in logs:
-        assert_bulk_equals_grammar([log], tz="UTC", year=2005)
+        df, taken = assert_bulk_equals_grammar([str(log)], tz="UTC", year=2005)
+        assert sum(taken.values()) <= 1, (log.name, taken)  # a last line without CR LF
+        lf = tmp_path / log.name
+        lf.write_bytes(log.read_bytes().replace(b"\r\n", b"\n"))
+        df, taken = assert_bulk_equals_grammar([str(lf)], tz="UTC", year=2005)
+        shaped = _syslog_shaped(df)
+        assert set(taken) == set(shaped), (log.name, taken)
+        if shaped:  # Linux, Mac, OpenSSH; Apache and Thunderbird are not syslog-shaped
+            assert taken["syslog"] >= 0.9 * shaped["syslog"], (log.name, taken, shaped)
 
 
 def test_bulk_equals_grammar_on_the_bench_file_head(tmp_path: Path) -> None:
@@ -146,7 +203,8 @@ def test_bulk_equals_grammar_on_the_bench_file_head(tmp_path: Path) -> None:
             capture_output=True,
             timeout=120,
         )
-    assert_bulk_equals_grammar([str(head)], tz=ZONE)
+    df, taken = assert_bulk_equals_grammar([str(head)], tz=ZONE)
+    assert taken["syslog"] >= 0.9 * len(df), (taken, len(df))
 
 
 EDGE_LINES = [
@@ -183,7 +241,10 @@ def test_bulk_equals_grammar_on_edge_lines(tmp_path: Path, zone: str) -> None:
     )
     log.write_bytes((plain + body).encode() + b"Jan  3 00:00:00 mx1 bin[1]: \xff\xfe bad utf-8\n")
     _touch(log, datetime(2027, 2, 1, tzinfo=UTC))
-    df = assert_bulk_equals_grammar([str(log)], tz=zone)
+    df, taken = assert_bulk_equals_grammar([str(log)], tz=zone)
+    # the plain lines and most edge lines in bulk, the others through the grammar
+    assert 200 < taken["syslog"] < len(df), (taken, len(df))
+    assert set(taken) == {"syslog"}
     assert df["year_inferred"].any()
     years = df.loc[df["message"] == "the year after", "timestamp"].dt.year
     assert set(years) == {2027} or len(set(years)) > 1  # advanced past New Year
@@ -207,8 +268,10 @@ def test_bulk_equals_grammar_with_crlf_and_rfc3339(tmp_path: Path) -> None:
     )
     for p in (crlf, rfc):
         _touch(p, datetime(2026, 12, 1, tzinfo=UTC))
-    df = assert_bulk_equals_grammar([str(crlf), str(rfc)], tz=ZONE)
+    df, taken = assert_bulk_equals_grammar([str(crlf), str(rfc)], tz=ZONE)
     assert len(df) > 120
+    # the CR LF file goes through the grammar; the RFC 3339 one in bulk but for its odd lines
+    assert set(taken) == {"rfc3339"} and 60 <= taken["rfc3339"] < 64, taken
 
 
 def test_read_events_batches_and_range() -> None:
@@ -222,7 +285,8 @@ def test_read_events_batches_and_range() -> None:
     )
     since = datetime(2026, 11, 29, tzinfo=UTC)
     until = since + timedelta(days=1)
-    ranged = assert_bulk_equals_grammar([str(SAMPLES)], tz="UTC", since=since, until=until)
+    ranged, taken = assert_bulk_equals_grammar([str(SAMPLES)], tz="UTC", since=since, until=until)
+    assert taken["syslog"] > 0 and taken["rfc3339"] > 0, taken
     ts = whole["timestamp"]
     assert len(ranged) == int(((ts >= since) & (ts < until)).sum()) > 0
 
@@ -278,7 +342,8 @@ def test_bulk_equals_grammar_on_cut_lines(tmp_path: Path, final_newline: bool) -
     body = "\n".join(CUT_LINES * 2) + ("\n" if final_newline else "")
     log.write_bytes((plain + body).encode())
     _touch(log, datetime(2026, 12, 1, tzinfo=UTC))
-    df = assert_bulk_equals_grammar([str(log)], tz=ZONE)
+    df, taken = assert_bulk_equals_grammar([str(log)], tz=ZONE)
+    assert 200 < taken["syslog"] < len(df), (taken, len(df))
     assert df["message"].iloc[-1] == "[3]: brackets in the message"
     assert 9999999999 in set(df["pid"].dropna())
 
@@ -295,8 +360,10 @@ def test_bulk_equals_grammar_without_pyarrow(
     )
     log.write_text(plain + "\n".join(EDGE_LINES + CUT_LINES) + "\n")
     _touch(log, datetime(2027, 2, 1, tzinfo=UTC))
-    assert_bulk_equals_grammar([str(log)], tz=ZONE)
-    assert_bulk_equals_grammar([str(SAMPLES)], tz=ZONE)
+    df, taken = assert_bulk_equals_grammar([str(log)], tz=ZONE)
+    assert 200 < taken["syslog"] < len(df), (taken, len(df))  # Python's re in bulk
+    df, taken = assert_bulk_equals_grammar([str(SAMPLES)], tz=ZONE)
+    assert taken == _syslog_shaped(df) and set(taken) == {"syslog", "rfc3339"}, taken
 
 
 def test_bulk_path_keeps_lines_out_of_the_future_like_the_grammar(tmp_path: Path) -> None:
@@ -307,5 +374,6 @@ def test_bulk_path_keeps_lines_out_of_the_future_like_the_grammar(tmp_path: Path
     )
     ref = datetime(2026, 3, 1, 12, tzinfo=UTC).timestamp()
     os.utime(p, (ref, ref))
-    frame = assert_bulk_equals_grammar(str(p), tz="UTC")
+    frame, taken = assert_bulk_equals_grammar(str(p), tz="UTC")
+    assert taken == {"syslog": 3}
     assert [t.year for t in frame["timestamp"]] == [2026, 2025, 2025]

@@ -7,9 +7,11 @@ import io
 import json
 import os
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -45,19 +47,31 @@ def jsonl(text: str) -> list[dict[str, object]]:
     return [json.loads(x) for x in text.splitlines() if x.strip()]
 
 
-def test_every_command_has_help_and_is_in_the_readme() -> None:
+def _commands(
+    cmd: click.Command = main, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    """Every command of the tree under ``cmd``, groups included, with its path."""
+    yield path, cmd
+    if isinstance(cmd, click.Group):
+        for name, sub in sorted(cmd.commands.items()):
+            yield from _commands(sub, (*path, name))
+
+
+def test_every_command_and_option_has_help_and_is_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
-    for cmd in (
-        ["scan"],
-        ["parse"],
-        ["rules"],
-        ["rules", "list"],
-        ["rules", "validate"],
-        ["rules", "test"],
-    ):
-        code, out, _ = run(*cmd, "--help")
-        assert code == 0 and "Usage:" in out, cmd
-        assert f"logwarden {' '.join(cmd)}" in readme, f"README lacks `logwarden {' '.join(cmd)}`"
+    commands = list(_commands())
+    names = {" ".join(path) for path, _ in commands}
+    assert {"", "scan", "parse", "rules", "rules list", "notify test", "status"} <= names
+    for path, cmd in commands:
+        name = " ".join(("logwarden", *path))
+        assert (cmd.help or "").strip(), f"`{name}` has no help text"
+        for param in cmd.params:
+            if isinstance(param, click.Option):
+                assert (param.help or "").strip(), f"`{name} {param.opts[0]}` has no help text"
+        code, out, _ = run(*path, "--help")
+        assert code == 0 and "Usage:" in out, name
+        assert " ".join(cmd.help.split())[:30] in " ".join(out.split()), name
+        assert name in readme, f"README lacks `{name}`"
 
 
 def test_scan_jsonl_has_the_contract_fields(log: Path) -> None:

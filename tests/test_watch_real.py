@@ -32,8 +32,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, require_program
+from tests.conftest import IN_CI, REPO, require_program
 from tests.rsyslog_helper import FILES, Line, Rsyslog, running_rsyslog, send
+from tests.unprivileged import python_for
 
 pytestmark = pytest.mark.real
 
@@ -74,6 +75,7 @@ class Watch:
         paths: Sequence[Path],
         *extra: str,
         prefix: Sequence[str] = (),
+        python: str = sys.executable,
         state_dir: Path | None = None,
         output: Path | None = None,
     ) -> None:
@@ -82,7 +84,7 @@ class Watch:
         self.output = output or base / "findings.jsonl"
         self.args = [
             *prefix,
-            sys.executable,
+            python,
             "-m",
             "pipeline.cli",
             "watch",
@@ -579,43 +581,31 @@ def test_a_log_directory_that_disappears_and_comes_back(
     assert queue_ids(watch.records()) == Counter(f"Q{n:09d}A" for n in (0, 1, 10, 2, 3))
 
 
-def _unprivileged() -> tuple[list[str], int, int]:
+def _unprivileged() -> tuple[list[str], str, int, int]:
     """How to run the daemon as a user that file modes apply to: ``setpriv`` to ``nobody``
-    when the tests run as root, nothing otherwise. Returns (prefix, uid, gid).
+    when the tests run as root, nothing otherwise. Returns (prefix, python, uid, gid).
 
     ``setpriv`` comes with util-linux, which ``make test`` installs: when it is missing the
-    test skips, or fails under ``CI=true``. When the interpreter, the virtualenv or the
-    checkout cannot be read by ``nobody`` (a virtualenv whose Python lives under ``/root``,
-    a checkout in a private home directory), that is where the files are, not a missing
-    install step: the test skips, under ``CI=true`` too, and says why.
+    test skips, or fails under ``CI=true``, as it does when there is no user ``nobody``.
+    When ``nobody`` cannot read the interpreter, the virtualenv or the checkout (a Python or
+    a virtualenv under ``/root``, a checkout in a private home directory), ``python`` is a
+    readable tree of the same files (``tests/unprivileged.py``).
     """
     if os.geteuid() != 0:
-        return [], os.getuid(), os.getgid()
+        return [], sys.executable, os.getuid(), os.getgid()
     setpriv = require_program("setpriv")
     try:
         user = pwd.getpwnam("nobody")
     except KeyError:
+        if IN_CI:
+            pytest.fail("there is no user nobody to run the daemon as")
         pytest.skip("there is no user nobody to run the daemon as")
     try:
         gid = grp.getgrnam("nogroup").gr_gid
     except KeyError:
         gid = user.pw_gid
     prefix = [setpriv, f"--reuid={user.pw_uid}", f"--regid={gid}", "--clear-groups"]
-    probe = subprocess.run(
-        [*prefix, sys.executable, "-c", "import pipeline.cli, pipeline.daemon, watchdog"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    if probe.returncode != 0:
-        pytest.skip(
-            f"user nobody cannot run {sys.executable} with this checkout ({REPO}): the "
-            "interpreter, virtualenv or checkout is not readable by other users; "
-            f"{probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else ''}"
-        )
-    return prefix, user.pw_uid, gid
+    return prefix, python_for(prefix, sys.executable), user.pw_uid, gid
 
 
 @pytest.fixture
@@ -631,7 +621,7 @@ def test_a_file_the_daemon_may_not_read(shared_dir: Path, cleanup: list[Watch]) 
     """Mode 000 while the daemon runs unprivileged: a clear error on stderr (not repeated at
     every poll), the other source followed all along, and the file read from its start once
     its mode allows it."""
-    prefix, uid, gid = _unprivileged()
+    prefix, python, uid, gid = _unprivileged()
     logs = shared_dir / "logs"
     logs.mkdir(mode=0o755)
     good, bad = logs / "good.log", logs / "bad.log"
@@ -643,7 +633,12 @@ def test_a_file_the_daemon_may_not_read(shared_dir: Path, cleanup: list[Watch]) 
     state.mkdir(mode=0o750)
     os.chown(state, uid, gid)
     watch = Watch(
-        shared_dir, [good, bad], prefix=prefix, state_dir=state, output=state / "out.jsonl"
+        shared_dir,
+        [good, bad],
+        prefix=prefix,
+        python=python,
+        state_dir=state,
+        output=state / "out.jsonl",
     )
     cleanup.append(watch)
     watch.start()
@@ -665,7 +660,7 @@ def test_a_file_the_daemon_may_not_read(shared_dir: Path, cleanup: list[Watch]) 
     assert watch.stop() == 0, watch.logs()
     assert queue_ids(watch.records()) == Counter(f"Q{n:09d}A" for n in (0, 1, 20))
     status = subprocess.run(
-        [*prefix, sys.executable, "-m", "pipeline.cli", "status", "--state-dir", str(state),
+        [*prefix, python, "-m", "pipeline.cli", "status", "--state-dir", str(state),
          "--format", "json"],
         cwd=REPO, capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip

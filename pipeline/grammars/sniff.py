@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.grammars.base import GrammarError, LineFormat, Parsed
+from pipeline.grammars.base import GrammarError, Parsed
 from pipeline.grammars.registry import by_priority
 
 #: how many lines :func:`sniff_format` looks at.
@@ -31,19 +31,15 @@ def _sample(lines: Iterable[str]) -> list[str]:
 
 
 def sniff_format(lines: Iterable[str]) -> str | None:
-    """The name of the format most of ``lines`` are in, or None when none fits half of them."""
+    """The most specific format that fits at least half of ``lines``, or None when none does."""
     sample = _sample(lines)
     if not sample:
         return None
-    best: LineFormat | None = None
-    best_votes = 0
-    for fmt in by_priority():  # a later format must get strictly more votes to win
+    for fmt in by_priority():  # most specific first: the first to fit half the lines wins
         votes = sum(1 for line in sample if fmt.sniff(line))
-        if votes > best_votes:
-            best, best_votes = fmt, votes
-    if best is None or best_votes * 2 < len(sample):
-        return None
-    return best.name
+        if votes * 2 >= len(sample):
+            return fmt.name
+    return None
 
 
 def parse_any(line: str) -> tuple[str, Parsed]:

@@ -79,6 +79,40 @@ def test_sniff_prefers_the_format_that_fits_more_lines() -> None:
     assert sniff_format([SYSLOG, SYSLOG, RFC3339]) == "syslog"
 
 
+# what mod_cgid writes into Apache's error log for a CGI script that logs to stderr itself
+CGI_STDERR = "2026-11-30 08:24:17 slow.cgi started for 127.0.0.1"
+APACHE_2_4 = [
+    "[Mon Nov 30 08:24:12.102595 2026] [mpm_event:notice] [pid 28367:tid 28367] AH00489: Apache/2.4.71 (Debian) configured -- resuming normal operations",
+    "[Mon Nov 30 08:24:12.102701 2026] [core:notice] [pid 28367:tid 28367] AH00094: Command line: '/usr/sbin/apache2 -D FOREGROUND'",
+    "[Mon Nov 30 08:24:15.322007 2026] [core:error] [pid 28369:tid 28371] [client 127.0.0.1:54528] AH00124: Request exceeded the limit of 10 internal redirects due to probable configuration error. Use 'LimitInternalRecursion' to increase the limit if necessary. Use 'LogLevel debug' to get a backtrace.",
+    "[Mon Nov 30 08:24:19.477926 2026] [mpm_event:error] [pid 28367:tid 28367] AH00484: server reached MaxRequestWorkers setting, consider raising the MaxRequestWorkers setting",
+    "[Mon Nov 30 08:24:23.323549 2026] [core:notice] [pid 28367:tid 28367] AH00052: child pid 28369 exit signal Segmentation fault (11)",
+]
+
+
+def test_sniff_prefers_the_specific_format_over_a_loose_one_that_fits_more_lines() -> None:
+    """An Apache error log with a CGI script's dated stderr lines in it: ``timestamped`` fits
+    every line, ``apache-error`` all but the script's; the log is Apache's."""
+    lines = [STARTUP, *APACHE_2_4[:3], CGI_STDERR, CGI_STDERR, CGI_STDERR, *APACHE_2_4[3:]]
+    assert sum(map(FORMATS["timestamped"].sniff, lines)) > sum(
+        map(FORMATS["apache-error"].sniff, lines)
+    )
+    assert sniff_format(lines) == "apache-error"
+    # the same holds between the looser relatives: syslog-shaped ISO lines among plain ones
+    iso = (
+        "2020-03-23 06:47:42.801612-0700  localhost sshd[3186]: error: PAM: Authentication failure"
+    )
+    plain = "2013-01-04 17:03:46 login authenticator failed"
+    assert sniff_format([iso] * 6 + [plain] * 4) == "iso-syslog"
+
+
+def test_sniff_a_specific_format_needs_half_of_the_lines() -> None:
+    """Below half, the specific format is noise in a file of another (looser) format."""
+    lines = [APACHE_2_4[0]] * 4 + [CGI_STDERR] * 5
+    assert sniff_format(lines) == "timestamped"
+    assert sniff_format([APACHE_2_4[0]] * 5 + [CGI_STDERR] * 5) == "apache-error"
+
+
 def test_sniff_reads_at_most_50_lines() -> None:
     assert sniff_format([SYSLOG] * 50 + [JOURNAL] * 100) == "syslog"
 
