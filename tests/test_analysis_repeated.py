@@ -56,8 +56,10 @@ def test_bulk_equals_grammar_on_repeated_lines(
 ) -> None:
     if not pyarrow:
         monkeypatch.setattr(pipeline.analysis, "HAVE_PYARROW", False)
-    df = assert_bulk_equals_grammar([str(_log(tmp_path, stamp, "syslog"))], tz="UTC")
+    df, taken = assert_bulk_equals_grammar([str(_log(tmp_path, stamp, "syslog"))], tz="UTC")
     assert set(df["format"]) == {fmt}
+    # every line took the bulk path, repeated ones included, but the host-less one
+    assert taken[fmt] == len(df) - 1, taken
     _check(df)
 
 

@@ -247,4 +247,4 @@ def test_scan_finds_the_apache_failures_in_a_real_error_log(apache: Apache) -> N
         "signal": "11",
         "signal_name": "Segmentation fault",
     }
-    assert "0 unparsed" in result.stderr, result.stderr
+    assert "0 candidates unparsed" in result.stderr, result.stderr
