@@ -1,7 +1,9 @@
 """The ``logwarden`` command line: a thin layer over the engine. Only this module prints or exits.
 
 Exit status: 0 success; 1 findings at or above ``--fail-on`` (scan) or failing rule tests;
-2 usage errors, missing inputs and invalid rules.
+2 usage errors, missing inputs, invalid rules and an unusable or locked state database;
+3 ``scan`` was incomplete: an input could not be read, or notifications were left
+undelivered (a line on stderr says which, also with ``-q``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ DEFAULT_PATHS = (
 EVENT_BATCH = 500_000
 #: how long ``scan --notify`` keeps retrying before it leaves the rest pending
 NOTIFY_WAIT = 30.0
+#: exit status of a ``scan`` that could not read an input or deliver every notification
+EXIT_INCOMPLETE = 3
+#: problem kinds that mean an input (or part of one) could not be read at all
+UNREAD_KINDS = ("unreadable", "read-error", "journal-error")
 SEVERITY_STYLE = {
     Severity.CRITICAL: "bold white on red",
     Severity.HIGH: "bold red",
@@ -400,6 +406,14 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="With --notify: print what would be sent.")
 @click.option(
+    "--notify-wait",
+    type=click.FloatRange(0, 3600),
+    default=NOTIFY_WAIT,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --notify: how long to keep retrying before the rest counts as undelivered.",
+)
+@click.option(
     "--store",
     "store_path",
     type=click.Path(dir_okay=False),
@@ -457,6 +471,7 @@ def scan(
     journal_files: tuple[str, ...],
     notify_urls: tuple[str, ...],
     dry_run: bool,
+    notify_wait: float,
     store_path: str | None,
     parquet_dir: str | None,
     events: bool,
@@ -524,10 +539,29 @@ def scan(
         _write_counts(result.stats, result, _err_console())
     if store_path or parquet_dir:
         _store_scan(engine, result, inputs, started, store_path, parquet_dir, events, quiet)
+    undelivered = 0
     if notify_urls:
-        _notify_scan(findings, rules, notify_urls, state_path, dry_run, quiet)
+        undelivered = _notify_scan(
+            findings, rules, notify_urls, state_path, dry_run, quiet, notify_wait
+        )
+    if _incomplete(result.stats, undelivered, bool(state_path)):
+        sys.exit(EXIT_INCOMPLETE)
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+def _incomplete(stats: ScanStats, undelivered: int, kept: bool) -> bool:
+    """Say on stderr (also with ``-q``) what a scan left undone; True when it left some."""
+    unread = {k: stats.problems[k] for k in UNREAD_KINDS if stats.problems.get(k)}
+    if unread:
+        counts = ", ".join(f"{k}: {v}" for k, v in unread.items())
+        click.echo(f"logwarden: error: some input could not be read ({counts})", err=True)
+    if undelivered:
+        where = "kept in --state for the next run" if kept else "dropped: no --state to keep them"
+        click.echo(
+            f"logwarden: error: {undelivered} notifications left undelivered ({where})", err=True
+        )
+    return bool(unread or undelivered)
 
 
 def _store_scan(
@@ -601,8 +635,11 @@ def _notify_scan(
     state_path: str | None,
     dry_run: bool,
     quiet: bool,
-) -> None:
-    """Queue the findings' notifications in an outbox and deliver them (or print them)."""
+    wait: float = NOTIFY_WAIT,
+) -> int:
+    """Queue the findings' notifications in an outbox and deliver them (or print them).
+
+    Returns how many were left undelivered."""
     import tempfile
 
     from pipeline.notify.notifiers import NotifyError, parse_notifiers
@@ -621,13 +658,13 @@ def _notify_scan(
             for name, title, body, fmt in route(f):
                 masked = next(n.masked for n in notifiers if n.name == name)
                 click.echo(f"--- to {masked} ({fmt})\n{title}\n\n{body}")
-        return
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         db_path = state_path or str(Path(tmp) / "outbox.sqlite")
         with StateDB(db_path) as db:
             fresh = db.checkpoint(detector=None, sources={}, findings=findings, route=route)
         deliverer = Deliverer(db_path, notifiers, retry_base=1.0, retry_max=10.0)
-        got = deliverer.drain(timeout=NOTIFY_WAIT)
+        got = deliverer.drain(timeout=wait)
         left = deliverer.pending()
     if not quiet:
         err.print(
@@ -638,6 +675,7 @@ def _notify_scan(
                 style="yellow" if left else "",
             )
         )
+    return left
 
 
 # -- report -------------------------------------------------------------------------------
