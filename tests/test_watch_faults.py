@@ -13,12 +13,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.daemon import Daemon
 from pipeline.state import StateCorrupt, StateLocked
-from tests.conftest import REPO, logwarden
+from tests.conftest import REPO, logwarden, require_program
 from tests.test_watch import Watch, append, qid
 from tests.test_watch_real import Watch as WatchProcess
 from tests.test_watch_real import queue_ids, wait_records
@@ -186,5 +187,78 @@ def test_the_lock_of_a_killed_daemon_does_not_stop_the_next_one(tmp_path: Path) 
         wait_records(w, lambda r: len(r) == 4)
         assert w.stop() == 0, w.logs()
         assert queue_ids(w.records()) == Counter(qid(n) for n in range(4))
+    finally:
+        w.close()
+
+
+# -- a damaged rotated archive -------------------------------------------------------------------
+
+
+def logrotate(base: Path, path: Path, options: str) -> subprocess.CompletedProcess[str]:
+    """Real logrotate, forced, over one file."""
+    exe = require_program("logrotate", "/usr/sbin/logrotate")
+    conf = base / "logrotate.conf"
+    conf.write_text(f'"{path}" {{\n    rotate 9\n    missingok\n{options}\n}}\n')
+    return subprocess.run(
+        [exe, "-f", "-s", str(base / "logrotate.status"), str(conf)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+
+def _numbers(records: list[dict[str, Any]]) -> Counter[int]:
+    return Counter(int(r["fields"]["queue_id"][1:10]) for r in records)
+
+
+def _cut(gz: Path) -> None:
+    data = gz.read_bytes()
+    gz.write_bytes(data[: len(data) * 3 // 5])
+
+
+def _corrupt(gz: Path) -> None:
+    with gz.open("r+b") as f:
+        f.seek(gz.stat().st_size // 2)
+        f.write(b"\xff" * 64)
+
+
+@pytest.mark.parametrize("damage", [_cut, _corrupt], ids=["cut short", "corrupt"])
+def test_a_damaged_rotated_archive_is_read_as_far_as_it_goes_and_passed(
+    tmp_path: Path, damage: Any
+) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    w = WatchProcess(tmp_path, [log])
+    try:
+        w.start()
+        append(log, range(2))
+        wait_records(w, lambda r: len(r) == 2)
+        w.kill9()
+        append(log, range(2, 3000))  # logged while down, then rotated and compressed
+        res = logrotate(tmp_path, log, "    compress\n    create")
+        assert res.returncode == 0, res.stderr
+        gz = tmp_path / "mail.log.1.gz"
+        damage(gz)
+        zcat = subprocess.run(["gzip", "-dc", str(gz)], capture_output=True, check=False)
+        assert zcat.returncode != 0  # damaged for gzip too
+        whole = zcat.stdout[: zcat.stdout.rfind(b"\n") + 1].decode("utf-8", "replace")
+        append(log, range(5000, 5003))
+        w.start()
+        wait_records(w, lambda r: {5000, 5001, 5002} <= set(_numbers(r)))
+        assert w.alive(), w.logs()
+        got = _numbers(w.records())
+        assert max(got.values()) == 1, [n for n, c in got.items() if c > 1]
+        from_archive = sorted(n for n in got if 2 <= n < 3000)
+        # what the archive holds up to the damage, without a gap, then the next file
+        assert from_archive == list(range(2, 2 + len(from_archive))), from_archive
+        assert len(from_archive) > 100, len(from_archive)
+        if damage is _cut:
+            assert from_archive == [n for n in range(2, 3000) if qid(n) in whole]
+        assert "mail.log.1.gz" in w.log() and "truncated-archive" in w.log(), w.log()
+        # passed for good: the next start reads neither the archive nor anything twice
+        assert w.stop() == 0, w.logs()
+        append(log, [5003])
+        w.start()
+        wait_records(w, lambda r: 5003 in _numbers(r))
+        assert w.stop() == 0, w.logs()
+        assert _numbers(w.records()) == Counter([0, 1, *from_archive, 5000, 5001, 5002, 5003])
     finally:
         w.close()

@@ -23,11 +23,11 @@ first.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import itertools
 import os
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,9 +246,9 @@ class FileFollower:
         try:
             st = sib.stat()
             if detect_compression(str(sib)) == "gzip":
-                with gzip.open(sib, "rb") as g:
+                with _GzipStream(str(sib)) as g:
                     head = g.read(FINGERPRINT_BYTES)
-                handle = gzip.open(sib, "rb")  # noqa: SIM115 - drained over many polls
+                handle = _GzipStream(str(sib))
                 return _Open(
                     handle,  # type: ignore[arg-type]
                     st.st_dev,
@@ -257,7 +257,7 @@ class FileFollower:
                     fingerprint=fingerprint_of(head),
                     compressed=True,
                 )
-        except (OSError, EOFError):
+        except OSError:
             return None
         return self._open(str(sib))
 
@@ -430,6 +430,10 @@ class FileFollower:
         if cut < 0:
             if len(data) > self.max_line:
                 return self._cut_long_line(f, data)
+            if f.compressed and _damage(f.handle):
+                # the torn end of a damaged archive: not a line (the problem says so)
+                f.offset += len(data)
+                return None
             if not final:
                 if f.compressed:  # pragma: no cover - final is always true for these
                     f.handle = _Pushback(f.handle, data)  # type: ignore[assignment]
@@ -484,8 +488,18 @@ class FileFollower:
                 if last is not None:
                     out.append(last)
                     continue
+                damage = _damage(old.handle) if old.compressed else None
                 old.handle.close()
                 self.draining.remove(old)
+                if damage:
+                    self.report(
+                        Problem(
+                            "truncated-archive",
+                            Location(old.display, old.line + 1),
+                            f"{damage}; its {old.line} whole lines were read, the rest is lost; "
+                            "going on with the next file",
+                        )
+                    )
                 self.log(f"{old.display}: finished after rotation ({old.line} lines)")
         if self.current is not None and not self.draining:
             block = self._read(self.current, max_bytes, final=False)
@@ -517,6 +531,81 @@ class FileFollower:
                 f.handle.close()
 
 
+#: compressed bytes read from a rotated archive at a time
+_GZ_CHUNK = 1 << 16
+
+
+def _damage(handle: object) -> str | None:
+    """Why a compressed stream ended early (cut short, corrupt), or None."""
+    return getattr(handle, "damage", None)
+
+
+class _GzipStream:
+    """A gzip archive decompressed as far as it goes.
+
+    :mod:`gzip` raises at a cut-short or corrupt archive and loses what it had decompressed
+    in that read; here every byte before the damage is handed on, then the stream ends and
+    :attr:`damage` says why. Concatenated members and zero padding after the last member
+    are read as ``gzip -d`` reads them.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.raw = open(path, "rb")  # noqa: SIM115 - drained over many polls
+        self.damage: str | None = None
+        self._z = zlib.decompressobj(31)
+        self._buf = b""
+        self._done = False
+        self._started = False  # input fed to the current member
+
+    def _next_input(self) -> bytes | None:
+        """The compressed bytes to feed next, or None at the end (damage noted)."""
+        z = self._z
+        if z.unconsumed_tail:
+            return z.unconsumed_tail
+        if z.eof:  # a member ended: another may follow
+            rest = z.unused_data or self.raw.read(_GZ_CHUNK)
+            while rest and not rest.strip(b"\x00"):
+                rest = self.raw.read(_GZ_CHUNK)  # zero padding after the last member
+            if not rest:
+                return None
+            self._z = zlib.decompressobj(31)
+            return rest.lstrip(b"\x00")
+        data = self.raw.read(_GZ_CHUNK)
+        if not data:
+            if self._started:
+                self.damage = "cut short: the archive ends inside its compressed data"
+            return None
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        want = n if n >= 0 else 1 << 62
+        while len(self._buf) < want and not self._done:
+            data = self._next_input()
+            if data is None:
+                self._done = True
+                break
+            self._started = True
+            try:
+                self._buf += self._z.decompress(data, max(_GZ_CHUNK, want - len(self._buf)))
+            except zlib.error as exc:
+                self.damage = f"corrupt compressed data ({exc})"
+                self._done = True
+        out, self._buf = self._buf[:want], self._buf[want:]
+        return out
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> _GzipStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class _Pushback:
     """A read-only stream with some bytes put back in front (for compressed files)."""
 
@@ -533,6 +622,10 @@ class _Pushback:
 
     def fileno(self) -> int:
         return self.inner.fileno()
+
+    @property
+    def damage(self) -> str | None:
+        return _damage(self.inner)
 
     def close(self) -> None:
         self.inner.close()
