@@ -262,3 +262,59 @@ def test_a_damaged_rotated_archive_is_read_as_far_as_it_goes_and_passed(
         assert _numbers(w.records()) == Counter([0, 1, *from_archive, 5000, 5001, 5002, 5003])
     finally:
         w.close()
+
+
+# -- a restart while logrotate compresses ------------------------------------------------------
+
+
+def test_a_restart_while_logrotate_compresses_reads_that_generation_once(
+    tmp_path: Path,
+) -> None:
+    """``compress`` without ``delaycompress``: logrotate renames the file to ``.1``, writes
+    ``.1.gz`` and removes ``.1`` only then. A daemon started in between sees both."""
+    log = tmp_path / "mail.log"
+    log.write_text("")
+    started, go = tmp_path / "compress.started", tmp_path / "compress.go"
+    slow_gzip = tmp_path / "slow-gzip"
+    slow_gzip.write_text(
+        f'#!/bin/sh\ngzip "$@"\ntouch "{started}"\nwhile [ ! -e "{go}" ]; do sleep 0.05; done\n'
+    )
+    slow_gzip.chmod(0o755)
+    w = WatchProcess(tmp_path, [log])
+    rotating: subprocess.Popen[str] | None = None
+    try:
+        w.start()
+        append(log, range(2))
+        wait_records(w, lambda r: len(r) == 2)
+        w.kill9()
+        append(log, range(2, 50))
+        exe = require_program("logrotate", "/usr/sbin/logrotate")
+        conf = tmp_path / "logrotate.conf"
+        conf.write_text(
+            f'"{log}" {{\n    rotate 9\n    compress\n    compresscmd {slow_gzip}\n    create\n}}\n'
+        )
+        rotating = subprocess.Popen(
+            [exe, "-f", "-s", str(tmp_path / "logrotate.status"), str(conf)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while not started.exists():
+            assert rotating.poll() is None and time.monotonic() < deadline, rotating.stdout
+            time.sleep(0.05)
+        assert (tmp_path / "mail.log.1").exists() and (tmp_path / "mail.log.1.gz").exists()
+        append(log, range(50, 53))
+        w.start()  # while both generations are there
+        wait_records(w, lambda r: {50, 51, 52} <= set(_numbers(r)))
+        time.sleep(1.5)  # a late second reading of the generation would show up by now
+        go.touch()
+        assert rotating.wait(20) == 0, rotating.stdout
+        assert not (tmp_path / "mail.log.1").exists()
+        append(log, [53])
+        wait_records(w, lambda r: 53 in _numbers(r))
+        assert w.stop() == 0, w.logs()
+        assert _numbers(w.records()) == Counter(range(54)), w.logs()
+    finally:
+        go.touch()
+        if rotating is not None and rotating.poll() is None:
+            rotating.kill()
+        w.close()

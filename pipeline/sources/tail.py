@@ -276,10 +276,8 @@ class FileFollower:
             (x for x in self._siblings() if rotation_key(str(x))[1] == base),
             key=lambda x: rotation_key(str(x)),
         )
-        for i, sib in enumerate(sibs):
-            opened = self._open_sibling(sib)
-            if opened is None:
-                continue
+        gens = self._generations(sibs)
+        for i, opened in enumerate(gens):
             same_inode = (opened.dev, opened.ino) == (saved.dev, saved.ino)
             same_head = bool(saved.fingerprint) and opened.fingerprint == saved.fingerprint
             big_enough = opened.compressed or (
@@ -288,14 +286,35 @@ class FileFollower:
             if (same_inode and (same_head or not saved.fingerprint)) or (
                 not same_inode and same_head and big_enough
             ):
-                chain = [opened]
-                for newer in sibs[i + 1 :]:
-                    nxt = self._open_sibling(newer)
-                    if nxt is not None:
-                        chain.append(nxt)
-                return chain
+                return gens[i:]  # the older ones were closed on the way
             opened.handle.close()
         return []
+
+    def _generations(self, sibs: list[Path]) -> list[_Open]:
+        """The rotated siblings opened, oldest first, one per generation.
+
+        A plain file and an archive with the same first line are one generation: logrotate
+        is compressing it right now (``compress`` without ``delaycompress`` removes the
+        plain file only once the archive is written), so the plain one, which is complete,
+        is read and the archive left alone."""
+        gens: list[_Open] = []
+        by_head: dict[str, int] = {}
+        for sib in sibs:
+            opened = self._open_sibling(sib)
+            if opened is None:
+                continue
+            seen = by_head.get(opened.fingerprint) if opened.fingerprint else None
+            if seen is None:
+                if opened.fingerprint:
+                    by_head[opened.fingerprint] = len(gens)
+                gens.append(opened)
+                continue
+            if gens[seen].compressed and not opened.compressed:
+                gens[seen].handle.close()
+                gens[seen] = opened
+            else:
+                opened.handle.close()
+        return gens
 
     def _find_copy(self, cur: _Open) -> _Open | None:
         """After copytruncate: the copy holding lines written before the truncation that
