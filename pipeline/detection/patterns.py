@@ -196,6 +196,8 @@ _SINGLE = (sre_c.LITERAL, sre_c.NOT_LITERAL, sre_c.ANY, sre_c.IN)
 _END_ATS = (sre_c.AT_END, sre_c.AT_END_STRING)
 _START_ATS = (sre_c.AT_BEGINNING, sre_c.AT_BEGINNING_STRING)
 _LOOKAROUNDS = (sre_c.ASSERT, sre_c.ASSERT_NOT)
+#: a continuation whose first character is not known (the end of a repeated group)
+_UNKNOWN: list[list[tuple[Any, Any]]] = [[(sre_c.FAILURE, None)]]
 
 
 def _in_category(cat: Any, ch: str) -> bool:
@@ -406,7 +408,11 @@ def _walk_linear(
                         "put a delimiter it excludes after it, e.g. [^,]+,"
                     )
                 continue
-            _walk_linear(shape, body, [], inside_repeat=inside_repeat or av[1] > 1)
+            # after the body comes the body again or the rest: not one known first character
+            again = av[1] > 1
+            _walk_linear(
+                shape, body, _UNKNOWN if again else rest, inside_repeat=inside_repeat or again
+            )
             continue
         if op is sre_c.BRANCH:
             if inside_repeat and not all(len(alt) == 1 and alt[0][0] in _SINGLE for alt in av[1]):

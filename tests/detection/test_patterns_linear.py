@@ -23,6 +23,7 @@ REFUSED = {
     r"^(?=x)[^,]+(?:,|;)?z": "not one fixed kind of character",
     r"^(?=.*x)abc": "look-around holding an unbounded repeat",
     r"(?m)^(?=x)[a-z]+\d": "retried from every position",
+    r"^(?=a)(?:a\w+){3}x": "not one fixed kind of character",
 }
 
 ACCEPTED = {
@@ -33,6 +34,7 @@ ACCEPTED = {
     r"(?<=u)x(?P<a>\d{1,5})": ("aux123", {"a": "123"}, "ax123"),
     r"^(?P<w>\w+) (?P=w)$": ("hi hi", {"w": "hi"}, "hi ho"),
     r"^(?=1)(?:\d{1,3}\.){3}\d+$|^(?=a)x": ("1.2.3.4", {}, "2.2.3.4"),
+    r"^(?=1)(?:\d+\.){3}(?P<last>\d+)$": ("1.22.3.4", {"last": "4"}, "1.2.3"),
 }
 
 
