@@ -218,7 +218,15 @@ class Daemon:
         self.config_path = config_path
         self._cli_overrides = dict(overrides or {})
         # one daemon per state directory, held until close() (or the process dies)
-        self.lock = StateLock(config.state_path).acquire()
+        lock = StateLock(config.state_path)
+        used_before = lock.path.exists()
+        self.lock = lock.acquire()
+        if used_before and not Path(config.state_path).exists():
+            log.warning(
+                "%s: this state directory was used before, but its state database is gone; "
+                "starting as on a first run (lines logged since the last stop are not read)",
+                config.state_path,
+            )
         try:
             self.state = open_state(config.state_path, reset=reset_state)
             self._init(config)

@@ -115,6 +115,16 @@ def test_reset_state_keeps_a_sound_database(watch: Watch, caplog: pytest.LogCapt
     assert not list(watch.state_dir.glob("state.sqlite.broken-*"))
 
 
+def test_a_state_database_gone_from_a_used_directory_is_warned_about(
+    watch: Watch, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = _run_then_stop(watch)
+    db.unlink()
+    with caplog.at_level("WARNING", logger="logwarden"):
+        watch.start()
+    assert "was used before, but its state database is gone" in caplog.text
+
+
 def test_scan_state_refuses_an_empty_database(tmp_path: Path) -> None:
     db = tmp_path / "scan.sqlite"
     db.write_bytes(b"")
