@@ -43,6 +43,7 @@ from pipeline.engine import (
     ProblemLog,
     ScanOptions,
     ScanStats,
+    cut_nul_runs,
 )
 from pipeline.errors import InputError, Location, Problem
 from pipeline.grammars.base import GrammarError, Parsed
@@ -598,7 +599,8 @@ class BulkLineProcessor(LineProcessor):
         n_lines = len(nl) + (0 if data.endswith(b"\n") else 1)
         self.stats.lines += n_lines
         self.stats.bytes += len(data)
-        self._scan_anomalies(data, first_line, nl)
+        if self._scan_anomalies(data, first_line, nl):
+            data, nl = cut_nul_runs(data, nl)
         buf = data
         if not data.isascii():
             try:

@@ -1,8 +1,10 @@
 """The ``logwarden`` command line: a thin layer over the engine. Only this module prints or exits.
 
 Exit status: 0 success; 1 findings at or above ``--fail-on`` (scan) or failing rule tests;
-2 usage errors, missing inputs and invalid rules. ``status``: 0 the daemon runs, 1 it is
-stalled (alive, but no status record for a while), 3 it is not running.
+2 usage errors, missing inputs, invalid rules and an unusable or locked state database;
+3 ``scan`` was incomplete: an input could not be read, or notifications were left
+undelivered (a line on stderr says which, also with ``-q``). ``status``: 0 the daemon runs,
+1 it is stalled (alive, but no status record for a while), 3 it is not running.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ DEFAULT_PATHS = (
 EVENT_BATCH = 500_000
 #: how long ``scan --notify`` keeps retrying before it leaves the rest pending
 NOTIFY_WAIT = 30.0
+#: exit status of a ``scan`` that could not read an input or deliver every notification
+EXIT_INCOMPLETE = 3
+#: problem kinds that mean an input (or part of one) could not be read at all
+UNREAD_KINDS = ("unreadable", "read-error", "journal-error")
 SEVERITY_STYLE = {
     Severity.CRITICAL: "bold white on red",
     Severity.HIGH: "bold red",
@@ -411,6 +417,14 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="With --notify: print what would be sent.")
 @click.option(
+    "--notify-wait",
+    type=click.FloatRange(0, 3600),
+    default=NOTIFY_WAIT,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --notify: how long to keep retrying before the rest counts as undelivered.",
+)
+@click.option(
     "--store",
     "store_path",
     type=click.Path(dir_okay=False),
@@ -479,6 +493,7 @@ def scan(
     journal_files: tuple[str, ...],
     notify_urls: tuple[str, ...],
     dry_run: bool,
+    notify_wait: float,
     store_path: str | None,
     parquet_dir: str | None,
     events: bool,
@@ -532,9 +547,12 @@ def scan(
     runner = runner_for(workers, engine_name, scheduler)
     started = datetime.now(UTC)
     bar = progress_bar(engine, quiet)
+    lock = None
     if state_path:
-        from pipeline.state import StateDB
+        from pipeline.state import StateDB, StateLock
 
+        # the same lock as the daemon: one writer of a state database at a time
+        lock = StateLock(state_path).acquire()
         with StateDB(state_path) as db:
             detector = engine.new_detector()
             saved = db.load_detector("scan")
@@ -560,8 +578,15 @@ def scan(
         _write_counts(result.stats, result, _err_console())
     if store_path or parquet_dir:
         _store_scan(engine, result, inputs, started, store_path, parquet_dir, events, quiet)
+    undelivered = 0
     if notify_urls:
-        _notify_scan(findings, rules, notify_urls, state_path, dry_run, quiet)
+        undelivered = _notify_scan(
+            findings, rules, notify_urls, state_path, dry_run, quiet, notify_wait
+        )
+    if lock is not None:
+        lock.release()
+    if _incomplete(result.stats, undelivered, bool(state_path)):
+        sys.exit(EXIT_INCOMPLETE)
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
 
@@ -595,6 +620,20 @@ def _save_resume(db: StateDB, snapshot: dict[str, Any], resume: Resume, quiet: b
                 "read by earlier scans skipped"
             )
         )
+
+
+def _incomplete(stats: ScanStats, undelivered: int, kept: bool) -> bool:
+    """Say on stderr (also with ``-q``) what a scan left undone; True when it left some."""
+    unread = {k: stats.problems[k] for k in UNREAD_KINDS if stats.problems.get(k)}
+    if unread:
+        counts = ", ".join(f"{k}: {v}" for k, v in unread.items())
+        click.echo(f"logwarden: error: some input could not be read ({counts})", err=True)
+    if undelivered:
+        where = "kept in --state for the next run" if kept else "dropped: no --state to keep them"
+        click.echo(
+            f"logwarden: error: {undelivered} notifications left undelivered ({where})", err=True
+        )
+    return bool(unread or undelivered)
 
 
 def _store_scan(
@@ -668,8 +707,11 @@ def _notify_scan(
     state_path: str | None,
     dry_run: bool,
     quiet: bool,
-) -> None:
-    """Queue the findings' notifications in an outbox and deliver them (or print them)."""
+    wait: float = NOTIFY_WAIT,
+) -> int:
+    """Queue the findings' notifications in an outbox and deliver them (or print them).
+
+    Returns how many were left undelivered."""
     import tempfile
 
     from pipeline.notify.notifiers import NotifyError, parse_notifiers
@@ -688,13 +730,13 @@ def _notify_scan(
             for name, title, body, fmt in route(f):
                 masked = next(n.masked for n in notifiers if n.name == name)
                 click.echo(f"--- to {masked} ({fmt})\n{title}\n\n{body}")
-        return
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         db_path = state_path or str(Path(tmp) / "outbox.sqlite")
         with StateDB(db_path) as db:
             fresh = db.checkpoint(detector=None, sources={}, findings=findings, route=route)
         deliverer = Deliverer(db_path, notifiers, retry_base=1.0, retry_max=10.0)
-        got = deliverer.drain(timeout=NOTIFY_WAIT)
+        got = deliverer.drain(timeout=wait)
         left = deliverer.pending()
     if not quiet:
         err.print(
@@ -705,6 +747,7 @@ def _notify_scan(
                 style="yellow" if left else "",
             )
         )
+    return left
 
 
 # -- report -------------------------------------------------------------------------------
@@ -1203,6 +1246,12 @@ def rules_test(directory: str | None, no_builtin_rules: bool, samples_dir: str |
     metavar="ADDR:PORT",
     help="Serve Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9108).",
 )
+@click.option(
+    "--reset-state",
+    is_flag=True,
+    help="When the state database is empty or corrupt, move it aside (with a warning) and "
+    "start afresh instead of refusing to start.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
 @handle_errors
 def watch(
@@ -1220,6 +1269,7 @@ def watch(
     poll_interval: float | None,
     notify_urls: tuple[str, ...],
     metrics: str | None,
+    reset_state: bool,
     verbose: bool,
 ) -> None:
     """Follow logs live and report findings as they happen (the daemon).
@@ -1257,7 +1307,7 @@ def watch(
     }
     base = load_config(config_path) if config_path else WatchConfig()
     config = base.with_overrides(**overrides)
-    daemon = Daemon(config, config_path=config_path, overrides=overrides)
+    daemon = Daemon(config, config_path=config_path, overrides=overrides, reset_state=reset_state)
     sys.exit(daemon.run())
 
 

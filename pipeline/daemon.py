@@ -35,7 +35,7 @@ from pipeline.errors import LogwardenError, Problem
 from pipeline.model import Finding
 from pipeline.sources.files import rotation_set
 from pipeline.sources.tail import FileFollower, FileState
-from pipeline.state import StateDB, StateError
+from pipeline.state import StateCorrupt, StateDB, StateError, StateLock, move_aside
 from pipeline.timeinfer import TimeResolver, parse_zone
 
 log = logging.getLogger("logwarden")
@@ -256,11 +256,31 @@ class Daemon:
         *,
         config_path: str | None = None,
         overrides: dict[str, Any] | None = None,
+        reset_state: bool = False,
     ) -> None:
         self.config = config
         self.config_path = config_path
         self._cli_overrides = dict(overrides or {})
-        self.state = StateDB(config.state_path)
+        # one daemon per state directory, held until close() (or the process dies)
+        lock = StateLock(config.state_path)
+        used_before = lock.path.exists()
+        self.lock = lock.acquire()
+        if used_before and not Path(config.state_path).exists():
+            log.warning(
+                "%s: this state directory was used before, but its state database is gone; "
+                "starting as on a first run (lines logged since the last stop are not read)",
+                config.state_path,
+            )
+        try:
+            self.state = open_state(config.state_path, reset=reset_state)
+            self._init(config)
+        except BaseException:
+            if hasattr(self, "state"):
+                self.state.close()
+            self.lock.release()
+            raise
+
+    def _init(self, config: WatchConfig) -> None:
         self.engine = self._engine(config)
         self.detector = self.engine.new_detector()
         saved = self.state.load_detector(DETECTOR_NAME)
@@ -806,6 +826,33 @@ class Daemon:
         if self.journal is not None:
             self.journal.close()
         self.state.close()
+        self.lock.release()
+
+
+def open_state(path: str | Path, *, reset: bool = False) -> StateDB:
+    """The daemon's state database, checked page by page; an empty or corrupt one is refused
+    (:class:`StateCorrupt`), or with ``reset`` moved aside with a warning and started afresh."""
+    try:
+        db = StateDB(path)
+        try:
+            db.verify()
+        except StateCorrupt:
+            db.close()
+            raise
+    except StateCorrupt as exc:
+        if not reset:
+            raise
+        moved = move_aside(path)
+        log.warning(
+            "%s; --reset-state: moved it to %s and starting with a new one: detection state, "
+            "offsets and queued notifications start afresh, as on a first run",
+            exc.message,
+            moved,
+        )
+        return StateDB(path)
+    if reset:
+        log.warning("--reset-state: %s is sound, so it was kept as it is", path)
+    return db
 
 
 def _holds_state(part: Any) -> bool:

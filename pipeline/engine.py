@@ -13,6 +13,7 @@ import gc
 import io
 import lzma
 import os
+import re
 import time
 import zlib
 from collections import Counter
@@ -53,6 +54,10 @@ if TYPE_CHECKING:
 
 #: located problems kept per (input, kind); all are counted
 PROBLEMS_LISTED_PER_KIND = 20
+#: NUL bytes in a row that count as a run left by an unclean shutdown (blocks the file
+#: system allocated but never wrote); the record appended after such a run is read on
+NUL_RUN = 8
+_NUL_RUN = re.compile(b"\x00{%d,}" % NUL_RUN)
 #: lines read at the start of an input to sniff its format
 SNIFF_LINES = 50
 _NO_FIELDS: Mapping[str, str] = MappingProxyType({})
@@ -335,19 +340,25 @@ class LineProcessor:
 
     # -- anomalies counted over whole chunks ------------------------------------------------
 
-    def _scan_anomalies(self, data: bytes, first_line: int, offsets: IntArray) -> None:
+    def _scan_anomalies(self, data: bytes, first_line: int, offsets: IntArray) -> bool:
+        """Report NUL bytes, invalid UTF-8 and over-long lines; True when a NUL was found."""
         pos = data.find(b"\x00")
+        nul = pos >= 0
         while pos >= 0:
             idx = int(np.searchsorted(offsets, pos))
             start = int(offsets[idx - 1]) + 1 if idx > 0 else 0
+            end = data.find(b"\n", pos)
+            run = data.find(b"\x00" * NUL_RUN, pos, end if end >= 0 else len(data)) >= 0
             self.report(
                 Problem(
                     "nul-byte",
                     Location(self.display, first_line + idx, pos - start + 1),
-                    "NUL byte in line",
+                    "a run of NUL bytes (an unclean shutdown?): the line is read from after "
+                    "the last run"
+                    if run
+                    else "NUL byte in line",
                 )
             )
-            end = data.find(b"\n", pos)
             if end < 0:
                 break
             pos = data.find(b"\x00", end)
@@ -384,6 +395,7 @@ class LineProcessor:
                         f"longer than {self.max_line} bytes; cut to that length",
                     )
                 )
+        return nul
 
     # -- lines -----------------------------------------------------------------------------
 
@@ -478,7 +490,8 @@ class LineProcessor:
         n_lines = len(nl) + (0 if data.endswith(b"\n") else 1)
         self.stats.lines += n_lines
         self.stats.bytes += len(data)
-        self._scan_anomalies(data, first_line, nl)
+        if self._scan_anomalies(data, first_line, nl):
+            data, nl = cut_nul_runs(data, nl)
         # lines starting with "#" after a newline (not a lone "#" ending the data)
         after = nl[nl < len(data) - 2] + 1
         self.stats.comments += int(np.count_nonzero(np.frombuffer(data, np.uint8)[after] == 35))
@@ -557,6 +570,28 @@ class Copies:
         n = self._now.get(key, 0) + 1
         self._now[key] = n
         return n <= self._before.get(key, 0)
+
+
+def cut_nul_runs(data: bytes, nl: IntArray) -> tuple[bytes, IntArray]:
+    """Drop each line's text up to the end of its last run of :data:`NUL_RUN` NUL bytes.
+
+    After an unclean shutdown a log can hold a run of NULs where its last writes were lost,
+    and the next record is appended right after it: that record is what the line is read
+    as. Line numbers do not change (no newline is removed). Only chunks with a NUL pay.
+    """
+    cuts: dict[int, int] = {}  # line start -> end of its last run
+    for m in _NUL_RUN.finditer(data):
+        cuts[data.rfind(b"\n", 0, m.start()) + 1] = m.end()
+    if not cuts:
+        return data, nl
+    pieces: list[bytes] = []
+    pos = 0
+    for start, end in cuts.items():
+        pieces.append(data[pos:start])
+        pos = end
+    pieces.append(data[pos:])
+    out = b"".join(pieces)
+    return out, newline_offsets(out)
 
 
 class FindingSet:

@@ -7,10 +7,14 @@ daemon grows. Every write is one transaction, so a crash leaves the previous sta
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +95,96 @@ class StateError(LogwardenError):
     """The state database cannot be opened or has an unknown layout."""
 
 
+class StateCorrupt(StateError):
+    """The state database is empty (0 bytes) or not a sound SQLite database."""
+
+
+class StateLocked(StateError):
+    """Another process holds the state database's lock."""
+
+
+#: what SQLite says about a file that is not (or no longer) a sound database
+_CORRUPT_MARKS = ("not a database", "malformed", "corrupt", "disk image")
+RESET_HINT = (
+    "restore it from a backup, or move it aside to start afresh "
+    "(logwarden watch --reset-state does that)"
+)
+
+
+def _corrupt(path: Path, why: str) -> StateCorrupt:
+    return StateCorrupt(
+        f"state database is unusable ({why}); refusing to start afresh on it, which would "
+        "skip what was logged since the last checkpoint",
+        Location(str(path)),
+        hint=RESET_HINT,
+    )
+
+
+def move_aside(path: str | Path) -> Path:
+    """Rename an unusable state database (and its ``-wal``/``-shm``) out of the way.
+
+    Returns the new name of the database file, ``state.sqlite.broken-<UTC time>``."""
+    path = Path(path)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.broken-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(f"{path}{suffix}")
+        if src.exists():
+            src.rename(Path(f"{target}{suffix}"))
+    return target
+
+
+class StateLock:
+    """An exclusive ``flock`` on ``<database>.lock``: one writer per state database.
+
+    The daemon holds it for its whole life and ``scan --state`` while it uses the database;
+    the kernel drops it when the process dies, so a crash never leaves a stale lock. The
+    holder's pid is written into the file for the message the next one gets."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.db_path = Path(db_path)
+        self.path = Path(f"{db_path}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> StateLock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the lock file: {exc.strerror or exc}", Location(str(self.path))
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            who = f"pid {holder}" if holder.isdigit() else "another process"
+            raise StateLocked(
+                f"state database in use by another logwarden ({who})",
+                Location(str(self.db_path)),
+                hint="one daemon per state directory: stop the other one, or give this one "
+                "its own --state-dir",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> StateLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class StateDB:
     """A small wrapper over the SQLite state file; use as a context manager."""
 
@@ -99,6 +193,9 @@ class StateDB:
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and self.path.stat().st_size == 0:
+                # a full disk or a bad restore; SQLite would take it for a new database
+                raise _corrupt(self.path, "empty: 0 bytes")
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -114,8 +211,31 @@ class StateDB:
                     f"({SCHEMA_VERSION})",
                     Location(str(self.path)),
                 )
+        except sqlite3.DatabaseError as exc:
+            if any(m in str(exc).lower() for m in _CORRUPT_MARKS):
+                self._close_quietly()
+                raise _corrupt(self.path, str(exc)) from None
+            raise StateError(f"cannot open state database: {exc}", Location(str(path))) from None
         except (sqlite3.Error, OSError) as exc:
             raise StateError(f"cannot open state database: {exc}", Location(str(path))) from None
+
+    def _close_quietly(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def verify(self) -> None:
+        """Check every page (``PRAGMA quick_check``); raise :class:`StateCorrupt` if unsound.
+
+        The daemon runs this once at start-up: damage deep in the file is otherwise only
+        found when a checkpoint touches it."""
+        try:
+            rows = self.conn.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _corrupt(self.path, str(exc)) from None
+        if [r[0] for r in rows] != ["ok"]:
+            raise _corrupt(self.path, "; ".join(str(r[0]) for r in rows[:3]))
 
     def __enter__(self) -> StateDB:
         return self

@@ -106,6 +106,7 @@ class Watch:
         """Drop the running daemon without closing anything (as if it had been killed)."""
         if self.daemon is not None:
             self.daemon.state.close()  # only so the test does not leak the connection
+            self.daemon.lock.release()  # the kernel drops a killed process's lock
             self.daemon = None
 
     def stop(self) -> None:

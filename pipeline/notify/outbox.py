@@ -4,9 +4,10 @@ Notifications are queued in the state database's ``outbox`` in the same transact
 stores their finding (:meth:`StateDB.checkpoint`). A :class:`Deliverer` — a thread in the
 daemon, a final pass after ``scan`` — sends what is due through apprise on its own database
 connection, so a slow or dead endpoint never blocks reading or detection. A failed send is
-retried with exponential backoff; a restart finds pending rows still there. A row is marked
-sent right after apprise reports success; only a crash in between those two steps can send
-one notification twice.
+retried with exponential backoff; a restart finds pending rows still there. Each send is
+recorded (sent, or failed with its next try) the moment apprise reports it, not after the
+pass: only a crash in between those two steps can send one notification twice. Stopping
+waits for a send in flight (apprise's own time-outs bound it), so its outcome is recorded.
 
 A notifier with ``limit: {count: N, period: P}`` sends at most N messages per P; further
 notifications are folded and, once the period allows, sent as one digest listing them.
@@ -141,7 +142,8 @@ class Deliverer:
         self._kinds: dict[int, str] = {}
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        # the senders of several notifiers record their results on it, under a lock
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
 
@@ -197,17 +199,21 @@ class Deliverer:
                         got.folded += 1
                 if batch:
                     allowed[name] = batch
-            results = self._send_all(allowed)
-            for name, outcome in results.items():
-                n = self.notifiers[name]
-                for (row_id, _t, _b, _f, attempts), (ok, err, when) in outcome:
+            lock = threading.Lock()
+
+            def record(name: str, row: tuple[int, str, str, str, int], ok: bool, err: str) -> None:
+                """Store one send's outcome at once (autocommit), before the next send."""
+                row_id, attempts, when = row[0], row[4], self.clock()
+                with lock:
                     if ok:
-                        conn.execute(
-                            "UPDATE outbox SET status='sent', sent_at=?, attempts=attempts+1, "
-                            "last_error=NULL WHERE id=?",
-                            (when, row_id),
-                        )
-                        conn.execute("INSERT INTO notify_log VALUES (?, ?)", (name, when))
+                        with conn:
+                            conn.execute("BEGIN IMMEDIATE")
+                            conn.execute(
+                                "UPDATE outbox SET status='sent', sent_at=?, "
+                                "attempts=attempts+1, last_error=NULL WHERE id=?",
+                                (when, row_id),
+                            )
+                            conn.execute("INSERT INTO notify_log VALUES (?, ?)", (name, when))
                         got.sent += 1
                     else:
                         conn.execute(
@@ -216,7 +222,11 @@ class Deliverer:
                             (when + self._backoff(attempts + 1), err, row_id),
                         )
                         got.failed += 1
-                        self.log(f"notification to {n.masked} failed ({err}); will retry")
+                if not ok:
+                    masked = self.notifiers[name].masked
+                    self.log(f"notification to {masked} failed ({err}); will retry")
+
+            self._send_all(allowed, record)
             got.digests += self._digests(conn)
         finally:
             conn.close()
@@ -227,30 +237,32 @@ class Deliverer:
         return got
 
     def _send_all(
-        self, batches: dict[str, list[tuple[int, str, str, str, int]]]
-    ) -> dict[str, list[tuple[tuple[int, str, str, str, int], tuple[bool, str, float]]]]:
-        """Send each notifier's batch on its own thread; stop a batch at its first failure."""
+        self,
+        batches: dict[str, list[tuple[int, str, str, str, int]]],
+        record: Callable[[str, tuple[int, str, str, str, int], bool, str], None],
+    ) -> None:
+        """Send each notifier's batch on its own thread, ``record`` each outcome as it comes;
+        stop a batch at its first failure, and before the next send once stopping."""
 
-        def one(name: str) -> list[tuple[tuple[int, str, str, str, int], tuple[bool, str, float]]]:
+        def one(name: str) -> None:
             n = self.notifiers[name]
-            done = []
             for row in batches[name]:
                 if self._stop.is_set():
                     break
                 ok, err = self.send(n, row[1], row[2], row[3], self._kinds.get(row[0], "info"))
-                done.append((row, (ok, err, self.clock())))
+                record(name, row, ok, err)
                 if not ok:
                     break
-            return done
 
         if not batches:
-            return {}
+            return
         if len(batches) == 1:
             (name,) = batches
-            return {name: one(name)}
+            one(name)
+            return
         with ThreadPoolExecutor(max_workers=min(8, len(batches))) as pool:
-            futures = {name: pool.submit(one, name) for name in batches}
-            return {name: f.result() for name, f in futures.items()}
+            for f in [pool.submit(one, name) for name in batches]:
+                f.result()
 
     def _room(self, conn: sqlite3.Connection, n: Notifier, now: float) -> tuple[int, float]:
         """Messages still allowed in the current period, and when the next slot frees."""
@@ -340,8 +352,16 @@ class Deliverer:
         self._thread = threading.Thread(target=loop, name="logwarden-notify", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float | None = 5.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the send in flight, whose outcome is recorded (no new send starts).
+
+        Waits for it (``timeout`` None: as long as apprise's own time-outs let it take),
+        saying so when that takes more than a second."""
         self._stop.set()
         self.wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is None:
+            return
+        self._thread.join(1.0 if timeout is None else min(timeout, 1.0))
+        if self._thread.is_alive():
+            self.log("waiting for a notification being sent to finish, to record its outcome")
+            self._thread.join(None if timeout is None else max(0.0, timeout - 1.0))

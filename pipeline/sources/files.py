@@ -125,10 +125,32 @@ def _input_order(inp: InputFile) -> tuple[tuple[str, ...], str, int, int, str]:
     return (tuple(where.split("/")), base, kind, num, date)
 
 
+#: bytes no text log holds (control characters other than tab, newlines, FF, VT, ESC)
+_TEXT_BYTES = bytes(b for b in range(256) if b >= 0x20 or b in b"\t\n\r\f\v\x1b")
+
+
 def _looks_binary(path: str) -> bool:
+    """A NUL byte in the first 4 KiB, unless the rest reads as lines of text.
+
+    An unclean shutdown leaves runs of NULs in a text log (blocks allocated, never
+    written); such a file is read, and its NULs are reported as ``nul-byte`` problems. A
+    binary file (wtmp, a database) has no newline between its NULs, or control bytes. A
+    head of NULs only is judged by the first 4 KiB of text after it (within 1 MiB)."""
     with open(path, "rb") as f:
         head = f.read(4096)
-    return b"\x00" in head
+        if b"\x00" not in head:
+            return False
+        text = head.replace(b"\x00", b"")
+        for _ in range(256):
+            if len(text) >= 4096:
+                break
+            more = f.read(4096)
+            if not more:
+                break
+            text += more.replace(b"\x00", b"")
+    text = text[:4096]
+    control = len(text.translate(None, _TEXT_BYTES))
+    return b"\n" not in text or control * 100 > len(text)
 
 
 def expand_inputs(paths: list[str], problems: list[Problem] | None = None) -> list[InputFile]:

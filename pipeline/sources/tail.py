@@ -23,11 +23,11 @@ first.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import itertools
 import os
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,9 +246,9 @@ class FileFollower:
         try:
             st = sib.stat()
             if detect_compression(str(sib)) == "gzip":
-                with gzip.open(sib, "rb") as g:
+                with _GzipStream(str(sib)) as g:
                     head = g.read(FINGERPRINT_BYTES)
-                handle = gzip.open(sib, "rb")  # noqa: SIM115 - drained over many polls
+                handle = _GzipStream(str(sib))
                 return _Open(
                     handle,  # type: ignore[arg-type]
                     st.st_dev,
@@ -257,7 +257,7 @@ class FileFollower:
                     fingerprint=fingerprint_of(head),
                     compressed=True,
                 )
-        except (OSError, EOFError):
+        except OSError:
             return None
         return self._open(str(sib))
 
@@ -276,10 +276,8 @@ class FileFollower:
             (x for x in self._siblings() if rotation_key(str(x))[1] == base),
             key=lambda x: rotation_key(str(x)),
         )
-        for i, sib in enumerate(sibs):
-            opened = self._open_sibling(sib)
-            if opened is None:
-                continue
+        gens = self._generations(sibs)
+        for i, opened in enumerate(gens):
             same_inode = (opened.dev, opened.ino) == (saved.dev, saved.ino)
             same_head = bool(saved.fingerprint) and opened.fingerprint == saved.fingerprint
             big_enough = opened.compressed or (
@@ -288,14 +286,35 @@ class FileFollower:
             if (same_inode and (same_head or not saved.fingerprint)) or (
                 not same_inode and same_head and big_enough
             ):
-                chain = [opened]
-                for newer in sibs[i + 1 :]:
-                    nxt = self._open_sibling(newer)
-                    if nxt is not None:
-                        chain.append(nxt)
-                return chain
+                return gens[i:]  # the older ones were closed on the way
             opened.handle.close()
         return []
+
+    def _generations(self, sibs: list[Path]) -> list[_Open]:
+        """The rotated siblings opened, oldest first, one per generation.
+
+        A plain file and an archive with the same first line are one generation: logrotate
+        is compressing it right now (``compress`` without ``delaycompress`` removes the
+        plain file only once the archive is written), so the plain one, which is complete,
+        is read and the archive left alone."""
+        gens: list[_Open] = []
+        by_head: dict[str, int] = {}
+        for sib in sibs:
+            opened = self._open_sibling(sib)
+            if opened is None:
+                continue
+            seen = by_head.get(opened.fingerprint) if opened.fingerprint else None
+            if seen is None:
+                if opened.fingerprint:
+                    by_head[opened.fingerprint] = len(gens)
+                gens.append(opened)
+                continue
+            if gens[seen].compressed and not opened.compressed:
+                gens[seen].handle.close()
+                gens[seen] = opened
+            else:
+                opened.handle.close()
+        return gens
 
     def _find_copy(self, cur: _Open) -> _Open | None:
         """After copytruncate: the copy holding lines written before the truncation that
@@ -430,6 +449,10 @@ class FileFollower:
         if cut < 0:
             if len(data) > self.max_line:
                 return self._cut_long_line(f, data)
+            if f.compressed and _damage(f.handle):
+                # the torn end of a damaged archive: not a line (the problem says so)
+                f.offset += len(data)
+                return None
             if not final:
                 if f.compressed:  # pragma: no cover - final is always true for these
                     f.handle = _Pushback(f.handle, data)  # type: ignore[assignment]
@@ -484,8 +507,18 @@ class FileFollower:
                 if last is not None:
                     out.append(last)
                     continue
+                damage = _damage(old.handle) if old.compressed else None
                 old.handle.close()
                 self.draining.remove(old)
+                if damage:
+                    self.report(
+                        Problem(
+                            "truncated-archive",
+                            Location(old.display, old.line + 1),
+                            f"{damage}; its {old.line} whole lines were read, the rest is lost; "
+                            "going on with the next file",
+                        )
+                    )
                 self.log(f"{old.display}: finished after rotation ({old.line} lines)")
         if self.current is not None and not self.draining:
             block = self._read(self.current, max_bytes, final=False)
@@ -517,6 +550,81 @@ class FileFollower:
                 f.handle.close()
 
 
+#: compressed bytes read from a rotated archive at a time
+_GZ_CHUNK = 1 << 16
+
+
+def _damage(handle: object) -> str | None:
+    """Why a compressed stream ended early (cut short, corrupt), or None."""
+    return getattr(handle, "damage", None)
+
+
+class _GzipStream:
+    """A gzip archive decompressed as far as it goes.
+
+    :mod:`gzip` raises at a cut-short or corrupt archive and loses what it had decompressed
+    in that read; here every byte before the damage is handed on, then the stream ends and
+    :attr:`damage` says why. Concatenated members and zero padding after the last member
+    are read as ``gzip -d`` reads them.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.raw = open(path, "rb")  # noqa: SIM115 - drained over many polls
+        self.damage: str | None = None
+        self._z = zlib.decompressobj(31)
+        self._buf = b""
+        self._done = False
+        self._started = False  # input fed to the current member
+
+    def _next_input(self) -> bytes | None:
+        """The compressed bytes to feed next, or None at the end (damage noted)."""
+        z = self._z
+        if z.unconsumed_tail:
+            return z.unconsumed_tail
+        if z.eof:  # a member ended: another may follow
+            rest = z.unused_data or self.raw.read(_GZ_CHUNK)
+            while rest and not rest.strip(b"\x00"):
+                rest = self.raw.read(_GZ_CHUNK)  # zero padding after the last member
+            if not rest:
+                return None
+            self._z = zlib.decompressobj(31)
+            return rest.lstrip(b"\x00")
+        data = self.raw.read(_GZ_CHUNK)
+        if not data:
+            if self._started:
+                self.damage = "cut short: the archive ends inside its compressed data"
+            return None
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        want = n if n >= 0 else 1 << 62
+        while len(self._buf) < want and not self._done:
+            data = self._next_input()
+            if data is None:
+                self._done = True
+                break
+            self._started = True
+            try:
+                self._buf += self._z.decompress(data, max(_GZ_CHUNK, want - len(self._buf)))
+            except zlib.error as exc:
+                self.damage = f"corrupt compressed data ({exc})"
+                self._done = True
+        out, self._buf = self._buf[:want], self._buf[want:]
+        return out
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> _GzipStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class _Pushback:
     """A read-only stream with some bytes put back in front (for compressed files)."""
 
@@ -533,6 +641,10 @@ class _Pushback:
 
     def fileno(self) -> int:
         return self.inner.fileno()
+
+    @property
+    def damage(self) -> str | None:
+        return _damage(self.inner)
 
     def close(self) -> None:
         self.inner.close()

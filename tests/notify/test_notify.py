@@ -83,6 +83,11 @@ class Receiver:
         self.errors: list[Post] = []
         self.hung: list[Post] = []
         self.in_flight = 0  # requests being held unanswered right now
+        #: from this many answered posts on, hang (as if ``mode`` were ``hang``)
+        self.hang_after: int | None = None
+        #: from this many posts on, answer 200 only after ``slow`` seconds
+        self.slow_after: int | None = None
+        self.slow = 0.0
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -108,6 +113,11 @@ class Receiver:
                     time.monotonic(),
                 )
                 with receiver._cond:
+                    if (
+                        receiver.hang_after is not None
+                        and len(receiver.posts) >= receiver.hang_after
+                    ):
+                        receiver.mode = "hang"
                     if receiver.mode == "hang":
                         receiver.hung.append(post)
                         receiver.in_flight += 1
@@ -117,6 +127,20 @@ class Receiver:
                         self.close_connection = True
                         return  # no answer at all
                     failing = receiver.mode == "error"
+                    slow = (
+                        receiver.slow
+                        if receiver.slow_after is not None
+                        and len(receiver.posts) >= receiver.slow_after
+                        else 0.0
+                    )
+                    if slow:
+                        receiver.in_flight += 1
+                        receiver._cond.notify_all()
+                if slow:
+                    time.sleep(slow)
+                with receiver._cond:
+                    if slow:
+                        receiver.in_flight -= 1
                     (receiver.errors if failing else receiver.posts).append(post)
                     receiver._cond.notify_all()
                 self.send_response(500 if failing else 200)
