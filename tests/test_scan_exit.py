@@ -8,7 +8,6 @@ not started; the unreadable input is a mode-000 file read by an unprivileged sca
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,7 +77,7 @@ def test_scan_notify_delivered_exits_0(tmp_path: Path, refused: Receiver) -> Non
 
 
 def test_scan_of_an_input_it_may_not_read_exits_3_and_says_so_with_q(tmp_path: Path) -> None:
-    prefix, _uid, _gid = _unprivileged()
+    prefix, python, _uid, _gid = _unprivileged()
     base = Path("/tmp") / f"lw-exit-{tmp_path.name}"
     base.mkdir(mode=0o755, exist_ok=True)
     good, bad = base / "good.log", base / "bad.log"
@@ -88,7 +87,7 @@ def test_scan_of_an_input_it_may_not_read_exits_3_and_says_so_with_q(tmp_path: P
     bad.chmod(0o000)
     try:
         res = subprocess.run(
-            [*prefix, sys.executable, "-m", "pipeline.cli", "scan", "-q", "--format", "jsonl",
+            [*prefix, python, "-m", "pipeline.cli", "scan", "-q", "--format", "jsonl",
              str(good), str(bad)],
             cwd=REPO, capture_output=True, text=True, check=False, timeout=60,
         )  # fmt: skip
