@@ -32,6 +32,7 @@ from pipeline.sources.journal import JournalSpec
 from pipeline.timeinfer import parse_when, parse_zone
 
 if TYPE_CHECKING:
+    from pipeline.context import Context
     from pipeline.resume import Resume
     from pipeline.state import StateDB
 
@@ -779,6 +780,105 @@ def report(
     Path(output).write_text(html, encoding="utf-8")
     if not quiet:
         click.echo(f"wrote {output}: {len(findings)} findings", err=True)
+
+
+# -- show ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("target", metavar="KEY|FILE:LINE")
+@click.option(
+    "-C",
+    "--context",
+    "context_lines",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Lines shown before and after each of the finding's lines.",
+)
+@click.option(
+    "--findings",
+    "findings_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE.jsonl",
+    help="Look KEY up in this JSONL file (scan --format jsonl, watch --output); repeatable.",
+)
+@click.option(
+    "--store",
+    "--state",
+    "stores",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE.sqlite",
+    help="Look KEY up in this SQLite store (scan --store) or state database (the daemon's "
+    "state.sqlite); repeatable.",
+)
+@handle_errors
+def show(
+    target: str,
+    context_lines: int,
+    findings_files: tuple[str, ...],
+    stores: tuple[str, ...],
+) -> None:
+    """Show a finding, or FILE:LINE, with the lines around it, read from the original
+    (possibly compressed) log.
+
+    KEY is a finding's key or a unique start of it (at least 4 hex digits), looked up in
+    --findings and --store files. Its own lines (a correlation has several, perhaps in
+    several files) are marked with >, runs of lines that do not touch are separated by --.
+    A file rotated since the finding is followed into its rotation set (mail.log ->
+    mail.log.1 -> mail.log.2.gz). Exits 2 when the finding or one of its lines cannot be
+    found (the file is gone, shorter, or no longer holds the line).
+    """
+    from pipeline.context import Target, find_finding, finding_targets, gather, parse_location
+
+    where = parse_location(target)
+    finding = None
+    if where is not None:
+        targets = [Target(*where)]
+    else:
+        finding = find_finding(target, findings_files, stores)
+        targets = finding_targets(finding)
+        if not targets:
+            fail(f"finding {finding.key} has no log line to show: {visible(finding.message)}")
+    (ctx,) = gather([targets], context_lines)
+    if finding is not None:
+        _show_finding(finding)
+    _show_context(ctx)
+    for p in ctx.problems:
+        click.echo(f"logwarden: error: {visible(str(p))}", err=True)
+    if ctx.problems:
+        sys.exit(2)
+
+
+def _show_finding(f: Finding) -> None:
+    when = f.timestamp.isoformat() if f.timestamp else "-"
+    head = f"{f.severity} {f.rule} {when} {visible(f.host) or '-'} key {f.key}"
+    click.echo(click.style(head, bold=True))
+    click.echo(f"  {visible(f.title)}")
+    click.echo(f"  {visible(f.message)}" + (f" (x{f.count})" if f.count > 1 else ""))
+    if f.fields:
+        click.echo("  " + "  ".join(f"{k}={visible(v)}" for k, v in sorted(f.fields.items())))
+
+
+def _show_context(ctx: Context) -> None:
+    """grep -C style: a ``==> file <==`` header per file, ``>`` on the own lines, ``--``
+    between runs; control characters shown escaped."""
+    for recorded, found in ctx.moved:
+        click.echo(f"({visible(recorded)} is now {visible(found)}: the file was rotated)")
+    width = max((len(str(cl.line)) for cl in ctx.lines), default=1)
+    current = None
+    for hunk in ctx.hunks():
+        if hunk[0].source != current:
+            current = hunk[0].source
+            click.echo(f"==> {visible(current)} <==")
+        else:
+            click.echo("--")
+        for cl in hunk:
+            text = f"{'>' if cl.match else ' '} {cl.line:>{width}}  {visible(cl.text)}"
+            click.echo(click.style(text, bold=True) if cl.match else text)
 
 
 # -- notify -------------------------------------------------------------------------------
