@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputError, Location, Problem, UsageError
-from pipeline.model import Finding
+from pipeline.model import Finding, Related
 from pipeline.sources.files import (
     STDIN,
     InputFile,
@@ -42,11 +43,13 @@ MIN_PREFIX = 4
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One line to show: ``source:line``, and the message it should hold (``None``: any)."""
+    """One line to show: ``source:line``, the message it should hold (``None``: any) and
+    the wall-clock time (``HH:MM:SS``) written in it, where known."""
 
     source: str
     line: int
     message: str | None = None
+    time: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,20 +100,35 @@ def finding_targets(f: Finding) -> list[Target]:
     seen: dict[tuple[str, int], Target] = {}
     for r in f.related:
         if r.line > 0 and r.source:
-            seen.setdefault((r.source, r.line), Target(r.source, r.line, r.message))
+            seen.setdefault((r.source, r.line), Target(r.source, r.line, r.message, _clock(r)))
     if f.line > 0 and f.source and (f.source, f.line) not in seen:
-        message = f.message if not f.related else None
-        seen[(f.source, f.line)] = Target(f.source, f.line, message)
+        single = not f.related
+        seen[(f.source, f.line)] = Target(
+            f.source, f.line, f.message if single else None, _clock(f) if single else None
+        )
     order: dict[str, int] = {}
     for t in seen.values():
         order.setdefault(t.source, len(order))
     return sorted(seen.values(), key=lambda t: (order[t.source], t.line))
 
 
-def _holds(text: str, message: str | None) -> bool:
-    """Whether a line as read still holds the recorded message."""
-    if not message or message in text:
+def _clock(r: Related | Finding) -> str | None:
+    return r.timestamp.strftime("%H:%M:%S") if r.timestamp is not None else None
+
+
+#: a wall-clock time as syslog, RFC 3339 and Apache lines write it
+_CLOCK = re.compile(r"\d\d:\d\d:\d\d")
+
+
+def _holds(text: str, t: Target) -> bool:
+    """Whether a line as read is still the recorded one: it holds the message and, when it
+    shows a time of day at all, the event's (identical messages recur in other files)."""
+    message = t.message
+    if not message:
         return True
+    if message in text or all(word in text for word in message.split()):
+        # (some grammars rebuild the message: Apache puts the OS error first)
+        return t.time is None or t.time in text or _CLOCK.search(text) is None
     if text.lstrip().startswith("{"):  # journal JSON: the message may be escaped or bytes
         try:
             obj = json.loads(text)
@@ -299,7 +317,7 @@ def _clip(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def _found(r: _Read, t: Target) -> bool:
     text = r.lines.get(t.line)
-    return text is not None and _holds(text, t.message)
+    return text is not None and _holds(text, t)
 
 
 def _problem(t: Target, r: _Read, tried: Sequence[str]) -> Problem:

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from tests.conftest import REPO, SAMPLES, require_program
+from tests.conftest import REPO, SAMPLES, require_program, shared_path
 
 MTIME = datetime(2026, 11, 30, 12, tzinfo=UTC).timestamp()
 SHOWN = re.compile(r"^([> ]) +(\d+)  (.*)$")
@@ -262,6 +262,23 @@ def test_show_after_logrotate_finds_the_lines_in_the_rotated_files(
     assert f"not in {mail}/mail.log.2.gz, {mail}/mail.log.3.gz either" in err
 
 
+def test_show_does_not_take_the_same_message_at_the_same_line_of_another_file(
+    mail: Path, tmp_path: Path
+) -> None:
+    """mail.log:281 and mail.log.1:281 both say process_limit (100) reached, at other times:
+    with mail.log gone, its line is not taken from mail.log.1."""
+    jsonl, found = findings_file(tmp_path, mail)
+    f = at(found, f"{mail}/mail.log:272")
+    assert f"{mail}/mail.log:281" in {r["source"] for r in f["related"]}
+    old, other = file_lines(mail / "mail.log")[280], file_lines(mail / "mail.log.1")[280]
+    assert old[15:] == other[15:] and old[:15] != other[:15]
+    (mail / "mail.log").unlink()
+    code, out, err = run("show", f["key"], "--findings", str(jsonl), "-C", "0")
+    assert code == 2
+    assert f"{mail}/mail.log:281: context-unavailable: no such file" in err
+    assert "mail.log.1 <==" not in out and "is now" not in out
+
+
 def test_show_escapes_control_characters(tmp_path: Path) -> None:
     log = tmp_path / "syslog"
     log.write_text("one\nNov 30 08:00:00 vm x[1]: \x1b[31mred\x07\ntwo\n")
@@ -269,6 +286,37 @@ def test_show_escapes_control_characters(tmp_path: Path) -> None:
     assert code == 0
     assert "\x1b" not in out and "\x07" not in out
     assert "> 2  Nov 30 08:00:00 vm x[1]: \\x1b[31mred\\x07" in out.splitlines()
+
+
+@pytest.mark.parametrize("where", ["samples", "corpus"])
+def test_every_parsed_line_of_the_samples_and_corpus_passes_its_own_check(where: str) -> None:
+    """The check that a line is still the recorded one (message, time of day) holds for
+    every event the grammars read, in every format; one read per file."""
+    from pipeline.context import Target, gather
+    from pipeline.engine import Engine, ScanOptions, ScanStats, Unparsed
+    from pipeline.model import Related
+
+    path = SAMPLES if where == "samples" else shared_path("corpus")
+    events = [
+        e
+        for e in Engine([], ScanOptions()).parse([str(path)], ScanStats())
+        if not isinstance(e, Unparsed)
+    ]
+    assert len({e.format for e in events}) >= 4
+    targets = [
+        [
+            Target(
+                r.source,
+                r.line,
+                r.message,
+                r.timestamp.strftime("%H:%M:%S") if r.timestamp else None,
+            )
+        ]
+        for r in map(Related.of, events)
+    ]
+    contexts = gather(targets, 0)
+    assert [c.problems for c in contexts if c.problems] == []
+    assert all(c.lines[0].match for c in contexts)
 
 
 def test_show_and_context_are_in_the_readme() -> None:
