@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -326,11 +326,19 @@ CSV_COLUMNS = (
 )
 
 
-def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
+def write_findings(
+    findings: Iterable[Finding],
+    fmt: str,
+    out: TextIO,
+    context: Mapping[str, Context] | None = None,
+) -> None:
     if fmt == "jsonl":
         encode = json.JSONEncoder(ensure_ascii=False).encode
         for f in findings:
-            out.write(encode(f.as_dict()) + "\n")
+            d = f.as_dict()
+            if context is not None:
+                _add_context(d, context[f.key])
+            out.write(encode(d) + "\n")
     elif fmt == "csv":
         w = csv.writer(out)
         # on a terminal, control characters in log text could drive it: show them escaped
@@ -461,6 +469,14 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     is_flag=True,
     help="Do not print the counts (lines, candidates, parsed, candidates unparsed, ...).",
 )
+@click.option(
+    "--context",
+    "context_lines",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="With --format jsonl: add each finding's lines with the N lines before and after "
+    "them, read from the inputs again after the scan.",
+)
 @handle_errors
 def scan(
     paths: tuple[str, ...],
@@ -488,6 +504,7 @@ def scan(
     scheduler: str | None,
     host: str | None,
     quiet: bool,
+    context_lines: int | None,
 ) -> None:
     """Scan log files for known failure signatures (batch forensics).
 
@@ -523,6 +540,8 @@ def scan(
     if events and ("-" in inputs or journals):
         # the events are read in a second pass over the inputs
         raise click.UsageError("--events reads the inputs again: not with - or --journal")
+    if context_lines is not None:
+        _check_context(out_format, inputs, bool(journals))
     # fail before a long scan, not after it, when a result cannot be written
     if output:
         writable_file(output)
@@ -552,11 +571,14 @@ def scan(
         result.findings,
         key=lambda f: (f.timestamp.timestamp() if f.timestamp else float("-inf"), f.source, f.line),
     )
+    context = None
+    if context_lines is not None:
+        context = _findings_context(findings, context_lines, quiet)
     if output:
         with open(output, "w", encoding="utf-8", newline="") as out:
-            write_findings(findings, out_format, out)
+            write_findings(findings, out_format, out, context)
     else:
-        write_findings(findings, out_format, sys.stdout)
+        write_findings(findings, out_format, sys.stdout, context)
     if not quiet:
         _write_counts(result.stats, result, _err_console())
     if store_path or parquet_dir:
@@ -565,6 +587,36 @@ def scan(
         _notify_scan(findings, rules, notify_urls, state_path, dry_run, quiet)
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+def _check_context(out_format: str, inputs: Sequence[str], journals: bool) -> None:
+    if out_format != "jsonl":
+        raise click.UsageError("--context needs --format jsonl (or use logwarden show)")
+    if "-" in inputs or journals:
+        raise click.UsageError("--context reads the inputs again: not with - or --journal")
+
+
+def _findings_context(findings: Sequence[Finding], n: int, quiet: bool) -> dict[str, Context]:
+    """Each finding's context (one more read of each input with findings); what could not
+    be shown is counted and listed on stderr, up to 20 lines."""
+    from pipeline.context import finding_context
+
+    context = finding_context(findings, n)
+    problems = [p for c in context.values() for p in c.problems]
+    if problems and not quiet:
+        err = _err_console()
+        err.print(Text(f"context: {len(problems)} lines could not be shown", style="yellow"))
+        for p in problems[:20]:
+            err.print(Text(f"  {visible(str(p))}", style="yellow"))
+        if len(problems) > 20:
+            err.print(Text(f"  ... and {len(problems) - 20} more", style="yellow"))
+    return context
+
+
+def _add_context(d: dict[str, Any], ctx: Context) -> None:
+    d["context"] = [cl.as_dict() for cl in ctx.lines]
+    if ctx.problems:
+        d["context_problems"] = [str(p) for p in ctx.problems]
 
 
 def _load_resume(db: StateDB) -> Resume:
@@ -731,6 +783,14 @@ def _notify_scan(
     help="Report the findings kept in a SQLite store or Parquet directory instead of scanning.",
 )
 @click.option("--title", default="logwarden report", show_default=True, help="The report's title.")
+@click.option(
+    "--context",
+    "context_lines",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Show under each finding its lines with the N lines before and after them, read "
+    "from the logs again (with --from-store: a SQLite store).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print what was written.")
 @handle_errors
 def report(
@@ -745,6 +805,7 @@ def report(
     output: str,
     store: str | None,
     title: str,
+    context_lines: int | None,
     quiet: bool,
 ) -> None:
     """Write a self-contained HTML report: counts, a timeline, findings and rule details.
@@ -762,10 +823,19 @@ def report(
     if store:
         from pipeline.store import load_findings
 
+        context = None
+        if context_lines is not None:
+            if Path(store).is_dir():
+                raise click.UsageError("--context with --from-store needs a SQLite store")
+            from pipeline.store.sqlite import stored_findings
+
+            context = _findings_context(stored_findings(store), context_lines, quiet)
         findings = load_findings(store, tz=options.tz)
-        html = render_report(findings, rules, paths=[store], title=title)
+        html = render_report(findings, rules, paths=[store], title=title, context=context)
     else:
         inputs = list(paths) or _default_paths()
+        if context_lines is not None:
+            _check_context("jsonl", inputs, False)
         result = scan_frame(
             inputs,
             rules,
@@ -776,7 +846,10 @@ def report(
             input_format=options.format,
         )
         findings = result.findings
-        html = result.report_html(title=title)
+        context = None
+        if context_lines is not None:
+            context = _findings_context(result.objects, context_lines, quiet)
+        html = result.report_html(title=title, context=context)
     Path(output).write_text(html, encoding="utf-8")
     if not quiet:
         click.echo(f"wrote {output}: {len(findings)} findings", err=True)

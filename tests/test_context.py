@@ -1,4 +1,5 @@
-"""The lines around findings: ``logwarden show KEY|FILE:LINE [-C N]``.
+"""The lines around findings: ``logwarden show KEY|FILE:LINE [-C N]``, ``scan --context N``
+in JSONL and ``report --context N``.
 
 The mail sample (``mail.log.2.gz``, ``mail.log.1``, ``mail.log``) is copied to ``tmp_path``
 and scanned there; every shown line is compared with the file's own lines, read here
@@ -288,6 +289,72 @@ def test_show_escapes_control_characters(tmp_path: Path) -> None:
     assert "> 2  Nov 30 08:00:00 vm x[1]: \\x1b[31mred\\x07" in out.splitlines()
 
 
+# -- scan --context and report --context --------------------------------------------------------
+
+
+def test_scan_context_in_jsonl_is_the_files_own_lines(mail: Path) -> None:
+    found = scan_jsonl("--context", "2", str(mail))
+    assert found
+    cache: dict[str, list[str]] = {}
+    for f in found:
+        own = {(s, int(n)) for s, _, n in (r["source"].rpartition(":") for r in f["related"])}
+        want = []
+        for src in dict.fromkeys(s for s, _ in sorted(own, key=lambda x: x[1])):
+            lines = cache.setdefault(src, file_lines(Path(src)))
+            mine = sorted(n for s, n in own if s == src)
+            numbers = sorted(
+                {k for x in mine for k in range(max(1, x - 2), min(len(lines), x + 2) + 1)}
+            )
+            want += [
+                {"source": src, "line": k, "text": lines[k - 1], "match": k in mine}
+                for k in numbers
+            ]
+        assert f["context"] == want, f["key"]
+        assert "context_problems" not in f
+    without = scan_jsonl(str(mail))
+    assert [{k: v for k, v in f.items() if k != "context"} for f in found] == without
+
+
+def test_scan_context_usage_errors(mail: Path) -> None:
+    code, _, err = run("scan", "--context", "2", str(mail))
+    assert code == 2 and "--context needs --format jsonl" in err
+    code, _, err = run("scan", "--context", "2", "--format", "jsonl", "-")
+    assert code == 2 and "not with - or --journal" in err
+
+
+def test_report_context_is_escaped(mail: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    code, _, err = run("report", "--tz", "UTC", "-q", "--context", "1", "-o", str(out), str(mail))
+    assert code == 0, err
+    html = out.read_text()
+    assert html.count('<details class="ctx">') == len(scan_jsonl(str(mail)))
+    # mail.log:6, after the finding at line 5, carries <...> addresses
+    line6 = file_lines(mail / "mail.log")[5]
+    assert "to=<billing@forged.example.com>" in line6
+    assert line6.replace("<", "&lt;").replace(">", "&gt;") in html
+    assert "to=<billing" not in html
+    assert '<span class="own">&gt; 5  Nov 29 06:08:41 mx1 sm-mta[2447]: 6AT68eQa002440: ' in html
+
+    store = tmp_path / "s.sqlite"
+    assert run("scan", "--tz", "UTC", "-q", "--store", str(store), str(mail))[0] == 0
+    code, _, err = run("report", "-q", "--from-store", str(store), "--context", "0", "-o", str(out))
+    assert code == 0, err
+    assert '<details class="ctx">' in out.read_text()
+    plain = tmp_path / "plain.html"
+    assert run("report", "-q", "--from-store", str(store), "-o", str(plain))[0] == 0
+    assert "details" not in plain.read_text()
+
+    # the logs gone since: each missing line is counted, listed and shown in the report
+    lost = [f for f in scan_jsonl(str(mail)) if f["source"].startswith(f"{mail}/mail.log:")]
+    own = {r["source"] for f in lost for r in f["related"]}
+    (mail / "mail.log").unlink()
+    code, _, err = run("report", "--from-store", str(store), "--context", "0", "-o", str(out))
+    assert code == 0, err
+    assert f"context: {len(own)} lines could not be shown" in err
+    assert f"{mail}/mail.log:5: context-unavailable: no such file" in err
+    assert out.read_text().count('<span class="gone">') == len(own)
+
+
 @pytest.mark.parametrize("where", ["samples", "corpus"])
 def test_every_parsed_line_of_the_samples_and_corpus_passes_its_own_check(where: str) -> None:
     """The check that a line is still the recorded one (message, time of day) holds for
@@ -321,6 +388,6 @@ def test_every_parsed_line_of_the_samples_and_corpus_passes_its_own_check(where:
 
 def test_show_and_context_are_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
-    assert "logwarden show" in readme
+    assert "logwarden show" in readme and "--context" in readme
     code, out, _ = run("show", "--help")
     assert code == 0 and "Usage:" in out
