@@ -24,12 +24,12 @@ Frame layouts (see :data:`EVENT_COLUMNS`, :data:`FINDING_COLUMNS`):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from html import escape
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import pandas as pd
@@ -60,6 +60,9 @@ from pipeline.timeinfer import (
     parse_when,
     parse_zone,
 )
+
+if TYPE_CHECKING:
+    from pipeline.context import Context
 
 #: severity as an ordered categorical: ``df[df.severity >= "high"]`` works
 SEVERITY_DTYPE = pd.CategoricalDtype([str(s) for s in Severity], ordered=True)
@@ -1050,10 +1053,20 @@ class Scan:
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 
-    def report_html(self, title: str = "logwarden report") -> str:
-        """A self-contained HTML report (see :mod:`pipeline.report`)."""
+    def report_html(
+        self, title: str = "logwarden report", context: int | Mapping[str, Context] | None = None
+    ) -> str:
+        """A self-contained HTML report (see :mod:`pipeline.report`). With ``context`` N, each
+        finding shows the N lines before and after its own, read from the inputs again (or
+        give what :func:`pipeline.context.finding_context` returned for these findings)."""
         from pipeline.report import render_report
 
+        if isinstance(context, int):
+            from pipeline.context import finding_context
+
+            lines: Mapping[str, Context] | None = finding_context(self.objects, context)
+        else:
+            lines = context
         return render_report(
             self.findings,
             self.rules,
@@ -1061,6 +1074,7 @@ class Scan:
             paths=self.paths,
             problems=self.problems,
             title=title,
+            context=lines,
         )
 
     def to_sqlite(self, path: str | Path) -> int:

@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from pipeline.sources.journal import JournalSpec
 from pipeline.timeinfer import parse_when, parse_zone
 
 if TYPE_CHECKING:
+    from pipeline.context import Context
     from pipeline.resume import Resume
     from pipeline.state import StateDB
 
@@ -331,11 +332,19 @@ CSV_COLUMNS = (
 )
 
 
-def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
+def write_findings(
+    findings: Iterable[Finding],
+    fmt: str,
+    out: TextIO,
+    context: Mapping[str, Context] | None = None,
+) -> None:
     if fmt == "jsonl":
         encode = json.JSONEncoder(ensure_ascii=False).encode
         for f in findings:
-            out.write(encode(f.as_dict()) + "\n")
+            d = f.as_dict()
+            if context is not None:
+                _add_context(d, context[f.key])
+            out.write(encode(d) + "\n")
     elif fmt == "csv":
         w = csv.writer(out)
         # on a terminal, control characters in log text could drive it: show them escaped
@@ -474,6 +483,14 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     is_flag=True,
     help="Do not print the counts (lines, candidates, parsed, candidates unparsed, ...).",
 )
+@click.option(
+    "--context",
+    "context_lines",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="With --format jsonl: add each finding's lines with the N lines before and after "
+    "them, read from the inputs again after the scan.",
+)
 @handle_errors
 def scan(
     paths: tuple[str, ...],
@@ -502,6 +519,7 @@ def scan(
     scheduler: str | None,
     host: str | None,
     quiet: bool,
+    context_lines: int | None,
 ) -> None:
     """Scan log files for known failure signatures (batch forensics).
 
@@ -537,6 +555,8 @@ def scan(
     if events and ("-" in inputs or journals):
         # the events are read in a second pass over the inputs
         raise click.UsageError("--events reads the inputs again: not with - or --journal")
+    if context_lines is not None:
+        _check_context(out_format, inputs, bool(journals))
     # fail before a long scan, not after it, when a result cannot be written
     if output:
         writable_file(output)
@@ -569,11 +589,14 @@ def scan(
         result.findings,
         key=lambda f: (f.timestamp.timestamp() if f.timestamp else float("-inf"), f.source, f.line),
     )
+    context = None
+    if context_lines is not None:
+        context = _findings_context(findings, context_lines, quiet)
     if output:
         with open(output, "w", encoding="utf-8", newline="") as out:
-            write_findings(findings, out_format, out)
+            write_findings(findings, out_format, out, context)
     else:
-        write_findings(findings, out_format, sys.stdout)
+        write_findings(findings, out_format, sys.stdout, context)
     if not quiet:
         _write_counts(result.stats, result, _err_console())
     if store_path or parquet_dir:
@@ -589,6 +612,36 @@ def scan(
         sys.exit(EXIT_INCOMPLETE)
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+def _check_context(out_format: str, inputs: Sequence[str], journals: bool) -> None:
+    if out_format != "jsonl":
+        raise click.UsageError("--context needs --format jsonl (or use logwarden show)")
+    if "-" in inputs or journals:
+        raise click.UsageError("--context reads the inputs again: not with - or --journal")
+
+
+def _findings_context(findings: Sequence[Finding], n: int, quiet: bool) -> dict[str, Context]:
+    """Each finding's context (one more read of each input with findings); what could not
+    be shown is counted and listed on stderr, up to 20 lines."""
+    from pipeline.context import finding_context
+
+    context = finding_context(findings, n)
+    problems = [p for c in context.values() for p in c.problems]
+    if problems and not quiet:
+        err = _err_console()
+        err.print(Text(f"context: {len(problems)} lines could not be shown", style="yellow"))
+        for p in problems[:20]:
+            err.print(Text(f"  {visible(str(p))}", style="yellow"))
+        if len(problems) > 20:
+            err.print(Text(f"  ... and {len(problems) - 20} more", style="yellow"))
+    return context
+
+
+def _add_context(d: dict[str, Any], ctx: Context) -> None:
+    d["context"] = [cl.as_dict() for cl in ctx.lines]
+    if ctx.problems:
+        d["context_problems"] = [str(p) for p in ctx.problems]
 
 
 def _load_resume(db: StateDB) -> Resume:
@@ -773,6 +826,14 @@ def _notify_scan(
     help="Report the findings kept in a SQLite store or Parquet directory instead of scanning.",
 )
 @click.option("--title", default="logwarden report", show_default=True, help="The report's title.")
+@click.option(
+    "--context",
+    "context_lines",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Show under each finding its lines with the N lines before and after them, read "
+    "from the logs again (with --from-store: a SQLite store).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print what was written.")
 @handle_errors
 def report(
@@ -787,6 +848,7 @@ def report(
     output: str,
     store: str | None,
     title: str,
+    context_lines: int | None,
     quiet: bool,
 ) -> None:
     """Write a self-contained HTML report: counts, a timeline, findings and rule details.
@@ -804,10 +866,19 @@ def report(
     if store:
         from pipeline.store import load_findings
 
+        context = None
+        if context_lines is not None:
+            if Path(store).is_dir():
+                raise click.UsageError("--context with --from-store needs a SQLite store")
+            from pipeline.store.sqlite import stored_findings
+
+            context = _findings_context(stored_findings(store), context_lines, quiet)
         findings = load_findings(store, tz=options.tz)
-        html = render_report(findings, rules, paths=[store], title=title)
+        html = render_report(findings, rules, paths=[store], title=title, context=context)
     else:
         inputs = list(paths) or _default_paths()
+        if context_lines is not None:
+            _check_context("jsonl", inputs, False)
         result = scan_frame(
             inputs,
             rules,
@@ -818,10 +889,112 @@ def report(
             input_format=options.format,
         )
         findings = result.findings
-        html = result.report_html(title=title)
+        context = None
+        if context_lines is not None:
+            context = _findings_context(result.objects, context_lines, quiet)
+        html = result.report_html(title=title, context=context)
     Path(output).write_text(html, encoding="utf-8")
     if not quiet:
         click.echo(f"wrote {output}: {len(findings)} findings", err=True)
+
+
+# -- show ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("target", metavar="KEY|FILE:LINE")
+@click.option(
+    "-C",
+    "--context",
+    "context_lines",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Lines shown before and after each of the finding's lines.",
+)
+@click.option(
+    "--findings",
+    "findings_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE.jsonl",
+    help="Look KEY up in this JSONL file (scan --format jsonl, watch --output); repeatable.",
+)
+@click.option(
+    "--store",
+    "--state",
+    "stores",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE.sqlite",
+    help="Look KEY up in this SQLite store (scan --store) or state database (the daemon's "
+    "state.sqlite); repeatable.",
+)
+@handle_errors
+def show(
+    target: str,
+    context_lines: int,
+    findings_files: tuple[str, ...],
+    stores: tuple[str, ...],
+) -> None:
+    """Show a finding, or FILE:LINE, with the lines around it, read from the original
+    (possibly compressed) log.
+
+    KEY is a finding's key or a unique start of it (at least 4 hex digits), looked up in
+    --findings and --store files. Its own lines (a correlation has several, perhaps in
+    several files) are marked with >, runs of lines that do not touch are separated by --.
+    A file rotated since the finding is followed into its rotation set (mail.log ->
+    mail.log.1 -> mail.log.2.gz). Exits 2 when the finding or one of its lines cannot be
+    found (the file is gone, shorter, or no longer holds the line).
+    """
+    from pipeline.context import Target, find_finding, finding_targets, gather, parse_location
+
+    where = parse_location(target)
+    finding = None
+    if where is not None:
+        targets = [Target(*where)]
+    else:
+        finding = find_finding(target, findings_files, stores)
+        targets = finding_targets(finding)
+        if not targets:
+            fail(f"finding {finding.key} has no log line to show: {visible(finding.message)}")
+    (ctx,) = gather([targets], context_lines)
+    if finding is not None:
+        _show_finding(finding)
+    _show_context(ctx)
+    for p in ctx.problems:
+        click.echo(f"logwarden: error: {visible(str(p))}", err=True)
+    if ctx.problems:
+        sys.exit(2)
+
+
+def _show_finding(f: Finding) -> None:
+    when = f.timestamp.isoformat() if f.timestamp else "-"
+    head = f"{f.severity} {f.rule} {when} {visible(f.host) or '-'} key {f.key}"
+    click.echo(click.style(head, bold=True))
+    click.echo(f"  {visible(f.title)}")
+    click.echo(f"  {visible(f.message)}" + (f" (x{f.count})" if f.count > 1 else ""))
+    if f.fields:
+        click.echo("  " + "  ".join(f"{k}={visible(v)}" for k, v in sorted(f.fields.items())))
+
+
+def _show_context(ctx: Context) -> None:
+    """grep -C style: a ``==> file <==`` header per file, ``>`` on the own lines, ``--``
+    between runs; control characters shown escaped."""
+    for recorded, found in ctx.moved:
+        click.echo(f"({visible(recorded)} is now {visible(found)}: the file was rotated)")
+    width = max((len(str(cl.line)) for cl in ctx.lines), default=1)
+    current = None
+    for hunk in ctx.hunks():
+        if hunk[0].source != current:
+            current = hunk[0].source
+            click.echo(f"==> {visible(current)} <==")
+        else:
+            click.echo("--")
+        for cl in hunk:
+            text = f"{'>' if cl.match else ' '} {cl.line:>{width}}  {visible(cl.text)}"
+            click.echo(click.style(text, bold=True) if cl.match else text)
 
 
 # -- notify -------------------------------------------------------------------------------

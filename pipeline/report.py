@@ -13,12 +13,15 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from pipeline.detection.model import Rule
 from pipeline.errors import Problem
+
+if TYPE_CHECKING:
+    from pipeline.context import Context
 
 SEVERITY_COLOURS = {
     "critical": "#7f1d1d",
@@ -137,7 +140,7 @@ def timeline_svg(findings: pd.DataFrame, width: int = 1100) -> str:
     return "".join(parts)
 
 
-def _findings_table(findings: pd.DataFrame) -> str:
+def _findings_table(findings: pd.DataFrame, context: Mapping[str, Context] | None = None) -> str:
     rows = []
     for f in _records(findings):
         fields = " ".join(f"{k}={v}" for k, v in sorted(f["fields"].items()))
@@ -153,6 +156,7 @@ def _findings_table(findings: pd.DataFrame) -> str:
             f"<td>{escape(str(f['source']) + ':' + str(f['line']))}</td>"
             f'<td class="msg">{escape(str(f["message"]))}'
             + (f'<div class="fields">{escape(fields)}</div>' if fields else "")
+            + (context_html(context.get(str(f["key"])), str(f["source"])) if context else "")
             + "</td></tr>"
         )
     head = "".join(
@@ -216,8 +220,13 @@ def render_report(
     problems: Sequence[Problem] = (),
     title: str = "logwarden report",
     generated: datetime | None = None,
+    context: Mapping[str, Context] | None = None,
 ) -> str:
-    """The report as one HTML document (a findings frame, the rules behind it, scan counts)."""
+    """The report as one HTML document (a findings frame, the rules behind it, scan counts).
+
+    ``context`` (``report --context N``) maps finding keys to the lines around them, shown
+    under each finding's message (:func:`context_html`).
+    """
     when = (generated or datetime.now(UTC)).isoformat(timespec="seconds")
     by_sev = findings["severity"].value_counts()
     cards = [("findings", len(findings))] + [
@@ -244,12 +253,49 @@ def render_report(
         f'<div class="cards">{cards_html}</div>{counts_html}'
         f"<h2>Timeline</h2>{timeline_svg(findings)}"
         f"<h2>Findings</h2>"
-        + (_findings_table(findings) if len(findings) else "<p>No findings.</p>")
+        + (_findings_table(findings, context) if len(findings) else "<p>No findings.</p>")
         + f"<h2>Rules</h2>{_rule_details(findings, rules)}{problems_html}"
     )
+    extra_css = _CONTEXT_CSS if context else ""
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head>"
+        f"<title>{escape(title)}</title><style>{_CSS}{extra_css}</style></head>"
         f"<body><main>{body}</main></body></html>\n"
+    )
+
+
+# -- context (report --context N) -------------------------------------------------------------
+
+_CONTEXT_CSS = """
+details.ctx{margin-top:4px}details.ctx summary{cursor:pointer;color:#4b5563;font-size:11px}
+details.ctx pre{margin:4px 0;padding:4px 6px;background:#f3f4f6;overflow-x:auto;font-size:11px}
+details.ctx .own{background:#fef3c7;font-weight:600}details.ctx .src{color:#6b7280}
+details.ctx .gone{color:#92400e}
+"""
+
+
+def context_html(ctx: Context | None, source: str) -> str:
+    """A finding's context as a collapsed ``<details>``: numbered lines, its own marked ``>``,
+    non-adjacent runs separated by ``--``, a file named where it is not ``source``."""
+    if ctx is None or not (ctx.lines or ctx.problems):
+        return ""
+    out: list[str] = []
+    current = source
+    for i, hunk in enumerate(ctx.hunks()):
+        if i:
+            out.append("--")
+        if hunk[0].source != current:
+            current = hunk[0].source
+            out.append(f'<span class="src">{escape(current)}</span>')
+        width = len(str(hunk[-1].line))
+        for cl in hunk:
+            text = escape(f"{'>' if cl.match else ' '} {cl.line:>{width}}  {cl.text}")
+            out.append(f'<span class="own">{text}</span>' if cl.match else text)
+    for p in ctx.problems:
+        out.append(f'<span class="gone">{escape(str(p))}</span>')
+    body = "\n".join(out)
+    return (
+        f'<details class="ctx"><summary>context ({len(ctx.lines)} lines)</summary>'
+        f"<pre>{body}</pre></details>"
     )
