@@ -2,6 +2,8 @@
 #   make demo   create .venv, install, scan the bundled samples with the built-in rules
 #   make test   create .venv with dev extras, install the Debian packages the tests need
 #               (when run as root), run the whole suite
+#   make notebooks  execute notebooks/*.ipynb in place on the samples (they are committed
+#               executed; the tests fail when their outputs are stale)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,7 +17,7 @@ APT_PACKAGES := rsyslog logrotate bsdutils util-linux systemd systemd-journal-re
 	libsystemd-dev pkg-config gcc python3-dev chromium apache2
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck bench apt-deps clean
+.PHONY: demo test lint typecheck bench apt-deps clean notebooks
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
@@ -56,6 +58,9 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/ruff format --check pipeline tests bench
 	$(BIN)/mypy pipeline
+
+notebooks: $(VENV)/.installed-dev
+	$(BIN)/python notebooks/execute.py
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py
