@@ -382,31 +382,19 @@ def _walk_linear(
         if op in _REPEATS:
             body = list(av[2])
             single = len(body) == 1 and body[0][0] in _SINGLE
-            if _is_unbounded(op, av):
+            unbounded = _is_unbounded(op, av)
+            # a repeat of variable count inside a repeat multiplies the ways to split a line
+            # ((?:a{0,20}){0,20}b is exponential): it must be as strict as an unbounded one
+            variable = av[0] != av[1] and inside_repeat
+            if unbounded or variable:
                 if not single:
                     raise PatternError(
-                        "on Python re an unbounded repeat must repeat one character (such as "
-                        "\\S+ or [^>]*): a repeated group or alternation such as (a|aa)+ can "
-                        "take exponential time on a crafted line"
+                        "on Python re an unbounded repeat (or one of variable count inside a "
+                        "repeat) must repeat one character (such as \\S+ or [^>]*): a repeated "
+                        "group or alternation such as (a|aa)+ can take exponential time on a "
+                        "crafted line"
                     )
-                after = shape.first(rest)
-                mine = [shape.chars(*body[0])]
-                clash = (
-                    None
-                    if after is not None and not after
-                    else ("?" if after is None else shape.disjoint(mine, after))
-                )
-                if clash is not None:
-                    what = (
-                        "what follows it is not one fixed kind of character"
-                        if after is None
-                        else f"what follows it can start with {clash!r}, which it also takes"
-                    )
-                    raise PatternError(
-                        f"on Python re an unbounded repeat must be followed by a character it "
-                        f"cannot take (or the end), else backtracking is polynomial; {what}: "
-                        "put a delimiter it excludes after it, e.g. [^,]+,"
-                    )
+                _check_followed(shape, body[0], rest)
                 continue
             # after the body comes the body again or the rest: not one known first character
             again = av[1] > 1
@@ -428,6 +416,30 @@ def _walk_linear(
             continue
         for sub in _subsequences(op, av):
             _walk_linear(shape, list(sub), rest, inside_repeat=inside_repeat)
+
+
+def _check_followed(
+    shape: _Shape, item: tuple[Any, Any], rest: list[list[tuple[Any, Any]]]
+) -> None:
+    """Refuse a repeat of ``item`` that what follows it (``rest``) could also start with."""
+    after = shape.first(rest)
+    mine = [shape.chars(*item)]
+    clash = (
+        None
+        if after is not None and not after
+        else ("?" if after is None else shape.disjoint(mine, after))
+    )
+    if clash is not None:
+        what = (
+            "what follows it is not one fixed kind of character"
+            if after is None
+            else f"what follows it can start with {clash!r}, which it also takes"
+        )
+        raise PatternError(
+            f"on Python re an unbounded repeat must be followed by a character it "
+            f"cannot take (or the end), else backtracking is polynomial; {what}: "
+            "put a delimiter it excludes after it, e.g. [^,]+,"
+        )
 
 
 def compile_pattern(pattern: str) -> CompiledPattern:

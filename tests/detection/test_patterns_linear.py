@@ -24,6 +24,10 @@ REFUSED = {
     r"^(?=.*x)abc": "look-around holding an unbounded repeat",
     r"(?m)^(?=x)[a-z]+\d": "retried from every position",
     r"^(?=a)(?:a\w+){3}x": "not one fixed kind of character",
+    # variable-count repeats nested in a repeat: exponential though every bound is finite
+    r"^(?=a)(?:a{0,20}){0,20}b": "not one fixed kind of character",
+    r"^(?=a)(?:a{1,20}){2,20}b": "not one fixed kind of character",
+    r"^(?=a)(?:(?:ab){0,5}){1,9}b": "must repeat one character",
 }
 
 ACCEPTED = {
