@@ -1073,12 +1073,13 @@ class Engine:
         det = detector if detector is not None else self.new_detector()
         collected = FindingSet()
         workers, part_size = (runner.workers, runner.part_size) if runner else (1, PART_SIZE)
-        parts = [
-            part
-            for inp in inputs
-            if not self._before_since(inp, stats, log)
-            for part in self.plan(inp, workers, part_size)
-        ]
+        parts: list[Part] = []
+        for inp in inputs:
+            if self._before_since(inp, stats, log):
+                if self.resume is not None:
+                    self.resume.unread(inp)
+                continue
+            parts.extend(self.plan(inp, workers, part_size))
         results = runner.run(self, parts) if runner is not None else self._local(parts, stats)
         if self.resume is not None:
             results = self.resume.track(results)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import lzma
 import os
+import stat
 import time
 import zlib
 from collections import Counter
@@ -120,6 +121,8 @@ def _identify(inp: InputFile) -> _Seen | None:
         return None
     try:
         st = os.stat(inp.path)
+        if not stat.S_ISREG(st.st_mode):
+            return None  # a pipe or device: reading a fingerprint would consume its data
         with open_input(inp) as f:
             head = f.read(FINGERPRINT_BYTES)
     except (OSError, EOFError, zlib.error, lzma.LZMAError, InputError):
@@ -250,6 +253,11 @@ class Resume:
             seen.compressed,
             now,
         )
+
+    def unread(self, inp: InputFile) -> None:
+        """``inp`` was left out of this scan (``--since`` ruled it out): its mark stays as
+        it was, so a later scan still reads what this one did not."""
+        self._failed.add(inp)
 
     # -- before reading ------------------------------------------------------------------------
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +19,7 @@ from pipeline.engine import Engine, ScanOptions
 from pipeline.grammars import BodyGrammar, FieldNames, register_body
 from pipeline.grammars.bodies import unregister_body
 from pipeline.grammars.common import body_fields
+from tests.conftest import REPO, SAMPLES
 
 DOVECOT = (
     "master: Warning: service(pop3-login): process_limit (2) reached, "
@@ -348,3 +352,23 @@ def test_rules_test_fails_an_example_whose_body_grammar_raises(
         )
         for m in messages
     ), messages
+
+
+@pytest.mark.parametrize("name", ["mail.log", "mail.log.2.gz"])
+def test_a_pipe_is_read_whole_plain_or_compressed(name: str) -> None:
+    """``scan <(cat FILE)``: a pipe is opened once, its compression peeked at, not read
+    away by a look at its magic bytes (its first 8 KiB were lost)."""
+    path = SAMPLES / "mail" / name
+    base = [sys.executable, "-m", "pipeline.cli", "scan", "--tz", "UTC", "--year", "2026"]
+    base += ["--format", "jsonl"]
+    direct = subprocess.run([*base, str(path)], cwd=REPO, capture_output=True, text=True)
+    piped = subprocess.run(
+        ["bash", "-c", f"{shlex.join(base)} <(cat {shlex.quote(str(path))})"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert direct.returncode == piped.returncode == 0, piped.stderr
+    lines = direct.stderr.split("counts: ", 1)[1].split(",")[1]
+    assert lines in piped.stderr, (direct.stderr, piped.stderr)
+    assert len(piped.stdout.splitlines()) == len(direct.stdout.splitlines()) > 0

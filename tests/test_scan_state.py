@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,9 @@ from click.testing import CliRunner
 
 from pipeline.cli import main
 from pipeline.parallel import DaskRunner, ProcessRunner
-from tests.conftest import IN_CI, SAMPLES, require_program
+from pipeline.resume import STATE_SOURCE
+from pipeline.state import StateDB
+from tests.conftest import IN_CI, REPO, SAMPLES, require_program
 
 MAIL = [
     *(SAMPLES / "mail" / "mail.log.1").read_text().splitlines(keepends=True),
@@ -207,6 +212,47 @@ def test_a_second_run_over_the_same_file_adds_nothing(logs: Path, tmp_path: Path
     assert f"--state: {len(MAIL) - CUT_B} lines of 1 files read by earlier scans skipped" in (
         again.err
     )
+
+
+def test_a_file_since_left_out_is_not_taken_as_read(logs: Path, tmp_path: Path) -> None:
+    """A file --since rules out (written before it) is not read, so it keeps no position:
+    a later run without --since reads it from its first line."""
+    log = logs / "mail.log"
+    log.write_text("".join(MAIL[:CUT_B]))
+    old = 1_600_000_000  # 2020-09-13, before --since
+    os.utime(log, (old, old))
+    state = tmp_path / "scan.sqlite"
+    skipped = scan(state, log, "--since", "2021-01-01")
+    assert skipped.lines == 0 and skipped.findings == []
+    append(log, MAIL[CUT_B : CUT_B + 1])
+    later = scan(state, log)
+    assert later.lines == CUT_B + 1
+    reference = scan(tmp_path / "fresh.sqlite", log)
+    assert {f["key"]: essentials(f) for f in later.findings} == {
+        f["key"]: essentials(f) for f in reference.findings
+    }
+
+
+def test_a_pipe_is_read_whole_and_keeps_no_position(logs: Path, tmp_path: Path) -> None:
+    """A pipe (``<(zcat mail.log.2.gz)``) is no file to resume: its data is read, not taken
+    by a fingerprint first, and it keeps no position."""
+    log = logs / "mail.log"
+    log.write_text("".join(MAIL[CUT_B:]))
+    state = tmp_path / "scan.sqlite"
+    cmd = (
+        f"{shlex.quote(sys.executable)} -m pipeline.cli scan --tz UTC --year 2026 "
+        f"--format jsonl --state {shlex.quote(str(state))} <(cat {shlex.quote(str(log))})"
+    )
+    res = subprocess.run(
+        ["bash", "-c", cmd], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    reference = scan(tmp_path / "fresh.sqlite", log)
+    assert f" {reference.lines} lines," in res.stderr
+    assert len(res.stdout.splitlines()) == len(reference.findings)
+    with StateDB(state) as db:
+        saved = db.source_states().get(STATE_SOURCE)
+    assert saved is not None and saved[0]["inputs"] == []
 
 
 def test_lines_appended_later_are_read_alone_with_their_line_numbers(

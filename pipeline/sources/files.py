@@ -77,6 +77,10 @@ class Chunk:
 
 
 def detect_compression(path: str) -> str | None:
+    """The compression of a file by its magic bytes; ``None`` for a pipe (``<(zcat x)``),
+    whose bytes a look would consume: :func:`open_input` peeks at it as it reads instead."""
+    if not _regular(path):
+        return None
     with open(path, "rb") as f:
         head = f.read(6)
     for magic, name in _MAGIC.items():
@@ -396,21 +400,35 @@ class _FastGunzip:
         self.close()
 
 
+def _regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True  # opening it reports the error
+
+
+def _peeked(stream: BinaryIO) -> BinaryIO:
+    """A stream that can be read only once (stdin, a pipe), decompressed by its magic bytes
+    seen without consuming them."""
+    peek = getattr(stream, "peek", None)
+    head = peek(6)[:6] if peek is not None else b""
+    if head.startswith(b"\x1f\x8b"):
+        return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
+    if head.startswith(b"BZh"):
+        return cast(BinaryIO, bz2.BZ2File(stream, "rb"))
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return cast(BinaryIO, lzma.LZMAFile(stream, "rb"))
+    return stream
+
+
 def open_input(inp: InputFile) -> BinaryIO:
     """Open an input for binary reading, decompressing transparently."""
     if is_url(inp.path):
         return _open_url(inp)
     if inp.path == STDIN:
-        stream = sys.stdin.buffer
-        peek = getattr(stream, "peek", None)
-        head = peek(6)[:6] if peek is not None else b""
-        if head.startswith(b"\x1f\x8b"):
-            return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
-        if head.startswith(b"BZh"):
-            return cast(BinaryIO, bz2.BZ2File(stream, "rb"))
-        if head.startswith(b"\xfd7zXZ\x00"):
-            return cast(BinaryIO, lzma.LZMAFile(stream, "rb"))
-        return stream
+        return _peeked(sys.stdin.buffer)
+    if inp.compression is None and not _regular(inp.path):
+        return _peeked(open(inp.path, "rb"))  # a pipe: read once, its magic peeked at
     if inp.compression == "gzip":
         if _igzip is not None:
             return cast(BinaryIO, _FastGunzip(inp.path))
