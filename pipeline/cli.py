@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -28,6 +28,7 @@ from pipeline.detection.model import Rule
 from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats, Unparsed
 from pipeline.errors import Location, LogwardenError
 from pipeline.model import Event, Finding, Severity
+from pipeline.output.console import SEVERITY_STYLE
 from pipeline.sources.journal import JournalSpec
 from pipeline.timeinfer import parse_when, parse_zone
 
@@ -47,13 +48,6 @@ DEFAULT_PATHS = (
 EVENT_BATCH = 500_000
 #: how long ``scan --notify`` keeps retrying before it leaves the rest pending
 NOTIFY_WAIT = 30.0
-SEVERITY_STYLE = {
-    Severity.CRITICAL: "bold white on red",
-    Severity.HIGH: "bold red",
-    Severity.MEDIUM: "yellow",
-    Severity.LOW: "cyan",
-    Severity.INFO: "dim",
-}
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c not in (0x09,)}
 
 
@@ -62,7 +56,9 @@ def visible(text: str | None) -> str:
     return "" if text is None else text.translate(_CONTROL)
 
 
+@functools.cache
 def _err_console() -> Console:
+    """stderr's console: one, so that lines printed under a progress bar go above it."""
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -205,6 +201,12 @@ def main() -> None:
 
 
 def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> None:
+    for line in _counts_texts(stats, result):
+        console.print(line)
+
+
+def _counts_texts(stats: ScanStats, result: ScanResult) -> list[Text]:
+    """The counts line, then the problems with their locations."""
     unparsed = sum(stats.unparsed.values())
     parts = [
         f"{stats.files} files",
@@ -227,32 +229,37 @@ def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> Non
         parts.append(f"{stats.duplicates} copies from another file set aside")
     if stats.seconds > 0:
         parts.append(f"{stats.lines / stats.seconds:,.0f} lines/s")
-    console.print(Text("counts: " + ", ".join(parts)))
+    lines = [Text("counts: " + ", ".join(parts))]
     if stats.problems:
-        console.print(
+        lines.append(
             Text(
                 "problems: " + ", ".join(f"{k}: {v}" for k, v in sorted(stats.problems.items())),
                 style="yellow",
             )
         )
         for p in result.problems:
-            console.print(Text(f"  {visible(str(p))}", style="yellow"))
+            lines.append(Text(f"  {visible(str(p))}", style="yellow"))
         if result.problems_omitted:
-            console.print(Text(f"  ... and {result.problems_omitted} more", style="yellow"))
+            lines.append(Text(f"  ... and {result.problems_omitted} more", style="yellow"))
+    return lines
 
 
 class _Bar:
-    """A rich progress bar over a scan (bytes, lines/s, ETA), or nothing."""
+    """A rich progress bar over a scan (bytes, lines/s, ETA), or nothing.
+
+    A context: the bar stays up after the scan, as ``writing N findings`` (:meth:`status`),
+    until the block ends, so the screen does not stand still while output is prepared.
+    """
 
     def __init__(self, engine: Engine, enabled: bool) -> None:
         self.engine = engine
         self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
 
-    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def __enter__(self) -> _Bar:
         if not self.enabled:
-            return fn(*args, **kwargs)
-        import time
-
+            return self
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -261,27 +268,48 @@ class _Bar:
             TimeRemainingColumn,
         )
 
-        started = time.monotonic()
-        with Progress(
-            TextColumn("scanning"),
+        self._progress = Progress(
+            TextColumn("{task.description}"),
             BarColumn(),
             DownloadColumn(),
             TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
             console=_err_console(),
             transient=True,
-        ) as bar:
-            task = bar.add_task("scan", total=None, rate="")
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("scanning", total=None, rate="")
+        return self
 
-            def update(done: int, total: int, lines: int) -> None:
-                rate = lines / max(time.monotonic() - started, 1e-6)
-                bar.update(task, completed=done, total=total or None, rate=f"{rate:,.0f} lines/s")
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
 
-            self.engine.progress = update
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.engine.progress = None
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        bar, task = self._progress, self._task
+        if bar is None:
+            return fn(*args, **kwargs)
+        import time
+
+        started = time.monotonic()
+
+        def update(done: int, total: int, lines: int) -> None:
+            rate = lines / max(time.monotonic() - started, 1e-6)
+            bar.update(task, completed=done, total=total or None, rate=f"{rate:,.0f} lines/s")
+
+        self.engine.progress = update
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.engine.progress = None
+
+    def status(self, text: str) -> None:
+        """Replace the bar's label (the bytes read stay shown)."""
+        if self._progress is not None:
+            self._progress.update(self._task, description=text, rate="")
 
 
 def progress_bar(engine: Engine, quiet: bool) -> _Bar:
@@ -325,8 +353,76 @@ CSV_COLUMNS = (
 )
 
 
-def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
-    if fmt == "jsonl":
+#: what ``scan --format`` takes; ``json`` is ``jsonl``
+OUTPUT_FORMATS = ("digest", "table", "jsonl", "json", "csv")
+
+
+def console_lines(
+    findings: Sequence[Finding],
+    fmt: str,
+    width: int,
+    tz: tzinfo,
+    *,
+    details: bool = False,
+    max_lines: int | None = None,
+    shown: str = "",
+) -> list[Text]:
+    """The digest (``fmt`` digest), then with ``details`` or ``fmt`` table the findings."""
+    from pipeline.output.console import digest, render_digest, render_table
+
+    lines: list[Text] = []
+    if fmt == "digest":
+        lines = render_digest(
+            digest(findings), width, tz, max_lines=None if details else max_lines, shown=shown
+        )
+    if fmt == "table" or (details and findings):
+        if lines:
+            lines.append(Text(""))
+        lines.extend(render_table(findings, width, tz))
+    return lines
+
+
+def _screen_lines(
+    findings: Sequence[Finding],
+    fmt: str,
+    tz: tzinfo,
+    details: bool,
+    shown: str,
+    counts: Sequence[Text],
+) -> list[Text]:
+    """Output for this terminal: the digest is kept to one screen, with the counts printed
+    after it and a line each for the command and the next prompt."""
+    from pipeline.output.console import lines_of
+
+    console = _console()
+    width = console.width
+    below = 2 + sum(lines_of(t.plain, width) for t in counts)
+    return console_lines(
+        findings,
+        fmt,
+        width,
+        tz,
+        details=details,
+        max_lines=max(console.height - below, 1),
+        shown=shown,
+    )
+
+
+def print_lines(lines: Iterable[Text], console: Console) -> None:
+    for line in lines:
+        console.print(line, no_wrap=True, overflow="ellipsis", crop=True)
+
+
+def write_findings(
+    findings: Iterable[Finding],
+    fmt: str,
+    out: TextIO,
+    *,
+    tz: tzinfo | None = None,
+    details: bool = False,
+    shown: str = "",
+) -> None:
+    if fmt in ("jsonl", "json"):
         encode = json.JSONEncoder(ensure_ascii=False).encode
         for f in findings:
             out.write(encode(f.as_dict()) + "\n")
@@ -342,13 +438,12 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
                 json.dumps(d["fields"], ensure_ascii=False),
             ]
             w.writerow([visible(str(x)) if tty else x for x in row])
-    else:  # table
-        rows = list(findings)
+    else:  # digest, table
         console = _console(out)
-        if rows:
-            console.print(findings_table(rows))
-        else:
-            console.print("no findings")
+        lines = console_lines(
+            list(findings), fmt, console.width, tz or UTC, details=details, shown=shown
+        )
+        print_lines(lines, console)
 
 
 @main.command()
@@ -357,10 +452,22 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
 @click.option(
     "--format",
     "out_format",
-    type=click.Choice(["table", "jsonl", "csv"]),
-    default="table",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="digest",
     show_default=True,
-    help="How findings are written.",
+    help="How findings are written: digest (one row per rule and host), table (one row per "
+    "finding), jsonl or json (one object per line), csv.",
+)
+@click.option(
+    "--details",
+    is_flag=True,
+    help="After the digest, the findings themselves (as --format table).",
+)
+@click.option(
+    "--min-severity",
+    type=click.Choice([str(s) for s in Severity]),
+    help="Show, write and notify only findings at or above this severity (--store, "
+    "--parquet and --fail-on still see all).",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write findings to FILE.")
 @time_options
@@ -466,6 +573,8 @@ def scan(
     rule_dirs: tuple[str, ...],
     no_builtin_rules: bool,
     out_format: str,
+    details: bool,
+    min_severity: str | None,
     output: str | None,
     since: str | None,
     until: str | None,
@@ -519,6 +628,8 @@ def scan(
     inputs = list(paths) if paths or journals else _default_paths()
     if events and not parquet_dir:
         raise click.UsageError("--events needs --parquet DIR")
+    if details and out_format != "digest":
+        raise click.UsageError(f"--details follows the digest: not with --format {out_format}")
     if events and ("-" in inputs or journals):
         # the events are read in a second pass over the inputs
         raise click.UsageError("--events reads the inputs again: not with - or --journal")
@@ -531,37 +642,57 @@ def scan(
 
     runner = runner_for(workers, engine_name, scheduler)
     started = datetime.now(UTC)
-    bar = progress_bar(engine, quiet)
-    if state_path:
-        from pipeline.state import StateDB
+    floor = Severity.parse(min_severity) if min_severity else None
+    with progress_bar(engine, quiet) as bar:
+        if state_path:
+            from pipeline.state import StateDB
 
-        with StateDB(state_path) as db:
-            detector = engine.new_detector()
-            saved = db.load_detector("scan")
-            if saved is not None:
-                detector.restore(saved)
-            engine.resume = _load_resume(db)
-            result = bar.run(
-                engine.scan, inputs, detector=detector, journals=journals, runner=runner
+            with StateDB(state_path) as db:
+                detector = engine.new_detector()
+                saved = db.load_detector("scan")
+                if saved is not None:
+                    detector.restore(saved)
+                engine.resume = _load_resume(db)
+                result = bar.run(
+                    engine.scan, inputs, detector=detector, journals=journals, runner=runner
+                )
+                _save_resume(db, detector.snapshot(), engine.resume, quiet)
+        else:
+            result = bar.run(engine.scan, inputs, journals=journals, runner=runner)
+        findings = sorted(
+            result.findings,
+            key=lambda f: (
+                f.timestamp.timestamp() if f.timestamp else float("-inf"),
+                f.source,
+                f.line,
+            ),
+        )
+        shown = findings if floor is None else [f for f in findings if f.severity >= floor]
+        above = f"at or above {floor}" if floor is not None else ""
+        bar.status(f"writing {len(shown)} findings")
+        to_screen = not output and sys.stdout.isatty()
+        screen: list[Text] | None = None
+        if output:
+            with open(output, "w", encoding="utf-8", newline="") as out:
+                write_findings(shown, out_format, out, tz=engine.tz, details=details, shown=above)
+        elif not to_screen:  # piped: the bar on stderr stays up meanwhile
+            write_findings(
+                shown, out_format, sys.stdout, tz=engine.tz, details=details, shown=above
             )
-            _save_resume(db, detector.snapshot(), engine.resume, quiet)
-    else:
-        result = bar.run(engine.scan, inputs, journals=journals, runner=runner)
-    findings = sorted(
-        result.findings,
-        key=lambda f: (f.timestamp.timestamp() if f.timestamp else float("-inf"), f.source, f.line),
-    )
-    if output:
-        with open(output, "w", encoding="utf-8", newline="") as out:
-            write_findings(findings, out_format, out)
-    else:
-        write_findings(findings, out_format, sys.stdout)
+        elif out_format in ("digest", "table"):  # laid out under the bar, printed at once
+            counts = [] if quiet else _counts_texts(result.stats, result)
+            screen = _screen_lines(shown, out_format, engine.tz, details, above, counts)
+    if to_screen:
+        if screen is not None:
+            print_lines(screen, _console())
+        else:
+            write_findings(shown, out_format, sys.stdout, tz=engine.tz, details=details)
     if not quiet:
         _write_counts(result.stats, result, _err_console())
     if store_path or parquet_dir:
         _store_scan(engine, result, inputs, started, store_path, parquet_dir, events, quiet)
     if notify_urls:
-        _notify_scan(findings, rules, notify_urls, state_path, dry_run, quiet)
+        _notify_scan(shown, rules, notify_urls, state_path, dry_run, quiet)
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
 
