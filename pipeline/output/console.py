@@ -246,7 +246,8 @@ def _grid(
     many lines a row takes."""
     rows = len(columns[0].cells) if columns else len(tail.cells) if tail else 0
     out: list[Text] = []
-    if width >= WIDE:
+    one_line = _need(columns) + (len(GAP) + MIN_MESSAGE if tail else 0) <= width
+    if width >= WIDE and (one_line or tail is None):
         widths = _widths(columns, width - MIN_MESSAGE - len(GAP) if tail else width)
         used = sum(widths) + len(GAP) * len(widths)
         room = max(width - used, 1)
@@ -360,10 +361,10 @@ def render_digest(
             ),
             Column("count", [str(r.count) for r in shown_rows], right=True),
             Column("rule", [r.rule for r in shown_rows], style="bold"),
-            Column("host", [visible(r.host) or "-" for r in shown_rows]),
+            Column("host", [visible(r.host) or "-" for r in shown_rows], movable=True),
             Column("when", [_span(r.first, r.last, fmt, tz) for r in shown_rows], movable=True),
         ],
-        ("severity", "host"),
+        _constant_names(rows),
     )
     tail = Column("example", [_example(r.example, where) for r in shown_rows], style="")
     out = [title]
@@ -373,7 +374,26 @@ def render_digest(
     out.extend(grid)
     if keep < len(rows):
         out.extend(_folded(rows[keep:], width))
-    return out
+    return fit(out, width)
+
+
+def _constant_names(rows: Sequence[DigestRow]) -> list[str]:
+    """The digest's columns to say once: severity and host when the same on every row (all
+    rows, also those folded away)."""
+    names = []
+    if len(rows) > 1 and len({r.severity for r in rows}) == 1:
+        names.append("severity")
+    if len(rows) > 1 and len({r.host for r in rows}) == 1:
+        names.append("host")
+    return names
+
+
+def fit(lines: list[Text], width: int) -> list[Text]:
+    """``lines`` each cut to ``width`` terminal cells (with an ellipsis)."""
+    for line in lines:
+        if (len(line) > width or not line.plain.isascii()) and cell_len(line.plain) > width:
+            line.truncate(width, overflow="ellipsis")
+    return lines
 
 
 def _folded(rows: Sequence[DigestRow], width: int) -> list[Text]:
@@ -442,9 +462,9 @@ def render_table(findings: Sequence[Finding], width: int, tz: tzinfo) -> list[Te
             ),
             Column("rule", [f.rule for f in findings], style="bold"),
             Column("count", [str(f.count) for f in findings], right=True),
-            Column("host", [visible(f.host) or "-" for f in findings]),
-            Column("program", [visible(f.program) or "-" for f in findings]),
-            Column("source", [f"{where[f.source]}:{f.line}" for f in findings]),
+            Column("host", [visible(f.host) or "-" for f in findings], movable=True),
+            Column("program", [visible(f.program) or "-" for f in findings], movable=True),
+            Column("source", [f"{where[f.source]}:{f.line}" for f in findings], movable=True),
         ],
         ("severity", "rule", "count", "host", "program"),
     )
@@ -459,7 +479,7 @@ def render_table(findings: Sequence[Finding], width: int, tz: tzinfo) -> list[Te
     if constant:
         out.append(_constants_line(constant))
     out.extend(_grid(columns, tail, width)[0])
-    return out
+    return fit(out, width)
 
 
 def _message(f: Finding) -> str:
