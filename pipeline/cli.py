@@ -861,6 +861,11 @@ def _notify_scan(
     help="Report the findings kept in a SQLite store or Parquet directory instead of scanning.",
 )
 @click.option("--title", default="logwarden report", show_default=True, help="The report's title.")
+@click.option(
+    "--min-severity",
+    type=click.Choice([str(s) for s in Severity]),
+    help="Report only findings at or above this severity.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print what was written.")
 @handle_errors
 def report(
@@ -875,6 +880,7 @@ def report(
     output: str,
     store: str | None,
     title: str,
+    min_severity: str | None,
     quiet: bool,
 ) -> None:
     """Write a self-contained HTML report: counts, a timeline, findings and rule details.
@@ -892,7 +898,7 @@ def report(
     if store:
         from pipeline.store import load_findings
 
-        findings = load_findings(store, tz=options.tz)
+        findings = _at_least(load_findings(store, tz=options.tz), min_severity)
         html = render_report(findings, rules, paths=[store], title=title)
     else:
         inputs = list(paths) or _default_paths()
@@ -905,11 +911,18 @@ def report(
             year=options.year,
             input_format=options.format,
         )
-        findings = result.findings
+        findings = result.findings = _at_least(result.findings, min_severity)
         html = result.report_html(title=title)
     Path(output).write_text(html, encoding="utf-8")
     if not quiet:
         click.echo(f"wrote {output}: {len(findings)} findings", err=True)
+
+
+def _at_least(findings: Any, level: str | None) -> Any:
+    """The rows of a findings frame at or above ``level`` (all without one)."""
+    if level is None:
+        return findings
+    return findings[findings["severity"] >= level].reset_index(drop=True)
 
 
 # -- notify -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ identifiers never split, paths shortened, constant columns said once, folding to
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -285,3 +286,19 @@ def test_the_progress_bar_is_up_while_the_output_is_laid_out(
     assert code == 0 and "kernel.fs-remounted-readonly" in out
     assert live == [True]
     assert bars[-1]._progress is None  # and gone once the output is written
+
+
+def test_report_min_severity_reports_only_those_findings(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+    from tests.conftest import SAMPLES
+
+    out = tmp_path / "r.html"
+    args = ["report", str(SAMPLES / "syslog"), "-o", str(out), "--tz", "UTC"]
+    every = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert "13 findings" in every.stderr
+    assert "system.disk-full" in out.read_text(encoding="utf-8")
+    some = CliRunner().invoke(main, [*args, "--min-severity", "critical"], catch_exceptions=False)
+    assert some.exit_code == 0 and "3 findings" in some.stderr
+    assert "system.disk-full" not in out.read_text(encoding="utf-8")
