@@ -284,6 +284,10 @@ class _Bar:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Take the bar off the screen (again: nothing)."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -643,45 +647,41 @@ def scan(
     runner = runner_for(workers, engine_name, scheduler)
     started = datetime.now(UTC)
     floor = Severity.parse(min_severity) if min_severity else None
-    with progress_bar(engine, quiet) as bar:
-        if state_path:
-            from pipeline.state import StateDB
+    # closed by the click context also when the scan fails, else after the output is ready
+    bar = click.get_current_context().with_resource(progress_bar(engine, quiet))
+    if state_path:
+        from pipeline.state import StateDB
 
-            with StateDB(state_path) as db:
-                detector = engine.new_detector()
-                saved = db.load_detector("scan")
-                if saved is not None:
-                    detector.restore(saved)
-                engine.resume = _load_resume(db)
-                result = bar.run(
-                    engine.scan, inputs, detector=detector, journals=journals, runner=runner
-                )
-                _save_resume(db, detector.snapshot(), engine.resume, quiet)
-        else:
-            result = bar.run(engine.scan, inputs, journals=journals, runner=runner)
-        findings = sorted(
-            result.findings,
-            key=lambda f: (
-                f.timestamp.timestamp() if f.timestamp else float("-inf"),
-                f.source,
-                f.line,
-            ),
-        )
-        shown = findings if floor is None else [f for f in findings if f.severity >= floor]
-        above = f"at or above {floor}" if floor is not None else ""
-        bar.status(f"writing {len(shown)} findings")
-        to_screen = not output and sys.stdout.isatty()
-        screen: list[Text] | None = None
-        if output:
-            with open(output, "w", encoding="utf-8", newline="") as out:
-                write_findings(shown, out_format, out, tz=engine.tz, details=details, shown=above)
-        elif not to_screen:  # piped: the bar on stderr stays up meanwhile
-            write_findings(
-                shown, out_format, sys.stdout, tz=engine.tz, details=details, shown=above
+        with StateDB(state_path) as db:
+            detector = engine.new_detector()
+            saved = db.load_detector("scan")
+            if saved is not None:
+                detector.restore(saved)
+            engine.resume = _load_resume(db)
+            result = bar.run(
+                engine.scan, inputs, detector=detector, journals=journals, runner=runner
             )
-        elif out_format in ("digest", "table"):  # laid out under the bar, printed at once
-            counts = [] if quiet else _counts_texts(result.stats, result)
-            screen = _screen_lines(shown, out_format, engine.tz, details, above, counts)
+            _save_resume(db, detector.snapshot(), engine.resume, quiet)
+    else:
+        result = bar.run(engine.scan, inputs, journals=journals, runner=runner)
+    findings = sorted(
+        result.findings,
+        key=lambda f: (f.timestamp.timestamp() if f.timestamp else float("-inf"), f.source, f.line),
+    )
+    shown = findings if floor is None else [f for f in findings if f.severity >= floor]
+    above = f"at or above {floor}" if floor is not None else ""
+    bar.status(f"writing {len(shown)} findings")
+    to_screen = not output and sys.stdout.isatty()
+    screen: list[Text] | None = None
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as out:
+            write_findings(shown, out_format, out, tz=engine.tz, details=details, shown=above)
+    elif not to_screen:  # piped: the bar on stderr stays up meanwhile
+        write_findings(shown, out_format, sys.stdout, tz=engine.tz, details=details, shown=above)
+    elif out_format in ("digest", "table"):  # laid out under the bar, printed at once
+        counts = [] if quiet else _counts_texts(result.stats, result)
+        screen = _screen_lines(shown, out_format, engine.tz, details, above, counts)
+    bar.close()
     if to_screen:
         if screen is not None:
             print_lines(screen, _console())

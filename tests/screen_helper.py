@@ -28,6 +28,8 @@ def table_rows(text: str) -> list[dict[str, str]]:
     for line in lines[head + 1 :]:
         if not line.strip():
             break
+        if line.startswith("    "):  # a row's captured fields, or its second line
+            continue
         cells = _GAP.split(line.strip(), maxsplit=len(names) - 1)
         rows.append({**constant, **dict(zip(names, cells, strict=True))})
     return rows

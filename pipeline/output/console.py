@@ -239,11 +239,17 @@ def _header(columns: Sequence[Column], widths: Sequence[int], last: bool = True)
 
 
 def _grid(
-    columns: Sequence[Column], tail: Column | None, width: int, indent: int = 4
+    columns: Sequence[Column],
+    tail: Column | None,
+    width: int,
+    indent: int = 4,
+    extra: Sequence[str] | None = None,
 ) -> tuple[list[Text], int]:
     """Rows as lines: one line each when ``width`` >= :data:`WIDE` (``tail`` last, cut to the
-    room left), else two (``columns``, then ``tail`` indented). Returns the lines and how
-    many lines a row takes."""
+    room left), else two (``columns``, then ``tail`` indented); a non-empty ``extra`` text of a
+    row goes on a line of its own under it, indented. Returns the lines and how many lines a
+    row takes (without ``extra``)."""
+    pad = " " * indent
     rows = len(columns[0].cells) if columns else len(tail.cells) if tail else 0
     out: list[Text] = []
     one_line = _need(columns) + (len(GAP) + MIN_MESSAGE if tail else 0) <= width
@@ -261,6 +267,8 @@ def _grid(
                 line.append(GAP if columns else "")
                 line.append(_cut(tail.cells[r], room), tail.style)
             out.append(line)
+            if extra is not None and extra[r]:
+                out.append(Text(pad + _cut(extra[r], width - indent), "dim", no_wrap=True))
         return out, 1
     moved: list[Column] = []
     columns = list(columns)
@@ -268,12 +276,13 @@ def _grid(
         moved.insert(0, columns.pop())
     widths = _widths(columns, width)
     out.append(_header(columns, widths))
-    pad = " " * indent
     for r in range(rows):
         out.append(_line(columns, widths, r, last=True))
         if tail is not None:
             second = GAP.join([*(c.cells[r] for c in moved), tail.cells[r]])
             out.append(Text(pad + _cut(second, width - indent), tail.style, no_wrap=True))
+        if extra is not None and extra[r]:
+            out.append(Text(pad + _cut(extra[r], width - indent), "dim", no_wrap=True))
     return out, 2 if tail is not None else 1
 
 
@@ -468,7 +477,8 @@ def render_table(findings: Sequence[Finding], width: int, tz: tzinfo) -> list[Te
         ],
         ("severity", "rule", "count", "host", "program"),
     )
-    tail = Column("message", [_message(f) for f in findings])
+    tail = Column("message", [visible(f.message) for f in findings])
+    fields = ["  ".join(f"{k}={visible(v)}" for k, v in sorted(f.fields.items())) for f in findings]
     out = [
         Text(
             f"{_plural(len(findings), 'finding')}; times {zone_name(tz)}",
@@ -478,15 +488,8 @@ def render_table(findings: Sequence[Finding], width: int, tz: tzinfo) -> list[Te
     ]
     if constant:
         out.append(_constants_line(constant))
-    out.extend(_grid(columns, tail, width)[0])
+    out.extend(_grid(columns, tail, width, extra=fields)[0])
     return fit(out, width)
-
-
-def _message(f: Finding) -> str:
-    text = visible(f.message)
-    if f.fields:
-        text += "  [" + " ".join(f"{k}={visible(v)}" for k, v in sorted(f.fields.items())) + "]"
-    return text
 
 
 def lines_of(text: str, width: int) -> int:
