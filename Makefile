@@ -12,9 +12,9 @@ BIN := $(VENV)/bin
 # systemd). libsystemd-dev, pkg-config, gcc and python3-dev build python-systemd, the
 # optional `journal` extra that reads the journal in-process. chromium renders the HTML
 # report in its test. apache2 writes a real error log (rewrite loop, MaxRequestWorkers, a
-# crashed child) for the Apache rules.
+# crashed child) for the Apache rules. tmux is the terminal the screen tests run `scan` in.
 APT_PACKAGES := rsyslog logrotate bsdutils util-linux systemd systemd-journal-remote \
-	libsystemd-dev pkg-config gcc python3-dev chromium apache2
+	libsystemd-dev pkg-config gcc python3-dev chromium apache2 tmux
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck bench apt-deps clean notebooks

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -30,6 +30,7 @@ from pipeline.detection.model import Rule
 from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats, Unparsed
 from pipeline.errors import Location, LogwardenError
 from pipeline.model import Event, Finding, Severity
+from pipeline.output.console import SEVERITY_STYLE
 from pipeline.sources.journal import JournalSpec
 from pipeline.timeinfer import parse_when, parse_zone
 
@@ -54,13 +55,6 @@ NOTIFY_WAIT = 30.0
 EXIT_INCOMPLETE = 3
 #: problem kinds that mean an input (or part of one) could not be read at all
 UNREAD_KINDS = ("unreadable", "read-error", "journal-error")
-SEVERITY_STYLE = {
-    Severity.CRITICAL: "bold white on red",
-    Severity.HIGH: "bold red",
-    Severity.MEDIUM: "yellow",
-    Severity.LOW: "cyan",
-    Severity.INFO: "dim",
-}
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c not in (0x09,)}
 
 
@@ -69,7 +63,9 @@ def visible(text: str | None) -> str:
     return "" if text is None else text.translate(_CONTROL)
 
 
+@functools.cache
 def _err_console() -> Console:
+    """stderr's console: one, so that lines printed under a progress bar go above it."""
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -212,6 +208,12 @@ def main() -> None:
 
 
 def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> None:
+    for line in _counts_texts(stats, result):
+        console.print(line)
+
+
+def _counts_texts(stats: ScanStats, result: ScanResult) -> list[Text]:
+    """The counts line, then the problems with their locations."""
     unparsed = sum(stats.unparsed.values())
     parts = [
         f"{stats.files} files",
@@ -234,32 +236,37 @@ def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> Non
         parts.append(f"{stats.duplicates} copies from another file set aside")
     if stats.seconds > 0:
         parts.append(f"{stats.lines / stats.seconds:,.0f} lines/s")
-    console.print(Text("counts: " + ", ".join(parts)))
+    lines = [Text("counts: " + ", ".join(parts))]
     if stats.problems:
-        console.print(
+        lines.append(
             Text(
                 "problems: " + ", ".join(f"{k}: {v}" for k, v in sorted(stats.problems.items())),
                 style="yellow",
             )
         )
         for p in result.problems:
-            console.print(Text(f"  {visible(str(p))}", style="yellow"))
+            lines.append(Text(f"  {visible(str(p))}", style="yellow"))
         if result.problems_omitted:
-            console.print(Text(f"  ... and {result.problems_omitted} more", style="yellow"))
+            lines.append(Text(f"  ... and {result.problems_omitted} more", style="yellow"))
+    return lines
 
 
 class _Bar:
-    """A rich progress bar over a scan (bytes, lines/s, ETA), or nothing."""
+    """A rich progress bar over a scan (bytes, lines/s, ETA), or nothing.
+
+    A context: the bar stays up after the scan, as ``writing N findings`` (:meth:`status`),
+    until the block ends, so the screen does not stand still while output is prepared.
+    """
 
     def __init__(self, engine: Engine, enabled: bool) -> None:
         self.engine = engine
         self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
 
-    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def __enter__(self) -> _Bar:
         if not self.enabled:
-            return fn(*args, **kwargs)
-        import time
-
+            return self
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -268,27 +275,52 @@ class _Bar:
             TimeRemainingColumn,
         )
 
-        started = time.monotonic()
-        with Progress(
-            TextColumn("scanning"),
+        self._progress = Progress(
+            TextColumn("{task.description}"),
             BarColumn(),
             DownloadColumn(),
             TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
             console=_err_console(),
             transient=True,
-        ) as bar:
-            task = bar.add_task("scan", total=None, rate="")
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("scanning", total=None, rate="")
+        return self
 
-            def update(done: int, total: int, lines: int) -> None:
-                rate = lines / max(time.monotonic() - started, 1e-6)
-                bar.update(task, completed=done, total=total or None, rate=f"{rate:,.0f} lines/s")
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-            self.engine.progress = update
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.engine.progress = None
+    def close(self) -> None:
+        """Take the bar off the screen (again: nothing)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        bar, task = self._progress, self._task
+        if bar is None:
+            return fn(*args, **kwargs)
+        import time
+
+        started = time.monotonic()
+
+        def update(done: int, total: int, lines: int) -> None:
+            rate = lines / max(time.monotonic() - started, 1e-6)
+            bar.update(task, completed=done, total=total or None, rate=f"{rate:,.0f} lines/s")
+
+        self.engine.progress = update
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.engine.progress = None
+
+    def status(self, text: str) -> None:
+        """Replace the bar's label (the bytes read stay shown)."""
+        if self._progress is not None:
+            self._progress.update(self._task, description=text, rate="")
 
 
 def progress_bar(engine: Engine, quiet: bool) -> _Bar:
@@ -332,13 +364,77 @@ CSV_COLUMNS = (
 )
 
 
+#: what ``scan --format`` takes; ``json`` is ``jsonl``
+OUTPUT_FORMATS = ("digest", "table", "jsonl", "json", "csv")
+
+
+def console_lines(
+    findings: Sequence[Finding],
+    fmt: str,
+    width: int,
+    tz: tzinfo,
+    *,
+    details: bool = False,
+    max_lines: int | None = None,
+    shown: str = "",
+) -> list[Text]:
+    """The digest (``fmt`` digest), then with ``details`` or ``fmt`` table the findings."""
+    from pipeline.output.console import digest, render_digest, render_table
+
+    lines: list[Text] = []
+    if fmt == "digest":
+        lines = render_digest(
+            digest(findings), width, tz, max_lines=None if details else max_lines, shown=shown
+        )
+    if fmt == "table" or (details and findings):
+        if lines:
+            lines.append(Text(""))
+        lines.extend(render_table(findings, width, tz))
+    return lines
+
+
+def _screen_lines(
+    findings: Sequence[Finding],
+    fmt: str,
+    tz: tzinfo,
+    details: bool,
+    shown: str,
+    counts: Sequence[Text],
+) -> list[Text]:
+    """Output for this terminal: the digest is kept to one screen, with the counts printed
+    after it and a line each for the command and the next prompt."""
+    from pipeline.output.console import lines_of
+
+    console = _console()
+    width = console.width
+    below = 2 + sum(lines_of(t.plain, width) for t in counts)
+    return console_lines(
+        findings,
+        fmt,
+        width,
+        tz,
+        details=details,
+        max_lines=max(console.height - below, 1),
+        shown=shown,
+    )
+
+
+def print_lines(lines: Iterable[Text], console: Console) -> None:
+    """Lines laid out for ``console``'s width, in one print (one per line is slower)."""
+    console.print(Text("\n").join(lines), no_wrap=True, overflow="ellipsis", crop=True)
+
+
 def write_findings(
     findings: Iterable[Finding],
     fmt: str,
     out: TextIO,
     context: Mapping[str, Context] | None = None,
+    *,
+    tz: tzinfo | None = None,
+    details: bool = False,
+    shown: str = "",
 ) -> None:
-    if fmt == "jsonl":
+    if fmt in ("jsonl", "json"):
         encode = json.JSONEncoder(ensure_ascii=False).encode
         for f in findings:
             d = f.as_dict()
@@ -357,13 +453,12 @@ def write_findings(
                 json.dumps(d["fields"], ensure_ascii=False),
             ]
             w.writerow([visible(str(x)) if tty else x for x in row])
-    else:  # table
-        rows = list(findings)
+    else:  # digest, table
         console = _console(out)
-        if rows:
-            console.print(findings_table(rows))
-        else:
-            console.print("no findings")
+        lines = console_lines(
+            list(findings), fmt, console.width, tz or UTC, details=details, shown=shown
+        )
+        print_lines(lines, console)
 
 
 @main.command()
@@ -372,10 +467,22 @@ def write_findings(
 @click.option(
     "--format",
     "out_format",
-    type=click.Choice(["table", "jsonl", "csv"]),
-    default="table",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="digest",
     show_default=True,
-    help="How findings are written.",
+    help="How findings are written: digest (one row per rule and host), table (one row per "
+    "finding), jsonl or json (one object per line), csv.",
+)
+@click.option(
+    "--details",
+    is_flag=True,
+    help="After the digest, the findings themselves (as --format table).",
+)
+@click.option(
+    "--min-severity",
+    type=click.Choice([str(s) for s in Severity]),
+    help="Show, write and notify only findings at or above this severity (--store, "
+    "--parquet and --fail-on still see all).",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write findings to FILE.")
 @time_options
@@ -497,6 +604,8 @@ def scan(
     rule_dirs: tuple[str, ...],
     no_builtin_rules: bool,
     out_format: str,
+    details: bool,
+    min_severity: str | None,
     output: str | None,
     since: str | None,
     until: str | None,
@@ -552,6 +661,8 @@ def scan(
     inputs = list(paths) if paths or journals else _default_paths()
     if events and not parquet_dir:
         raise click.UsageError("--events needs --parquet DIR")
+    if details and out_format != "digest":
+        raise click.UsageError(f"--details follows the digest: not with --format {out_format}")
     if events and ("-" in inputs or journals):
         # the events are read in a second pass over the inputs
         raise click.UsageError("--events reads the inputs again: not with - or --journal")
@@ -566,7 +677,9 @@ def scan(
 
     runner = runner_for(workers, engine_name, scheduler)
     started = datetime.now(UTC)
-    bar = progress_bar(engine, quiet)
+    floor = Severity.parse(min_severity) if min_severity else None
+    # closed by the click context also when the scan fails, else after the output is ready
+    bar = click.get_current_context().with_resource(progress_bar(engine, quiet))
     lock = None
     if state_path:
         from pipeline.state import StateDB, StateLock
@@ -589,14 +702,32 @@ def scan(
         result.findings,
         key=lambda f: (f.timestamp.timestamp() if f.timestamp else float("-inf"), f.source, f.line),
     )
+    shown = findings if floor is None else [f for f in findings if f.severity >= floor]
+    above = f"at or above {floor}" if floor is not None else ""
     context = None
     if context_lines is not None:
-        context = _findings_context(findings, context_lines, quiet)
+        context = _findings_context(shown, context_lines, quiet)
+    bar.status(f"writing {len(shown)} findings")
+    to_screen = not output and sys.stdout.isatty()
+    screen: list[Text] | None = None
     if output:
         with open(output, "w", encoding="utf-8", newline="") as out:
-            write_findings(findings, out_format, out, context)
-    else:
-        write_findings(findings, out_format, sys.stdout, context)
+            write_findings(
+                shown, out_format, out, context, tz=engine.tz, details=details, shown=above
+            )
+    elif not to_screen:  # piped: the bar on stderr stays up meanwhile
+        write_findings(
+            shown, out_format, sys.stdout, context, tz=engine.tz, details=details, shown=above
+        )
+    elif out_format in ("digest", "table"):  # laid out under the bar, printed at once
+        counts = [] if quiet else _counts_texts(result.stats, result)
+        screen = _screen_lines(shown, out_format, engine.tz, details, above, counts)
+    bar.close()
+    if to_screen:
+        if screen is not None:
+            print_lines(screen, _console())
+        else:
+            write_findings(shown, out_format, sys.stdout, tz=engine.tz, details=details)
     if not quiet:
         _write_counts(result.stats, result, _err_console())
     if store_path or parquet_dir:
@@ -604,7 +735,7 @@ def scan(
     undelivered = 0
     if notify_urls:
         undelivered = _notify_scan(
-            findings, rules, notify_urls, state_path, dry_run, quiet, notify_wait
+            shown, rules, notify_urls, state_path, dry_run, quiet, notify_wait
         )
     if lock is not None:
         lock.release()
@@ -615,7 +746,7 @@ def scan(
 
 
 def _check_context(out_format: str, inputs: Sequence[str], journals: bool) -> None:
-    if out_format != "jsonl":
+    if out_format not in ("jsonl", "json"):
         raise click.UsageError("--context needs --format jsonl (or use logwarden show)")
     if "-" in inputs or journals:
         raise click.UsageError("--context reads the inputs again: not with - or --journal")
@@ -834,6 +965,11 @@ def _notify_scan(
     help="Show under each finding its lines with the N lines before and after them, read "
     "from the logs again (with --from-store: a SQLite store).",
 )
+@click.option(
+    "--min-severity",
+    type=click.Choice([str(s) for s in Severity]),
+    help="Report only findings at or above this severity.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print what was written.")
 @handle_errors
 def report(
@@ -849,6 +985,7 @@ def report(
     store: str | None,
     title: str,
     context_lines: int | None,
+    min_severity: str | None,
     quiet: bool,
 ) -> None:
     """Write a self-contained HTML report: counts, a timeline, findings and rule details.
@@ -873,7 +1010,7 @@ def report(
             from pipeline.store.sqlite import stored_findings
 
             context = _findings_context(stored_findings(store), context_lines, quiet)
-        findings = load_findings(store, tz=options.tz)
+        findings = _at_least(load_findings(store, tz=options.tz), min_severity)
         html = render_report(findings, rules, paths=[store], title=title, context=context)
     else:
         inputs = list(paths) or _default_paths()
@@ -888,7 +1025,7 @@ def report(
             year=options.year,
             input_format=options.format,
         )
-        findings = result.findings
+        findings = result.findings = _at_least(result.findings, min_severity)
         context = None
         if context_lines is not None:
             context = _findings_context(result.objects, context_lines, quiet)
@@ -995,6 +1132,13 @@ def _show_context(ctx: Context) -> None:
         for cl in hunk:
             text = f"{'>' if cl.match else ' '} {cl.line:>{width}}  {visible(cl.text)}"
             click.echo(click.style(text, bold=True) if cl.match else text)
+
+
+def _at_least(findings: Any, level: str | None) -> Any:
+    """The rows of a findings frame at or above ``level`` (all without one)."""
+    if level is None:
+        return findings
+    return findings[findings["severity"] >= level].reset_index(drop=True)
 
 
 # -- notify -------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def test_scan_mail_csv_shows_the_count_of_folded_findings(mail: Path) -> None:
 
 
 def scan_table(mail: Path) -> str:
-    code, out, err = run("scan", "--tz", "UTC", "-q", str(mail))
+    code, out, err = run("scan", "--tz", "UTC", "-q", "--format", "table", str(mail))
     assert code == 0, err
     return out
 

@@ -42,3 +42,10 @@ def test_the_override_example_in_the_readme_enables_delivery_silence(tmp_path: P
 def test_the_shipped_example_config_is_what_the_readme_points_to() -> None:
     assert "dist/config.yaml" in README and (REPO / "dist" / "config.yaml").exists()
     assert "dist/logwarden.service" in README and (REPO / "dist" / "logwarden.service").exists()
+
+
+def test_the_tour_shows_the_screen_the_screen_test_captures() -> None:
+    """The README's scan output is the kept 100x40 capture of ``scan samples/``, not a
+    hand-written one (``LOGWARDEN_UPDATE_GOLDEN=1`` renews both sides' source)."""
+    screen = (REPO / "tests" / "fixtures" / "scan-samples-100x40.txt").read_text(encoding="utf-8")
+    assert "```\n" + screen + "```\n" in README

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.timeinfer import local_zone
 from tests.conftest import logwarden
 from tests.rsyslog_helper import FILES, Line, running_rsyslog, send, wait_written
+from tests.screen_helper import table_rows
 
 pytestmark = pytest.mark.real
 
@@ -534,31 +536,30 @@ def test_correlation_findings_in_csv_and_table(played: Played, name: str, tmp_pa
         assert json.loads(row["fields"]) == f["fields"]
         assert (row["host"], row["timestamp"]) == (f["host"], f["timestamp"])
 
-    table = scan(played, scenario, "traditional", tmp_path / "table")  # the default format
+    table = scan(played, scenario, "traditional", tmp_path / "table", "--format", "table")
+    zone = local_zone()
     want_rows = sorted(
         (
-            f["severity"],
-            f["rule"],
-            f["timestamp"],
+            str(f["severity"]),
+            str(f["rule"]),
+            datetime.fromisoformat(str(f["timestamp"])).astimezone(zone).strftime("%H:%M:%S"),
             str(f["count"]),
-            f["host"],
-            f["program"],
-            f["source"],
+            str(f["host"]),
+            str(f["program"]),
+            Path(str(f["source"])).name,  # one input: its file name tells it apart
         )
         for f in jsonl
     )
-    assert sorted(table_rows(table)) == want_rows, table
-
-
-def table_rows(table: str) -> list[tuple[str, ...]]:
-    """The first seven cells of each row of the findings table, a folded cell joined again."""
-    rows: list[list[str]] = []
-    for text in table.splitlines():
-        if not text.startswith("│"):
-            continue
-        cells = [c.strip() for c in text.strip("│").split("│")][:7]
-        if cells[0]:  # a row begins where the severity is written
-            rows.append(cells)
-        else:  # a folded cell goes on without a break (no column here holds a space)
-            rows[-1] = [a + b for a, b in zip(rows[-1], cells, strict=True)]
-    return [tuple(r) for r in rows]
+    got = sorted(
+        (
+            r["severity"],
+            r["rule"],
+            r["time"][-len("hh:mm:ss") :],
+            r["count"],
+            r["host"],
+            r["program"],
+            r["source"],
+        )
+        for r in table_rows(table)
+    )
+    assert got == want_rows, table
