@@ -10,7 +10,7 @@ and then anywhere; of several unanchored matches the leftmost wins.
 
 Times without a zone are local times in the detector's zone; year-less times take the year
 of ``now`` (the year before when that puts them more than a day after ``now``), time-only
-ones the date of ``now``.
+ones the date of ``now``. A ``%f`` fraction is matched but dropped, as fail2ban drops it.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def _template(pattern: str, *, anchored: bool = False) -> DateTemplate:
     no_begin = text.startswith("**")
     no_end = text.endswith("**")
     text = text.removeprefix("**").removesuffix("**")
-    body = _translate(text)
+    body = _date_group(_translate(text))
     lead = ""
     if begin_line:
         lead = "^"
@@ -170,7 +170,19 @@ def _template(pattern: str, *, anchored: bool = False) -> DateTemplate:
         tail = "$"
     elif not unbound and not no_end and not re.search(r"(?:\\s|\\b)$", body):
         tail = r"(?=\b|\W|$)"
-    return DateTemplate(name, re.compile(f"{lead}(?P<date>{body}){tail}"), anchored)
+    return DateTemplate(name, re.compile(f"{lead}{body}{tail}"), anchored)
+
+
+_PLAIN_GROUP = re.compile(r"(?<!\\)\((?!\?)")
+
+
+def _date_group(body: str) -> str:
+    """The date is the pattern's first plain group when it has one (as in fail2ban's
+    ``^[^\\[]*\\[({DATE})``), else the whole pattern."""
+    m = _PLAIN_GROUP.search(body)
+    if m is None:
+        return f"(?P<date>{body})"
+    return body[: m.start()] + "(?P<date>" + body[m.end() :]
 
 
 def default_templates(*, line_begin_only: bool = False, prefix: str | None = None) -> list[DateTemplate]:
@@ -183,8 +195,7 @@ def default_templates(*, line_begin_only: bool = False, prefix: str | None = Non
             if fmt in ("EPOCH", "TAI64N"):
                 continue
             body = fmt.removeprefix("{^LN-BEG}").removeprefix("^")
-            before, _, after = prefix.partition("{DATE}")
-            out.append(_template("{UNB}" + before + body + after))
+            out.append(_template("{UNB}" + prefix.replace("{DATE}", body)))
         return out
     first: list[DateTemplate] = []
     rest: list[DateTemplate] = []
@@ -268,9 +279,9 @@ class DateDetector:
                 hour += 12
         minute = int(g.get("M", 0))
         second = min(int(g.get("S", 0)), 59)
-        micro = int(g["f"].ljust(6, "0")[:6]) if "f" in g else 0
+        micro = 0  # fail2ban drops a %f fraction (only epoch times keep theirs)
         zone: tzinfo = self.tz
-        z = g.get("z")
+        z = g.get("z") or g.get("Z")
         if z is not None:
             zone = _offset(z) or self.tz
         try:
@@ -297,10 +308,20 @@ class DateDetector:
             return None
 
 
+#: common zone abbreviations and their UTC offsets in hours
+_ABBR = {
+    "UTC": 0, "GMT": 0, "Z": 0, "WET": 0, "WEST": 1, "BST": 1, "CET": 1, "CEST": 2,
+    "MET": 1, "MEST": 2, "EET": 2, "EEST": 3, "MSK": 3, "IST": 5.5, "JST": 9, "KST": 9,
+    "AEST": 10, "AEDT": 11, "NZST": 12, "NZDT": 13, "HST": -10, "AKST": -9, "AKDT": -8,
+    "PST": -8, "PDT": -7, "MST": -7, "MDT": -6, "CST": -6, "CDT": -5, "EST": -5,
+    "EDT": -4, "AST": -4, "ADT": -3,
+}  # fmt: skip
+
+
 def _offset(z: str) -> tzinfo | None:
     z = z.strip()
-    if z in ("Z", "UTC", "GMT"):
-        return timezone.utc
+    if z in _ABBR:
+        return timezone(timedelta(hours=_ABBR[z]))
     m = re.search(r"([+-])(\d\d):?(\d\d)?$", z)
     if m is None:
         return None

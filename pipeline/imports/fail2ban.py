@@ -62,6 +62,7 @@ _TAG_MAP = {"id": "fid", "port": "fport"}
 _FTAG = re.compile(r"</?[\w\-]+/?>")
 _FNAME = re.compile(r"^(/?)F-([A-Z0-9_\-]+)$")
 _GLOBAL_FLAGS = re.compile(r"(?<!\\)\((?:\?:)?(\(\?[a-z]+)\)")
+_OPEN_REPEAT = re.compile(r"(?<!\\)\{,(\d+)\}")
 #: a line fed to Python ``re`` patterns is cut to this length (bounded time per line)
 RE_BOUND = 8192
 
@@ -93,6 +94,8 @@ def expand_tags(regex: str, usedns: str = "yes") -> str:
         return f"(?P<{_TAG_MAP.get(low, low)}>"
 
     out = _FTAG.sub(sub, regex)
+    # Python reads {,n} as {0,n}; RE2 would read it as literal text
+    out = _OPEN_REPEAT.sub(r"{0,\1}", out)
     return _GLOBAL_FLAGS.sub(r"\1:", out)
 
 
