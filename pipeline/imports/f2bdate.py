@@ -139,8 +139,9 @@ def _template(pattern: str, *, anchored: bool = False) -> DateTemplate:
     if upper in ("EPOCH", "LEPOCH"):
         kind = upper.lower()
         digits = r"\d{10,11}(?:\.\d{1,6})?" if kind == "epoch" else r"\d{10,11}(?:\d{3}(?:\.\d{1,6}|\d{3})?)?"
-        body = rf"(?:(?<=^\[)|(?<=\baudit\())?(?P<date>{digits})(?!\d)"
-        lead = _LINE_BEGIN if anchored else r"(?<![\w.])"
+        # at the line's start, after a "[" there, or in SELinux's "audit(": nowhere else
+        lead = r"(?:^|(?<=^\[))" if anchored else r"(?:^|(?<=^\[)|(?<=\baudit\())"
+        body = rf"(?P<date>{digits})(?!\d)"
         return DateTemplate(name, re.compile(lead + body), anchored, kind)
     if upper == "TAI64N":
         lead = _LINE_BEGIN if anchored else ""

@@ -152,8 +152,20 @@ class Failure:
     nofail: bool = False
 
 
+_ALT = re.compile(r"^alt_(.*?)(?:_\d+)?$")
+
+
 def _groups(m: Any) -> dict[str, str]:
-    return {k: v for k, v in m.groupdict().items() if v is not None}
+    """The named groups that took part; an ``alt_NAME`` group fills ``NAME`` when that
+    is missing or empty (fail2ban's ``<F-ALT_USER>``)."""
+    out = {k: v for k, v in m.groupdict().items() if v is not None}
+    for key in sorted(k for k in out if k.startswith("alt_")):
+        am = _ALT.match(key)
+        if am is not None:
+            name = _TAG_MAP.get(am.group(1), am.group(1))
+            if out[key] and not out.get(name):
+                out[name] = out[key]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
