@@ -9,8 +9,9 @@ BIN := $(VENV)/bin
 # logrotate rotates them, systemd-journal-remote writes journal files (journalctl comes with
 # systemd). libsystemd-dev, pkg-config, gcc and python3-dev build python-systemd, the
 # optional `journal` extra that reads the journal in-process. chromium renders the HTML
-# report in its test.
-APT_PACKAGES := rsyslog logrotate bsdutils util-linux systemd systemd-journal-remote \
+# report in its test. fail2ban gives its filters, jails and annotated sample logs to the
+# acceptance test of the fail2ban import.
+APT_PACKAGES := rsyslog logrotate bsdutils util-linux systemd systemd-journal-remote fail2ban \
 	libsystemd-dev pkg-config gcc python3-dev chromium
 PYTEST_ARGS ?=
 

@@ -96,6 +96,46 @@ def rules_options(func: F) -> F:
     return func
 
 
+def fail2ban_options(func: F) -> F:
+    """``--fail2ban [DIR]`` (the enabled jails) and ``--fail2ban-filter SPEC`` (one filter)."""
+    func = click.option(
+        "--fail2ban-filter",
+        "f2b_filters",
+        multiple=True,
+        metavar="NAME[PARAMS]",
+        help="Also run this fail2ban filter of the --fail2ban DIR (default /etc/fail2ban), "
+        "e.g. 'sshd[mode=aggressive]'; each failure is a finding; repeatable.",
+    )(func)
+    func = click.option(
+        "--fail2ban",
+        "f2b_dir",
+        is_flag=False,
+        flag_value="/etc/fail2ban",
+        default=None,
+        metavar="[DIR]",
+        help="Also run the enabled jails of this fail2ban configuration (default "
+        "/etc/fail2ban): jail.conf, jail.local, jail.d/*, their filters.",
+    )(func)
+    return func
+
+
+def _with_fail2ban(
+    rules: list[Rule], f2b_dir: str | None, f2b_filters: tuple[str, ...]
+) -> list[Rule]:
+    """``rules`` plus the jails of ``f2b_dir`` and the ``f2b_filters``."""
+    from pipeline.imports.f2brules import filter_rules, jail_rules
+
+    extra: list[Rule] = []
+    if f2b_dir is not None:
+        extra.extend(jail_rules(f2b_dir))
+    for spec in f2b_filters:
+        try:
+            extra.extend(filter_rules(f2b_dir or "/etc/fail2ban", spec))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--fail2ban-filter") from None
+    return [*rules, *extra]
+
+
 def time_options(func: F) -> F:
     for opt in reversed(
         [
@@ -354,6 +394,7 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @rules_options
+@fail2ban_options
 @click.option(
     "--format",
     "out_format",
@@ -465,6 +506,8 @@ def scan(
     paths: tuple[str, ...],
     rule_dirs: tuple[str, ...],
     no_builtin_rules: bool,
+    f2b_dir: str | None,
+    f2b_filters: tuple[str, ...],
     out_format: str,
     output: str | None,
     since: str | None,
@@ -507,6 +550,7 @@ def scan(
     counted there), findings.
     """
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
+    rules = _with_fail2ban(rules, f2b_dir, f2b_filters)
     if not rules:
         fail("no rules loaded (--no-builtin-rules without --rules?)")
     options = _options(since, until, year, tz, input_format)
@@ -969,11 +1013,20 @@ def rules() -> None:
 
 @rules.command("list")
 @rules_options
+@fail2ban_options
 @click.option("--format", "out_format", type=click.Choice(["table", "jsonl"]), default="table")
 @handle_errors
-def rules_list(rule_dirs: tuple[str, ...], no_builtin_rules: bool, out_format: str) -> None:
-    """List the loaded rules."""
+def rules_list(
+    rule_dirs: tuple[str, ...],
+    no_builtin_rules: bool,
+    f2b_dir: str | None,
+    f2b_filters: tuple[str, ...],
+    out_format: str,
+) -> None:
+    """List the loaded rules (with --fail2ban, the imported ones, defined at their
+    filter's failregex or jail's line; their tags say what their patterns run on)."""
     loaded = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
+    loaded = _with_fail2ban(loaded, f2b_dir, f2b_filters)
     if out_format == "jsonl":
         for r in loaded:
             click.echo(

@@ -61,9 +61,7 @@ class Config:
 
     # -- interpolation ----------------------------------------------------------------------
 
-    def get(
-        self, section: str, key: str, overrides: Mapping[str, str] | None = None
-    ) -> str | None:
+    def get(self, section: str, key: str, overrides: Mapping[str, str] | None = None) -> str | None:
         """``key`` of ``section`` (or DEFAULT) with ``%(name)s`` interpolated; ``overrides``
         (a filter's parameters) take precedence over both, as fail2ban's ``vars`` do."""
         if overrides and key in overrides:

@@ -138,14 +138,20 @@ def _template(pattern: str, *, anchored: bool = False) -> DateTemplate:
     upper = text.upper()
     if upper in ("EPOCH", "LEPOCH"):
         kind = upper.lower()
-        digits = r"\d{10,11}(?:\.\d{1,6})?" if kind == "epoch" else r"\d{10,11}(?:\d{3}(?:\.\d{1,6}|\d{3})?)?"
+        digits = (
+            r"\d{10,11}(?:\.\d{1,6})?"
+            if kind == "epoch"
+            else r"\d{10,11}(?:\d{3}(?:\.\d{1,6}|\d{3})?)?"
+        )
         # at the line's start, after a "[" there, or in SELinux's "audit(": nowhere else
         lead = r"(?:^|(?<=^\[))" if anchored else r"(?:^|(?<=^\[)|(?<=\baudit\())"
         body = rf"(?P<date>{digits})(?!\d)"
         return DateTemplate(name, re.compile(lead + body), anchored, kind)
     if upper == "TAI64N":
         lead = _LINE_BEGIN if anchored else ""
-        return DateTemplate(name, re.compile(lead + r"(?P<date>@[0-9a-fA-F]{24})"), anchored, "tai64n")
+        return DateTemplate(
+            name, re.compile(lead + r"(?P<date>@[0-9a-fA-F]{24})"), anchored, "tai64n"
+        )
     if upper == "{NONE}":
         return DateTemplate(name, re.compile(r"^(?P<date>)"), True, "none")
     begin_line = text.startswith("^")
@@ -186,7 +192,9 @@ def _date_group(body: str) -> str:
     return body[: m.start()] + "(?P<date>" + body[m.end() :]
 
 
-def default_templates(*, line_begin_only: bool = False, prefix: str | None = None) -> list[DateTemplate]:
+def default_templates(
+    *, line_begin_only: bool = False, prefix: str | None = None
+) -> list[DateTemplate]:
     """The built-in set: anchored variants first (fail2ban prefers a time at the line's
     start), then the originals; ``line_begin_only`` for ``{^LN-BEG}``; ``prefix`` for
     ``{DATE}`` patterns (``^<\\d+>\\d+\\s+{DATE}``)."""
@@ -259,7 +267,9 @@ class DateDetector:
             return None
         if tpl.kind in ("epoch", "lepoch"):
             whole, _, frac = text.partition(".")
-            value = float(whole) if len(whole) <= 11 else float(whole[:10]) + float("0." + whole[10:])
+            value = (
+                float(whole) if len(whole) <= 11 else float(whole[:10]) + float("0." + whole[10:])
+            )
             if frac:
                 value += float("0." + frac)
             return datetime.fromtimestamp(value, self.tz)

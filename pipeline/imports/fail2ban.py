@@ -18,16 +18,16 @@ Nothing of fail2ban is copied here: its files are read from the installation at 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 import re2
 
 from pipeline.errors import Location, RuleError
-from pipeline.imports.f2bconf import Config, read_config, substitute_tags
+from pipeline.imports.f2bconf import read_config, substitute_tags
 from pipeline.imports.f2bdate import DateDetector, templates_for
 
 DEFAULT_DIR = "/etc/fail2ban"
@@ -102,7 +102,7 @@ def expand_tags(regex: str, usedns: str = "yes") -> str:
 class Pattern:
     """One fail2ban regex on RE2 when RE2 takes it, else on Python ``re``."""
 
-    __slots__ = ("source", "engine", "_re", "_re2", "names", "location", "_strip")
+    __slots__ = ("_re", "_re2", "_strip", "engine", "location", "names", "source")
 
     def __init__(self, source: str, expanded: str, location: Location, multiline: bool) -> None:
         self.source = source
@@ -233,7 +233,15 @@ def read_filter(root: Path, name: str, params: Mapping[str, str] | None = None) 
         value = cfg.get("Init", key) or ""
         init.setdefault("known/" + key, value)
         init.setdefault(key, value)
-    known = ("prefregex", "failregex", "ignoreregex", "datepattern", "maxlines", "journalmatch", "usedns")
+    known = (
+        "prefregex",
+        "failregex",
+        "ignoreregex",
+        "datepattern",
+        "maxlines",
+        "journalmatch",
+        "usedns",
+    )
 
     def definition(key: str) -> str | None:
         try:
@@ -277,7 +285,9 @@ def read_filter(root: Path, name: str, params: Mapping[str, str] | None = None) 
     try:
         n_lines = int(maxlines) if maxlines else 1
     except ValueError:
-        raise RuleError(f"maxlines is not a number: {maxlines!r}", cfg.location(defn, "maxlines")) from None
+        raise RuleError(
+            f"maxlines is not a number: {maxlines!r}", cfg.location(defn, "maxlines")
+        ) from None
     jm = option("journalmatch")
     return FilterSpec(
         name=name,
@@ -307,24 +317,35 @@ class Fail2banFilter:
     """A compiled filter with its per-input state (the ``maxlines`` buffer, the
     multi-line failure ids, the last time seen)."""
 
-    def __init__(self, spec: FilterSpec, *, tz: tzinfo | None = None, now: datetime | None = None) -> None:
+    def __init__(
+        self, spec: FilterSpec, *, tz: tzinfo | None = None, now: datetime | None = None
+    ) -> None:
         self.spec = spec
         multiline = spec.maxlines > 1
         self.prefregex = (
-            Pattern(spec.prefregex[0], expand_tags(spec.prefregex[0], spec.usedns), spec.prefregex[1], multiline)
+            Pattern(
+                spec.prefregex[0],
+                expand_tags(spec.prefregex[0], spec.usedns),
+                spec.prefregex[1],
+                multiline,
+            )
             if spec.prefregex
             else None
         )
         self.failregex = [
-            Pattern(src, expand_tags(src, spec.usedns), loc, multiline) for src, loc in spec.failregex
+            Pattern(src, expand_tags(src, spec.usedns), loc, multiline)
+            for src, loc in spec.failregex
         ]
         if not self.failregex:
             raise RuleError(f"filter {spec.name!r} has no failregex", Location(spec.path))
         self.ignoreregex = [
-            Pattern(src, expand_tags(src, spec.usedns), loc, multiline) for src, loc in spec.ignoreregex
+            Pattern(src, expand_tags(src, spec.usedns), loc, multiline)
+            for src, loc in spec.ignoreregex
         ]
-        self.tz = tz or datetime.now().astimezone().tzinfo or timezone.utc
-        self.dates = DateDetector(templates_for(spec.datepattern), self.tz, now or datetime.now(self.tz))
+        self.tz = tz or datetime.now().astimezone().tzinfo or UTC
+        self.dates = DateDetector(
+            templates_for(spec.datepattern), self.tz, now or datetime.now(self.tz)
+        )
         self._buffer: list[tuple[str, str, str]] = []
         self._mlfid: dict[str, _Pending] = {}
         self._last_time: datetime | None = None
@@ -366,9 +387,10 @@ class Fail2banFilter:
         else:
             lines = [tup]
         buf = "\n".join(t[0] + t[2] for t in lines) + "\n"
-        if self.ignoreregex and len(self.ignoreregex) < len(self.failregex) - 2:
-            if any(p.search(buf) for p in self.ignoreregex):
-                return []
+        # few ignoreregexes (against many failregexes) are tried first, as fail2ban does
+        few = self.ignoreregex and len(self.ignoreregex) < len(self.failregex) - 2
+        if few and any(p.search(buf) for p in self.ignoreregex):
+            return []
         pre: dict[str, str] = {}
         if self.prefregex is not None:
             m = self.prefregex.search(buf)
@@ -458,7 +480,3 @@ def load_filter(
 ) -> Fail2banFilter:
     name, params = parse_spec(spec)
     return Fail2banFilter(read_filter(Path(root), name, params), tz=tz, now=now)
-
-
-def filter_options_sequence(values: Sequence[str]) -> list[str]:
-    return [v for v in values if v]

@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -29,7 +29,7 @@ F2B_PKG = Path("/usr/lib/python3/dist-packages/fail2ban")
 LOGS = F2B_PKG / "tests" / "files" / "logs"
 CONFIG = Path("/etc/fail2ban")
 #: fail2ban's TEST_NOW (2005-08-14 10:00 UTC) and test zone (CET/CEST, as Europe/Zurich)
-TEST_NOW = datetime.fromtimestamp(1124013600, timezone.utc)
+TEST_NOW = datetime.fromtimestamp(1124013600, UTC)
 TEST_TZ = ZoneInfo("Europe/Zurich")
 _ANNOTATION = re.compile(r"^#+ ?(failJSON|(?:file|filter)Options|addFILE):(.+)$")
 
@@ -58,7 +58,7 @@ class Verdict:
 
 def _cond(expr: str, name: str, opts: dict[str, object]) -> bool:
     # fail2ban's samples carry small Python conditions over the filter name and options
-    return bool(eval(expr, {"__builtins__": {}}, {"name": name, "opts": opts}))  # noqa: S307
+    return bool(eval(expr, {"__builtins__": {}}, {"name": name, "opts": opts}))
 
 
 def _norm_host(host: object) -> object:
@@ -143,7 +143,9 @@ def run_sample(name: str) -> Iterator[tuple[bool, Verdict | None]]:
                 tests = [(get_filter({}), {})]
             annotated = bool(m)
             for flt, opts in tests:
-                if faildata.get("constraint") and not _cond(str(faildata["constraint"]), name, opts):
+                if faildata.get("constraint") and not _cond(
+                    str(faildata["constraint"]), name, opts
+                ):
                     continue
                 if opts.get("logtype") == "journal":
                     text = str(opts.get("test.prefix-line", "")) + line
@@ -171,7 +173,10 @@ def run_sample(name: str) -> Iterator[tuple[bool, Verdict | None]]:
                     ):
                         reason = "time"
                 if reason:
-                    yield False, Verdict(name + str(opts or ""), fname, lineno, faildata, got, reason)
+                    yield (
+                        False,
+                        Verdict(name + str(opts or ""), fname, lineno, faildata, got, reason),
+                    )
                 else:
                     yield True, None
 

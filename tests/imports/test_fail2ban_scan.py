@@ -1,0 +1,96 @@
+"""fail2ban filters and jails through ``logwarden scan`` and ``rules list``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from pipeline.imports.f2brules import parse_f2b_time
+from pipeline.imports.fail2ban import load_filter
+from tests.imports.test_fail2ban_samples import CONFIG, LOGS, require_samples
+
+
+def _sample(tmp_path: Path, name: str) -> Path:
+    lines = [
+        ln
+        for ln in (LOGS / name).read_text(encoding="utf-8", errors="replace").splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    out = tmp_path / f"{name}.log"
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def _scan(*args: str) -> list[dict[str, object]]:
+    res = CliRunner().invoke(main, ["scan", "--no-builtin-rules", "-q", "--format", "jsonl", *args])
+    assert res.exit_code == 0, res.output
+    return [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+
+
+def test_scan_filter_finds_what_the_filter_finds_on_raw_lines(tmp_path: Path) -> None:
+    require_samples()
+    log = _sample(tmp_path, "sshd")
+    flt = load_filter(CONFIG, "sshd")
+    expected = set()
+    rfc5424 = set()
+    for no, line in enumerate(log.read_text(encoding="utf-8").splitlines(), 1):
+        if any(f.fid is not None and not f.nofail for f in flt.process_line(line)):
+            expected.add(no)
+        if line.startswith("<38>1 "):
+            rfc5424.add(no)
+    found = _scan("--fail2ban-filter", "sshd", "--year", "2005", str(log))
+    got = {int(str(f["source"]).rsplit(":", 1)[1]) for f in found}
+    assert len(expected) > 50
+    # the grammar reads RFC 5424 envelopes, which fail2ban's filter takes only with
+    # logtype=rfc5424: scan matches those lines with the plain filter too
+    assert rfc5424 and not rfc5424 & expected
+    assert got == expected | rfc5424
+    assert all(f["rule"] == "f2b-filter-sshd" and f["fields"]["f2b_id"] for f in found)  # type: ignore[index]
+
+
+def test_jail_is_a_threshold_with_ignoreip(tmp_path: Path) -> None:
+    require_samples()
+    root = tmp_path / "fail2ban"
+    root.mkdir()
+    (root / "filter.d").symlink_to(CONFIG / "filter.d")
+    (root / "jail.conf").write_text(
+        "[DEFAULT]\nmaxretry = 5\nfindtime = 10m\nbantime = 1d\n"
+        "[sshd]\nenabled = true\nmaxretry = 2\nfindtime = 1d\nignoreip = 192.0.2.0/28\n"
+        "[apache-auth]\nenabled = false\n",
+        encoding="utf-8",
+    )
+    log = tmp_path / "auth.log"
+    log.write_text(
+        "".join(
+            f"Mar  7 18:53:{10 + i:02d} bar sshd[15{i}]: Failed password for root from {ip} "
+            f"port 22 ssh2\n"
+            for i, ip in enumerate(
+                ["192.0.2.100", "192.0.2.100", "192.0.2.100", "192.0.2.5", "192.0.2.5", "192.0.2.7"]
+            )
+        ),
+        encoding="utf-8",
+    )
+    found = _scan("--fail2ban", str(root), "--year", "2005", str(log))
+    # 192.0.2.100: 3 failures, one finding (the third updates it: bantime suppresses);
+    # 192.0.2.5 is in ignoreip; 192.0.2.7 failed once only
+    assert [(f["rule"], f["fields"]["f2b_id"], f["count"]) for f in found] == [  # type: ignore[index]
+        ("f2b-sshd", "192.0.2.100", 3)
+    ]
+    res = CliRunner().invoke(
+        main, ["rules", "list", "--no-builtin-rules", "--fail2ban", str(root), "--format", "jsonl"]
+    )
+    assert res.exit_code == 0, res.output
+    listed = {d["id"]: d for d in map(json.loads, res.stdout.splitlines())}
+    assert set(listed) == {"f2b-sshd", "f2b-sshd-failure"}
+    assert listed["f2b-sshd"]["location"] == f"{root / 'jail.conf'}:6"
+    assert listed["f2b-sshd-failure"]["location"].startswith(str(root / "filter.d" / "sshd.conf:"))
+    assert any(t.startswith("engine:") for t in listed["f2b-sshd"]["tags"])
+
+
+def test_fail2ban_durations() -> None:
+    assert parse_f2b_time("600").total_seconds() == 600
+    assert parse_f2b_time("1h30m").total_seconds() == 5400
+    assert parse_f2b_time("1d").total_seconds() == 86400
