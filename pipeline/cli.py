@@ -123,17 +123,12 @@ def _with_fail2ban(
     rules: list[Rule], f2b_dir: str | None, f2b_filters: tuple[str, ...]
 ) -> list[Rule]:
     """``rules`` plus the jails of ``f2b_dir`` and the ``f2b_filters``."""
-    from pipeline.imports.f2brules import filter_rules, jail_rules
+    from pipeline.imports.f2brules import fail2ban_rules
 
-    extra: list[Rule] = []
-    if f2b_dir is not None:
-        extra.extend(jail_rules(f2b_dir))
-    for spec in f2b_filters:
-        try:
-            extra.extend(filter_rules(f2b_dir or "/etc/fail2ban", spec))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--fail2ban-filter") from None
-    return [*rules, *extra]
+    try:
+        return [*rules, *fail2ban_rules(f2b_dir, f2b_filters)]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fail2ban-filter") from None
 
 
 def time_options(func: F) -> F:
@@ -1193,6 +1188,7 @@ def rules_test(directory: str | None, no_builtin_rules: bool, samples_dir: str |
 @click.option("--journal", is_flag=True, default=None, help="Also follow the systemd journal.")
 @click.option("--journal-directory", metavar="DIR", help="Follow the journal files in DIR.")
 @rules_options
+@fail2ban_options
 @click.option(
     "--state-dir",
     metavar="DIR",
@@ -1245,6 +1241,8 @@ def watch(
     journal_directory: str | None,
     rule_dirs: tuple[str, ...],
     no_builtin_rules: bool,
+    f2b_dir: str | None,
+    f2b_filters: tuple[str, ...],
     state_dir: str | None,
     output: str | None,
     config_path: str | None,
@@ -1280,6 +1278,8 @@ def watch(
         "journal_directory": journal_directory,
         "rules": tuple(rule_dirs) or None,
         "builtin_rules": (not no_builtin_rules) if no_builtin_rules else None,
+        "fail2ban": f2b_dir,
+        "fail2ban_filters": tuple(f2b_filters) or None,
         "state_dir": state_dir,
         "output": output,
         "from_beginning": from_beginning,

@@ -27,7 +27,13 @@ from pipeline.detection.model import Condition, Correlation, Rule, Selectors, St
 from pipeline.detection.patterns import best_literal_set, required_literals
 from pipeline.errors import Location, RuleError
 from pipeline.imports.f2bconf import Config, read_config
-from pipeline.imports.fail2ban import Fail2banFilter, expand_tags, parse_spec, read_filter
+from pipeline.imports.fail2ban import (
+    DEFAULT_DIR,
+    Fail2banFilter,
+    expand_tags,
+    parse_spec,
+    read_filter,
+)
 from pipeline.model import Event, Severity
 
 #: the failure id (host address, or F-ID) of a fail2ban match
@@ -151,7 +157,10 @@ def _line_rule(
 
 def filter_rules(root: Path | str, spec: str) -> list[Rule]:
     """``--fail2ban-filter NAME[params]``: one reporting line rule."""
-    name, params = parse_spec(spec)
+    try:
+        name, params = parse_spec(spec)
+    except ValueError as exc:
+        raise RuleError(f"--fail2ban-filter: {exc}") from None
     fspec = read_filter(Path(root), name, params)
     flt = Fail2banFilter(fspec)
     loc = flt.failregex[0].location
@@ -204,8 +213,8 @@ def jail_rules(root: Path | str) -> list[Rule]:
         spec = (opt("filter") or jail).strip().split("\n")[0].strip()
         if not spec:
             continue
-        fname, params = parse_spec(spec)
         try:
+            fname, params = parse_spec(spec)
             maxretry = int(opt("maxretry", "5") or 5)
             findtime = parse_f2b_time(opt("findtime", "10m") or "10m")
             bantime = parse_f2b_time((opt("bantime", "10m") or "10m").lstrip("-") or "10m")
@@ -248,4 +257,15 @@ def jail_rules(root: Path | str) -> list[Rule]:
                 ),
             )
         )
+    return out
+
+
+def fail2ban_rules(directory: str | None, filters: tuple[str, ...] = ()) -> list[Rule]:
+    """The rules of ``--fail2ban DIR`` (its enabled jails) and ``--fail2ban-filter SPEC``
+    (filters of DIR, default ``/etc/fail2ban``)."""
+    out: list[Rule] = []
+    if directory is not None:
+        out.extend(jail_rules(directory))
+    for spec in filters:
+        out.extend(filter_rules(directory or DEFAULT_DIR, spec))
     return out

@@ -94,3 +94,45 @@ def test_fail2ban_durations() -> None:
     assert parse_f2b_time("600").total_seconds() == 600
     assert parse_f2b_time("1h30m").total_seconds() == 5400
     assert parse_f2b_time("1d").total_seconds() == 86400
+
+
+def test_watch_filter_on_a_live_file_matches_like_the_filter(tmp_path: Path) -> None:
+    require_samples()
+    from pipeline.config import WatchConfig
+    from pipeline.daemon import Daemon
+
+    sample = _sample(tmp_path, "sshd").read_text(encoding="utf-8").splitlines()
+    sample = [ln for ln in sample if not ln.startswith("<")]  # see the scan test
+    flt = load_filter(CONFIG, "sshd")
+    expected = {
+        no
+        for no, line in enumerate(sample, 1)
+        if any(f.fid is not None and not f.nofail for f in flt.process_line(line))
+    }
+    live = tmp_path / "auth.log"
+    live.write_text("", encoding="utf-8")
+    out = tmp_path / "findings.jsonl"
+    config = WatchConfig(
+        paths=(str(live),),
+        builtin_rules=False,
+        fail2ban_filters=("sshd",),
+        state_dir=str(tmp_path / "state"),
+        output=str(out),
+        poll_interval=0.05,
+    )
+    daemon = Daemon(config)
+    try:
+        daemon.recover()
+        daemon.step()
+        half = len(sample) // 2
+        for chunk in (sample[:half], sample[half:]):
+            with live.open("a", encoding="utf-8") as f:
+                f.write("\n".join(chunk) + "\n")
+            for _ in range(3):
+                daemon.step()
+    finally:
+        daemon.close()
+    records = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    got = {int(str(r["source"]).rsplit(":", 1)[1]) for r in records}
+    assert len(expected) > 50
+    assert got == expected
