@@ -80,9 +80,13 @@ class Fail2banCondition(Condition):
     matcher: Fail2banFilter | None = dc_field(default=None, compare=False)
     ignore_nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     ignore_names: frozenset[str] = frozenset()
+    #: ``journalmatch``: journal entries must agree with one group of FIELD=VALUE terms
+    journal: tuple[tuple[tuple[str, str], ...], ...] = ()
 
     def test(self, event: Event) -> dict[str, str] | None:
         assert self.matcher is not None
+        if self.journal and event.format == "journal-json" and not self._journal_ok(event):
+            return None
         if event.program:
             pid = f"[{event.pid}]" if event.pid is not None else ""
             line = f"{event.host or ''} {event.program}{pid}: {event.message}"
@@ -98,6 +102,9 @@ class Fail2banCondition(Condition):
             return out
         return None
 
+    def _journal_ok(self, event: Event) -> bool:
+        return any(all(event.fields.get(k) == v for k, v in group) for group in self.journal)
+
     def _ignored(self, fid: str) -> bool:
         if fid in self.ignore_names:
             return True
@@ -108,6 +115,25 @@ class Fail2banCondition(Condition):
         except ValueError:
             return False
         return any(addr in net for net in self.ignore_nets)
+
+
+def parse_journalmatch(lines: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """``_SYSTEMD_UNIT=sshd.service + _COMM=sshd``: groups joined by ``+`` (any), terms in
+    a group all required, as journalctl's matches."""
+    groups: list[tuple[tuple[str, str], ...]] = []
+    for line in lines:
+        current: list[tuple[str, str]] = []
+        for term in line.split():
+            if term == "+":
+                if current:
+                    groups.append(tuple(current))
+                current = []
+            elif "=" in term:
+                key, _, value = term.partition("=")
+                current.append((key, value))
+        if current:
+            groups.append(tuple(current))
+    return tuple(groups)
 
 
 def _literals(flt: Fail2banFilter) -> tuple[bytes, ...]:
@@ -137,7 +163,12 @@ def _line_rule(
 ) -> Rule:
     nets, names = _ignore_set(ignoreip)
     cond = Fail2banCondition(
-        field="message", matcher=flt, ignore_nets=nets, ignore_names=names, location=location
+        field="message",
+        matcher=flt,
+        ignore_nets=nets,
+        ignore_names=names,
+        journal=parse_journalmatch(flt.spec.journalmatch),
+        location=location,
     )
     return Rule(
         id=rule_id,
@@ -150,7 +181,8 @@ def _line_rule(
         select=Selectors(),
         conditions=(cond,),
         location=location,
-        literals=_literals(flt),
+        # a multi-line buffer must see every line, not only those with a literal
+        literals=_literals(flt) if flt.spec.maxlines == 1 else (),
         report=report,
     )
 

@@ -136,3 +136,24 @@ def test_watch_filter_on_a_live_file_matches_like_the_filter(tmp_path: Path) -> 
     got = {int(str(r["source"]).rsplit(":", 1)[1]) for r in records}
     assert len(expected) > 50
     assert got == expected
+
+
+def test_journalmatch_selects_journal_entries(tmp_path: Path) -> None:
+    require_samples()
+    from pipeline.imports.f2brules import filter_rules, parse_journalmatch
+
+    assert parse_journalmatch(("_SYSTEMD_UNIT=sshd.service + _COMM=sshd",)) == (
+        (("_SYSTEMD_UNIT", "sshd.service"),),
+        (("_COMM", "sshd"),),
+    )
+    entries = [
+        {"_COMM": comm, "SYSLOG_IDENTIFIER": "sshd", "_PID": "7", "_HOSTNAME": "h",
+         "__REALTIME_TIMESTAMP": "1700000000000000", "__CURSOR": f"c{i}",
+         "MESSAGE": f"Failed password for root from 192.0.2.{i} port 22 ssh2"}
+        for i, comm in enumerate(["sshd", "logger", "sshd"], 1)
+    ]  # fmt: skip
+    log = tmp_path / "journal.json"
+    log.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+    assert filter_rules(CONFIG, "sshd")[0].conditions[0].journal  # type: ignore[attr-defined]
+    found = _scan("--fail2ban-filter", "sshd", str(log))
+    assert sorted(f["fields"]["f2b_id"] for f in found) == ["192.0.2.1", "192.0.2.3"]  # type: ignore[index]
