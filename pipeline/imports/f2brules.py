@@ -89,7 +89,11 @@ class Fail2banCondition(Condition):
             return None
         if event.program:
             pid = f"[{event.pid}]" if event.pid is not None else ""
-            line = f"{event.host or ''} {event.program}{pid}: {event.message}"
+            message = event.message
+            if event.repeat > 1:
+                # as rsyslog wrote it: fail2ban sees the wrapper, not N failures
+                message = f"message repeated {event.repeat} times: [ {message}]"
+            line = f"{event.host or ''} {event.program}{pid}: {message}"
         else:
             line = event.message
         for failure in self.matcher.process_line(line, when=event.timestamp):

@@ -26,6 +26,7 @@ from typing import Any
 
 import re2
 
+from pipeline.detection.patterns import required_literals
 from pipeline.errors import Location, RuleError
 from pipeline.imports.f2bconf import read_config, substitute_tags
 from pipeline.imports.f2bdate import DateDetector, templates_for
@@ -62,6 +63,17 @@ _TAG_MAP = {"id": "fid", "port": "fport"}
 _FTAG = re.compile(r"</?[\w\-]+/?>")
 _FNAME = re.compile(r"^(/?)F-([A-Z0-9_\-]+)$")
 _GLOBAL_FLAGS = re.compile(r"(?<!\\)\((?:\?:)?(\(\?[a-z]+)\)")
+_UNANCHORED = re2._Anchor.UNANCHORED
+#: multi-line failure ids remembered at once (fail2ban's cache size)
+MLFID_CACHE = 100
+
+
+def _set_options() -> Any:
+    opts = re2.Options()
+    opts.log_errors = False
+    return opts
+
+
 _OPEN_REPEAT = re.compile(r"(?<!\\)\{,(\d+)\}")
 #: a line fed to Python ``re`` patterns is cut to this length (bounded time per line)
 RE_BOUND = 8192
@@ -102,7 +114,17 @@ def expand_tags(regex: str, usedns: str = "yes") -> str:
 class Pattern:
     """One fail2ban regex on RE2 when RE2 takes it, else on Python ``re``."""
 
-    __slots__ = ("_re", "_re2", "_strip", "engine", "location", "names", "source")
+    __slots__ = (
+        "_names",
+        "_raw",
+        "_re",
+        "_strip",
+        "engine",
+        "literals",
+        "location",
+        "names",
+        "source",
+    )
 
     def __init__(self, source: str, expanded: str, location: Location, multiline: bool) -> None:
         self.source = source
@@ -110,13 +132,22 @@ class Pattern:
         self._re: re.Pattern[str] | None = None
         # RE2's $ is the end of the text; Python's also matches before a final newline
         self._strip = not multiline
-        self._re2: Any = None
+        self._raw: Any = None
+        self._names: tuple[tuple[str, int], ...] = ()
         flags = re.MULTILINE if multiline else 0
         try:
             py = re.compile(expanded, flags)
         except re.error as exc:
             raise RuleError(f"invalid regex: {exc}", location) from exc
         self.names = tuple(py.groupindex)
+        #: one of these occurs in every text the pattern matches (a C-speed test first)
+        self.literals: tuple[str, ...] = ()
+        try:
+            lits = required_literals(expanded)
+        except Exception:  # a shape the literal reader does not know
+            lits = None
+        if lits:
+            self.literals = tuple(sorted(lits))
         try:
             opts = re2.Options()
             opts.log_errors = False
@@ -126,19 +157,47 @@ class Pattern:
                 opts.one_line = False
                 opts.perl_classes = True
                 opts.word_boundary = True
-            self._re2 = re2.compile(expanded, opts)
+            compiled = re2.compile(expanded, opts)
+            self._raw = compiled._regexp
+            self._names = tuple(compiled.groupindex.items())
             self.engine = "re2"
         except re2.error:
             self._re = py
             self.engine = "re"
 
-    def search(self, text: str) -> Any:
-        if self._re2 is not None:
-            if self._strip and text.endswith("\n"):
-                text = text[:-1]
-            return self._re2.search(text)
-        assert self._re is not None
-        return self._re.search(text[:RE_BOUND] if len(text) > RE_BOUND else text)
+    def find(self, text: str, data: bytes) -> tuple[dict[str, str], int, int] | None:
+        """(named groups that took part, start, end) of the first match in ``text``
+        (``data``: its UTF-8 bytes, for RE2); None without one."""
+        if self.literals:
+            for lit in self.literals:
+                if lit in text:
+                    break
+            else:
+                return None
+        raw = self._raw
+        if raw is None:
+            assert self._re is not None
+            m = self._re.search(text[:RE_BOUND] if len(text) > RE_BOUND else text)
+            if m is None:
+                return None
+            return {k: v for k, v in m.groupdict().items() if v is not None}, m.start(), m.end()
+        # the binding's Match on bytes: re2's search() and groupdict() cost several matches
+        if self._strip and data.endswith(b"\n"):
+            data = data[:-1]
+        spans = raw.Match(_UNANCHORED, data, 0, len(data))
+        start, end = spans[0]
+        if start < 0:
+            return None
+        ascii_only = len(data) == len(text) or data.isascii()
+        out: dict[str, str] = {}
+        for name, index in self._names:
+            gs, ge = spans[index]
+            if gs >= 0:
+                out[name] = text[gs:ge] if ascii_only else data[gs:ge].decode("utf-8", "replace")
+        if not ascii_only:
+            start = len(data[:start].decode("utf-8", "replace"))
+            end = len(data[:end].decode("utf-8", "replace"))
+        return out, start, end
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +214,10 @@ class Failure:
 _ALT = re.compile(r"^alt_(.*?)(?:_\d+)?$")
 
 
-def _groups(m: Any) -> dict[str, str]:
+def _groups(found: dict[str, str]) -> dict[str, str]:
     """The named groups that took part; an ``alt_NAME`` group fills ``NAME`` when that
     is missing or empty (fail2ban's ``<F-ALT_USER>``)."""
-    out = {k: v for k, v in m.groupdict().items() if v is not None}
+    out = found
     for key in sorted(k for k in out if k.startswith("alt_")):
         am = _ALT.match(key)
         if am is not None:
@@ -338,6 +397,21 @@ class Fail2banFilter:
         ]
         if not self.failregex:
             raise RuleError(f"filter {spec.name!r} has no failregex", Location(spec.path))
+        #: one RE2 pass tells which RE2 failregexes match (single-line filters)
+        self._set: Any = None
+        self._set_members: list[int] = []
+        if not multiline:
+            rset = re2.Set.SearchSet(_set_options())
+            members = [i for i, p in enumerate(self.failregex) if p.engine == "re2"]
+            try:
+                for i in members:
+                    rset.Add(expand_tags(self.failregex[i].source, spec.usedns))
+                rset.Compile()
+            except re2.error:
+                rset = None
+            if rset is not None and members:
+                self._set = rset
+                self._set_members = members
         self.ignoreregex = [
             Pattern(src, expand_tags(src, spec.usedns), loc, multiline)
             for src, loc in spec.ignoreregex
@@ -387,39 +461,48 @@ class Fail2banFilter:
         else:
             lines = [tup]
         buf = "\n".join(t[0] + t[2] for t in lines) + "\n"
+        data = buf.encode("utf-8", "surrogatepass")
         # few ignoreregexes (against many failregexes) are tried first, as fail2ban does
         few = self.ignoreregex and len(self.ignoreregex) < len(self.failregex) - 2
-        if few and any(p.search(buf) for p in self.ignoreregex):
+        if few and any(p.find(buf, data) for p in self.ignoreregex):
             return []
         pre: dict[str, str] = {}
         if self.prefregex is not None:
-            m = self.prefregex.search(buf)
-            if m is None:
+            got = self.prefregex.find(buf, data)
+            if got is None:
                 return []
-            pre = _groups(m)
+            pre = _groups(got[0])
             content = pre.pop("content", None)
             if content:
                 buf = content + "\n"
+                data = buf.encode("utf-8", "surrogatepass")
         out: list[Failure] = []
+        hits: set[int] | None = None
+        if self._set is not None:
+            got_set = self._set.Match(data[:-1] if data.endswith(b"\n") else data)
+            members = self._set_members
+            hits = {members[i] for i in got_set} if got_set else set()
         for index, pattern in enumerate(self.failregex):
-            m = pattern.search(buf)
-            if m is None:
+            if hits is not None and pattern.engine == "re2" and index not in hits:
                 continue
-            if self.ignoreregex and any(p.search(buf) for p in self.ignoreregex):
+            found = pattern.find(buf, data)
+            if found is None:
                 continue
-            fail = {**pre, **_groups(m)}
+            if self.ignoreregex and any(p.find(buf, data) for p in self.ignoreregex):
+                continue
+            fail = {**pre, **_groups(found[0])}
             if self.spec.maxlines > 1:
-                self._consume(buf, m)
-            got = self._failure(index, fail, when)
-            if got is not None:
-                out.append(got)
+                self._consume(buf, found[1], found[2])
+            failure = self._failure(index, fail, when)
+            if failure is not None:
+                out.append(failure)
         return out
 
-    def _consume(self, buf: str, m: Any) -> None:
+    def _consume(self, buf: str, start: int, end: int) -> None:
         """Drop the lines a multi-line match used from the buffer."""
-        first = buf.count("\n", 0, m.start())
-        end = buf.find("\n", max(m.end() - 1, 0))
-        last = buf.count("\n", 0, end + 1) if end >= 0 else len(self._buffer)
+        first = buf.count("\n", 0, start)
+        nl = buf.find("\n", max(end - 1, 0))
+        last = buf.count("\n", 0, nl + 1) if nl >= 0 else len(self._buffer)
         self._buffer = self._buffer[:first] + self._buffer[last:]
 
     def _failure(self, index: int, fail: dict[str, str], when: datetime | None) -> Failure | None:
@@ -460,6 +543,9 @@ class Fail2banFilter:
             if forget:
                 del self._mlfid[mlfid]
         elif not forget:
+            if len(self._mlfid) >= MLFID_CACHE:
+                # fail2ban keeps the 100 newest ids (first in, first out)
+                del self._mlfid[next(iter(self._mlfid))]
             entry = _Pending(dict(fail))
             if "user" in fail:
                 entry.users.add(fail["user"])

@@ -157,3 +157,21 @@ def test_journalmatch_selects_journal_entries(tmp_path: Path) -> None:
     assert filter_rules(CONFIG, "sshd")[0].conditions[0].journal  # type: ignore[attr-defined]
     found = _scan("--fail2ban-filter", "sshd", str(log))
     assert sorted(f["fields"]["f2b_id"] for f in found) == ["192.0.2.1", "192.0.2.3"]  # type: ignore[index]
+
+
+def test_repeated_lines_are_seen_as_written(tmp_path: Path) -> None:
+    """fail2ban reads rsyslog's ``message repeated N times: [ ...]`` as it is written (its
+    sshd filter does not match it); the rebuilt line keeps the wrapper."""
+    require_samples()
+    log = tmp_path / "auth.log"
+    failed = "Failed password for root from 192.0.2.9 port 22 ssh2"
+    log.write_text(
+        f"Mar  7 18:53:10 bar sshd[15]: {failed}\n"
+        f"Mar  7 18:53:20 bar sshd[15]: message repeated 5 times: [ {failed}]\n",
+        encoding="utf-8",
+    )
+    flt = load_filter(CONFIG, "sshd")
+    raw = [bool(flt.process_line(ln)) for ln in log.read_text(encoding="utf-8").splitlines()]
+    found = _scan("--fail2ban-filter", "sshd", "--year", "2005", str(log))
+    assert [f["source"] for f in found] == [f"{log}:1"]
+    assert raw == [True, False]
