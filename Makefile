@@ -13,7 +13,9 @@ BIN := $(VENV)/bin
 # optional `journal` extra that reads the journal in-process. chromium renders the HTML
 # report in its test. apache2 writes a real error log (rewrite loop, MaxRequestWorkers, a
 # crashed child) for the Apache rules. tmux is the terminal the screen tests run `scan` in.
-APT_PACKAGES := rsyslog logrotate bsdutils util-linux systemd systemd-journal-remote \
+# fail2ban gives its filters, jails and annotated sample logs to the acceptance test of the
+# fail2ban import.
+APT_PACKAGES := rsyslog logrotate bsdutils util-linux systemd systemd-journal-remote fail2ban \
 	libsystemd-dev pkg-config gcc python3-dev chromium apache2 tmux
 PYTEST_ARGS ?=
 

@@ -99,6 +99,41 @@ def rules_options(func: F) -> F:
     return func
 
 
+def fail2ban_options(func: F) -> F:
+    """``--fail2ban [DIR]`` (the enabled jails) and ``--fail2ban-filter SPEC`` (one filter)."""
+    func = click.option(
+        "--fail2ban-filter",
+        "f2b_filters",
+        multiple=True,
+        metavar="NAME[PARAMS]",
+        help="Also run this fail2ban filter of the --fail2ban DIR (default /etc/fail2ban), "
+        "e.g. 'sshd[mode=aggressive]'; each failure is a finding; repeatable.",
+    )(func)
+    func = click.option(
+        "--fail2ban",
+        "f2b_dir",
+        is_flag=False,
+        flag_value="/etc/fail2ban",
+        default=None,
+        metavar="[DIR]",
+        help="Also run the enabled jails of this fail2ban configuration (default "
+        "/etc/fail2ban): jail.conf, jail.local, jail.d/*, their filters.",
+    )(func)
+    return func
+
+
+def _with_fail2ban(
+    rules: list[Rule], f2b_dir: str | None, f2b_filters: tuple[str, ...]
+) -> list[Rule]:
+    """``rules`` plus the jails of ``f2b_dir`` and the ``f2b_filters``."""
+    from pipeline.imports.f2brules import fail2ban_rules
+
+    try:
+        return [*rules, *fail2ban_rules(f2b_dir, f2b_filters)]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fail2ban-filter") from None
+
+
 def time_options(func: F) -> F:
     for opt in reversed(
         [
@@ -464,6 +499,7 @@ def write_findings(
 @main.command()
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @rules_options
+@fail2ban_options
 @click.option(
     "--format",
     "out_format",
@@ -603,6 +639,8 @@ def scan(
     paths: tuple[str, ...],
     rule_dirs: tuple[str, ...],
     no_builtin_rules: bool,
+    f2b_dir: str | None,
+    f2b_filters: tuple[str, ...],
     out_format: str,
     details: bool,
     min_severity: str | None,
@@ -649,6 +687,7 @@ def scan(
     counted there), findings.
     """
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
+    rules = _with_fail2ban(rules, f2b_dir, f2b_filters)
     if not rules:
         fail("no rules loaded (--no-builtin-rules without --rules?)")
     options = _options(since, until, year, tz, input_format)
@@ -1342,6 +1381,7 @@ def rules() -> None:
 
 @rules.command("list")
 @rules_options
+@fail2ban_options
 @click.option(
     "--format",
     "out_format",
@@ -1350,9 +1390,17 @@ def rules() -> None:
     help="How the rules are listed.",
 )
 @handle_errors
-def rules_list(rule_dirs: tuple[str, ...], no_builtin_rules: bool, out_format: str) -> None:
-    """List the loaded rules."""
+def rules_list(
+    rule_dirs: tuple[str, ...],
+    no_builtin_rules: bool,
+    f2b_dir: str | None,
+    f2b_filters: tuple[str, ...],
+    out_format: str,
+) -> None:
+    """List the loaded rules (with --fail2ban, the imported ones, defined at their
+    filter's failregex or jail's line; their tags say what their patterns run on)."""
     loaded = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
+    loaded = _with_fail2ban(loaded, f2b_dir, f2b_filters)
     if out_format == "jsonl":
         for r in loaded:
             click.echo(
@@ -1519,6 +1567,7 @@ def rules_test(directory: str | None, no_builtin_rules: bool, samples_dir: str |
 @click.option("--journal", is_flag=True, default=None, help="Also follow the systemd journal.")
 @click.option("--journal-directory", metavar="DIR", help="Follow the journal files in DIR.")
 @rules_options
+@fail2ban_options
 @click.option(
     "--state-dir",
     metavar="DIR",
@@ -1577,6 +1626,8 @@ def watch(
     journal_directory: str | None,
     rule_dirs: tuple[str, ...],
     no_builtin_rules: bool,
+    f2b_dir: str | None,
+    f2b_filters: tuple[str, ...],
     state_dir: str | None,
     output: str | None,
     config_path: str | None,
@@ -1613,6 +1664,8 @@ def watch(
         "journal_directory": journal_directory,
         "rules": tuple(rule_dirs) or None,
         "builtin_rules": (not no_builtin_rules) if no_builtin_rules else None,
+        "fail2ban": f2b_dir,
+        "fail2ban_filters": tuple(f2b_filters) or None,
         "state_dir": state_dir,
         "output": output,
         "from_beginning": from_beginning,

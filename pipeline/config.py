@@ -30,6 +30,10 @@ class WatchConfig:
     journal_directory: str | None = None
     rules: tuple[str, ...] = ()
     builtin_rules: bool = True
+    #: a fail2ban configuration whose enabled jails run too (``fail2ban: /etc/fail2ban``)
+    fail2ban: str | None = None
+    #: fail2ban filters (``sshd[mode=aggressive]``) of ``fail2ban`` (default /etc/fail2ban)
+    fail2ban_filters: tuple[str, ...] = ()
     state_dir: str = DEFAULT_STATE_DIR
     output: str | None = None
     from_beginning: bool = False
@@ -83,6 +87,8 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "journal_directory": str,
     "rules": list,
     "builtin_rules": bool,
+    "fail2ban": str,
+    "fail2ban_filters": list,
     "state_dir": str,
     "output": str,
     "from_beginning": bool,
@@ -137,6 +143,14 @@ def load_config(path: str | os.PathLike[str]) -> WatchConfig:
             for i, item in enumerate(value):
                 if not isinstance(item, str) or not item:
                     raise ConfigError(f"{key!r} items must be paths", Location(p, value.line_of(i)))
+            value = tuple(value)
+        if key == "fail2ban_filters":
+            assert isinstance(value, LocList)
+            for i, item in enumerate(value):
+                if not isinstance(item, str) or not item:
+                    raise ConfigError(
+                        f"{key!r} items must be filter names", Location(p, value.line_of(i))
+                    )
             value = tuple(value)
         if key == "notify":
             assert isinstance(value, LocList)

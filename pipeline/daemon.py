@@ -340,6 +340,10 @@ class Daemon:
     @staticmethod
     def _engine(config: WatchConfig) -> Engine:
         rules = load_rules(list(config.rules), builtin=config.builtin_rules)
+        if config.fail2ban is not None or config.fail2ban_filters:
+            from pipeline.imports.f2brules import fail2ban_rules
+
+            rules = [*rules, *fail2ban_rules(config.fail2ban, config.fail2ban_filters)]
         return Engine(rules, ScanOptions(tz=parse_zone(config.tz)))
 
     def _paths(self) -> list[str]:
