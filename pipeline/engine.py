@@ -543,14 +543,17 @@ class Copies:
 
     One event written to two files (Debian's rsyslog puts mail lines in both ``mail.log``
     and ``syslog``) is the same host (or group), time, program, pid and message in both. The
-    n-th such line of a set is a copy when an earlier set had at least n of them, so a line
-    repeated within one set still counts each time. Sets are read one after another, so
-    the counts of the sets read before are kept whole while one set is read.
+    n-th such event of a set is a copy when an earlier set had at least n of them, so a line
+    repeated within one set still counts each time. Events are counted with their
+    ``repeat``: rsyslog reduces repeats per file, so one file's ``message repeated 2 times``
+    can stand for two lines of the other. Sets are read one after another, so the counts of
+    the sets read before are kept whole while one set is read, keyed by a 64-bit hash of
+    the event's identity (not the message itself), which bounds their memory.
     """
 
     def __init__(self) -> None:
-        self._before: dict[tuple[Any, ...], int] = {}
-        self._now: dict[tuple[Any, ...], int] = {}
+        self._before: dict[int, int] = {}
+        self._now: dict[int, int] = {}
         self._set: str | None = None
 
     def enter(self, name: str) -> None:
@@ -564,12 +567,14 @@ class Copies:
         self._now = {}
         self._set = name
 
-    def seen(self, event: Event) -> bool:
-        """Count ``event`` in its set; True when an earlier set already had this one."""
-        key = (event.scope, event.timestamp, event.program, event.pid, event.message)
-        n = self._now.get(key, 0) + 1
-        self._now[key] = n
-        return n <= self._before.get(key, 0)
+    def fresh(self, event: Event) -> int:
+        """Count ``event`` in its set; how many of its ``repeat`` events no earlier set had
+        (0: all of them were copies)."""
+        key = hash((event.scope, event.timestamp, event.program, event.pid, event.message))
+        had = self._now.get(key, 0)
+        self._now[key] = had + event.repeat
+        copies = min(event.repeat, max(0, self._before.get(key, 0) - had))
+        return event.repeat - copies
 
 
 def cut_nul_runs(data: bytes, nl: IntArray) -> tuple[bytes, IntArray]:
@@ -1095,11 +1100,15 @@ class Engine:
                     collected.add(det.observe(rec.host, rec.timestamp))
                     continue
                 event, found = rec
-                if found and copies is not None and copies.seen(event):
-                    stats.duplicates += 1
-                    if event.timestamp is not None:
-                        collected.add(det.observe(event.scope, event.timestamp))
-                    continue
+                if found and copies is not None:
+                    fresh = copies.fresh(event)
+                    if fresh < event.repeat:
+                        stats.duplicates += event.repeat - fresh
+                        if not fresh:
+                            if event.timestamp is not None:
+                                collected.add(det.observe(event.scope, event.timestamp))
+                            continue
+                        event = replace(event, repeat=fresh)
                 collected.add(det.process(event, det.matched(event, found)))
             stats.merge(res.stats)
             log.merge(res.log, offset)
