@@ -133,6 +133,13 @@ class Event:
         )
 
 
+def is_group(scope: str | None) -> bool:
+    """Whether a detection scope (:attr:`Event.scope`) names a rotation set, not a host:
+    a set's name is its live file's absolute path, a URL or ``-`` (stdin), and a host name
+    holds no ``/``."""
+    return scope is not None and (scope == "-" or "/" in scope)
+
+
 def _ts(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 

@@ -66,6 +66,62 @@ def test_host_less_lines_of_different_files_are_not_one_host(tmp_path: Path) -> 
     assert all(f.host is None for f in result.findings)
 
 
+def test_a_silence_of_host_less_lines_shows_no_host(tmp_path: Path) -> None:
+    """A heartbeat absence judged on a rotation set's lines (no host; the expected event
+    never seen) reports an empty host, not the set's path it is grouped under; its
+    message names the set."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "quiet.yaml").write_text(
+        """rules:
+  - id: t.crashed
+    report: false
+    title: a child crashed
+    severity: info
+    description: x
+    remediation: x
+    select: {format: apache-error}
+    match: {message: {regex: 'AH00052: child pid'}}
+    examples:
+      match: ['[Tue Nov 24 08:00:00.000000 2026] [core:notice] [pid 1:tid 1] AH00052: child pid 9 exit signal Segmentation fault (11)']
+      no_match: ['[Tue Nov 24 08:00:00.000000 2026] [core:notice] [pid 1:tid 1] AH00094: Command line']
+  - id: t.quiet
+    type: absence
+    title: no crash for an hour
+    severity: low
+    description: x
+    remediation: x
+    expect: t.crashed
+    window: 1h
+    examples:
+      match:
+        - lines:
+            - '[Tue Nov 24 08:00:00.000000 2026] [core:notice] [pid 1:tid 1] AH00052: child pid 9 exit signal Segmentation fault (11)'
+            - '[Tue Nov 24 12:00:00.000000 2026] [core:notice] [pid 1:tid 1] AH00052: child pid 9 exit signal Segmentation fault (11)'
+          count: 1
+      no_match:
+        - lines:
+            - '[Tue Nov 24 08:00:00.000000 2026] [core:notice] [pid 1:tid 1] AH00052: child pid 9 exit signal Segmentation fault (11)'
+            - '[Tue Nov 24 08:30:00.000000 2026] [core:notice] [pid 1:tid 1] AH00052: child pid 9 exit signal Segmentation fault (11)'
+""",
+        encoding="utf-8",
+    )
+    log = tmp_path / "error.log"
+    log.write_text(
+        "".join(
+            f"[Tue Nov 24 {hour}:00:00.000000 2026] [core:notice] [pid 1:tid 1] AH00094: "
+            "Command line: '/usr/sbin/apache2'\n"
+            for hour in ("08", "09", "12")
+        ),
+        encoding="utf-8",
+    )
+    rules = load_rules([tmp_path / "rules"], builtin=False)
+    result = Engine(rules, ScanOptions(tz=datetime.now().astimezone().tzinfo)).scan([str(log)])
+    quiet = [f for f in result.findings if f.rule == "t.quiet"]
+    assert len(quiet) == 1, result.findings
+    assert quiet[0].host is None
+    assert f"no t.crashed on {log} for 1h" in quiet[0].message
+
+
 def test_host_names_the_host_of_host_less_lines(tmp_path: Path) -> None:
     paths = _crash_logs(tmp_path)
     result = _scan(paths, host="web")

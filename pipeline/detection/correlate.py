@@ -41,7 +41,7 @@ from typing import Any
 from pipeline.detection.loader import active_rules
 from pipeline.detection.model import Correlation, Enrich, Rule, Step, _glob_match
 from pipeline.detection.patterns import CompiledPattern
-from pipeline.model import Event, Finding, Related
+from pipeline.model import Event, Finding, Related, is_group
 
 #: open windows / partial sequences / suppression entries kept per rule before eviction
 MAX_OPEN = 10_000
@@ -769,7 +769,9 @@ class AbsenceState(CorrelationState):
         out: list[Finding] = []
         assert self.expect is not None
         if self.trigger is None:
-            if not self.accepts_host(host):
+            # ``host`` is the scope: for lines without a host, their rotation set's name
+            real = None if is_group(host) else host
+            if not self.accepts_host(real):
                 return out
             beat = self.beats.get(host)
             if beat is None:
@@ -779,7 +781,11 @@ class AbsenceState(CorrelationState):
             if not alerted and now - last > self.corr.window:
                 beat[1] = True
                 origin = (
-                    Event.from_dict(ev) if ev else Event(now, host, None, None, None, "", "", "", 0)
+                    Event.from_dict(ev)
+                    if ev
+                    else Event(
+                        now, real, None, None, None, "", "", "", 0, group=None if real else host
+                    )
                 )
                 out.append(
                     self.finding(
