@@ -168,9 +168,9 @@ output_option = shared_option(
 journal_option = shared_option(
     "--journal",
     is_flag=True,
-    help="Also read the systemd journal: this machine's, or the --journal-directory / "
-    "--journal-file ones. Without PATH, only the journal is read (watch: the config's "
-    "paths too).",
+    help="Also read the systemd journal: this machine's, or that of --journal-directory / "
+    "--journal-file (watch: a directory). Without PATH, only the journal is read (watch: "
+    "the config's paths as well).",
 )
 journal_directory_option = shared_option(
     "--journal-directory",
@@ -1005,6 +1005,8 @@ def report(
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     options = _host_options(_options(since, until, year, tz, input_format), host, cfg)
     writable_file(output)
+    if store and (paths or journal or journal_dirs or journal_files):
+        raise click.UsageError("--from-store reports stored findings: not with PATH or --journal")
     if store:
         from pipeline.store import load_findings
 

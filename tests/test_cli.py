@@ -204,6 +204,9 @@ def test_quiet_leaves_only_errors_on_stderr(tmp_path: Path, log: Path) -> None:
     assert code == 0 and err == "", err
     code, _, err = run("report", str(log), "-o", str(tmp_path / "r.html"))
     assert code == 0 and "wrote" in err
+    # stored findings are reported as they are: a PATH beside them is refused, not ignored
+    code, _, err = run("report", str(log), "--from-store", str(store), "-o", str(tmp_path / "r"))
+    assert code == 2 and "--from-store reports stored findings: not with PATH" in err
 
 
 @pytest.mark.real
