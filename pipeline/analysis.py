@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from html import escape
 from pathlib import Path
@@ -63,6 +63,7 @@ from pipeline.timeinfer import (
 
 if TYPE_CHECKING:
     from pipeline.context import Context
+    from pipeline.sources.journal import JournalSpec
 
 #: severity as an ordered categorical: ``df[df.severity >= "high"]`` works
 SEVERITY_DTYPE = pd.CategoricalDtype([str(s) for s in Severity], ordered=True)
@@ -1131,6 +1132,9 @@ def scan(
     workers: int | None = None,
     engine: str = "local",
     scheduler: str | None = None,
+    host: str | None = None,
+    hosts: Sequence[tuple[str, str]] = (),
+    journals: Sequence[JournalSpec] = (),
 ) -> Scan:
     """Scan inputs with the rules (default: the built-in pack) as ``logwarden scan`` does.
 
@@ -1140,16 +1144,18 @@ def scan(
     zone of local-time logs and of the frame's times (default: the machine's).
     ``workers`` (0: one per CPU; unset: 1, on Dask one per CPU), ``engine="dask"`` and
     ``scheduler`` are ``scan``'s ``--workers``, ``--engine`` and ``--scheduler``; the
-    findings are the same either way.
+    findings are the same either way. ``host`` is ``--host``; ``hosts`` (path or glob,
+    host) pairs name the host per input, as a config's ``paths`` entries do; ``journals``
+    are systemd journal reads scanned after the paths (``--journal``).
     """
     from pipeline.parallel import runner_for
 
     started = datetime.now(UTC)
     loaded = _rules(rules, builtin_rules)
-    options = _options(since, until, tz, year, input_format)
+    options = replace(_options(since, until, tz, year, input_format), host=host, hosts=tuple(hosts))
     inputs = _paths(paths)
     runner = runner_for(workers, engine, scheduler)
-    result = Engine(loaded, options).scan(inputs, runner=runner)
+    result = Engine(loaded, options).scan(inputs, runner=runner, journals=journals)
     return Scan(
         findings=findings_frame(result.findings, tz=options.tz),
         stats=result.stats,

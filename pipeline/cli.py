@@ -9,6 +9,7 @@ undelivered (a line on stderr says which, also with ``-q``). ``status``: 0 the d
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import json
@@ -35,6 +36,7 @@ from pipeline.sources.journal import JournalSpec
 from pipeline.timeinfer import parse_when, parse_zone
 
 if TYPE_CHECKING:
+    from pipeline.config import WatchConfig
     from pipeline.context import Context
     from pipeline.resume import Resume
     from pipeline.state import StateDB
@@ -81,22 +83,175 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+# -- one vocabulary of options -------------------------------------------------------------
+#
+# An option that more than one command takes is defined here, once: the same name, short
+# flag, metavar and help everywhere. A command may only change how the value is taken
+# (default, repeatable, type), never how it is shown; tests/test_cli.py checks the tree.
+
+#: ``--format`` names: the same name for the same kind of output on every command (``jsonl``
+#: and ``json`` both name a stream of JSON objects, one a line)
+FORMAT_NAMES = ("table", "jsonl", "json", "csv")
+#: what a shared option's user may set for itself
+_LOCAL = frozenset({"default", "multiple", "show_default", "type"})
+
+
+def shared_option(*decls: str, **attrs: Any) -> Callable[..., Callable[[F], F]]:
+    """A shared option's definition; call it (with local settings) to get the decorator."""
+
+    def make(**local: Any) -> Callable[[F], F]:
+        if not set(local) <= _LOCAL:
+            raise TypeError(f"{decls[-1]}: only {sorted(_LOCAL)} are set per command")
+        return click.option(*decls, **{**attrs, **local})
+
+    return make
+
+
+def _all(*options: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(func: F) -> F:
+        for opt in reversed(options):
+            func = opt(func)
+        return func
+
+    return apply
+
+
+rules_option = shared_option(
+    "--rules",
+    "rule_dirs",
+    multiple=True,
+    type=click.Path(),
+    metavar="DIR",
+    help="Also load the YAML rules in DIR (a directory or a file); repeatable.",
+)
+no_builtin_rules_option = shared_option(
+    "--no-builtin-rules",
+    is_flag=True,
+    help="Leave out the built-in rule pack (use only --rules).",
+)
+_WHEN = (
+    "ISO 8601 (2026-11-30, 2026-11-30T08:00) or relative as journalctl takes it (-2h, "
+    "-1h30min, +1d, now, today, yesterday); watch: on the first run only."
+)
+since_option = shared_option(
+    "--since", metavar="TIME", help=f"Only lines at or after TIME: {_WHEN}"
+)
+until_option = shared_option("--until", metavar="TIME", help=f"Only lines before TIME: {_WHEN}")
+year_option = shared_option(
+    "--year",
+    type=click.IntRange(1, 9999),
+    metavar="Y",
+    help="Year of the first year-less syslog line (default: from the file's mtime).",
+)
+tz_option = shared_option(
+    "--tz",
+    metavar="TZ",
+    help="Zone of local-time logs, e.g. Europe/Berlin (default: this machine's).",
+)
+input_format_option = shared_option(
+    "--input-format",
+    metavar="NAME",
+    help="Parse every input as this format instead of sniffing it.",
+)
+output_option = shared_option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write to FILE instead of standard output (report: the HTML file, default "
+    "report.html; watch: appended, one JSON object per finding).",
+)
+journal_option = shared_option(
+    "--journal",
+    is_flag=True,
+    help="Also read the systemd journal: this machine's, or that of --journal-directory / "
+    "--journal-file (watch: a directory). Without PATH, only the journal is read (watch: "
+    "the config's paths as well).",
+)
+journal_directory_option = shared_option(
+    "--journal-directory",
+    "journal_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    metavar="DIR",
+    help="Read the journal files in DIR (journalctl --directory); repeatable (watch: once); "
+    "implies --journal.",
+)
+journal_file_option = shared_option(
+    "--journal-file",
+    "journal_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="FILE",
+    help="Read this journal file; repeatable, the files are read together, interleaved by "
+    "time (journalctl --file); implies --journal.",
+)
+config_option = shared_option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="A YAML config file (watch's settings): its notifiers, rules, tz and hosts apply "
+    "where this command has them; options given here win. rules validate checks it, "
+    "notify test tests its notifiers.",
+)
+notify_option = shared_option(
+    "--notify",
+    "notify_urls",
+    multiple=True,
+    metavar="URL",
+    help="Notify this apprise URL of the findings, besides --config's notifiers; repeatable.",
+)
+host_option = shared_option(
+    "--host",
+    metavar="NAME",
+    help="The host of lines that carry none (Apache error logs), for paths without a host "
+    "of their own in --config. Without it, such lines are grouped per rotation set and "
+    "their findings show no host.",
+)
+state_dir_option = shared_option(
+    "--state-dir",
+    metavar="DIR",
+    help="Where the daemon's state database lives (default: /var/lib/logwarden).",
+)
+state_option = shared_option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="A state database (SQLite). scan continues detection state (open windows, "
+    "suppression, joins) from it and saves it back with how far each file was read, so the "
+    "next scan reads only lines not read before (also after rotation or compression) and "
+    "goes on where this one ended; show looks KEY up in it (the daemon's state.sqlite too).",
+)
+store_option = shared_option(
+    "--store",
+    "store_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE.sqlite",
+    help="A SQLite store of findings (the daemon's schema): scan appends its findings and "
+    "counts to it; show looks KEY up in it.",
+)
+quiet_option = shared_option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print only errors on stderr: no counts, progress bar, summaries or notices.",
+)
+context_option = shared_option(
+    "-C",
+    "--context",
+    "context_lines",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Show each finding's lines with the N lines before and after them, read from the "
+    "logs again (scan: with --format jsonl; report --from-store: a SQLite store).",
+)
+
+
 def rules_options(func: F) -> F:
     """``--rules DIR`` (repeatable) and ``--no-builtin-rules``, shared by every rule user."""
-    func = click.option(
-        "--no-builtin-rules",
-        is_flag=True,
-        help="Leave out the built-in rule pack (use only --rules).",
-    )(func)
-    func = click.option(
-        "--rules",
-        "rule_dirs",
-        multiple=True,
-        type=click.Path(),
-        metavar="DIR",
-        help="Also load the YAML rules in DIR (a directory or a file); repeatable.",
-    )(func)
-    return func
+    return _all(rules_option(), no_builtin_rules_option())(func)
 
 
 def fail2ban_options(func: F) -> F:
@@ -135,30 +290,25 @@ def _with_fail2ban(
 
 
 def time_options(func: F) -> F:
-    for opt in reversed(
-        [
-            click.option("--since", metavar="T", help="Only lines at or after T (ISO 8601)."),
-            click.option("--until", metavar="T", help="Only lines before T (ISO 8601)."),
-            click.option(
-                "--year",
-                type=click.IntRange(1, 9999),
-                metavar="Y",
-                help="Year of the first year-less syslog line (default: from the file's mtime).",
-            ),
-            click.option(
-                "--tz",
-                metavar="TZ",
-                help="Zone of local-time logs, e.g. Europe/Berlin (default: this machine's).",
-            ),
-            click.option(
-                "--input-format",
-                metavar="NAME",
-                help="Parse every input as this format instead of sniffing it.",
-            ),
-        ]
-    ):
-        func = opt(func)
-    return func
+    return _all(since_option(), until_option(), year_option(), tz_option(), input_format_option())(
+        func
+    )
+
+
+def journal_options(func: F) -> F:
+    return _all(journal_option(), journal_directory_option(), journal_file_option())(func)
+
+
+def deprecated_dir(command: str, directory: str | None, rule_dirs: Sequence[str]) -> list[str]:
+    """The old positional DIR of ``rules validate|test|list``: still read as ``--rules DIR``,
+    with a one-line notice on stderr."""
+    if directory is None:
+        return list(rule_dirs)
+    click.echo(
+        f"logwarden: notice: `{command} DIR` is deprecated; use `{command} --rules DIR`",
+        err=True,
+    )
+    return [directory, *rule_dirs]
 
 
 def handle_errors(func: F) -> F:
@@ -225,7 +375,10 @@ def _default_paths() -> list[str]:
 
     found = [p for pattern in DEFAULT_PATHS for p in sorted(glob.glob(pattern))]
     if not found:
-        fail("no PATH given and none of " + ", ".join(DEFAULT_PATHS) + " exists")
+        fail(
+            "no PATH given and none of " + ", ".join(DEFAULT_PATHS) + " exists; on a system "
+            "that logs only to the systemd journal, use --journal"
+        )
     return [os.path.dirname(p) + "/" + os.path.basename(p) for p in found]
 
 
@@ -520,53 +673,17 @@ def write_findings(
     help="Show, write and notify only findings at or above this severity (--store, "
     "--parquet and --fail-on still see all).",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write findings to FILE.")
+@output_option()
 @time_options
 @click.option(
     "--fail-on",
     type=click.Choice([str(s) for s in Severity]),
     help="Exit 1 when a finding at or above this severity exists.",
 )
-@click.option(
-    "--state",
-    "state_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Continue detection state (open windows, suppression, joins) from this SQLite "
-    "file and save it back with how far each file was read, so the next scan reads only "
-    "lines not read before (also after rotation or compression) and goes on where this "
-    "one ended.",
-)
-@click.option(
-    "--journal",
-    is_flag=True,
-    help="Also scan the systemd journal: this machine's, or the --journal-directory / "
-    "--journal-file ones. Without PATH, only the journal is scanned.",
-)
-@click.option(
-    "--journal-directory",
-    "journal_dirs",
-    multiple=True,
-    type=click.Path(exists=True, file_okay=False),
-    metavar="DIR",
-    help="Scan the journal files in DIR (journalctl --directory); repeatable; implies --journal.",
-)
-@click.option(
-    "--journal-file",
-    "journal_files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
-    metavar="FILE",
-    help="Scan this journal file; repeatable, the files are read together, interleaved by "
-    "time (journalctl --file); implies --journal.",
-)
-@click.option(
-    "--notify",
-    "notify_urls",
-    multiple=True,
-    metavar="URL",
-    help="Notify this apprise URL of the findings (cron-driven forensics); repeatable.",
-)
+@state_option()
+@journal_options
+@config_option()
+@notify_option()
 @click.option("--dry-run", is_flag=True, help="With --notify: print what would be sent.")
 @click.option(
     "--notify-wait",
@@ -576,13 +693,7 @@ def write_findings(
     metavar="SECONDS",
     help="With --notify: how long to keep retrying before the rest counts as undelivered.",
 )
-@click.option(
-    "--store",
-    "store_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE.sqlite",
-    help="Append the findings and this scan's counts to a SQLite store (the daemon's schema).",
-)
+@store_option()
 @click.option(
     "--parquet",
     "parquet_dir",
@@ -614,26 +725,9 @@ def write_findings(
     help="A running dask.distributed scheduler (tcp://host:8786); implies --engine dask. Its "
     "workers must read the same paths, or use fsspec URLs (s3://..., file://...).",
 )
-@click.option(
-    "--host",
-    metavar="NAME",
-    help="The host of lines that carry none (Apache error logs). Without it, such lines "
-    "are grouped per rotation set and their findings show no host.",
-)
-@click.option(
-    "-q",
-    "--quiet",
-    is_flag=True,
-    help="Do not print the counts (lines, candidates, parsed, candidates unparsed, ...).",
-)
-@click.option(
-    "--context",
-    "context_lines",
-    type=click.IntRange(min=0),
-    metavar="N",
-    help="With --format jsonl: add each finding's lines with the N lines before and after "
-    "them, read from the inputs again after the scan.",
-)
+@host_option()
+@quiet_option()
+@context_option()
 @handle_errors
 def scan(
     paths: tuple[str, ...],
@@ -655,6 +749,7 @@ def scan(
     journal: bool,
     journal_dirs: tuple[str, ...],
     journal_files: tuple[str, ...],
+    config_path: str | None,
     notify_urls: tuple[str, ...],
     dry_run: bool,
     notify_wait: float,
@@ -685,16 +780,17 @@ def scan(
     those are parsed), how many candidates parsed and how many no grammar could read
     ("candidates unparsed"; lines that are not candidates are not parsed, so not
     counted there), findings.
+
+    --config FILE (watch's config) gives a cron scan the daemon's notifiers (with their
+    severity floors, routes and limits), rules, tz and hosts; options given here win.
     """
+    cfg = _load_config(config_path)
+    rule_dirs, no_builtin_rules, tz, host = _with_config(cfg, rule_dirs, no_builtin_rules, tz, host)
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     rules = _with_fail2ban(rules, f2b_dir, f2b_filters)
     if not rules:
         fail("no rules loaded (--no-builtin-rules without --rules?)")
-    options = _options(since, until, year, tz, input_format)
-    if host is not None:
-        if not host or any(c.isspace() for c in host):
-            raise click.BadParameter("a host name, without spaces", param_hint="--host")
-        options = replace(options, host=host)
+    options = _host_options(_options(since, until, year, tz, input_format), host, cfg)
     engine = Engine(rules, options)
     journals = _journal_specs(journal, journal_dirs, journal_files)
     inputs = list(paths) if paths or journals else _default_paths()
@@ -772,9 +868,9 @@ def scan(
     if store_path or parquet_dir:
         _store_scan(engine, result, inputs, started, store_path, parquet_dir, events, quiet)
     undelivered = 0
-    if notify_urls:
+    if notify_urls or (cfg is not None and cfg.notify):
         undelivered = _notify_scan(
-            shown, rules, notify_urls, state_path, dry_run, quiet, notify_wait
+            shown, rules, notify_urls, state_path, dry_run, quiet, notify_wait, cfg
         )
     if lock is not None:
         lock.release()
@@ -782,6 +878,44 @@ def scan(
         sys.exit(EXIT_INCOMPLETE)
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+def _load_config(config_path: str | None) -> WatchConfig | None:
+    """``--config FILE``, validated with file:line (as ``watch`` loads it), or None."""
+    if not config_path:
+        return None
+    from pipeline.config import load_config
+
+    return load_config(config_path)
+
+
+def _with_config(
+    cfg: WatchConfig | None,
+    rule_dirs: tuple[str, ...],
+    no_builtin_rules: bool,
+    tz: str | None,
+    host: str | None,
+) -> tuple[tuple[str, ...], bool, str | None, str | None]:
+    """The config's rules, tz and host where the command line gives none."""
+    if cfg is None:
+        return rule_dirs, no_builtin_rules, tz, host
+    return (
+        rule_dirs or cfg.rules,
+        no_builtin_rules or not cfg.builtin_rules,
+        tz or cfg.tz,
+        host if host is not None else cfg.host,
+    )
+
+
+def _host_options(options: ScanOptions, host: str | None, cfg: WatchConfig | None) -> ScanOptions:
+    """``--host`` checked, and the config's per-path hosts."""
+    if host is not None:
+        if not host or any(c.isspace() for c in host):
+            raise click.BadParameter("a host name, without spaces", param_hint="--host")
+        options = replace(options, host=host)
+    if cfg is not None and cfg.hosts:
+        options = replace(options, hosts=cfg.hosts)
+    return options
 
 
 def _check_context(out_format: str, inputs: Sequence[str], journals: bool) -> None:
@@ -931,6 +1065,7 @@ def _notify_scan(
     dry_run: bool,
     quiet: bool,
     wait: float = NOTIFY_WAIT,
+    cfg: WatchConfig | None = None,
 ) -> int:
     """Queue the findings' notifications in an outbox and deliver them (or print them).
 
@@ -943,7 +1078,10 @@ def _notify_scan(
     from pipeline.state import StateDB
 
     try:
-        notifiers = parse_notifiers([], "--notify", urls)
+        if cfg is not None and cfg.source:
+            notifiers = parse_notifiers(cfg.notify, cfg.source, urls)
+        else:
+            notifiers = parse_notifiers([], "--notify", urls)
     except NotifyError as exc:
         fail(str(exc))
     route = router(notifiers, rules)
@@ -980,14 +1118,10 @@ def _notify_scan(
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @rules_options
 @time_options
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False),
-    default="report.html",
-    show_default=True,
-    help="The HTML file to write.",
-)
+@output_option(default="report.html")
+@journal_options
+@config_option()
+@host_option()
 @click.option(
     "--from-store",
     "store",
@@ -995,21 +1129,20 @@ def _notify_scan(
     metavar="STORE",
     help="Report the findings kept in a SQLite store or Parquet directory instead of scanning.",
 )
-@click.option("--title", default="logwarden report", show_default=True, help="The report's title.")
 @click.option(
-    "--context",
-    "context_lines",
-    type=click.IntRange(min=0),
-    metavar="N",
-    help="Show under each finding its lines with the N lines before and after them, read "
-    "from the logs again (with --from-store: a SQLite store).",
+    "--title",
+    default="logwarden report",
+    show_default=True,
+    metavar="TEXT",
+    help="The report's title.",
 )
 @click.option(
     "--min-severity",
     type=click.Choice([str(s) for s in Severity]),
     help="Report only findings at or above this severity.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="Do not print what was written.")
+@context_option()
+@quiet_option()
 @handle_errors
 def report(
     paths: tuple[str, ...],
@@ -1021,24 +1154,35 @@ def report(
     tz: str | None,
     input_format: str | None,
     output: str,
+    journal: bool,
+    journal_dirs: tuple[str, ...],
+    journal_files: tuple[str, ...],
+    config_path: str | None,
+    host: str | None,
     store: str | None,
     title: str,
     context_lines: int | None,
     min_severity: str | None,
     quiet: bool,
 ) -> None:
-    """Write a self-contained HTML report: counts, a timeline, findings and rule details.
+    """Write a self-contained HTML report of the findings.
 
-    Scans PATHs as ``scan`` does (without PATH: Debian's usual logs), or reads the findings
-    of an earlier ``scan --store`` / ``--parquet`` with --from-store. The file needs no
-    network access to be viewed.
+    The report holds counts, a timeline, the findings and the rules' details.
+
+    Scans PATHs (and with --journal the systemd journal) as scan does (without PATH:
+    Debian's usual logs), or reads the findings of an earlier scan --store / --parquet
+    with --from-store. The file needs no network access to be viewed.
     """
     from pipeline.analysis import scan as scan_frame
     from pipeline.report import render_report
 
+    cfg = _load_config(config_path)
+    rule_dirs, no_builtin_rules, tz, host = _with_config(cfg, rule_dirs, no_builtin_rules, tz, host)
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
-    options = _options(since, until, year, tz, input_format)
+    options = _host_options(_options(since, until, year, tz, input_format), host, cfg)
     writable_file(output)
+    if store and (paths or journal or journal_dirs or journal_files):
+        raise click.UsageError("--from-store reports stored findings: not with PATH or --journal")
     if store:
         from pipeline.store import load_findings
 
@@ -1052,12 +1196,16 @@ def report(
         findings = _at_least(load_findings(store, tz=options.tz), min_severity)
         html = render_report(findings, rules, paths=[store], title=title, context=context)
     else:
-        inputs = list(paths) or _default_paths()
+        journals = _journal_specs(journal, journal_dirs, journal_files)
+        inputs = list(paths) if paths or journals else _default_paths()
         if context_lines is not None:
-            _check_context("jsonl", inputs, False)
+            _check_context("jsonl", inputs, bool(journals))
         result = scan_frame(
             inputs,
             rules,
+            host=options.host,
+            hosts=options.hosts,
+            journals=journals,
             since=options.since,
             until=options.until,
             tz=options.tz,
@@ -1079,16 +1227,7 @@ def report(
 
 @main.command()
 @click.argument("target", metavar="KEY|FILE:LINE")
-@click.option(
-    "-C",
-    "--context",
-    "context_lines",
-    type=click.IntRange(min=0),
-    default=3,
-    show_default=True,
-    metavar="N",
-    help="Lines shown before and after each of the finding's lines.",
-)
+@context_option(default=3, show_default=True)
 @click.option(
     "--findings",
     "findings_files",
@@ -1097,28 +1236,21 @@ def report(
     metavar="FILE.jsonl",
     help="Look KEY up in this JSONL file (scan --format jsonl, watch --output); repeatable.",
 )
-@click.option(
-    "--store",
-    "--state",
-    "stores",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    metavar="FILE.sqlite",
-    help="Look KEY up in this SQLite store (scan --store) or state database (the daemon's "
-    "state.sqlite); repeatable.",
-)
+@store_option(multiple=True)
+@state_option(multiple=True)
 @handle_errors
 def show(
     target: str,
     context_lines: int,
     findings_files: tuple[str, ...],
-    stores: tuple[str, ...],
+    store_path: tuple[str, ...],
+    state_path: tuple[str, ...],
 ) -> None:
-    """Show a finding, or FILE:LINE, with the lines around it, read from the original
-    (possibly compressed) log.
+    """Show a finding, or FILE:LINE, with the lines around it.
 
+    The lines are read from the original (possibly compressed) log.
     KEY is a finding's key or a unique start of it (at least 4 hex digits), looked up in
-    --findings and --store files. Its own lines (a correlation has several, perhaps in
+    --findings, --store and --state files. Its own lines (a correlation has several, perhaps in
     several files) are marked with >, runs of lines that do not touch are separated by --.
     A file rotated since the finding is followed into its rotation set (mail.log ->
     mail.log.1 -> mail.log.2.gz). Exits 2 when the finding or one of its lines cannot be
@@ -1131,7 +1263,7 @@ def show(
     if where is not None:
         targets = [Target(*where)]
     else:
-        finding = find_finding(target, findings_files, stores)
+        finding = find_finding(target, findings_files, (*store_path, *state_path))
         targets = finding_targets(finding)
         if not targets:
             fail(f"finding {finding.key} has no log line to show: {visible(finding.message)}")
@@ -1201,21 +1333,20 @@ def _notifiers_from(config_path: str | None, urls: tuple[str, ...]) -> list[Any]
 
 
 @notify.command("test")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Test the notifiers of this daemon config file.",
-)
-@click.option("--notify", "urls", multiple=True, metavar="URL", help="An apprise URL; repeatable.")
+@config_option()
+@notify_option()
 @click.option("--tag", "tags", multiple=True, metavar="T", help="Only notifiers with this tag.")
 @handle_errors
-def notify_test(config_path: str | None, urls: tuple[str, ...], tags: tuple[str, ...]) -> None:
-    """Send a test message to each notifier and report each one's result."""
+def notify_test(
+    config_path: str | None, notify_urls: tuple[str, ...], tags: tuple[str, ...]
+) -> None:
+    """Send a test message to each notifier; report the results.
+
+    The notifiers are those of --config and --notify; each one's result is printed.
+    """
     from pipeline.notify.outbox import apprise_send
 
-    notifiers = _notifiers_from(config_path, urls)
+    notifiers = _notifiers_from(config_path, notify_urls)
     if tags:
         notifiers = [n for n in notifiers if set(n.tags) & set(tags)]
     if not notifiers:
@@ -1236,19 +1367,18 @@ def notify_test(config_path: str | None, urls: tuple[str, ...], tags: tuple[str,
 
 
 @notify.command("pending")
-@click.option(
-    "--state-dir",
-    default="/var/lib/logwarden",
-    show_default=True,
-    metavar="DIR",
-    help="Where the daemon's state database (and its outbox) lives.",
-)
+@state_dir_option()
 @handle_errors
-def notify_pending(state_dir: str) -> None:
-    """List notifications waiting in the outbox (failed, retrying or folded)."""
+def notify_pending(state_dir: str | None) -> None:
+    """List the notifications waiting in the outbox.
+
+    Those that failed, wait for a retry or were folded into a digest.
+    """
     import sqlite3
 
-    path = Path(state_dir) / "state.sqlite"
+    from pipeline.config import DEFAULT_STATE_DIR
+
+    path = Path(state_dir or DEFAULT_STATE_DIR) / "state.sqlite"
     if not path.exists():
         fail(f"no state database at {path}")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -1280,37 +1410,69 @@ def notify_pending(state_dir: str) -> None:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
 @click.option(
     "--format",
     "out_format",
-    type=click.Choice(["jsonl", "table"]),
+    type=click.Choice(["jsonl", "json", "table"]),
     default="jsonl",
     show_default=True,
-    help="How events are written.",
+    help="How events are written (jsonl and json: one JSON object a line).",
 )
+@output_option()
 @click.option("--print-unparsed", is_flag=True, help="Also print lines no grammar could read.")
 @time_options
+@journal_options
+@quiet_option()
 @handle_errors
 def parse(
     paths: tuple[str, ...],
     out_format: str,
+    output: str | None,
     print_unparsed: bool,
     since: str | None,
     until: str | None,
     year: int | None,
     tz: str | None,
     input_format: str | None,
+    journal: bool,
+    journal_dirs: tuple[str, ...],
+    journal_files: tuple[str, ...],
+    quiet: bool,
 ) -> None:
-    """Parse every line and print it as an event (timestamp, host, program, pid, ...)."""
+    """Parse every line and print it as an event.
+
+    Each event has its timestamp, host, program, pid, level, format and message. Reads
+    PATHs and with --journal the systemd journal (at least one of them).
+    """
     engine = Engine([], _options(since, until, year, tz, input_format))
+    journals = _journal_specs(journal, journal_dirs, journal_files)
+    if not paths and not journals:
+        raise click.UsageError("give a PATH or --journal")
+    if output:
+        writable_file(output)
+    with (
+        open(output, "w", encoding="utf-8", newline="") if output else contextlib.nullcontext()
+    ) as opened:
+        _parse_to(engine, list(paths), journals, out_format, print_unparsed, quiet, opened)
+
+
+def _parse_to(
+    engine: Engine,
+    paths: list[str],
+    journals: list[JournalSpec],
+    out_format: str,
+    print_unparsed: bool,
+    quiet: bool,
+    opened: TextIO | None,
+) -> None:
     stats = ScanStats()
     table = Table(header_style="bold") if out_format == "table" else None
     if table is not None:
         for col in ("source", "time", "host", "program", "pid", "level", "format", "message"):
             table.add_column(col, overflow="fold")
-    out = sys.stdout
-    for rec in engine.parse(list(paths), stats):
+    out = opened or sys.stdout
+    for rec in engine.parse(paths, stats, journals):
         if isinstance(rec, Unparsed):
             if print_unparsed:
                 obj = {
@@ -1348,7 +1510,10 @@ def parse(
         else:
             out.write(json.dumps(_event_json(rec), ensure_ascii=False) + "\n")
     if table is not None:
-        _console().print(table)
+        _console(out).print(table)
+    if quiet:
+        _incomplete(stats, 0, False)  # an unreadable input is an error: said also with -q
+        return
     unparsed = sum(stats.unparsed.values())
     click.echo(
         f"{stats.lines} lines, {stats.parsed} parsed, {unparsed} unparsed"
@@ -1379,29 +1544,40 @@ def rules() -> None:
     """List, validate and test rules."""
 
 
+_OLD_DIR = "[DIR]"
+
+
 @rules.command("list")
+@click.argument("directory", required=False, type=click.Path(), metavar=_OLD_DIR)
 @rules_options
 @fail2ban_options
 @click.option(
     "--format",
     "out_format",
-    type=click.Choice(["table", "jsonl"]),
+    type=click.Choice(["table", "jsonl", "json"]),
     default="table",
-    help="How the rules are listed.",
+    show_default=True,
+    help="How the rules are listed (jsonl and json: one JSON object a line).",
 )
 @handle_errors
 def rules_list(
+    directory: str | None,
     rule_dirs: tuple[str, ...],
     no_builtin_rules: bool,
     f2b_dir: str | None,
     f2b_filters: tuple[str, ...],
     out_format: str,
 ) -> None:
-    """List the loaded rules (with --fail2ban, the imported ones, defined at their
-    filter's failregex or jail's line; their tags say what their patterns run on)."""
-    loaded = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
+    """List the loaded rules (the built-in pack and --rules DIR; with --fail2ban, the
+    imported ones, defined at their filter's failregex or jail's line; their tags say what
+    their patterns run on).
+
+    DIR is the old spelling of --rules DIR (deprecated).
+    """
+    dirs = deprecated_dir("rules list", directory, rule_dirs)
+    loaded = load_rules(dirs, builtin=not no_builtin_rules)
     loaded = _with_fail2ban(loaded, f2b_dir, f2b_filters)
-    if out_format == "jsonl":
+    if out_format in ("jsonl", "json"):
         for r in loaded:
             click.echo(
                 json.dumps(
@@ -1434,14 +1610,14 @@ def rules_list(
     _console().print(table)
 
 
-def _rule_set(directory: str | None, no_builtin_rules: bool) -> tuple[list[str], bool]:
-    """The rule dirs and whether the built-in pack loads first: ``rules validate|test DIR``
-    load what ``scan --rules DIR`` loads (without DIR: the built-in pack itself)."""
-    if directory is None:
+def _rule_set(dirs: list[str], no_builtin_rules: bool) -> tuple[list[str], bool]:
+    """The rule dirs and whether the built-in pack loads first: ``rules validate|test
+    --rules DIR`` load what ``scan --rules DIR`` loads (without DIR: the built-in pack)."""
+    if not dirs:
         if no_builtin_rules:
-            fail("--no-builtin-rules needs a DIR of rules")
+            fail("--no-builtin-rules needs a DIR of rules (--rules DIR)")
         return [], True
-    return [directory], not no_builtin_rules
+    return dirs, not no_builtin_rules
 
 
 def _defined_in(rules: list[Rule], dirs: list[str]) -> list[Rule]:
@@ -1452,35 +1628,34 @@ def _defined_in(rules: list[Rule], dirs: list[str]) -> list[Rule]:
     return [r for r in rules if r.location.path in mine]
 
 
-_NO_BUILTIN_HELP = (
-    "Leave out the built-in rule pack: DIR alone (as scan --rules DIR --no-builtin-rules)."
-)
-
-
 @rules.command("validate")
-@click.argument("directory", required=False, type=click.Path(), metavar="[DIR]")
-@click.option("--no-builtin-rules", is_flag=True, help=_NO_BUILTIN_HELP)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Also validate this daemon config (notifier URLs included).",
-)
+@click.argument("directory", required=False, type=click.Path(), metavar=_OLD_DIR)
+@rules_options
+@config_option()
 @handle_errors
-def rules_validate(directory: str | None, no_builtin_rules: bool, config_path: str | None) -> None:
-    """Check rule files (DIR, or the built-in pack) and print every error with file:line.
+def rules_validate(
+    directory: str | None,
+    rule_dirs: tuple[str, ...],
+    no_builtin_rules: bool,
+    config_path: str | None,
+) -> None:
+    """Check rule files and print every error with file:line.
+
+    The rules checked are those of --rules DIR, or the built-in pack.
 
     DIR is checked together with the built-in pack, as scan --rules DIR loads it, so its
-    rules may build on built-in rules and override them.
+    rules may build on built-in rules and override them. With --config, the config is
+    checked too (notifier URLs included). A DIR without --rules is the old spelling
+    (deprecated).
     """
     from pipeline.detection.fields import check_fields
 
+    dirs = deprecated_dir("rules validate", directory, rule_dirs)
     if config_path:
         from pipeline.config import load_config
 
         load_config(config_path)
-    dirs, builtin = _rule_set(directory, no_builtin_rules)
+    dirs, builtin = _rule_set(dirs, no_builtin_rules)
     all_loaded, errors = check_rule_dirs(dirs, builtin=builtin)
     loaded = _defined_in(all_loaded, dirs)
     paths = {r.location.path for r in loaded}
@@ -1497,31 +1672,42 @@ def rules_validate(directory: str | None, no_builtin_rules: bool, config_path: s
                 err=True,
             )
     if errors:
-        click.echo(f"{len(errors)} errors in {dirs[0] if dirs else builtin_rules_dir()}", err=True)
+        where = ", ".join(dirs) if dirs else str(builtin_rules_dir())
+        click.echo(f"{len(errors)} errors in {where}", err=True)
         sys.exit(2)
     click.echo(f"{len(loaded)} rules valid")
 
 
 @rules.command("test")
-@click.argument("directory", required=False, type=click.Path(), metavar="[DIR]")
-@click.option("--no-builtin-rules", is_flag=True, help=_NO_BUILTIN_HELP)
+@click.argument("directory", required=False, type=click.Path(), metavar=_OLD_DIR)
+@rules_options
 @click.option(
     "--samples",
     "samples_dir",
     type=click.Path(file_okay=False),
+    metavar="DIR",
     help="Annotated sample logs to check (default: the samples/ next to the built-in rules).",
 )
 @handle_errors
-def rules_test(directory: str | None, no_builtin_rules: bool, samples_dir: str | None) -> None:
-    """Run every rule's examples and the annotated samples; fail on any mismatch.
+def rules_test(
+    directory: str | None,
+    rule_dirs: tuple[str, ...],
+    no_builtin_rules: bool,
+    samples_dir: str | None,
+) -> None:
+    """Run the rules' examples and samples; fail on a mismatch.
 
-    DIR loads with the built-in pack, as for validate and scan --rules DIR; the rules
-    defined in DIR are tested, with the built-in rules they build on.
+    The examples are each rule's inline ones, the samples the annotated sample logs.
+
+    --rules DIR loads with the built-in pack, as for validate and scan; the rules defined
+    in DIR are tested, with the built-in rules they build on. A DIR without --rules is
+    the old spelling (deprecated).
     """
     from pipeline.detection.loader import dependencies
     from pipeline.detection.testing import TestFailure, check_examples, check_samples
 
-    dirs, builtin = _rule_set(directory, no_builtin_rules)
+    dirs = deprecated_dir("rules test", directory, rule_dirs)
+    dirs, builtin = _rule_set(dirs, no_builtin_rules)
     loaded, errors = check_rule_dirs(dirs, builtin=builtin)
     for e in errors:
         click.echo(f"error: {e}", err=True)
@@ -1529,7 +1715,7 @@ def rules_test(directory: str | None, no_builtin_rules: bool, samples_dir: str |
         sys.exit(2)
     tested = _defined_in(loaded, dirs)
     failures, n_examples = check_examples(tested, loaded)
-    if samples_dir is None and directory is None:
+    if samples_dir is None and not dirs:
         default = builtin_rules_dir().parent / "samples"
         samples_dir = str(default) if default.is_dir() else None
     n_sample_lines = 0
@@ -1564,49 +1750,30 @@ def rules_test(directory: str | None, no_builtin_rules: bool, samples_dir: str |
 
 @main.command()
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
-@click.option("--journal", is_flag=True, default=None, help="Also follow the systemd journal.")
-@click.option("--journal-directory", metavar="DIR", help="Follow the journal files in DIR.")
+@journal_option()
+@journal_directory_option()
 @rules_options
 @fail2ban_options
-@click.option(
-    "--state-dir",
-    metavar="DIR",
-    help="Where the state database lives (default /var/lib/logwarden).",
-)
-@click.option("--output", metavar="FILE.jsonl", help="Append one JSON object per finding.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="A YAML config file (same settings, plus notifiers).",
-)
+@state_dir_option()
+@output_option()
+@config_option()
 @click.option(
     "--from-beginning",
     is_flag=True,
     default=None,
     help="On the first run, read existing files from their start.",
 )
-@click.option("--tz", metavar="TZ", help="Zone of local-time logs (default: this machine's).")
-@click.option(
-    "--host",
-    metavar="NAME",
-    help="The host of lines that carry none (Apache error logs), for paths without their "
-    "own host: in the config. Without it, such lines are grouped per followed file.",
-)
+@since_option()
+@until_option()
+@tz_option()
+@host_option()
 @click.option(
     "--poll-interval",
     type=click.FloatRange(0.05, 60),
     metavar="SECONDS",
     help="How often to look without a change notice (default 1).",
 )
-@click.option(
-    "--notify",
-    "notify_urls",
-    multiple=True,
-    metavar="URL",
-    help="Also notify this apprise URL of every finding; repeatable.",
-)
+@notify_option()
 @click.option(
     "--metrics",
     metavar="ADDR:PORT",
@@ -1622,8 +1789,8 @@ def rules_test(directory: str | None, no_builtin_rules: bool, samples_dir: str |
 @handle_errors
 def watch(
     paths: tuple[str, ...],
-    journal: bool | None,
-    journal_directory: str | None,
+    journal: bool,
+    journal_dirs: tuple[str, ...],
     rule_dirs: tuple[str, ...],
     no_builtin_rules: bool,
     f2b_dir: str | None,
@@ -1632,6 +1799,8 @@ def watch(
     output: str | None,
     config_path: str | None,
     from_beginning: bool | None,
+    since: str | None,
+    until: str | None,
     tz: str | None,
     host: str | None,
     poll_interval: float | None,
@@ -1645,6 +1814,10 @@ def watch(
     Follows PATHs (files or globs; default: Debian's syslog, mail.log and Apache error
     log) through rotations, truncations and restarts, checkpointing offsets and detection
     state in the state directory. SIGHUP reloads config and rules, SIGTERM stops cleanly.
+
+    --since/--until act on the first run only (no saved offsets): the files (and the
+    journal) are read from their start, keeping the lines from before the start inside
+    the range; later runs go on from the saved offsets.
     """
     import logging
 
@@ -1657,11 +1830,23 @@ def watch(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--metrics") from None
 
+    if len(journal_dirs) > 1:
+        raise click.BadParameter(
+            "watch follows one journal directory", param_hint="--journal-directory"
+        )
+    window: dict[str, Any] = {}
+    if since or until:
+        zone = parse_zone(tz or (load_config(config_path).tz if config_path else None))
+        window = {
+            "since": parse_when(since, zone) if since else None,
+            "until": parse_when(until, zone) if until else None,
+        }
     setup_logging(logging.DEBUG if verbose else logging.INFO)
     overrides: dict[str, Any] = {
         "paths": tuple(paths) or None,
-        "journal": journal,
-        "journal_directory": journal_directory,
+        "journal": journal or None,
+        "journal_directory": journal_dirs[0] if journal_dirs else None,
+        **window,
         "rules": tuple(rule_dirs) or None,
         "builtin_rules": (not no_builtin_rules) if no_builtin_rules else None,
         "fail2ban": f2b_dir,
@@ -1682,31 +1867,29 @@ def watch(
 
 
 @main.command()
-@click.option(
-    "--state-dir",
-    default="/var/lib/logwarden",
-    show_default=True,
-    metavar="DIR",
-    help="Where the daemon's state database lives.",
-)
+@state_dir_option()
 @click.option(
     "--format",
     "out_format",
     type=click.Choice(["table", "json"]),
     default="table",
+    show_default=True,
     help="A table, or one JSON object.",
 )
 @handle_errors
-def status(state_dir: str, out_format: str) -> None:
-    """Show whether the daemon runs and what it follows: pid, uptime, checkpoint age,
-    lines/s over the last minute, dropped detection state; per source position, lag, rate,
-    errors; per notifier sent, failed, pending and the last error; the last findings.
+def status(state_dir: str | None, out_format: str) -> None:
+    """Show whether the daemon runs and what it follows.
+
+    The daemon: pid, uptime, checkpoint age, lines/s over the last minute, dropped
+    detection state; per source: position, lag, rate, errors; per notifier: sent, failed,
+    pending and the last error; the last findings.
 
     Exits 0 while the daemon runs, 1 when it is stalled, 3 when it is not running.
     """
+    from pipeline.config import DEFAULT_STATE_DIR
     from pipeline.daemon import status as read_status
 
-    info = read_status(state_dir)
+    info = read_status(state_dir or DEFAULT_STATE_DIR)
     code = STATUS_EXIT[info["daemon"]["state"]]
     if out_format == "json":
         click.echo(json.dumps(info, indent=2, ensure_ascii=False))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,10 @@ class WatchConfig:
     notify_retry: float = 5.0
     #: ``ADDR:PORT`` to serve Prometheus metrics on (``watch --metrics``); off when None
     metrics: str | None = None
+    #: ``watch --since/--until`` (command line only): on a first run, the lines of the files
+    #: (and journal) from before the start that are read; afterwards saved offsets rule
+    since: datetime | None = None
+    until: datetime | None = None
     source: str | None = None  # the file this came from
     lines: dict[str, int] = field(default_factory=dict)  # key -> line in that file
 

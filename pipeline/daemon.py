@@ -32,7 +32,7 @@ from pipeline.config import WatchConfig, load_config
 from pipeline.detection.loader import load_rules
 from pipeline.engine import Engine, LineProcessor, ScanOptions, ScanStats, TimeMark, Unparsed
 from pipeline.errors import LogwardenError, Problem
-from pipeline.model import Finding
+from pipeline.model import Event, Finding
 from pipeline.sources.files import rotation_set
 from pipeline.sources.tail import FileFollower, FileState
 from pipeline.state import StateCorrupt, StateDB, StateError, StateLock, move_aside
@@ -210,6 +210,7 @@ class JournalSource:
         config: WatchConfig,
         saved: tuple[dict[str, Any], dict[str, Any]] | None,
         report: Callable[[Problem], None],
+        from_start: bool = False,
     ) -> None:
         from pipeline.sources.journal import JournalFollower, JournalSpec
 
@@ -220,7 +221,7 @@ class JournalSource:
         self.follower = JournalFollower(
             self.spec,
             after_cursor=cursor,
-            from_start=config.from_beginning and cursor is None,
+            from_start=(config.from_beginning or from_start) and cursor is None,
         )
         self.report = report
 
@@ -305,6 +306,11 @@ class Daemon:
         self._last_prune = 0.0
         self._looked = False
         self._touched: dict[str, Any] = {}
+        #: ``--since``/``--until`` on a first run (no saved offsets): lines stamped before
+        #: the start are read from the files' start and kept only inside the window
+        self._window: tuple[datetime, datetime | None, datetime | None] | None = None
+        if (config.since or config.until) and not self.saved_sources:
+            self._window = (datetime.now(UTC), config.since, config.until)
         self.journal: JournalSource | None = None
         if config.journal or config.journal_directory:
             self._start_journal()
@@ -377,7 +383,7 @@ class Daemon:
                 self._reporter(path),
                 lambda msg: log.info("%s", msg),
                 state=state,
-                from_beginning=self.config.from_beginning or late,
+                from_beginning=self.config.from_beginning or late or self._window is not None,
             )
             self.followers[path] = f
             # checkpoint every source once, even before it has lines (a missing or empty
@@ -407,7 +413,10 @@ class Daemon:
         name = JournalSpec(directory=self.config.journal_directory).display
         self.stats.setdefault(name, SourceStats())
         self.journal = JournalSource(
-            self.config, self.saved_sources.get(name), self._reporter(name)
+            self.config,
+            self.saved_sources.get(name),
+            self._reporter(name),
+            from_start=self._window is not None,
         )
         log.info("following %s", name)
 
@@ -472,8 +481,11 @@ class Daemon:
     ) -> int:
         """Detect on one block of lines; returns how many lines it held."""
         before = self.scan_stats.lines
+        window = self._window
         for rec in proc.process(data, first_line):
             if isinstance(rec, Unparsed):
+                continue
+            if window is not None and isinstance(rec, Event) and self._outside(window, rec):
                 continue
             if isinstance(rec, TimeMark):
                 out = self.detector.observe(rec.host, rec.timestamp)
@@ -482,6 +494,17 @@ class Daemon:
             for f in out:
                 found[f.key] = f
         return self.scan_stats.lines - before
+
+    def _outside(self, window: tuple[datetime, datetime | None, datetime | None], e: Event) -> bool:
+        """A line from before the start outside the first run's --since/--until (counted)."""
+        started, since, until = window
+        ts = e.timestamp
+        if ts is None or ts >= started:
+            return False
+        if (since is not None and ts < since) or (until is not None and ts >= until):
+            self.scan_stats.out_of_range += 1
+            return True
+        return False
 
     def _forget_finished(self) -> None:
         """Drop the processors of files that are neither followed nor being finished."""

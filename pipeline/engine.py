@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copyreg
+import fnmatch
 import gc
 import io
 import lzma
@@ -128,8 +129,20 @@ class ScanOptions:
     #: the host of lines that carry none (``--host``); without it such lines are grouped
     #: by their input's rotation set (:attr:`Event.group`)
     host: str | None = None
+    #: (path or glob, host) pairs, ``--config``'s ``paths`` entries with a ``host``: the host
+    #: of lines that carry none in inputs whose path or rotation set matches; before ``host``
+    hosts: tuple[tuple[str, str], ...] = ()
     #: "now" for inputs without an mtime (stdin) and for the never-in-the-future rule
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def host_of(self, path: str) -> str | None:
+        """The host of the lines of ``path`` that carry none (once per input, not per line)."""
+        if self.hosts:
+            names = (path, rotation_set(path))
+            for pattern, host in self.hosts:
+                if any(n == pattern or fnmatch.fnmatchcase(n, pattern) for n in names):
+                    return host
+        return self.host
 
 
 def _size(path: str) -> int:
@@ -872,7 +885,7 @@ class Engine:
             max_line=o.max_line,
             body_fields=all_lines or self.body_fields,
             sniffed=part.sniffed,
-            host=o.host,
+            host=o.host_of(inp.path),
             group=None if all_lines else rotation_set(inp.path),
         )
         try:
@@ -1133,11 +1146,19 @@ class Engine:
         stats.seconds = time.perf_counter() - started
         return ScanResult(findings, stats, log.listed, log.omitted(), det.stats.as_dict())
 
-    def parse(self, paths: Sequence[str], stats: ScanStats) -> Iterator[Event | Unparsed]:
-        """Every line of the inputs as an event or an unparsed record; counts go to ``stats``."""
+    def parse(
+        self, paths: Sequence[str], stats: ScanStats, journals: Sequence[JournalSpec] = ()
+    ) -> Iterator[Event | Unparsed]:
+        """Every line of the inputs (then of the ``journals`` reads) as an event or an
+        unparsed record; counts go to ``stats``."""
         log = ProblemLog(stats)
         for inp in log.expand(paths):
             for rec in self._in_scope(self.iter_input(inp, stats, log, all_lines=True), stats):
+                if not isinstance(rec, TimeMark):
+                    yield rec
+        for spec in journals:
+            entries = self.iter_journal_input(spec, stats, log, all_lines=True)
+            for rec in self._in_scope(entries, stats):
                 if not isinstance(rec, TimeMark):
                     yield rec
 

@@ -183,15 +183,70 @@ class TimeResolver:
         return self._aware(here)
 
 
-def parse_when(text: str, tz: tzinfo) -> datetime:
-    """``--since``/``--until`` values: ISO 8601 dates or datetimes; naive ones are in ``tz``."""
+#: journalctl's time units (systemd.time(7)): a month is 30.44 days, a year 365.25 days
+_UNITS: dict[str, float] = {
+    **dict.fromkeys(("us", "usec", "µs"), 1e-6),
+    **dict.fromkeys(("ms", "msec"), 1e-3),
+    **dict.fromkeys(("s", "sec", "second", "seconds"), 1.0),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hr", "hour", "hours"), 3600.0),
+    **dict.fromkeys(("d", "day", "days"), 86400.0),
+    **dict.fromkeys(("w", "week", "weeks"), 7 * 86400.0),
+    **dict.fromkeys(("M", "month", "months"), 30.44 * 86400),
+    **dict.fromkeys(("y", "year", "years"), 365.25 * 86400),
+}
+_SPAN_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Zµ]+)")
+_DAYS = {"today": 0, "yesterday": -1, "tomorrow": 1}
+_WHEN_HINT = (
+    "use ISO 8601 (2026-11-30, 2026-11-30T08:00), a time relative to now (-2h, -1h30min, "
+    "+1d, '2h ago') or now, today, yesterday, tomorrow"
+)
+
+
+def _span(text: str) -> float | None:
+    """Seconds of a systemd time span (``1h30min``, ``2 d``), or None when it is not one."""
+    pos, total = 0, 0.0
+    while pos < len(text):
+        m = _SPAN_PART.match(text, pos)
+        if m is None or m.group(2) not in _UNITS:
+            return None
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    return total if pos else None
+
+
+def parse_when(text: str, tz: tzinfo, now: datetime | None = None) -> datetime:
+    """``--since``/``--until`` values, as journalctl takes them.
+
+    ISO 8601 dates or datetimes (naive ones are in ``tz``); ``now``; ``today``,
+    ``yesterday``, ``tomorrow`` (midnight in ``tz``); a time span before or after ``now``:
+    ``-2h``, ``+1d``, ``-1h30min``, ``2h ago`` (units: us, ms, s, min, h, d, w, M, y and
+    their long names).
+    """
     value = text.strip()
+    lower = value.lower()
+    if lower == "now" or lower in _DAYS or value[:1] in ("+", "-") or lower.endswith(" ago"):
+        current = (now or datetime.now(UTC)).astimezone(tz)
+        if lower == "now":
+            return current
+        if lower in _DAYS:
+            day = current.date() + timedelta(days=_DAYS[lower])
+            return datetime(day.year, day.month, day.day, tzinfo=tz)
+        if lower.endswith(" ago"):
+            sign, body = -1, value[:-4].strip()
+        else:
+            sign, body = (-1 if value[0] == "-" else 1), value[1:].strip()
+        seconds = _span(body)
+        if seconds is None:
+            raise UsageError(f"cannot read time {text!r}", hint=_WHEN_HINT)
+        try:
+            return current + sign * timedelta(seconds=seconds)
+        except OverflowError:
+            raise UsageError(f"time {text!r} is out of range", hint=_WHEN_HINT) from None
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:
-        raise UsageError(
-            f"cannot read time {text!r}", hint="use ISO 8601, e.g. 2026-11-30 or 2026-11-30T08:00"
-        ) from None
+        raise UsageError(f"cannot read time {text!r}", hint=_WHEN_HINT) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=tz)
     return dt

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
+from pipeline.cli import FORMAT_NAMES, main
 from tests.conftest import REPO, SAMPLES
 
 DOVECOT = (
@@ -57,21 +59,172 @@ def _commands(
             yield from _commands(sub, (*path, name))
 
 
+#: markup that click would show verbatim in --help
+MARKUP = ("``", ":func:", ":class:", ":meth:", ".. ")
+
+
+def _signature(param: click.Option) -> tuple[object, ...]:
+    """What a user sees of an option: its flags, metavar, help, whether it is a flag.
+    ``--format``'s help and choices belong to what each command writes (its names are
+    checked against FORMAT_NAMES instead)."""
+    if "--format" in param.opts:
+        return (tuple(param.opts), tuple(param.secondary_opts))
+    return (
+        tuple(param.opts),
+        tuple(param.secondary_opts),
+        param.metavar,
+        param.help,
+        param.is_flag,
+    )
+
+
 def test_every_command_and_option_has_help_and_is_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
     commands = list(_commands())
     names = {" ".join(path) for path, _ in commands}
     assert {"", "scan", "parse", "rules", "rules list", "notify test", "status"} <= names
+    #: each flag (-o, --output, --rules, ...) -> the definitions of the options that use it
+    definitions: dict[str, set[tuple[object, ...]]] = {}
+    where: dict[str, list[str]] = {}
     for path, cmd in commands:
         name = " ".join(("logwarden", *path))
         assert (cmd.help or "").strip(), f"`{name}` has no help text"
         for param in cmd.params:
             if isinstance(param, click.Option):
                 assert (param.help or "").strip(), f"`{name} {param.opts[0]}` has no help text"
+                for flag in (*param.opts, *param.secondary_opts):
+                    definitions.setdefault(flag, set()).add(_signature(param))
+                    where.setdefault(flag, []).append(name)
+                if "--format" in param.opts:
+                    assert isinstance(param.type, click.Choice), name
+                    choices = set(param.type.choices)
+                    assert choices <= set(FORMAT_NAMES), (name, choices)
+                    # a stream of objects is asked for by either name (scan's formats are
+                    # reworked separately)
+                    if "jsonl" in choices and path != ("scan",):
+                        assert "json" in choices, f"`{name} --format` lacks json"
         code, out, _ = run(*path, "--help")
         assert code == 0 and "Usage:" in out, name
         assert " ".join(cmd.help.split())[:30] in " ".join(out.split()), name
+        for mark in MARKUP:
+            assert mark not in out, f"`{name} --help` shows {mark!r}"
         assert name in readme, f"README lacks `{name}`"
+        if isinstance(cmd, click.Group):
+            # every subcommand listed with its whole summary, not one cut off with "..."
+            listed = " ".join(out.split("Commands:")[1].split())
+            for sub_name, sub in cmd.commands.items():
+                summary = " ".join(sub.get_short_help_str(limit=10_000).split())
+                assert f"{sub_name} {summary}" in listed, f"`{name} --help` cuts `{sub_name}`"
+    shared = {flag: defs for flag, defs in definitions.items() if len(where[flag]) > 1}
+    assert {"--rules", "-o", "--config", "--journal", "--since", "-q", "-C"} <= set(shared)
+    for flag, defs in shared.items():
+        assert len(defs) == 1, f"{flag} is defined {len(defs)} ways: {where[flag]}: {defs}"
+
+
+def test_options_the_issue_named_are_on_every_command_that_needs_them() -> None:
+    def flags(*path: str) -> set[str]:
+        cmd: click.Command = main
+        for part in path:
+            assert isinstance(cmd, click.Group)
+            cmd = cmd.commands[part]
+        return {f for p in cmd.params if isinstance(p, click.Option) for f in p.opts}
+
+    for path in (("scan",), ("report",), ("watch",), ("parse",)):
+        assert {"-o", "--output", "--since", "--until", "--tz", "--journal"} <= flags(*path)
+    for path in (("scan",), ("report",), ("watch",), ("rules", "validate"), ("notify", "test")):
+        assert "--config" in flags(*path), path
+    for path in (("scan",), ("report",), ("watch",), ("rules", "list"), ("rules", "test")):
+        assert {"--rules", "--no-builtin-rules"} <= flags(*path), path
+    assert "--rules" in flags("rules", "validate")
+
+
+def test_the_old_positional_rules_dir_still_works_with_a_notice(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(SITE_RULES)
+    for cmd in ("list", "validate", "test"):
+        code, new_out, new_err = run("rules", cmd, "--rules", str(rules))
+        assert code == 0, (cmd, new_err)
+        assert "deprecated" not in new_err
+        code, old_out, old_err = run("rules", cmd, str(rules))
+        assert code == 0, (cmd, old_err)
+        assert old_out == new_out, cmd
+        notice = [x for x in old_err.splitlines() if "deprecated" in x]
+        assert notice == [
+            f"logwarden: notice: `rules {cmd} DIR` is deprecated; use `rules {cmd} --rules DIR`"
+        ]
+    code, out, _ = run("rules", "list", "--rules", str(rules), "--format", "json")
+    assert code == 0 and "site.nfs-flapping" in {r["id"] for r in jsonl(out)}
+
+
+def test_scan_without_default_inputs_suggests_the_journal(tmp_path: Path) -> None:
+    """A journal-only Debian has no /var/log/syslog: the default inputs are pointed at an
+    empty directory in a real ``logwarden`` process."""
+    code = (
+        "import sys, pipeline.cli as cli; "
+        f"cli.DEFAULT_PATHS = ({str(tmp_path / 'syslog*')!r},); "
+        "cli.main(sys.argv[1:])"
+    )
+    for command in ("scan", "report"):
+        res = subprocess.run(
+            [sys.executable, "-c", code, command, "-o", str(tmp_path / "out")],
+            cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert res.returncode == 2, (command, res.stderr)
+        assert f"no PATH given and none of {tmp_path / 'syslog*'} exists" in res.stderr
+        assert "use --journal" in res.stderr
+        assert res.stdout == ""
+
+
+def test_parse_writes_json_to_a_file_and_quiet_quiets_the_totals(tmp_path: Path) -> None:
+    p = tmp_path / "syslog"
+    p.write_text("Nov 30 08:00:00 vm cron[12]: hello\n" + DOVECOT)
+    out = tmp_path / "events.jsonl"
+    code, stdout, err = run("parse", str(p), "--format", "json", "-o", str(out), "--tz", "UTC")
+    assert code == 0 and stdout == ""
+    assert [r["program"] for r in jsonl(out.read_text())] == ["cron", "dovecot"]
+    assert "2 lines, 2 parsed" in err
+    code, stdout, err = run("parse", str(p), "-q", "--tz", "UTC")
+    assert code == 0 and err == "" and len(jsonl(stdout)) == 2
+    code, _, err = run("parse", str(tmp_path / "gone"), str(p), "-q")
+    assert "some input could not be read" in err or "no such file" in err
+    code, _, err = run("parse")
+    assert code == 2 and "give a PATH or --journal" in err
+
+
+def test_quiet_leaves_only_errors_on_stderr(tmp_path: Path, log: Path) -> None:
+    odd = tmp_path / "odd.log"
+    odd.write_text("*** No space left on device ***\n")
+    store = tmp_path / "s.sqlite"
+    code, _, err = run(
+        "scan", str(log), str(odd), "-q", "--store", str(store), "-C", "1", "--format", "jsonl"
+    )
+    assert code == 0 and err == "", err
+    code, _, err = run("report", str(log), "-q", "-o", str(tmp_path / "r.html"), "-C", "1")
+    assert code == 0 and err == "", err
+    code, _, err = run("report", str(log), "-o", str(tmp_path / "r.html"))
+    assert code == 0 and "wrote" in err
+    # stored findings are reported as they are: a PATH beside them is refused, not ignored
+    code, _, err = run("report", str(log), "--from-store", str(store), "-o", str(tmp_path / "r"))
+    assert code == 2 and "--from-store reports stored findings: not with PATH" in err
+
+
+@pytest.mark.real
+def test_report_and_parse_read_the_journal(tmp_path: Path) -> None:
+    from tests.sources.test_journal import dovecot, write_journal
+
+    journal = tmp_path / "journal"
+    write_journal(journal / "a.journal", [dovecot(i) for i in range(2)])
+    out = tmp_path / "r.html"
+    code, _, err = run("report", "--journal-directory", str(journal), "-o", str(out), "-q")
+    assert code == 0, err
+    html = out.read_text()
+    assert "dovecot.process-limit-reached" in html and f"journal:{journal}" in html
+    code, stdout, err = run("parse", "--journal-directory", str(journal), "--tz", "UTC")
+    assert code == 0, err
+    rows = jsonl(stdout)
+    assert [r["program"] for r in rows] == ["dovecot", "dovecot"]
+    assert "2 lines, 2 parsed" in err
 
 
 def test_scan_jsonl_has_the_contract_fields(log: Path) -> None:

@@ -366,7 +366,9 @@ def rules_test_dirs(tmp_path: Path, n: int) -> tuple[Path, Path]:
 
 def test_rules_test_accepts_expect_count_annotations(tmp_path: Path) -> None:
     rules, sample = rules_test_dirs(tmp_path, 3)
-    code, out, err = run("rules", "test", str(rules), "--samples", str(sample.parent.parent))
+    code, out, err = run(
+        "rules", "test", "--rules", str(rules), "--samples", str(sample.parent.parent)
+    )
     assert code == 0, err
     assert "2 rules" in out and out.rstrip().endswith("ok"), out
     assert err == ""
@@ -374,7 +376,9 @@ def test_rules_test_accepts_expect_count_annotations(tmp_path: Path) -> None:
 
 def test_rules_test_fails_with_file_and_line_when_the_count_is_wrong(tmp_path: Path) -> None:
     rules, sample = rules_test_dirs(tmp_path, 2)
-    code, out, err = run("rules", "test", str(rules), "--samples", str(sample.parent.parent))
+    code, out, err = run(
+        "rules", "test", "--rules", str(rules), "--samples", str(sample.parent.parent)
+    )
     assert code == 1
     assert "1 failures" in out
     assert f"FAIL {sample}:2: [demo.burst] expected 2 findings, got 3" in err, err
@@ -384,7 +388,9 @@ def test_rules_test_fails_when_an_annotated_line_misses_its_finding(tmp_path: Pa
     rules, sample = rules_test_dirs(tmp_path, 3)
     text = sample.read_text().replace("job j failed", "job j done")
     sample.write_text(text)
-    code, _, err = run("rules", "test", str(rules), "--samples", str(sample.parent.parent))
+    code, _, err = run(
+        "rules", "test", "--rules", str(rules), "--samples", str(sample.parent.parent)
+    )
     assert code == 1
     line = text.splitlines().index("Nov 30 11:02:00 h1 demo[1]: job j done") + 1
     assert f"FAIL {sample}:{line}: [demo.fail] expected finding is missing" in err, err

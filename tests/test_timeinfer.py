@@ -118,3 +118,50 @@ def test_an_unset_or_empty_tz_is_the_machines_zone(
         machine = ZoneInfo.from_file(f)
     when = datetime(2026, 7, 1, 12)
     assert when.replace(tzinfo=local_zone()).utcoffset() == when.replace(tzinfo=machine).utcoffset()
+
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("now", NOW),
+        ("-2h", NOW - timedelta(hours=2)),
+        ("-30min", NOW - timedelta(minutes=30)),
+        ("+1d", NOW + timedelta(days=1)),
+        ("-1h30min", NOW - timedelta(hours=1, minutes=30)),
+        ("-1h 30min", NOW - timedelta(hours=1, minutes=30)),
+        ("-2 days", NOW - timedelta(days=2)),
+        ("-1.5h", NOW - timedelta(minutes=90)),
+        ("-1w", NOW - timedelta(weeks=1)),
+        ("-90s", NOW - timedelta(seconds=90)),
+        ("2h ago", NOW - timedelta(hours=2)),
+        ("today", datetime(2026, 11, 30, tzinfo=UTC)),
+        ("yesterday", datetime(2026, 11, 29, tzinfo=UTC)),
+        ("Tomorrow", datetime(2026, 12, 1, tzinfo=UTC)),
+    ],
+)
+def test_relative_times_as_journalctl_takes_them(text: str, expected: datetime) -> None:
+    assert parse_when(text, UTC, now=NOW) == expected
+
+
+def test_days_start_at_midnight_in_the_zone_and_spans_count_from_now() -> None:
+    berlin = parse_zone("Europe/Berlin")
+    late = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)  # already Dec 1 in Berlin
+    today = parse_when("today", berlin, now=late)
+    assert today.isoformat() == "2026-12-01T00:00:00+01:00"
+    assert parse_when("yesterday", berlin, now=late).isoformat() == "2026-11-30T00:00:00+01:00"
+    assert parse_when("-2h", berlin, now=late) == late - timedelta(hours=2)
+    # without a clock given, "now" is the real now
+    before = datetime.now(UTC)
+    assert before <= parse_when("now", UTC) <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    "text", ["-", "+h", "-2x", "-2hours3", "", "2h", "ago", "-1e9y", "-99999999999y"]
+)
+def test_unreadable_relative_times_are_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError, match=r"(cannot read time|out of range)") as exc:
+        parse_when(text, UTC, now=NOW)
+    assert "-2h" in exc.value.hint and "yesterday" in exc.value.hint

@@ -21,6 +21,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -954,3 +955,64 @@ def test_reload_keeps_settings_that_need_a_restart(
 def test_watch_refuses_a_poll_interval_that_would_spin(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["watch", str(tmp_path / "a.log"), "--poll-interval", "0"])
     assert result.exit_code == 2 and "--poll-interval" in result.output
+
+
+def _watch_until(args: list[str], output: Path, want: set[str], tmp_path: Path) -> set[str]:
+    """Run ``logwarden watch ARGS`` until ``output`` holds the queue ids ``want``, then
+    SIGTERM it; the queue ids found."""
+    stderr = (tmp_path / "watch.stderr").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "watch", *args], cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=stderr,
+    )  # fmt: skip
+    found: set[str] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while not want <= found:
+            assert proc.poll() is None, f"watch exited with {proc.returncode}"
+            assert time.monotonic() < deadline, f"watch found {found}, not {want}"
+            time.sleep(0.1)
+            if output.exists():
+                rows = [json.loads(x) for x in output.read_text().splitlines() if x.endswith("}")]
+                found = {r["fields"]["queue_id"] for r in rows}
+        time.sleep(0.5)  # anything read too much would show up by now
+        if output.exists():
+            rows = [json.loads(x) for x in output.read_text().splitlines()]
+            found = {r["fields"]["queue_id"] for r in rows}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return found
+
+
+def test_watch_since_until_choose_the_first_runs_old_lines_and_then_offsets_rule(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(
+        receipt(1, when="Nov 30 07:00:00")
+        + receipt(2, when="Nov 30 09:00:00")
+        + receipt(3, when="Nov 30 11:00:00")
+    )
+    stamp = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
+    os.utime(log, (stamp, stamp))
+    output = tmp_path / "out.jsonl"
+    args = [
+        str(log), "--state-dir", str(tmp_path / "state"), "-o", str(output), "--tz", "UTC",
+        "--since", "2026-11-30T08:00", "--until", "2026-11-30T10:00", "--poll-interval", "0.05",
+    ]  # fmt: skip
+    # the first run reads the file from its start, keeping the old lines inside the range
+    assert _watch_until(args, output, {qid(2)}, tmp_path) == {qid(2)}
+    # later runs go on from the saved offsets: a new line outside the range is read
+    with log.open("a") as f:
+        f.write(receipt(4, when="Nov 30 07:30:00"))
+    assert _watch_until(args, output, {qid(2), qid(4)}, tmp_path) == {qid(2), qid(4)}
+
+
+def test_watch_refuses_an_unreadable_since(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    result = CliRunner().invoke(main, ["watch", "--state-dir", state, "--since", "-2 fortnights"])
+    assert result.exit_code == 2 and "cannot read time '-2 fortnights'" in result.stderr

@@ -885,6 +885,43 @@ def test_scan_notify_sends_one_message_per_finding(tmp_path: Path, receiver: Rec
     assert f"notifications: {len(found)} new findings, {len(found)} sent" in res.stderr
 
 
+def test_scan_config_gives_notifiers_with_floors_tz_and_hosts(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A cron scan with the daemon's config: its notifiers (severity floor), tz and per-path
+    host apply; options on the command line win."""
+    log = tmp_path / "error.log"
+    log.write_bytes((SAMPLES / "apache2" / "error.log").read_bytes())
+    config = tmp_path / "logwarden.yaml"
+    config.write_text(
+        f"tz: Asia/Tokyo\npaths:\n  - {{path: {log}, host: web1}}\n"
+        f"notify:\n  - url: {receiver.url('cfg')}\n    min_severity: high\n"
+    )
+    out = tmp_path / "f.jsonl"
+    res = logwarden("scan", str(log), "--config", str(config), "--format", "jsonl", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    found = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(found) >= 5 and {f["host"] for f in found} == {"web1"}
+    assert all(f["timestamp"].endswith("+09:00") for f in found)
+    high = [f for f in found if f["severity"] in ("high", "critical")]
+    assert 0 < len(high) < len(found)
+    assert sorted(p.title for p in receiver.at("cfg")) == sorted(
+        f"[{f['severity']}] {f['title']} on web1" for f in high
+    )
+    # --tz on the command line wins over the config's
+    res = logwarden(
+        "scan", str(log), "--config", str(config), "--tz", "UTC", "--format", "jsonl", "--dry-run",
+        "-q", "-o", str(out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert all(json.loads(x)["timestamp"].endswith("+00:00") for x in out.read_text().splitlines())
+    assert res.stdout.count("--- to json://") == len(high)
+    # a bad config is refused before scanning, with file:line
+    config.write_text("tz: UTC\nnotfy: []\n")
+    res = logwarden("scan", str(log), "--config", str(config))
+    assert res.returncode == 2 and f"{config}:2: unknown setting 'notfy'" in res.stderr
+
+
 def test_scan_notify_dry_run_prints_and_sends_nothing(tmp_path: Path, receiver: Receiver) -> None:
     url = receiver.url("dry", auth="bob:Hunter2pw")
     res = logwarden(
