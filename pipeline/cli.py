@@ -1568,11 +1568,11 @@ def rules_list(
     f2b_filters: tuple[str, ...],
     out_format: str,
 ) -> None:
-    """List the loaded rules (the built-in pack and --rules DIR; with --fail2ban, the
-    imported ones, defined at their filter's failregex or jail's line; their tags say what
-    their patterns run on).
+    """List the loaded rules (the built-in pack and --rules DIR).
 
-    DIR is the old spelling of --rules DIR (deprecated).
+    With --fail2ban, also the imported ones, each at its filter's failregex or jail's line;
+    their tags say what their patterns run on. DIR is the old spelling of --rules DIR
+    (deprecated).
     """
     dirs = deprecated_dir("rules list", directory, rule_dirs)
     loaded = load_rules(dirs, builtin=not no_builtin_rules)
