@@ -9,9 +9,10 @@ BIN := $(VENV)/bin
 # logrotate rotates them, systemd-journal-remote writes journal files (journalctl comes with
 # systemd). libsystemd-dev, pkg-config, gcc and python3-dev build python-systemd, the
 # optional `journal` extra that reads the journal in-process. chromium renders the HTML
-# report in its test.
+# report in its test. logcheck and logcheck-database: `scan --logcheck` is compared with
+# the real logcheck on the real rules.
 APT_PACKAGES := rsyslog logrotate bsdutils util-linux systemd systemd-journal-remote \
-	libsystemd-dev pkg-config gcc python3-dev chromium
+	libsystemd-dev pkg-config gcc python3-dev chromium logcheck logcheck-database
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck bench apt-deps clean

@@ -32,6 +32,7 @@ from pipeline.sources.journal import JournalSpec
 from pipeline.timeinfer import parse_when, parse_zone
 
 if TYPE_CHECKING:
+    from pipeline.imports.logcheck import LogcheckMatcher
     from pipeline.resume import Resume
     from pipeline.state import StateDB
 
@@ -455,6 +456,24 @@ def write_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
     "are grouped per rotation set and their findings show no host.",
 )
 @click.option(
+    "--logcheck",
+    "logcheck_dir",
+    is_flag=False,
+    flag_value="/etc/logcheck",
+    default=None,
+    metavar="[DIR]",
+    help="Also judge every line with logcheck's rules from DIR (default /etc/logcheck): "
+    "cracking.d critical, violations.d high, lines no ignore.d pattern explains low "
+    "(folded per host, program and hour).",
+)
+@click.option(
+    "--logcheck-level",
+    type=click.Choice(["workstation", "server", "paranoid"]),
+    default="server",
+    show_default=True,
+    help="Which ignore.d.<level> directories explain lines (a level includes the stricter).",
+)
+@click.option(
     "-q",
     "--quiet",
     is_flag=True,
@@ -486,6 +505,8 @@ def scan(
     engine_name: str,
     scheduler: str | None,
     host: str | None,
+    logcheck_dir: str | None,
+    logcheck_level: str,
     quiet: bool,
 ) -> None:
     """Scan log files for known failure signatures (batch forensics).
@@ -507,14 +528,14 @@ def scan(
     counted there), findings.
     """
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
-    if not rules:
+    if not rules and not logcheck_dir:
         fail("no rules loaded (--no-builtin-rules without --rules?)")
     options = _options(since, until, year, tz, input_format)
     if host is not None:
         if not host or any(c.isspace() for c in host):
             raise click.BadParameter("a host name, without spaces", param_hint="--host")
         options = replace(options, host=host)
-    engine = Engine(rules, options)
+    engine = Engine(rules, options, logcheck=_logcheck(logcheck_dir, logcheck_level))
     journals = _journal_specs(journal, journal_dirs, journal_files)
     inputs = list(paths) if paths or journals else _default_paths()
     if events and not parquet_dir:
@@ -561,9 +582,20 @@ def scan(
     if store_path or parquet_dir:
         _store_scan(engine, result, inputs, started, store_path, parquet_dir, events, quiet)
     if notify_urls:
-        _notify_scan(findings, rules, notify_urls, state_path, dry_run, quiet)
+        _notify_scan(
+            findings, rules + engine.imported_rules(), notify_urls, state_path, dry_run, quiet
+        )
     if fail_on and any(f.severity >= Severity.parse(fail_on) for f in findings):
         sys.exit(1)
+
+
+def _logcheck(directory: str | None, level: str) -> LogcheckMatcher | None:
+    """``--logcheck``: the rule directory's patterns compiled (its problems are the scan's)."""
+    if directory is None:
+        return None
+    from pipeline.imports.logcheck import LogcheckMatcher, LogcheckSet
+
+    return LogcheckMatcher(LogcheckSet.load(directory, level))
 
 
 def _load_resume(db: StateDB) -> Resume:
