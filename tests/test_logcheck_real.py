@@ -235,3 +235,28 @@ def test_per_file_rules_equal_debian_logcheck(tmp_path: Path) -> None:
         assert ours.cracking == theirs.cracking, (level, ours, theirs)
         assert ours.violations == theirs.violations, (level, ours, theirs)
         assert theirs.cracking and theirs.violations and theirs.unexplained
+
+
+def test_scan_findings_count_every_unexplained_line(inputs: list[Path]) -> None:
+    """The folded findings of a scan add up to the lines the matcher calls unexplained
+    (rsyslog's ``message repeated N times`` lines weigh N), per host and program."""
+    import re
+
+    from pipeline.engine import Engine, ScanOptions
+    from pipeline.timeinfer import local_zone
+
+    _database()
+    matcher = LogcheckMatcher(LogcheckSet.load(str(RULE_DIR), "server"))
+    lines = logwarden_verdicts(matcher, inputs).unexplained
+    repeated = re.compile(rb"message repeated ([0-9]+) times: \[")
+    expected = sum(
+        n * (int(m.group(1)) if (m := repeated.search(ln)) else 1) for ln, n in lines.items()
+    )
+    result = Engine([], ScanOptions(tz=local_zone()), logcheck=matcher).scan(
+        [str(p) for p in inputs]
+    )
+    folded = [f for f in result.findings if f.rule == "logcheck.unexplained"]
+    assert sum(f.count for f in folded) == expected
+    assert len(folded) < sum(lines.values()) / 10  # folded, not one finding per line
+    keys = [(f.host, f.program, f.fields["logcheck_hour"], f.source) for f in folded]
+    assert len(keys) == len(set(keys))

@@ -524,18 +524,21 @@ def _violation_file(found: Sequence[Pattern]) -> str | None:
 
 
 _TAIL = (
-    r" (?P<host>[A-Za-z0-9][A-Za-z0-9._-]*) (?P<prog>[A-Za-z0-9_][A-Za-z0-9_./()-]*)"
+    r" [A-Za-z0-9][A-Za-z0-9._-]* [A-Za-z0-9_][A-Za-z0-9_./()-]*)"
     r"(?:\[[0-9]{1,10}\])?: (?P<rep>\s*message repeated )?"
 )
-#: the fast paths' envelopes (pipeline.grammars.fastpath), up to the hour, host and program
+#: the fast paths' envelopes (pipeline.grammars.fastpath): the bytes before ``key`` are
+#: the hour, ``key`` holds (the zone,) the host and the program
 _FOLD_HEADS = {
     "syslog": (
-        r"^(?P<h>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-9][0-9] [0-9]{2})"
-        r":[0-9]{2}:[0-9]{2}(?P<z>)" + _TAIL
+        9,
+        r"^(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-9][0-9] [0-9]{2}"
+        r":[0-9]{2}:[0-9]{2}(?P<key>" + _TAIL,
     ),
     "rfc3339": (
-        r"^(?P<h>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}):[0-9]{2}:[0-9]{2}\.[0-9]{6}"
-        r"(?P<z>Z|[+-][0-9]{2}:[0-9]{2})" + _TAIL
+        13,
+        r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}"
+        r"(?P<key>(?:Z|[+-][0-9]{2}:[0-9]{2})" + _TAIL,
     ),
 }
 
@@ -559,32 +562,28 @@ class Fold:
 def fold_lines(data: bytes, nl: IntArray, lines: IntArray, fmt: str | None) -> Fold:
     """Group the ``lines`` (indexes into ``data``) by hour, host and program in bulk."""
     head = _FOLD_HEADS.get(fmt or "")
-    if pa is None or head is None or not len(lines) or b"\r" in data:
+    if pa is None or head is None or not len(lines) or b"\r" in data or len(data) >= 2**31:
         return Fold(_EMPTY, _EMPTY, _EMPTY, lines)
+    hour, regex = head
     n_all = len(nl) + (0 if data.endswith(b"\n") else 1)
-    starts = np.empty(n_all + 1, dtype=np.int64)
+    starts = np.empty(n_all + 1, dtype=np.int32)
     starts[0] = 0
     starts[1 : len(nl) + 1] = nl + 1
     starts[n_all] = len(data)
-    if len(data) >= 2**31:
-        return Fold(_EMPTY, _EMPTY, _EMPTY, lines)
     arr = pa.Array.from_buffers(
-        pa.binary(), n_all, [None, pa.py_buffer(starts.astype(np.int32)), pa.py_buffer(data)]
+        pa.binary(), n_all, [None, pa.py_buffer(starts), pa.py_buffer(data)]
     )
-    # over every line of the chunk: cheaper than cutting out the unexplained ones first
-    got = pc.extract_regex(arr, head)
-    ok = np.asarray(got.is_valid())[lines]
+    sub = arr.take(pa.array(lines))
+    got = pc.extract_regex(sub, regex)
+    ok = np.asarray(got.is_valid())
     if ok.any():
-        plain = pc.equal(pc.binary_length(got.field("rep")), 0).fill_null(False)
-        ok &= np.asarray(plain)[lines]
-    bulk = lines[ok]
+        ok &= np.asarray(pc.equal(pc.binary_length(got.field("rep")), 0).fill_null(False))
+    bulk = np.flatnonzero(ok)
     singles = lines[~ok]
     if not len(bulk):
         return Fold(_EMPTY, _EMPTY, _EMPTY, singles)
-    keys = pc.binary_join_element_wise(
-        got.field("h"), got.field("z"), got.field("host"), got.field("prog"), b"\x1f"
-    )
-    codes = np.asarray(pc.dictionary_encode(keys).indices, dtype=np.int64)[bulk]
+    keys = pc.binary_join_element_wise(pc.binary_slice(sub, 0, hour), got.field("key"), b"")
+    codes = np.asarray(pc.fill_null(pc.dictionary_encode(keys).indices, -1), dtype=np.int64)[bulk]
     # groups numbered by first appearance among the bulk lines
     _, first, inverse, counts = np.unique(
         codes, return_index=True, return_inverse=True, return_counts=True
@@ -592,7 +591,8 @@ def fold_lines(data: bytes, nl: IntArray, lines: IntArray, fmt: str | None) -> F
     last = np.zeros(len(first), dtype=np.int64)
     last[inverse] = np.arange(len(bulk))  # the last write of each group wins
     more = counts > 1
-    return Fold(bulk[first], bulk[last[more]], (counts[more] - 1).astype(np.int64), singles)
+    sel = lines[bulk]
+    return Fold(sel[first], sel[last[more]], (counts[more] - 1).astype(np.int64), singles)
 
 
 def hour_of(ts: datetime | None) -> str:
