@@ -1216,6 +1216,21 @@ def rules_test(directory: str | None, no_builtin_rules: bool, samples_dir: str |
     metavar="ADDR:PORT",
     help="Serve Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9108).",
 )
+@click.option(
+    "--logcheck",
+    "logcheck_dir",
+    is_flag=False,
+    flag_value="/etc/logcheck",
+    default=None,
+    metavar="[DIR]",
+    help="Also judge every line with logcheck's rules from DIR (default /etc/logcheck).",
+)
+@click.option(
+    "--logcheck-level",
+    type=click.Choice(["workstation", "server", "paranoid"]),
+    default=None,
+    help="Which ignore.d.<level> directories explain lines (default: server).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
 @handle_errors
 def watch(
@@ -1233,6 +1248,8 @@ def watch(
     poll_interval: float | None,
     notify_urls: tuple[str, ...],
     metrics: str | None,
+    logcheck_dir: str | None,
+    logcheck_level: str | None,
     verbose: bool,
 ) -> None:
     """Follow logs live and report findings as they happen (the daemon).
@@ -1267,6 +1284,8 @@ def watch(
         "poll_interval": poll_interval,
         "notify_urls": tuple(notify_urls) or None,
         "metrics": metrics,
+        "logcheck": logcheck_dir,
+        "logcheck_level": logcheck_level,
     }
     base = load_config(config_path) if config_path else WatchConfig()
     config = base.with_overrides(**overrides)

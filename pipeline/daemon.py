@@ -30,7 +30,15 @@ from typing import Any, ClassVar
 
 from pipeline.config import WatchConfig, load_config
 from pipeline.detection.loader import load_rules
-from pipeline.engine import Engine, LineProcessor, ScanOptions, ScanStats, TimeMark, Unparsed
+from pipeline.engine import (
+    Engine,
+    LineProcessor,
+    LogcheckHit,
+    ScanOptions,
+    ScanStats,
+    TimeMark,
+    Unparsed,
+)
 from pipeline.errors import LogwardenError, Problem
 from pipeline.model import Finding
 from pipeline.sources.files import rotation_set
@@ -301,7 +309,8 @@ class Daemon:
         self.notifiers = parse_notifiers(
             config.notify, config.source or "<config>", config.notify_urls
         )
-        self.route = router(self.notifiers, self.engine.rules) if self.notifiers else None
+        rules = self.engine.rules + self.engine.imported_rules()
+        self.route = router(self.notifiers, rules) if self.notifiers else None
         old = getattr(self, "deliverer", None)
         if old is not None:
             # wait for a send in flight, so the new worker cannot send the same row again
@@ -320,7 +329,14 @@ class Daemon:
     @staticmethod
     def _engine(config: WatchConfig) -> Engine:
         rules = load_rules(list(config.rules), builtin=config.builtin_rules)
-        return Engine(rules, ScanOptions(tz=parse_zone(config.tz)))
+        logcheck = None
+        if config.logcheck:
+            from pipeline.imports.logcheck import LogcheckMatcher, LogcheckSet
+
+            logcheck = LogcheckMatcher(LogcheckSet.load(config.logcheck, config.logcheck_level))
+            for problem in logcheck.problems:
+                log.warning("logcheck rules: %s", problem)
+        return Engine(rules, ScanOptions(tz=parse_zone(config.tz)), logcheck=logcheck)
 
     def _paths(self) -> list[str]:
         out: list[str] = []
@@ -400,6 +416,7 @@ class Daemon:
                 body_fields=self.engine.body_fields,
                 host=self.config.host_of(source),
                 group=rotation_set(source),
+                logcheck=self.engine.logcheck,
             )
             self.processors[key] = proc
         proc.display = display
@@ -448,11 +465,14 @@ class Daemon:
     ) -> int:
         """Detect on one block of lines; returns how many lines it held."""
         before = self.scan_stats.lines
-        for rec in proc.process(data, first_line):
+        for rec in proc.records(data, first_line):
             if isinstance(rec, Unparsed):
                 continue
             if isinstance(rec, TimeMark):
                 out = self.detector.observe(rec.host, rec.timestamp)
+            elif isinstance(rec, LogcheckHit):
+                hit = self.detector.matched(rec.event, [(rec.rule, dict(rec.fields))])
+                out = self.detector.process(rec.event, hit)
             else:
                 out = self.detector.process(rec)
             for f in out:
@@ -700,6 +720,8 @@ class Daemon:
         for proc in self.processors.values():
             proc.prefilter = engine.prefilter
             proc.body_fields = engine.body_fields
+            if proc.format is None or proc.format.name != "journal-json":
+                proc.logcheck = engine.logcheck
         log.info("reloaded: %d rules", len(engine.rules))
         return True
 

@@ -359,3 +359,76 @@ def test_hyperscan_and_re_agree_on_debians_rules(tmp_path: Path) -> None:
     assert fast.unexplained.tolist() == slow.unexplained.tolist()
     assert fast.cracking.tolist() == slow.cracking.tolist()
     assert fast.violations.tolist() == slow.violations.tolist()
+
+
+def test_watch_reports_logchecks_verdicts_and_keeps_folding_across_restarts(
+    tmp_path: Path,
+) -> None:
+    from pipeline.config import WatchConfig
+    from pipeline.daemon import Daemon
+
+    root = rule_dir(tmp_path / "rules", RULES)
+    log = tmp_path / "syslog"
+    log.write_text("")
+    out = tmp_path / "findings.jsonl"
+    config = WatchConfig(
+        paths=(str(log),),
+        state_dir=str(tmp_path / "state"),
+        output=str(out),
+        poll_interval=0.05,
+        builtin_rules=False,
+        logcheck=str(root),
+        tz="UTC",
+    )
+
+    def write(*lines: str) -> None:
+        with log.open("a") as f:
+            f.write("".join(ln + "\n" for ln in lines))
+
+    def fold_count(daemon: Daemon) -> int:
+        periods = daemon.detector.suppressors["logcheck.unexplained"].periods
+        return sum(p.count for p in periods.values())
+
+    daemon = Daemon(config)
+    daemon.recover()
+    daemon.step()
+    write(
+        "Mar  1 10:00:01 web1 kernel: ATTACK detected",
+        "Mar  1 10:00:02 web1 app[1]: new one",
+        "Mar  1 10:00:03 web1 CRON[2]: (root) CMD x",
+        "Mar  1 10:00:04 web1 app[1]: new two",
+    )
+    daemon.step()
+    daemon.checkpoint()
+    records = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert [(r["rule"], r["severity"]) for r in records] == [
+        ("logcheck.cracking", "critical"),
+        ("logcheck.unexplained", "low"),
+    ]
+    assert fold_count(daemon) == 2
+    daemon.close()
+    restarted = Daemon(config)
+    restarted.recover()
+    write("Mar  1 10:30:00 web1 app[1]: new three")
+    restarted.step()
+    restarted.checkpoint()
+    assert fold_count(restarted) == 3  # the fold went on from the saved state
+    assert len(out.read_text().splitlines()) == 2  # an update is no new finding
+    write("Mar  1 11:00:00 web1 app[1]: next hour")
+    restarted.step()
+    restarted.checkpoint()
+    last = json.loads(out.read_text().splitlines()[-1])
+    assert last["rule"] == "logcheck.unexplained" and last["message"] == "next hour"
+    restarted.close()
+
+
+def test_watch_config_takes_a_logcheck_directory(tmp_path: Path) -> None:
+    from pipeline.config import ConfigError, load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text("logcheck: rules\nlogcheck_level: paranoid\n")
+    config = load_config(path)
+    assert config.logcheck == str(tmp_path / "rules") and config.logcheck_level == "paranoid"
+    path.write_text("logcheck: /etc/logcheck\nlogcheck_level: strict\n")
+    with pytest.raises(ConfigError, match="logcheck_level"):
+        load_config(path)
