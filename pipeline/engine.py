@@ -1041,16 +1041,33 @@ class Engine:
         """
         match = self.detector.match
         records = self._records(part, stats, report, all_lines=False, progress_lines=progress_lines)
-        for rec in self._in_scope(records, stats):
+        if self.logcheck is not None:
+            yield from self._with_hits(self._in_scope(records, stats))
+            return
+        plain = cast(Iterable[Event | Unparsed | TimeMark], records)  # no hits without it
+        for rec in self._in_scope(plain, stats):
             if isinstance(rec, Unparsed):
                 continue
             if isinstance(rec, TimeMark):
                 yield rec
                 continue
-            if isinstance(rec, LogcheckHit):
-                yield rec.event, [(rec.rule, dict(rec.fields))]
-                continue
             yield rec, [(m.rule.id, m.fields) for m in match(rec)]
+
+    def _with_hits(
+        self, records: Iterable[Event | Unparsed | TimeMark | LogcheckHit]
+    ) -> Iterator[Matched | TimeMark]:
+        """:meth:`iter_part`'s loop with logcheck's hits (kept apart: other scans do not
+        pay a test per candidate for them)."""
+        match = self.detector.match
+        for rec in records:
+            if isinstance(rec, Unparsed):
+                continue
+            if isinstance(rec, TimeMark):
+                yield rec
+            elif isinstance(rec, LogcheckHit):
+                yield rec.event, [(rec.rule, dict(rec.fields))]
+            else:
+                yield rec, [(m.rule.id, m.fields) for m in match(rec)]
 
     def _in_scope(self, records: Iterable[_R], stats: ScanStats) -> Iterator[_R]:
         """``records`` without the events outside --since/--until (counted)."""
@@ -1058,10 +1075,11 @@ class Engine:
             yield from records
             return
         for rec in records:
-            if isinstance(rec, Event) and not self._in_range(rec.timestamp):
-                stats.out_of_range += 1
-                continue
-            if isinstance(rec, LogcheckHit) and not self._in_range(rec.event.timestamp):
+            if isinstance(rec, Event):
+                if not self._in_range(rec.timestamp):
+                    stats.out_of_range += 1
+                    continue
+            elif isinstance(rec, LogcheckHit) and not self._in_range(rec.event.timestamp):
                 continue  # its line is counted when it is a candidate too, else not read
             yield rec
 
