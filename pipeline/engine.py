@@ -318,6 +318,9 @@ class LineProcessor:
         self.group = group
         #: judges every line of each chunk as logcheck does (``scan --logcheck``)
         self.logcheck = logcheck
+        #: fold unexplained lines in bulk; off with --since/--until, which must see every
+        #: line's time (each line is then an event of its own)
+        self.fold_bulk = True
         self.body_fields = body_fields
         self.resolver = resolver
         self.prefilter = prefilter
@@ -594,7 +597,8 @@ class LineProcessor:
             roles[idx] = (CRACKING, {"logcheck_file": f"cracking.d/{name}"}, 1)
         for idx, name in zip(verdicts.violations.tolist(), verdicts.violations_files, strict=True):
             roles[idx] = (VIOLATIONS, {"logcheck_file": f"violations.d/{name}"}, 1)
-        fold = fold_lines(data, nl, verdicts.unexplained, self.format.name if self.format else None)
+        fmt = self.format.name if self.format is not None and self.fold_bulk else None
+        fold = fold_lines(data, nl, verdicts.unexplained, fmt)
         for idx in (*fold.firsts.tolist(), *fold.singles.tolist()):
             roles[idx] = (UNEXPLAINED, {}, 1)
         for idx, weight in zip(fold.lasts.tolist(), fold.weights.tolist(), strict=True):
@@ -961,6 +965,7 @@ class Engine:
             group=None if all_lines else rotation_set(inp.path),
             logcheck=None if all_lines else self.logcheck,
         )
+        proc.fold_bulk = o.since is None and o.until is None
         try:
             stream = open_input(inp)
         except (OSError, InputError) as exc:

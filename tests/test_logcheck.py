@@ -432,3 +432,25 @@ def test_watch_config_takes_a_logcheck_directory(tmp_path: Path) -> None:
     path.write_text("logcheck: /etc/logcheck\nlogcheck_level: strict\n")
     with pytest.raises(ConfigError, match="logcheck_level"):
         load_config(path)
+
+
+def test_since_and_until_count_only_the_unexplained_lines_inside(tmp_path: Path) -> None:
+    root = rule_dir(tmp_path / "rules", {"ignore.d.server/x": "CRON\n"})
+    log = tmp_path / "syslog"
+    log.write_text("".join(f"Mar  1 10:{m:02d}:00 web1 app[1]: line {m}\n" for m in range(10)))
+    found, _ = _scan(
+        "--no-builtin-rules",
+        "--logcheck",
+        str(root),
+        "--tz",
+        "UTC",
+        "--year",
+        "2024",
+        "--since",
+        "2024-03-01T10:03:00Z",
+        "--until",
+        "2024-03-01T10:07:00Z",
+        str(log),
+    )
+    assert [(f["count"], f["message"]) for f in found] == [(4, "line 3")]
+    assert found[0]["last_seen"].endswith("10:06:00+00:00")

@@ -264,12 +264,19 @@ _Slow = tuple[int, "re.Pattern[bytes]", Pattern, tuple[bytes, ...]]
 SLOW_ID = 1 << 24
 
 
-def _cache_dir() -> Path:
-    """Where compiled pattern databases are kept (compiling all of logcheck's takes seconds)."""
-    base = os.environ.get("LOGWARDEN_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
-    if os.environ.get("LOGWARDEN_CACHE_DIR"):
-        return Path(base or ".")
-    return Path(base) / "logwarden" if base else Path.home() / ".cache" / "logwarden"
+def _cache_dir() -> Path | None:
+    """Where compiled pattern databases are kept (compiling all of logcheck's takes
+    seconds); None when there is no such place (no home directory)."""
+    own = os.environ.get("LOGWARDEN_CACHE_DIR")
+    if own:
+        return Path(own)
+    base = os.environ.get("XDG_CACHE_HOME")
+    if base:
+        return Path(base) / "logwarden"
+    try:
+        return Path.home() / ".cache" / "logwarden"
+    except RuntimeError:
+        return None
 
 
 class LogcheckMatcher:
@@ -367,7 +374,8 @@ class LogcheckMatcher:
         ).hexdigest()[:32]
         if not exprs:
             return None
-        path = _cache_dir() / f"logcheck-{key}.hsdb" if cache else None
+        where = _cache_dir() if cache else None
+        path = where / f"logcheck-{key}.hsdb" if where is not None else None
         if path is not None and path.is_file():
             try:
                 db = hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
