@@ -628,7 +628,7 @@ class LineProcessor:
                     None,
                     None,
                     text,
-                    rec.format or "unknown",
+                    "unknown",
                     self.display,
                     first_line + idx,
                     group=self.group if host is None else None,
