@@ -14,9 +14,10 @@ BIN := $(VENV)/bin
 # report in its test. apache2 writes a real error log (rewrite loop, MaxRequestWorkers, a
 # crashed child) for the Apache rules. tmux is the terminal the screen tests run `scan` in.
 # fail2ban gives its filters, jails and annotated sample logs to the acceptance test of the
-# fail2ban import.
+# fail2ban import; logcheck and logcheck-database: `scan --logcheck` is compared with the
+# real logcheck on the real rules.
 APT_PACKAGES := rsyslog logrotate bsdutils util-linux systemd systemd-journal-remote fail2ban \
-	libsystemd-dev pkg-config gcc python3-dev chromium apache2 tmux
+	libsystemd-dev pkg-config gcc python3-dev chromium apache2 tmux logcheck logcheck-database
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck bench apt-deps clean notebooks

@@ -866,6 +866,15 @@ def bench_peer_tools(
 # -- main -----------------------------------------------------------------------------------
 
 
+def _logcheck_section(report: Path) -> str:
+    """The section ``bench/logcheck.py`` keeps in the report, carried over a rewrite."""
+    begin, end = "<!-- logcheck bench: begin -->", "<!-- logcheck bench: end -->"
+    old = report.read_text(encoding="utf-8") if report.exists() else ""
+    if begin not in old or end not in old:
+        return ""
+    return "\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--lines", type=int, default=1_000_000, help="lines in the bench file")
@@ -960,7 +969,7 @@ def main(argv: list[str] | None = None) -> int:
         phases=phases,
         read_events_rate=read_events_rate,
     )
-    args.out.write_text(text + "\n", encoding="utf-8")
+    args.out.write_text(text + "\n" + _logcheck_section(args.out), encoding="utf-8")
     print(text)
     failed = [r.tool for r in rows if r.check is not None and not r.check.ok]
     if failed:

@@ -38,6 +38,7 @@ from pipeline.timeinfer import parse_when, parse_zone
 if TYPE_CHECKING:
     from pipeline.config import WatchConfig
     from pipeline.context import Context
+    from pipeline.imports.logcheck import LogcheckMatcher
     from pipeline.resume import Resume
     from pipeline.state import StateDB
 
@@ -208,6 +209,24 @@ host_option = shared_option(
     help="The host of lines that carry none (Apache error logs), for paths without a host "
     "of their own in --config. Without it, such lines are grouped per rotation set and "
     "their findings show no host.",
+)
+logcheck_option = shared_option(
+    "--logcheck",
+    "logcheck_dir",
+    is_flag=False,
+    flag_value="/etc/logcheck",
+    default=None,
+    metavar="[DIR]",
+    help="Also judge every line with logcheck's rules from DIR (default /etc/logcheck): "
+    "cracking.d critical, violations.d high, lines no ignore.d pattern explains low "
+    "(folded per host, program and hour).",
+)
+logcheck_level_option = shared_option(
+    "--logcheck-level",
+    type=click.Choice(["workstation", "server", "paranoid"]),
+    default=None,
+    help="Which ignore.d.<level> directories explain lines (default server; a level "
+    "includes the stricter ones).",
 )
 state_dir_option = shared_option(
     "--state-dir",
@@ -726,6 +745,8 @@ def write_findings(
     "workers must read the same paths, or use fsspec URLs (s3://..., file://...).",
 )
 @host_option()
+@logcheck_option()
+@logcheck_level_option()
 @quiet_option()
 @context_option()
 @handle_errors
@@ -760,6 +781,8 @@ def scan(
     engine_name: str,
     scheduler: str | None,
     host: str | None,
+    logcheck_dir: str | None,
+    logcheck_level: str | None,
     quiet: bool,
     context_lines: int | None,
 ) -> None:
@@ -788,10 +811,10 @@ def scan(
     rule_dirs, no_builtin_rules, tz, host = _with_config(cfg, rule_dirs, no_builtin_rules, tz, host)
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     rules = _with_fail2ban(rules, f2b_dir, f2b_filters)
-    if not rules:
+    if not rules and not logcheck_dir:
         fail("no rules loaded (--no-builtin-rules without --rules?)")
     options = _host_options(_options(since, until, year, tz, input_format), host, cfg)
-    engine = Engine(rules, options)
+    engine = Engine(rules, options, logcheck=_logcheck(logcheck_dir, logcheck_level))
     journals = _journal_specs(journal, journal_dirs, journal_files)
     inputs = list(paths) if paths or journals else _default_paths()
     if events and not parquet_dir:
@@ -870,7 +893,14 @@ def scan(
     undelivered = 0
     if notify_urls or (cfg is not None and cfg.notify):
         undelivered = _notify_scan(
-            shown, rules, notify_urls, state_path, dry_run, quiet, notify_wait, cfg
+            shown,
+            rules + engine.imported_rules(),
+            notify_urls,
+            state_path,
+            dry_run,
+            quiet,
+            notify_wait,
+            cfg,
         )
     if lock is not None:
         lock.release()
@@ -946,6 +976,15 @@ def _add_context(d: dict[str, Any], ctx: Context) -> None:
     d["context"] = [cl.as_dict() for cl in ctx.lines]
     if ctx.problems:
         d["context_problems"] = [str(p) for p in ctx.problems]
+
+
+def _logcheck(directory: str | None, level: str | None) -> LogcheckMatcher | None:
+    """``--logcheck``: the rule directory's patterns compiled (its problems are the scan's)."""
+    if directory is None:
+        return None
+    from pipeline.imports.logcheck import LogcheckMatcher, LogcheckSet
+
+    return LogcheckMatcher(LogcheckSet.load(directory, level or "server"))
 
 
 def _load_resume(db: StateDB) -> Resume:
@@ -1785,6 +1824,8 @@ def rules_test(
     help="When the state database is empty or corrupt, move it aside (with a warning) and "
     "start afresh instead of refusing to start.",
 )
+@logcheck_option()
+@logcheck_level_option()
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
 @handle_errors
 def watch(
@@ -1807,6 +1848,8 @@ def watch(
     notify_urls: tuple[str, ...],
     metrics: str | None,
     reset_state: bool,
+    logcheck_dir: str | None,
+    logcheck_level: str | None,
     verbose: bool,
 ) -> None:
     """Follow logs live and report findings as they happen (the daemon).
@@ -1859,6 +1902,8 @@ def watch(
         "poll_interval": poll_interval,
         "notify_urls": tuple(notify_urls) or None,
         "metrics": metrics,
+        "logcheck": logcheck_dir,
+        "logcheck_level": logcheck_level,
     }
     base = load_config(config_path) if config_path else WatchConfig()
     config = base.with_overrides(**overrides)

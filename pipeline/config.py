@@ -56,6 +56,9 @@ class WatchConfig:
     #: (and journal) from before the start that are read; afterwards saved offsets rule
     since: datetime | None = None
     until: datetime | None = None
+    #: a logcheck rule directory whose verdicts every line gets (``watch --logcheck``)
+    logcheck: str | None = None
+    logcheck_level: str = "server"
     source: str | None = None  # the file this came from
     lines: dict[str, int] = field(default_factory=dict)  # key -> line in that file
 
@@ -103,6 +106,8 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "notify": list,
     "notify_retry": (int, float),
     "metrics": str,
+    "logcheck": str,
+    "logcheck_level": str,
 }
 
 
@@ -169,6 +174,10 @@ def load_config(path: str | os.PathLike[str]) -> WatchConfig:
             raise ConfigError(
                 "'poll_interval' must be between 0.05 and 60 seconds", Location(p, line)
             )
+        if key == "logcheck_level" and value not in ("workstation", "server", "paranoid"):
+            raise ConfigError(
+                "'logcheck_level' must be workstation, server or paranoid", Location(p, line)
+            )
         if key == "metrics":
             try:
                 parse_address(value)
@@ -185,6 +194,8 @@ def load_config(path: str | os.PathLike[str]) -> WatchConfig:
     base = os.path.dirname(os.path.abspath(p))
     if "rules" in values:
         values["rules"] = tuple(os.path.join(base, r) for r in values["rules"])
+    if "logcheck" in values:
+        values["logcheck"] = os.path.join(base, values["logcheck"])
     lines = {k: doc.line_of(k) for k in doc}
     return WatchConfig(source=p, lines=lines, **values)
 

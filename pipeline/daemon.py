@@ -30,7 +30,15 @@ from typing import Any, ClassVar
 
 from pipeline.config import WatchConfig, load_config
 from pipeline.detection.loader import load_rules
-from pipeline.engine import Engine, LineProcessor, ScanOptions, ScanStats, TimeMark, Unparsed
+from pipeline.engine import (
+    Engine,
+    LineProcessor,
+    LogcheckHit,
+    ScanOptions,
+    ScanStats,
+    TimeMark,
+    Unparsed,
+)
 from pipeline.errors import LogwardenError, Problem
 from pipeline.model import Event, Finding
 from pipeline.sources.files import rotation_set
@@ -327,7 +335,8 @@ class Daemon:
         self.notifiers = parse_notifiers(
             config.notify, config.source or "<config>", config.notify_urls
         )
-        self.route = router(self.notifiers, self.engine.rules) if self.notifiers else None
+        rules = self.engine.rules + self.engine.imported_rules()
+        self.route = router(self.notifiers, rules) if self.notifiers else None
         old = getattr(self, "deliverer", None)
         if old is not None:
             # wait for a send in flight, so the new worker cannot send the same row again
@@ -350,7 +359,14 @@ class Daemon:
             from pipeline.imports.f2brules import fail2ban_rules
 
             rules = [*rules, *fail2ban_rules(config.fail2ban, config.fail2ban_filters)]
-        return Engine(rules, ScanOptions(tz=parse_zone(config.tz)))
+        logcheck = None
+        if config.logcheck:
+            from pipeline.imports.logcheck import LogcheckMatcher, LogcheckSet
+
+            logcheck = LogcheckMatcher(LogcheckSet.load(config.logcheck, config.logcheck_level))
+            for problem in logcheck.problems:
+                log.warning("logcheck rules: %s", problem)
+        return Engine(rules, ScanOptions(tz=parse_zone(config.tz)), logcheck=logcheck)
 
     def _paths(self) -> list[str]:
         out: list[str] = []
@@ -433,6 +449,7 @@ class Daemon:
                 body_fields=self.engine.body_fields,
                 host=self.config.host_of(source),
                 group=rotation_set(source),
+                logcheck=self.engine.logcheck,
             )
             self.processors[key] = proc
         proc.display = display
@@ -482,13 +499,20 @@ class Daemon:
         """Detect on one block of lines; returns how many lines it held."""
         before = self.scan_stats.lines
         window = self._window
-        for rec in proc.process(data, first_line):
+        for rec in proc.records(data, first_line):
             if isinstance(rec, Unparsed):
                 continue
-            if window is not None and isinstance(rec, Event) and self._outside(window, rec):
+            if (
+                window is not None
+                and not isinstance(rec, TimeMark)
+                and self._outside(window, rec.event if isinstance(rec, LogcheckHit) else rec)
+            ):
                 continue
             if isinstance(rec, TimeMark):
                 out = self.detector.observe(rec.host, rec.timestamp)
+            elif isinstance(rec, LogcheckHit):
+                hit = self.detector.matched(rec.event, [(rec.rule, dict(rec.fields))])
+                out = self.detector.process(rec.event, hit)
             else:
                 out = self.detector.process(rec)
             for f in out:
@@ -747,6 +771,8 @@ class Daemon:
         for proc in self.processors.values():
             proc.prefilter = engine.prefilter
             proc.body_fields = engine.body_fields
+            if proc.format is None or proc.format.name != "journal-json":
+                proc.logcheck = engine.logcheck
         log.info("reloaded: %d rules", len(engine.rules))
         return True
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeAlias, TypeVar, cast
 
 import numpy as np
 
@@ -34,6 +34,15 @@ from pipeline.grammars import FORMATS, get_format, parse_any, sniff_format
 from pipeline.grammars.base import GrammarError, LineFormat, Parsed
 from pipeline.grammars.bodies import BodyError, parse_body
 from pipeline.grammars.fastpath import FAST_PATHS
+from pipeline.imports.logcheck import (
+    CRACKING,
+    UNEXPLAINED,
+    VIOLATIONS,
+    LogcheckMatcher,
+    fold_lines,
+    hour_of,
+    logcheck_rules,
+)
 from pipeline.model import Event, Finding
 from pipeline.resume import skip_prefix
 from pipeline.sources.files import (
@@ -190,6 +199,16 @@ class Unparsed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class LogcheckHit:
+    """A logcheck verdict on one line (see :mod:`pipeline.imports.logcheck`): the line's
+    event, standing for ``event.repeat`` folded lines, and the rule it becomes a match of."""
+
+    event: Event
+    rule: str
+    fields: Mapping[str, str]
+
+
 @dataclass
 class ScanStats:
     files: int = 0
@@ -310,10 +329,16 @@ class LineProcessor:
         sniffed: str | None = None,
         host: str | None = None,
         group: str | None = None,
+        logcheck: LogcheckMatcher | None = None,
     ) -> None:
         self.display = display
         self.host = host
         self.group = group
+        #: judges every line of each chunk as logcheck does (``scan --logcheck``)
+        self.logcheck = logcheck
+        #: fold unexplained lines in bulk; off with --since/--until, which must see every
+        #: line's time (each line is then an event of its own)
+        self.fold_bulk = True
         self.body_fields = body_fields
         self.resolver = resolver
         self.prefilter = prefilter
@@ -494,7 +519,17 @@ class LineProcessor:
     def process(
         self, data: bytes, first_line: int, *, all_lines: bool = False
     ) -> Iterator[Event | Unparsed | TimeMark]:
-        """Events (or unparsed records) of the lines in ``data``, in line order."""
+        """Events (or unparsed records) of the lines in ``data``, in line order (for a
+        processor without :attr:`logcheck`; :meth:`records` gives its hits too)."""
+        return cast(
+            Iterator[Event | Unparsed | TimeMark],
+            self.records(data, first_line, all_lines=all_lines),
+        )
+
+    def records(
+        self, data: bytes, first_line: int, *, all_lines: bool = False
+    ) -> Iterator[Event | Unparsed | TimeMark | LogcheckHit]:
+        """:meth:`process` with logcheck's hits among the events."""
         if not data:
             return
         if not self.sniffed:
@@ -527,7 +562,12 @@ class LineProcessor:
             if last_start > 0:
                 # sampled after the candidates: the year inference must see lines in order
                 last_raw = data[last_start:].rstrip(b"\n")
-            indexes = (int(i) for i in self.prefilter.candidate_lines(data, nl, journal=journal))
+            found = self.prefilter.candidate_lines(data, nl, journal=journal)
+            if self.logcheck is not None:
+                yield from self._with_logcheck(data, first_line, nl, found)
+                indexes = ()
+            else:
+                indexes = (int(i) for i in found)
         for idx in indexes:
             start = int(nl[idx - 1]) + 1 if idx > 0 else 0
             end = int(nl[idx]) if idx < len(nl) else len(data)
@@ -549,6 +589,81 @@ class LineProcessor:
             last_mark = self._sample(last_raw)
             if last_mark is not None:
                 yield last_mark
+
+    def _raw_line(self, data: bytes, nl: IntArray, idx: int) -> bytes | None:
+        """Line ``idx`` of ``data`` as the candidate loop reads it; None for comments and
+        blank lines (counted here)."""
+        start = int(nl[idx - 1]) + 1 if idx > 0 else 0
+        end = int(nl[idx]) if idx < len(nl) else len(data)
+        raw = data[start:end]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if raw.startswith(b"#"):
+            return None
+        if not raw.strip():
+            self.stats.blank += 1
+            return None
+        return raw[: self.max_line]
+
+    def _with_logcheck(
+        self, data: bytes, first_line: int, nl: IntArray, candidates: IntArray
+    ) -> Iterator[Event | Unparsed | LogcheckHit]:
+        """The candidates' events and logcheck's verdicts on every line, in line order.
+
+        Cracking and violations lines are one hit each; unexplained lines are folded in
+        bulk (:func:`~pipeline.imports.logcheck.fold_lines`): the first line of each hour,
+        host and program in the chunk is a hit and the last one a hit weighing the rest,
+        so that detection's suppression counts every line without an event per line.
+        Comments and blank lines are not judged.
+        """
+        assert self.logcheck is not None
+        verdicts = self.logcheck.classify(data, nl)
+        roles: dict[int, tuple[str, dict[str, str], int]] = {}
+        for idx, name in zip(verdicts.cracking.tolist(), verdicts.cracking_files, strict=True):
+            roles[idx] = (CRACKING, {"logcheck_file": f"cracking.d/{name}"}, 1)
+        for idx, name in zip(verdicts.violations.tolist(), verdicts.violations_files, strict=True):
+            roles[idx] = (VIOLATIONS, {"logcheck_file": f"violations.d/{name}"}, 1)
+        fmt = self.format.name if self.format is not None and self.fold_bulk else None
+        fold = fold_lines(data, nl, verdicts.unexplained, fmt)
+        for idx in (*fold.firsts.tolist(), *fold.singles.tolist()):
+            roles[idx] = (UNEXPLAINED, {}, 1)
+        for idx, weight in zip(fold.lasts.tolist(), fold.weights.tolist(), strict=True):
+            roles[idx] = (UNEXPLAINED, {}, weight)
+        wanted = set(candidates.tolist())
+        for idx in sorted(wanted.union(roles)):
+            raw = self._raw_line(data, nl, idx)
+            if raw is None:
+                continue
+            is_candidate = idx in wanted
+            if is_candidate:
+                self.stats.candidates += 1
+            text = raw.decode("utf-8", "replace") if not raw.isascii() else raw.decode("ascii")
+            rec = self._parse(text, first_line + idx)
+            if is_candidate:
+                yield rec
+            role = roles.get(idx)
+            if role is None:
+                continue
+            rule, fields, weight = role
+            if isinstance(rec, Unparsed):
+                host = self.host
+                rec = Event(
+                    None,
+                    host,
+                    None,
+                    None,
+                    None,
+                    text,
+                    "unknown",
+                    self.display,
+                    first_line + idx,
+                    group=self.group if host is None else None,
+                )
+            if rule == UNEXPLAINED:
+                fields = {"logcheck_hour": hour_of(rec.timestamp)}
+                if weight != 1 or rec.repeat != 1:
+                    rec = replace(rec, repeat=weight if weight != 1 else rec.repeat)
+            yield LogcheckHit(rec, rule, fields)
 
 
 class Copies:
@@ -652,6 +767,8 @@ class Part:
     sniffed: str | None = None
     line: int = 0
 
+
+_R = TypeVar("_R")
 
 #: a candidate event with its line-rule matches as (rule id, captured fields)
 Matched: TypeAlias = tuple[Event, list[tuple[str, dict[str, str]]]]
@@ -773,11 +890,19 @@ class Runner(Protocol):
 
 
 class Engine:
-    """Batch scanning of inputs with one rule set."""
+    """Batch scanning of inputs with one rule set (and, with ``logcheck``, logcheck's
+    verdicts on every line)."""
 
-    def __init__(self, rules: Sequence[Rule], options: ScanOptions | None = None) -> None:
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        options: ScanOptions | None = None,
+        *,
+        logcheck: LogcheckMatcher | None = None,
+    ) -> None:
         self.rules = list(rules)
         self.options = options or ScanOptions()
+        self.logcheck = logcheck
         self.detector = self.new_detector()
         self.prefilter = Prefilter(self.detector.line_rules)
         self.body_fields = self.detector.needs_body_fields()
@@ -794,8 +919,12 @@ class Engine:
         self._progress_done = 0
         self._progress_total = sum(_input_size(i) for i in inputs)
 
+    def imported_rules(self) -> list[Rule]:
+        """The rules imported rule sets (``--logcheck``) report their findings under."""
+        return logcheck_rules(self.logcheck.rules.directory) if self.logcheck else []
+
     def new_detector(self) -> Detector:
-        return Detector(self.rules, lateness=self.options.lateness)
+        return Detector(self.rules, lateness=self.options.lateness, external=self.imported_rules())
 
     def _resolver(self, inp: InputFile) -> TimeResolver:
         if inp.mtime is not None and inp.path != STDIN:
@@ -871,7 +1000,7 @@ class Engine:
         *,
         all_lines: bool,
         progress_lines: Callable[[], int] | None = None,
-    ) -> Iterator[Event | Unparsed | TimeMark]:
+    ) -> Iterator[Event | Unparsed | TimeMark | LogcheckHit]:
         """Every event (all lines, or prefilter candidates) of one part, in line order."""
         o = self.options
         inp = part.inp
@@ -887,7 +1016,9 @@ class Engine:
             sniffed=part.sniffed,
             host=o.host_of(inp.path),
             group=None if all_lines else rotation_set(inp.path),
+            logcheck=None if all_lines else self.logcheck,
         )
+        proc.fold_bulk = o.since is None and o.until is None
         try:
             stream = open_input(inp)
         except (OSError, InputError) as exc:
@@ -907,7 +1038,7 @@ class Engine:
                 stream, inp.display, report, max_line=o.max_line, limit=limit, first_line=first_line
             )
             for chunk in chunks:
-                yield from proc.process(chunk.data, chunk.first_line, all_lines=all_lines)
+                yield from proc.records(chunk.data, chunk.first_line, all_lines=all_lines)
                 if self.progress is not None:
                     self._progress_done = base + raw_position(stream) - skipped
                     lines = progress_lines() if progress_lines else stats.lines
@@ -968,7 +1099,11 @@ class Engine:
         """
         match = self.detector.match
         records = self._records(part, stats, report, all_lines=False, progress_lines=progress_lines)
-        for rec in self._in_scope(records, stats):
+        if self.logcheck is not None:
+            yield from self._with_hits(self._in_scope(records, stats))
+            return
+        plain = cast(Iterable[Event | Unparsed | TimeMark], records)  # no hits without it
+        for rec in self._in_scope(plain, stats):
             if isinstance(rec, Unparsed):
                 continue
             if isinstance(rec, TimeMark):
@@ -976,17 +1111,34 @@ class Engine:
                 continue
             yield rec, [(m.rule.id, m.fields) for m in match(rec)]
 
-    def _in_scope(
-        self, records: Iterable[Event | Unparsed | TimeMark], stats: ScanStats
-    ) -> Iterator[Event | Unparsed | TimeMark]:
+    def _with_hits(
+        self, records: Iterable[Event | Unparsed | TimeMark | LogcheckHit]
+    ) -> Iterator[Matched | TimeMark]:
+        """:meth:`iter_part`'s loop with logcheck's hits (kept apart: other scans do not
+        pay a test per candidate for them)."""
+        match = self.detector.match
+        for rec in records:
+            if isinstance(rec, Unparsed):
+                continue
+            if isinstance(rec, TimeMark):
+                yield rec
+            elif isinstance(rec, LogcheckHit):
+                yield rec.event, [(rec.rule, dict(rec.fields))]
+            else:
+                yield rec, [(m.rule.id, m.fields) for m in match(rec)]
+
+    def _in_scope(self, records: Iterable[_R], stats: ScanStats) -> Iterator[_R]:
         """``records`` without the events outside --since/--until (counted)."""
         if self.options.since is None and self.options.until is None:
             yield from records
             return
         for rec in records:
-            if isinstance(rec, Event) and not self._in_range(rec.timestamp):
-                stats.out_of_range += 1
-                continue
+            if isinstance(rec, Event):
+                if not self._in_range(rec.timestamp):
+                    stats.out_of_range += 1
+                    continue
+            elif isinstance(rec, LogcheckHit) and not self._in_range(rec.event.timestamp):
+                continue  # its line is counted when it is a candidate too, else not read
             yield rec
 
     def run_part(self, part: Part) -> PartResult:
@@ -1005,10 +1157,13 @@ class Engine:
         *,
         all_lines: bool,
     ) -> Iterator[Event | Unparsed | TimeMark]:
-        """Every event (all lines, or prefilter candidates) of one input."""
+        """Every event (all lines, or prefilter candidates) of one input (logcheck's hits
+        are only read by :meth:`scan`)."""
         if self._before_since(inp, stats, report):
             return
-        yield from self._records(Part(inp), stats, report, all_lines=all_lines)
+        for rec in self._records(Part(inp), stats, report, all_lines=all_lines):
+            if not isinstance(rec, LogcheckHit):
+                yield rec
 
     def iter_journal_input(
         self,
@@ -1082,6 +1237,9 @@ class Engine:
         started = time.perf_counter()
         stats = ScanStats()
         log = ProblemLog(stats)
+        if self.logcheck is not None:
+            for problem in self.logcheck.problems:  # patterns not used, files skipped
+                log(problem)
         inputs = log.expand(paths)
         if self.resume is not None:
             inputs = self.resume.prepare(inputs, log)

@@ -862,8 +862,17 @@ class Detector:
     a finding whose ``key`` was emitted before is an update of it (``count``/``last_seen``).
     """
 
-    def __init__(self, rules: Sequence[Rule], *, lateness: timedelta = timedelta(0)) -> None:
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        *,
+        lateness: timedelta = timedelta(0),
+        external: Sequence[Rule] = (),
+    ) -> None:
         self.rules = active_rules(rules)
+        #: rules whose matches are decided outside (logcheck's verdicts, found over whole
+        #: chunks): never matched here, but folded, kept in state and reported like others
+        self.external = list(external)
         self.lateness = lateness
         self.stats = DetectorStats()
         self.line_rules = [r for r in self.rules if r.kind == "line"]
@@ -877,7 +886,7 @@ class Detector:
             else:
                 self._any_program.append(rule)
         self._order = {r.id: i for i, r in enumerate(self.line_rules)}
-        self._line_by_id = {r.id: r for r in self.line_rules}
+        self._line_by_id = {r.id: r for r in (*self.line_rules, *self.external)}
         self._plans: dict[str | None, list[PlanStep]] = {}
         self.states: dict[str, CorrelationState] = {
             r.id: _KINDS[r.kind](r, self.stats) for r in self.rules if r.correlation
@@ -887,7 +896,9 @@ class Detector:
             for ref in st.corr.referenced():
                 self.subscribers.setdefault(ref, []).append(st)
         self.suppressors = {
-            r.id: Suppressor(r, self.stats) for r in self.rules if r.suppress is not None
+            r.id: Suppressor(r, self.stats)
+            for r in (*self.rules, *self.external)
+            if r.suppress is not None
         }
         self.tables: dict[str, EnrichTable] = {}
         self._sources: dict[str, list[EnrichTable]] = {}
@@ -1100,7 +1111,7 @@ class Detector:
         """Continue from a :meth:`snapshot`; state of rules no longer loaded is dropped."""
         if data.get("version") != 1:
             raise ValueError("unknown detector state version")
-        by_id = {r.id: r for r in self.rules}
+        by_id = {r.id: r for r in (*self.rules, *self.external)}
         self.watermarks = {h: datetime.fromisoformat(t) for h, t in data["watermarks"]}
         self._buffer = {}
         for h, items in data["buffer"]:

@@ -1,0 +1,608 @@
+"""logcheck's rule directories (``/etc/logcheck``) run on logwarden's engine.
+
+logcheck (Debian's ``logcheck`` and ``logcheck-database``) keeps ``grep -E`` patterns, one per
+line, in files under ``cracking.d``, ``violations.d``, ``violations.ignore.d`` and
+``ignore.d.<level>``. It reports, for the lines of a log:
+
+* a line matched by a ``cracking.d`` pattern as an attack alert (here: ``logcheck.cracking``,
+  critical);
+* else a line matched by a ``violations.d/F`` pattern and not explained for ``F`` by
+  ``violations.ignore.d`` (``F``, ``logcheck-F``, ``local``, ``local-*``; for ``F`` named
+  ``logcheck``, any file there or another ``violations.d`` file) as a security event
+  (``logcheck.violations``, high);
+* else a line no ``ignore.d.<level>`` pattern explains (the levels include the stricter
+  ones: workstation ⊃ server ⊃ paranoid) as a system event (``logcheck.unexplained``, low,
+  folded per host, program and hour).
+
+Patterns are translated from ERE (:mod:`pipeline.imports.ere`) and compiled once into one
+Hyperscan database: every ignore pattern under one id (Hyperscan reports an id once per
+offset, and every pattern is anchored at its line's end, so an explained line costs one
+callback however many patterns explain it), the others under their own. A whole chunk is
+scanned at once; match ends map to lines with one ``numpy.searchsorted``. Patterns Hyperscan
+rejects (back-references) are searched with Python ``re`` over the chunk; without Hyperscan
+every pattern is (correct, much slower). A pattern no engine takes is a problem at its
+``file:line``, never silently dropped. Lines are matched as logcheck sees them: trailing
+white space removed, bytes as in the C locale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+try:  # folding unexplained lines in bulk; without it they are folded one by one
+    import pyarrow as pa
+    import pyarrow.compute as pc
+except ImportError:  # pragma: no cover - the analysis extra
+    pa = None
+
+try:  # x86_64 wheels; the results are the same without it (only slower)
+    import hyperscan
+except ImportError:  # pragma: no cover - exercised by forcing use_hyperscan=False
+    hyperscan = None  # type: ignore[assignment]
+
+from pipeline.detection.model import Rule, Selectors, Suppress
+from pipeline.detection.patterns import PatternError, required_literals
+from pipeline.errors import Location, Problem, UsageError
+from pipeline.imports.ere import EreError, translate
+from pipeline.model import Severity
+
+IntArray = npt.NDArray[np.int64]
+
+DEFAULT_DIR = "/etc/logcheck"
+LEVELS = ("workstation", "server", "paranoid")
+#: the ignore.d directories each level reads (a level includes the stricter ones)
+LEVEL_DIRS = {
+    "workstation": ("workstation", "server", "paranoid"),
+    "server": ("server", "paranoid"),
+    "paranoid": ("paranoid",),
+}
+#: run-parts (which logcheck lists rule files with) only takes names of these characters
+_RUN_PARTS_NAME = re.compile(r"[A-Za-z0-9_-]+")
+#: what logcheck drops from rule files: blank lines and lines starting with #
+_NOT_A_PATTERN = re.compile(rb"[ \t\n\v\f\r]*|#.*", re.DOTALL)
+_TRAILING_SPACE = b" \t\v\f\r"
+
+CRACKING = "logcheck.cracking"
+VIOLATIONS = "logcheck.violations"
+UNEXPLAINED = "logcheck.unexplained"
+#: unexplained lines are folded per host, program and this period (logcheck's hourly run)
+FOLD_PERIOD_HOURS = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """One pattern line of a logcheck rule file."""
+
+    text: bytes
+    regex: bytes
+    #: what Hyperscan cannot take (back-references, anchors inside): searched with re
+    slow: bool
+    #: ``cracking``, ``violations``, ``violations-ignore`` or ``ignore``
+    category: str
+    #: the rule file's name (``ssh``, ``logcheck-su``)
+    file: str
+    location: Location
+
+
+def _rule(rule_id: str, severity: Severity, title: str, description: str, **kw: Any) -> Rule:
+    return Rule(
+        id=rule_id,
+        title=title,
+        severity=severity,
+        description=description,
+        remediation=kw.pop("remediation", ""),
+        references=("man:logcheck(8)",),
+        tags=("logcheck",),
+        select=Selectors(),
+        conditions=(),
+        location=kw.pop("location"),
+        **kw,
+    )
+
+
+def logcheck_rules(directory: str) -> list[Rule]:
+    """The three rules logcheck's verdicts become findings of."""
+    loc = Location(directory)
+    return [
+        _rule(
+            CRACKING,
+            Severity.CRITICAL,
+            "logcheck: attack alert",
+            "A line matched by a pattern of logcheck's cracking.d.",
+            location=loc,
+        ),
+        _rule(
+            VIOLATIONS,
+            Severity.HIGH,
+            "logcheck: security event",
+            "A line matched by a pattern of logcheck's violations.d and not explained by "
+            "violations.ignore.d.",
+            location=loc,
+        ),
+        _rule(
+            UNEXPLAINED,
+            Severity.LOW,
+            "logcheck: unexplained lines",
+            "Lines no pattern of logcheck's ignore.d.<level> explains, folded per host, "
+            "program and hour.",
+            remediation="Read the lines; add an ignore pattern for those that are normal.",
+            location=loc,
+            suppress=Suppress(
+                period=timedelta(hours=FOLD_PERIOD_HOURS),
+                group_by=("host", "program", "logcheck_hour"),
+            ),
+        ),
+    ]
+
+
+def _read_dir(
+    root: Path, sub: str, category: str, problems: list[Problem], out: list[Pattern]
+) -> None:
+    d = root / sub
+    if not d.is_dir():
+        return
+    try:
+        names = sorted(os.listdir(d))
+    except OSError as exc:
+        problems.append(Problem("logcheck-unreadable", Location(str(d)), exc.strerror or str(exc)))
+        return
+    for name in names:
+        path = d / name
+        if not path.is_file():
+            continue
+        if not _RUN_PARTS_NAME.fullmatch(name):
+            problems.append(
+                Problem(
+                    "logcheck-skipped",
+                    Location(str(path)),
+                    "not read: logcheck (through run-parts) skips rule files whose names "
+                    "hold other characters than letters, digits, _ and -",
+                )
+            )
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            problems.append(
+                Problem("logcheck-unreadable", Location(str(path)), exc.strerror or str(exc))
+            )
+            continue
+        for n, line in enumerate(data.split(b"\n"), 1):
+            if _NOT_A_PATTERN.fullmatch(line):
+                continue
+            loc = Location(str(path), n)
+            try:
+                t = translate(line)
+            except EreError as exc:
+                problems.append(
+                    Problem(
+                        "logcheck-pattern",
+                        Location(str(path), n, exc.col),
+                        f"pattern not used: {exc.message}",
+                    )
+                )
+                continue
+            out.append(Pattern(line, t.regex, t.backrefs or t.inner_anchors, category, name, loc))
+
+
+@dataclass
+class LogcheckSet:
+    """The patterns of one logcheck directory and level, and the problems met reading them."""
+
+    directory: str
+    level: str
+    patterns: list[Pattern]
+    problems: list[Problem] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, directory: str = DEFAULT_DIR, level: str = "server") -> LogcheckSet:
+        if level not in LEVEL_DIRS:
+            raise UsageError(f"unknown logcheck level {level!r} (one of: {', '.join(LEVELS)})")
+        root = Path(directory)
+        if not root.is_dir():
+            raise UsageError(f"{directory}: no such logcheck rule directory")
+        problems: list[Problem] = []
+        patterns: list[Pattern] = []
+        _read_dir(root, "cracking.d", "cracking", problems, patterns)
+        _read_dir(root, "violations.d", "violations", problems, patterns)
+        _read_dir(root, "violations.ignore.d", "violations-ignore", problems, patterns)
+        for lvl in LEVEL_DIRS[level]:
+            _read_dir(root, f"ignore.d.{lvl}", "ignore", problems, patterns)
+        if not patterns:
+            raise UsageError(f"{directory}: no logcheck patterns found")
+        return cls(directory, level, patterns, problems)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.patterns:
+            out[p.category] = out.get(p.category, 0) + 1
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Verdicts:
+    """Line indexes (within a chunk) of each verdict, ascending."""
+
+    cracking: IntArray
+    violations: IntArray
+    unexplained: IntArray
+    #: the rule file behind each cracking / violations line (same order)
+    cracking_files: tuple[str, ...] = ()
+    violations_files: tuple[str, ...] = ()
+
+
+def _clean(data: bytes, nl: IntArray) -> tuple[bytes, IntArray]:
+    """``data`` with trailing white space cut from every line (as logcheck's ``sed`` does)."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    ends = nl[nl > 0] - 1
+    before = arr[ends] if len(ends) else arr[:0]
+    last_ws = bool(data) and not data.endswith(b"\n") and data[-1] in _TRAILING_SPACE
+    if not last_ws and not np.isin(before, np.frombuffer(_TRAILING_SPACE, np.uint8)).any():
+        return data, nl
+    cleaned = b"\n".join(line.rstrip(_TRAILING_SPACE) for line in data.split(b"\n"))
+    arr = np.frombuffer(cleaned, dtype=np.uint8)
+    return cleaned, np.flatnonzero(arr == 10).astype(np.int64)
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+#: a pattern searched with Python re: id, compiled, the pattern, and literals one of which
+#: it needs (Hyperscan finds the lines holding one, re tries only those)
+_Slow = tuple[int, "re.Pattern[bytes]", Pattern, tuple[bytes, ...]]
+#: Hyperscan ids of the prefilter forms of patterns confirmed with re
+SLOW_ID = 1 << 24
+
+
+def _cache_dir() -> Path | None:
+    """Where compiled pattern databases are kept (compiling all of logcheck's takes
+    seconds); None when there is no such place (no home directory)."""
+    own = os.environ.get("LOGWARDEN_CACHE_DIR")
+    if own:
+        return Path(own)
+    base = os.environ.get("XDG_CACHE_HOME")
+    if base:
+        return Path(base) / "logwarden"
+    try:
+        return Path.home() / ".cache" / "logwarden"
+    except RuntimeError:
+        return None
+
+
+class LogcheckMatcher:
+    """logcheck's three verdicts for whole chunks of lines, in one pass."""
+
+    def __init__(self, rules: LogcheckSet, *, use_hyperscan: bool = True) -> None:
+        self.rules = rules
+        self.use_hyperscan = use_hyperscan and hyperscan is not None
+        #: patterns other than ignore, by id - 1
+        self.others = [p for p in rules.patterns if p.category != "ignore"]
+        self.ignore = [p for p in rules.patterns if p.category == "ignore"]
+        self.problems: list[Problem] = list(rules.problems)
+        self._local = threading.local()
+        #: patterns searched with Python re: (id, compiled, the pattern)
+        self._slow: list[_Slow] = []
+        self._fast: list[tuple[int, Pattern]] = []
+        for p in self.ignore:
+            self._route(0, p)
+        for i, p in enumerate(self.others, 1):
+            self._route(i, p)
+        if self.use_hyperscan:
+            try:
+                self._database()  # compile now: errors and cost belong to loading
+            except hyperscan.error:
+                self._fast = self._compilable(self._fast)
+                self._local = threading.local()
+                self._database()
+
+    def _route(self, ident: int, p: Pattern) -> None:
+        if self.use_hyperscan and not p.slow:
+            self._fast.append((ident, p))
+            return
+        self._add_slow(ident, p)
+
+    def _add_slow(self, ident: int, p: Pattern) -> None:
+        try:
+            rx = re.compile(p.regex, re.MULTILINE)
+        except re.error as exc:
+            self.problems.append(
+                Problem("logcheck-pattern", p.location, f"pattern not used: {exc}")
+            )
+            return
+        try:
+            found = required_literals(p.regex.decode("latin-1"))
+        except (PatternError, ValueError, re.error):
+            found = None
+        literals = tuple(sorted(x.encode("latin-1") for x in found)) if found else ()
+        self._slow.append((ident, rx, p, literals))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    @property
+    def engine(self) -> str:
+        if not self.use_hyperscan:
+            return "re"
+        return "hyperscan" + (f" + re ({len(self._slow)} patterns)" if self._slow else "")
+
+    # -- compiling ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _expressions(
+        items: Sequence[tuple[int, Pattern]], slow: Sequence[_Slow] = ()
+    ) -> tuple[list[bytes], list[int], list[int]]:
+        """Hyperscan's input: the patterns anchored at line ends, then the literals one of
+        which each re pattern needs (the lines to try it on), ids from SLOW_ID."""
+        flags = hyperscan.HS_FLAG_MULTILINE | hyperscan.HS_FLAG_ALLOWEMPTY
+        exprs = [_to_line_end(p.regex) for _, p in items]
+        ids = [i for i, _ in items]
+        fl = [flags] * len(items)
+        for k, (_, _, _, literals) in enumerate(slow):
+            for lit in literals:
+                exprs.append(b"".join(b"\\x%02x" % c for c in lit))
+                ids.append(SLOW_ID + k)
+                fl.append(0)
+        return exprs, ids, fl
+
+    @classmethod
+    def _compile(
+        cls,
+        items: Sequence[tuple[int, Pattern]],
+        slow: Sequence[_Slow] = (),
+        *,
+        cache: bool = True,
+    ) -> Any:
+        exprs, ids, flags = cls._expressions(items, slow)
+        key = hashlib.sha256(
+            repr((getattr(hyperscan, "__version__", ""), exprs, ids, flags)).encode()
+        ).hexdigest()[:32]
+        if not exprs:
+            return None
+        where = _cache_dir() if cache else None
+        path = where / f"logcheck-{key}.hsdb" if where is not None else None
+        if path is not None and path.is_file():
+            try:
+                db = hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
+                db.scratch = hyperscan.Scratch(db)
+                return db
+            except (hyperscan.error, OSError):
+                pass
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=flags)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(hyperscan.dumpb(db))
+                tmp.replace(path)
+        return db
+
+    def _compilable(self, items: list[tuple[int, Pattern]]) -> list[tuple[int, Pattern]]:
+        """``items`` without those Hyperscan rejects (found by halving), which go to re."""
+        try:
+            self._compile(items, cache=False)
+            return items
+        except hyperscan.error:
+            if len(items) == 1:
+                self._add_slow(*items[0])
+                return []
+        mid = len(items) // 2
+        return self._compilable(items[:mid]) + self._compilable(items[mid:])
+
+    def _database(self) -> Any:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.pid = os.getpid()
+            local.db = self._compile(self._fast, self._slow)
+        return local.db
+
+    # -- matching ----------------------------------------------------------------------------
+
+    def _matches(self, data: bytes, nl: IntArray) -> tuple[IntArray, list[tuple[int, int]]]:
+        """Lines an ignore pattern explains, and (id, line) of the other patterns' matches."""
+        ignore: list[int] = []
+        ids: list[int] = []
+        ends: list[int] = []
+        if self.use_hyperscan:
+            add_ignore, add_id, add_end = ignore.append, ids.append, ends.append
+
+            def on_match(ident: int, _s: int, end: int, _f: int, _c: object) -> None:
+                if ident:
+                    add_id(ident)
+                    add_end(end)
+                else:
+                    add_ignore(end)
+
+            db = self._database()
+            if db is not None:
+                db.scan(data, match_event_handler=on_match)
+            candidates: dict[int, set[int]] = {}
+            others: list[tuple[int, int]] = []
+            lines = np.searchsorted(nl, np.asarray(ends, dtype=np.int64)).tolist() if ends else []
+            for ident, line in zip(ids, lines, strict=True):
+                if ident >= SLOW_ID:
+                    candidates.setdefault(ident - SLOW_ID, set()).add(line)
+                else:
+                    others.append((ident, line))
+            for k, found in candidates.items():
+                ident, rx, _, _ = self._slow[k]
+                for line in sorted(found):
+                    start = int(nl[line - 1]) + 1 if line else 0
+                    stop = int(nl[line]) if line < len(nl) else len(data)
+                    if rx.search(data, start, stop) is None:
+                        continue
+                    if ident:
+                        others.append((ident, line))
+                    else:
+                        ignore.append(stop)
+        else:
+            others = []
+        for ident, rx, _, literals in self._slow:
+            if literals and self.use_hyperscan:
+                continue
+            for m in re.finditer(b"(?:" + rx.pattern + b")[^\\n]*", data, re.MULTILINE):
+                if ident:
+                    others.append((ident, int(np.searchsorted(nl, m.end()))))
+                else:
+                    ignore.append(m.end())
+        explained = np.searchsorted(nl, np.asarray(ignore, dtype=np.int64)) if ignore else _EMPTY
+        return explained, others
+
+    def classify(self, data: bytes, nl: IntArray) -> Verdicts:
+        """The verdicts for the lines of ``data`` (``nl``: its newline offsets)."""
+        n_lines = len(nl) + (0 if data.endswith(b"\n") or not data else 1)
+        if not n_lines:
+            return Verdicts(_EMPTY, _EMPTY, _EMPTY)
+        data, nl = _clean(data, nl)
+        ignored, others = self._matches(data, nl)
+        # an empty match after the last newline is in no line
+        ignored = ignored[ignored < n_lines]
+        others = [(ident, line) for ident, line in others if line < n_lines]
+        explained = np.zeros(n_lines, dtype=bool)
+        explained[ignored] = True
+        cracking: list[int] = []
+        cracking_files: list[str] = []
+        violations: list[int] = []
+        violations_files: list[str] = []
+        if others:
+            per_line: dict[int, list[Pattern]] = {}
+            for ident, line in others:
+                per_line.setdefault(line, []).append(self.others[ident - 1])
+            for line in sorted(per_line):
+                found = per_line[line]
+                if any(p.category in ("cracking", "violations") for p in found):
+                    explained[line] = True
+                crack = sorted({p.file for p in found if p.category == "cracking"})
+                if crack:
+                    cracking.append(line)
+                    cracking_files.append(crack[0])
+                    continue
+                reporting = _violation_file(found)
+                if reporting is not None:
+                    violations.append(line)
+                    violations_files.append(reporting)
+        return Verdicts(
+            np.asarray(cracking, dtype=np.int64),
+            np.asarray(violations, dtype=np.int64),
+            np.flatnonzero(~explained).astype(np.int64),
+            tuple(cracking_files),
+            tuple(violations_files),
+        )
+
+
+def _to_line_end(regex: bytes) -> bytes:
+    """``regex`` made to match up to its line's end, so that all matches in a line end at
+    the same offset; one with its own ``$`` stays (Hyperscan takes no ``$`` before more
+    pattern), its matches map to their lines all the same."""
+    return regex if b"$" in regex else b"(?:" + regex + b")[^\\n]*$"
+
+
+def _violation_file(found: Sequence[Pattern]) -> str | None:
+    """The first violations.d file that reports a line matched by ``found`` (no cracking
+    pattern among them), as logcheck's per-file filtering decides; None when all are
+    explained by violations.ignore.d."""
+    files = sorted({p.file for p in found if p.category == "violations"})
+    ignored = {p.file for p in found if p.category == "violations-ignore"}
+    local = "local" in ignored or any(f.startswith("local-") for f in ignored)
+    for f in files:
+        if local or f in ignored or f"logcheck-{f}" in ignored:
+            continue
+        if f == "logcheck" and (
+            ignored or any(g != f and not g.startswith("logchec") for g in files)
+        ):
+            continue
+        return f
+    return None
+
+
+_TAIL = (
+    r" [A-Za-z0-9][A-Za-z0-9._-]* [A-Za-z0-9_][A-Za-z0-9_./()-]*)"
+    r"(?:\[[0-9]{1,10}\])?: (?P<rep>\s*message repeated )?"
+)
+#: the fast paths' envelopes (pipeline.grammars.fastpath): the bytes before ``key`` are
+#: the hour, ``key`` holds (the zone,) the host and the program
+_FOLD_HEADS = {
+    "syslog": (
+        9,
+        r"^(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-9][0-9] [0-9]{2}"
+        r":[0-9]{2}:[0-9]{2}(?P<key>" + _TAIL,
+    ),
+    "rfc3339": (
+        13,
+        r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}"
+        r"(?P<key>(?:Z|[+-][0-9]{2}:[0-9]{2})" + _TAIL,
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """How the unexplained lines of a chunk reach detection.
+
+    ``firsts`` and ``lasts`` are the first and last line of each run of lines with the same
+    hour, host and program (``weights``: the lines after the first, which the last one
+    stands for; a group of one has no last); ``singles`` are read one by one (other formats,
+    lines the fast-path envelope does not fit, rsyslog's repeated-message lines).
+    """
+
+    firsts: IntArray
+    lasts: IntArray
+    weights: IntArray
+    singles: IntArray
+
+
+def fold_lines(data: bytes, nl: IntArray, lines: IntArray, fmt: str | None) -> Fold:
+    """Group the ``lines`` (indexes into ``data``) by hour, host and program in bulk."""
+    head = _FOLD_HEADS.get(fmt or "")
+    if pa is None or head is None or not len(lines) or b"\r" in data or len(data) >= 2**31:
+        return Fold(_EMPTY, _EMPTY, _EMPTY, lines)
+    hour, regex = head
+    n_all = len(nl) + (0 if data.endswith(b"\n") else 1)
+    starts = np.empty(n_all + 1, dtype=np.int32)
+    starts[0] = 0
+    starts[1 : len(nl) + 1] = nl + 1
+    starts[n_all] = len(data)
+    arr = pa.Array.from_buffers(
+        pa.binary(), n_all, [None, pa.py_buffer(starts), pa.py_buffer(data)]
+    )
+    sub = arr.take(pa.array(lines))
+    got = pc.extract_regex(sub, regex)
+    ok = np.asarray(got.is_valid())
+    if ok.any():
+        ok &= np.asarray(pc.equal(pc.binary_length(got.field("rep")), 0).fill_null(False))
+    bulk = np.flatnonzero(ok)
+    singles = lines[~ok]
+    if not len(bulk):
+        return Fold(_EMPTY, _EMPTY, _EMPTY, singles)
+    keys = pc.binary_join_element_wise(pc.binary_slice(sub, 0, hour), got.field("key"), b"")
+    codes = np.asarray(pc.fill_null(pc.dictionary_encode(keys).indices, -1), dtype=np.int64)[bulk]
+    # groups numbered by first appearance among the bulk lines
+    _, first, inverse, counts = np.unique(
+        codes, return_index=True, return_inverse=True, return_counts=True
+    )
+    last = np.zeros(len(first), dtype=np.int64)
+    last[inverse] = np.arange(len(bulk))  # the last write of each group wins
+    more = counts > 1
+    sel = lines[bulk]
+    return Fold(sel[first], sel[last[more]], (counts[more] - 1).astype(np.int64), singles)
+
+
+def hour_of(ts: datetime | None) -> str:
+    """The ``logcheck_hour`` an unexplained line is folded under."""
+    return "" if ts is None else ts.replace(minute=0, second=0, microsecond=0).isoformat()
