@@ -91,8 +91,9 @@ def fail(message: str, code: int = 2) -> None:
 # (default, repeatable, type), never how it is shown; tests/test_cli.py checks the tree.
 
 #: ``--format`` names: the same name for the same kind of output on every command (``jsonl``
-#: and ``json`` both name a stream of JSON objects, one a line)
-FORMAT_NAMES = ("table", "jsonl", "json", "csv")
+#: and ``json`` both name a stream of JSON objects, one a line; ``digest`` is scan's and
+#: report's summary by rule and host)
+FORMAT_NAMES = ("digest", "table", "jsonl", "json", "csv")
 #: what a shared option's user may set for itself
 _LOCAL = frozenset({"default", "multiple", "show_default", "type"})
 
@@ -209,6 +210,13 @@ host_option = shared_option(
     help="The host of lines that carry none (Apache error logs), for paths without a host "
     "of their own in --config. Without it, such lines are grouped per rotation set and "
     "their findings show no host.",
+)
+min_severity_option = shared_option(
+    "--min-severity",
+    type=click.Choice([str(s) for s in Severity]),
+    metavar="LEVEL",
+    help="Show, write, report and notify only findings at or above this severity (scan's "
+    "--store, --parquet and --fail-on still see all).",
 )
 logcheck_option = shared_option(
     "--logcheck",
@@ -572,7 +580,7 @@ CSV_COLUMNS = (
 
 
 #: what ``scan --format`` takes; ``json`` is ``jsonl``
-OUTPUT_FORMATS = ("digest", "table", "jsonl", "json", "csv")
+OUTPUT_FORMATS = FORMAT_NAMES
 
 
 def console_lines(
@@ -686,12 +694,7 @@ def write_findings(
     is_flag=True,
     help="After the digest, the findings themselves (as --format table).",
 )
-@click.option(
-    "--min-severity",
-    type=click.Choice([str(s) for s in Severity]),
-    help="Show, write and notify only findings at or above this severity (--store, "
-    "--parquet and --fail-on still see all).",
-)
+@min_severity_option()
 @output_option()
 @time_options
 @click.option(
@@ -1175,11 +1178,7 @@ def _notify_scan(
     metavar="TEXT",
     help="The report's title.",
 )
-@click.option(
-    "--min-severity",
-    type=click.Choice([str(s) for s in Severity]),
-    help="Report only findings at or above this severity.",
-)
+@min_severity_option()
 @context_option()
 @quiet_option()
 @handle_errors

@@ -99,9 +99,8 @@ def test_every_command_and_option_has_help_and_is_in_the_readme() -> None:
                     assert isinstance(param.type, click.Choice), name
                     choices = set(param.type.choices)
                     assert choices <= set(FORMAT_NAMES), (name, choices)
-                    # a stream of objects is asked for by either name (scan's formats are
-                    # reworked separately)
-                    if "jsonl" in choices and path != ("scan",):
+                    # a stream of objects is asked for by either name
+                    if "jsonl" in choices:
                         assert "json" in choices, f"`{name} --format` lacks json"
         code, out, _ = run(*path, "--help")
         assert code == 0 and "Usage:" in out, name
