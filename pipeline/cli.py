@@ -1008,10 +1008,21 @@ def _load_resume(db: StateDB) -> Resume:
 def _save_resume(db: StateDB, snapshot: dict[str, Any], resume: Resume, quiet: bool) -> None:
     """Detection state and how far each input was read, in one transaction."""
     from pipeline.resume import STATE_SOURCE
+    from pipeline.state import StateWriteError
 
-    db.checkpoint(
-        detector=("scan", snapshot), sources={STATE_SOURCE: resume.checkpoint()}, findings=[]
-    )
+    try:
+        db.checkpoint(
+            detector=("scan", snapshot), sources={STATE_SOURCE: resume.checkpoint()}, findings=[]
+        )
+    except StateWriteError as exc:
+        # before any output: the next run reads the same lines and reports them then
+        raise StateWriteError(
+            exc.message,
+            exc.location or Location(str(db.path)),
+            exc.reason,
+            exc.free,
+            hint="no findings were written; once there is space, the next run reports them",
+        ) from None
     if resume.resumed_inputs and not quiet:
         _err_console().print(
             Text(

@@ -11,6 +11,7 @@ the next start by comparing the output file's tail with the store.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -43,7 +44,16 @@ from pipeline.errors import LogwardenError, Problem
 from pipeline.model import Event, Finding
 from pipeline.sources.files import rotation_set
 from pipeline.sources.tail import FileFollower, FileState
-from pipeline.state import StateCorrupt, StateDB, StateError, StateLock, move_aside
+from pipeline.state import (
+    StateCorrupt,
+    StateDB,
+    StateError,
+    StateLock,
+    StateWriteError,
+    free_space,
+    move_aside,
+    size_text,
+)
 from pipeline.timeinfer import TimeResolver, parse_zone
 
 log = logging.getLogger("logwarden")
@@ -67,6 +77,41 @@ STALL_POLLS = 3
 STALL_MIN = 30.0
 #: seconds between log lines about detection state dropped at the table caps
 DROPPED_LOG_EVERY = 60.0
+#: after a failed write (a full disk): first retry after this many seconds, doubling up to
+#: RETRY_MAX; a retry comes sooner once the file system has more free space than at the failure
+RETRY_FIRST = 1.0
+RETRY_MAX = 60.0
+#: a live daemon whose status record is older than this many heartbeats, on a file system
+#: with less than LOW_SPACE bytes free, is reported as unable to write its status record
+STATUS_STALE_BEATS = 3
+LOW_SPACE = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFault:
+    """A write the daemon could not make (the checkpoint, an output file): what, where, why,
+    the free space then, since when, how often it was retried and when it is tried next.
+    While one is set the daemon reads nothing new."""
+
+    what: str  # "checkpoint" | "output"
+    path: str
+    error: str
+    free_bytes: int | None
+    since: float  # unix time of the first failure
+    retries: int = 0
+    next_retry: float = 0.0  # unix time
+    due: float = 0.0  # time.monotonic() of the next retry
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "path": self.path,
+            "error": self.error,
+            "free_bytes": self.free_bytes,
+            "since": self.since,
+            "retries": self.retries,
+            "next_retry": self.next_retry,
+        }
 
 
 class RollingCount:
@@ -202,12 +247,25 @@ class JsonlOutput:
             return
 
     def write(self, findings: list[Finding]) -> int:
-        with open(self.path, "a", encoding="utf-8") as f:
-            for x in findings:
-                f.write(json.dumps(x.as_dict(), ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-            return f.tell()
+        """Append ``findings``; returns the new size. A write that fails (ENOSPC) is cut
+        off again, so the file never ends in a torn record while the write is retried."""
+        data = "".join(json.dumps(x.as_dict(), ensure_ascii=False) + "\n" for x in findings)
+        view = memoryview(data.encode("utf-8"))
+        # unbuffered: nothing is left in a buffer to be written after the cut
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise
+            return os.lseek(fd, 0, os.SEEK_END)
+        finally:
+            os.close(fd)
 
 
 class JournalSource:
@@ -307,6 +365,8 @@ class Daemon:
         self._setup_notify(config)
         self.saved_sources = self.state.source_states()
         self.wake = threading.Event()
+        #: set by signals only: a paused daemon (a failed write) waits on it, not on ``wake``
+        self._interrupt = threading.Event()
         self._stop = False
         self._reload = False
         self._observer: Any = None
@@ -323,6 +383,12 @@ class Daemon:
         if config.journal or config.journal_directory:
             self._start_journal()
         self._last_commit = time.monotonic()
+        #: a write that failed and is being retried; findings of failed checkpoints held
+        #: until one succeeds; whether stored findings still wait to be written to outputs
+        self.fault: WriteFault | None = None
+        self._held: dict[str, Finding] = {}
+        self._unwritten = False
+        self._status_failed = False
         self._init_health(saved)
 
     # -- set-up ------------------------------------------------------------------------------
@@ -458,7 +524,12 @@ class Daemon:
     # -- one turn ----------------------------------------------------------------------------
 
     def step(self) -> int:
-        """Read what is new everywhere, detect, checkpoint, emit. Returns lines read."""
+        """Read what is new everywhere, detect, checkpoint, emit. Returns lines read.
+
+        While a write fails (:attr:`fault`) nothing is read: the turn retries that write when
+        it is due and returns 0."""
+        if self.fault is not None and not self._retry():
+            return 0
         found: dict[str, Finding] = {}
         lines = 0
         touched: dict[str, FileFollower] = {}
@@ -574,10 +645,26 @@ class Daemon:
         """
         touched, self._touched = self._touched, {}
         self._last_commit = time.monotonic()
-        self._commit(touched, findings or [])
+        held = self._held
+        for f in findings or ():
+            held[f.key] = f  # a later version of a held key replaces it
+        try:
+            fresh = self._commit(touched, list(held.values()))
+        except StateWriteError as exc:
+            # rolled back: the offsets, the detection state and these findings are stored
+            # by the next checkpoint that succeeds (nothing more is read until then)
+            self._touched = touched | self._touched
+            self._held = held
+            self._failed("checkpoint", str(self.state.path), exc.reason, exc.free)
+            return
+        self._held = {}
         self._committed_at = time.time()
+        if fresh:
+            self._emit(fresh)
+            if self.deliverer is not None:
+                self.deliverer.wake.set()
 
-    def _commit(self, touched: dict[str, FileFollower], findings: list[Finding]) -> None:
+    def _commit(self, touched: dict[str, FileFollower], findings: list[Finding]) -> list[Finding]:
         sources: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         mono = time.monotonic()
         for path, follower in touched.items():
@@ -589,39 +676,112 @@ class Daemon:
                 continue
             state = follower.state()
             sources[path] = (state.as_dict() if state else {"path": path}, stats)
-        fresh = self.state.checkpoint(
+        return self.state.checkpoint(
             detector=(DETECTOR_NAME, self.detector.snapshot()),
             sources=sources,
             findings=findings,
             route=self.route,
         )
-        if fresh:
-            self._emit(fresh)
-            if self.deliverer is not None:
-                self.deliverer.wake.set()
 
     def _emit(self, findings: list[Finding]) -> None:
+        """Write new findings to the outputs and record that; a failure leaves them stored
+        as not written, for :meth:`recover` at the retry (or the next start)."""
+        if self._unwritten:  # earlier ones wait: write in order, at the retry
+            return
         sizes: dict[str, int] = {}
-        for out in self.outputs:
-            sizes[out.path] = out.write(findings)
-        self.state.mark_emitted([f.key for f in findings], sizes)
+        out = None
+        try:
+            for out in self.outputs:
+                sizes[out.path] = out.write(findings)
+            self.state.mark_emitted([f.key for f in findings], sizes)
+        except OSError as exc:
+            assert out is not None
+            self._unwritten = True
+            self._failed("output", out.path, exc.strerror or str(exc), free_space(out.path))
+            return
+        except StateWriteError as exc:
+            self._unwritten = True
+            self._failed("checkpoint", str(self.state.path), exc.reason, exc.free)
+            return
         for f in findings:
             log.info("finding %s [%s] %s %s", f.rule, f.severity, f.host or "-", f.message[:200])
 
     def recover(self) -> None:
-        """Write findings stored but not confirmed written before a crash, exactly once."""
-        pending = self.state.pending()
-        if not pending:
+        """Write findings stored but not confirmed written (before a crash, or while an
+        output or the state database could not be written), exactly once."""
+        self._unwritten = False
+        try:
+            pending = self.state.pending()
+            if not pending:
+                return
+            sizes: dict[str, int] = {}
+            out = None
+            for out in self.outputs:
+                confirmed = self.state.output_size(out.path) or 0
+                out.repair(confirmed)
+                done = out.keys_after(confirmed)
+                rest = [f for f in pending if f.key not in done]
+                sizes[out.path] = out.write(rest) if rest else os.path.getsize(out.path)
+            self.state.mark_emitted([f.key for f in pending], sizes)
+        except OSError as exc:
+            assert out is not None
+            self._unwritten = True
+            self._failed("output", out.path, exc.strerror or str(exc), free_space(out.path))
             return
-        sizes: dict[str, int] = {}
-        for out in self.outputs:
-            confirmed = self.state.output_size(out.path) or 0
-            out.repair(confirmed)
-            done = out.keys_after(confirmed)
-            rest = [f for f in pending if f.key not in done]
-            sizes[out.path] = out.write(rest) if rest else os.path.getsize(out.path)
-        self.state.mark_emitted([f.key for f in pending], sizes)
-        log.info("wrote %d findings stored before the last stop", len(pending))
+        except StateWriteError as exc:
+            self._unwritten = True
+            self._failed("checkpoint", str(self.state.path), exc.reason, exc.free)
+            return
+        log.info("wrote %d findings stored but not yet written to the outputs", len(pending))
+
+    # -- failed writes: a full disk ----------------------------------------------------------
+
+    def _failed(self, what: str, path: str, error: str, free: int | None) -> None:
+        """Note a failed write: logged once (with the path and the free space), then retried
+        with a doubling backoff; nothing new is read meanwhile."""
+        now, mono = time.time(), time.monotonic()
+        fault = self.fault
+        if fault is None:
+            log.error(
+                "%s: %s failed: %s (%s free); reading is paused and the write retried until "
+                "it succeeds; nothing read so far is lost",
+                path,
+                "writing the findings" if what == "output" else "the checkpoint",
+                error,
+                size_text(free),
+            )
+            fault = WriteFault(what, path, error, free, now)
+        else:
+            fault = replace(
+                fault, what=what, path=path, error=error, free_bytes=free, retries=fault.retries + 1
+            )
+        wait = min(RETRY_MAX, RETRY_FIRST * 2 ** min(fault.retries, 16))
+        self.fault = replace(fault, next_retry=now + wait, due=mono + wait)
+
+    def _retry(self) -> bool:
+        """Retry the failed write when it is due (or space was freed); True once it
+        succeeded and reading goes on."""
+        fault = self.fault
+        assert fault is not None
+        if time.monotonic() < fault.due:
+            free = free_space(fault.path)
+            if free is None or fault.free_bytes is None or free <= fault.free_bytes:
+                return False
+        log.debug("retrying %s of %s", fault.what, fault.path)
+        if self._held or self._touched:
+            self.checkpoint()  # the held findings, offsets and detection state
+        if self.fault is fault and self._unwritten:
+            self.recover()
+        if self.fault is not fault:  # failed again (and rescheduled)
+            return False
+        self.fault = None
+        log.info(
+            "%s: writing works again after %d retries over %.0fs; reading goes on",
+            fault.path,
+            fault.retries + 1,
+            time.time() - fault.since,
+        )
+        return True
 
     # -- health: the status record, dropped state, metrics -----------------------------------
 
@@ -720,10 +880,16 @@ class Daemon:
             "dropped_state": dropped,
             "metrics": self.config.metrics,
         }
+        if self.fault is not None:
+            record["fault"] = self.fault.as_dict()
         try:
             self.state.write_status(DETECTOR_NAME, record)
         except StateError as exc:
-            log.warning("%s", exc)
+            if not self._status_failed:  # once until a write works again
+                log.warning("%s", exc)
+            self._status_failed = True
+        else:
+            self._status_failed = False
         self._log_dropped(dropped, mono)
 
     def _start_metrics(self) -> None:
@@ -782,6 +948,7 @@ class Daemon:
         else:
             self._stop = True
         self.wake.set()
+        self._interrupt.set()
 
     def _watch_dirs(self) -> None:
         try:
@@ -844,15 +1011,23 @@ class Daemon:
                 busy = self.step()
                 if time.monotonic() - self._beat_at >= HEARTBEAT_EVERY:
                     self.beat()
-                if time.monotonic() - self._last_prune >= PRUNE_EVERY:
+                if time.monotonic() - self._last_prune >= PRUNE_EVERY and self.fault is None:
                     self._last_prune = time.monotonic()
-                    removed = self.state.prune()
+                    try:
+                        removed = self.state.prune()
+                    except StateWriteError as exc:  # tried again in an hour
+                        log.warning("%s", exc)
+                        removed = 0
                     if removed:
                         log.info("state database: forgot %d old rows", removed)
                 if ping_every and time.monotonic() - last_ping >= ping_every:
                     sd_notify("WATCHDOG=1")
                     last_ping = time.monotonic()
-                if not busy and not self._stop:
+                if self.fault is not None and not self._stop:
+                    # paused: change notices do not matter until the write works again
+                    self._interrupt.wait(self.config.poll_interval)
+                    self._interrupt.clear()
+                elif not busy and not self._stop:
                     # the journal has no change notice here: look at it often
                     wait = self.config.poll_interval
                     if self.wake.wait(min(wait, 0.2) if self.journal else wait):
@@ -861,12 +1036,23 @@ class Daemon:
         finally:
             sd_notify("STOPPING=1")
             self.close()
+        if self.fault is not None:
+            log.error(
+                "stopped without its last checkpoint (%s: %s): what was read since the last "
+                "one that succeeded is read again at the next start",
+                self.fault.path,
+                self.fault.error,
+            )
+            return 1
         log.info("stopped after checkpointing")
         return 0
 
     def close(self) -> None:
         """Checkpoint what was read since the last commit, then release everything."""
-        if self._touched:
+        if self.fault is not None:
+            self.fault = replace(self.fault, due=0.0)  # one more try now
+            self._retry()
+        elif self._touched:
             self.checkpoint()
         self.beat(stopped=True)
         self._stop_metrics()
@@ -946,11 +1132,16 @@ def _alive(record: dict[str, Any]) -> bool | None:
     return started is None or process_start(pid) in (None, started)
 
 
-def daemon_health(record: dict[str, Any] | None, now: float | None = None) -> dict[str, Any]:
+def daemon_health(
+    record: dict[str, Any] | None, now: float | None = None, state_dir: str | None = None
+) -> dict[str, Any]:
     """Running, stalled or stopped, from the status record: running when the process that
     wrote it is alive (same pid and start time) and wrote it recently; stalled when it is
     alive but has not written for :data:`STALL_POLLS` poll intervals (at least
-    :data:`STALL_MIN` s); stopped when it stopped cleanly, died, or never ran here."""
+    :data:`STALL_MIN` s), or when a write fails (``fault``: the checkpoint or an output,
+    from the record; or the record itself, when it is :data:`STATUS_STALE_BEATS`
+    heartbeats old and ``state_dir``'s file system has less than :data:`LOW_SPACE` free);
+    stopped when it stopped cleanly, died, or never ran here."""
     now = time.time() if now is None else now
     if record is None:
         return {"state": "stopped", "pid": None, "reason": "no daemon has run here"}
@@ -966,6 +1157,33 @@ def daemon_health(record: dict[str, Any] | None, now: float | None = None) -> di
         state, reason = "stalled", f"no status record for {age:.0f}s"
     else:
         state, reason = "running", ""
+    fault = record.get("fault")
+    poll = float(record.get("poll_interval") or 1.0)
+    if state != "stopped" and fault is None and state_dir is not None:
+        free = free_space(state_dir)
+        if age > STATUS_STALE_BEATS * max(HEARTBEAT_EVERY, poll) and (free or 0) < LOW_SPACE:
+            fault = {
+                "what": "status",
+                "path": str(Path(state_dir) / "state.sqlite"),
+                "error": "the status record cannot be written",
+                "free_bytes": free,
+                "since": beat,
+            }
+    if fault is not None and state != "stopped":
+        free_text = size_text(fault.get("free_bytes"))
+        if fault.get("what") == "status":
+            reason = (
+                f"no status record for {age:.0f}s and {free_text} free on the file system of "
+                f"{fault.get('path')}: the daemon cannot write there (its checkpoints most "
+                "likely fail too)"
+            )
+        else:
+            what = "checkpoints" if fault.get("what") == "checkpoint" else "output writes"
+            reason = (
+                f"{what} fail: {fault.get('path')}: {fault.get('error')} ({free_text} free); "
+                f"reading is paused, retried {fault.get('retries', 0)} times"
+            )
+        state = "stalled"
     running = state != "stopped"
     checkpoint = record.get("last_checkpoint")
     return {
@@ -982,6 +1200,7 @@ def daemon_health(record: dict[str, Any] | None, now: float | None = None) -> di
         "lines_per_s": record.get("lines_per_s", 0.0) if running else 0.0,
         "dropped_state": record.get("dropped_state", {"evicted": {}, "dropped": {}}),
         "metrics": record.get("metrics"),
+        "fault": fault,
     }
 
 
@@ -999,7 +1218,7 @@ def status(state_dir: str) -> dict[str, Any]:
         raise LogwardenError(f"no state database at {path}", hint="has logwarden watch run here?")
     with StateDB.reader(path) as db:
         record = db.read_status(DETECTOR_NAME)
-        health = daemon_health(record)
+        health = daemon_health(record, state_dir=state_dir)
         # while it runs, the daemon's own view: what it has read, not what it committed
         inputs = (record or {}).get("inputs", {}) if health["state"] != "stopped" else {}
         sources = []

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from pipeline.errors import Location, LogwardenError
 from pipeline.model import Finding
@@ -103,6 +105,82 @@ class StateLocked(StateError):
     """Another process holds the state database's lock."""
 
 
+class StateWriteError(StateError):
+    """A write to the state database failed (its file system is full, an I/O error): the
+    transaction was rolled back, so the database holds what the last successful write left.
+    ``reason`` is what failed in SQLite's or the system's words, ``free`` the space left on
+    its file system then, in bytes (None: unknown)."""
+
+    def __init__(
+        self, message: str, location: Location, reason: str, free: int | None, hint: str = ""
+    ) -> None:
+        self.reason = reason
+        self.free = free
+        super().__init__(message, location, hint)
+
+
+def free_space(path: str | Path) -> int | None:
+    """Bytes an unprivileged writer may still use on the file system holding ``path`` (or
+    its nearest existing parent); None where that cannot be told."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def size_text(n: int | None) -> str:
+    """``0 bytes``, ``512.0 KiB``, ``1.5 MiB``: free space as a message says it."""
+    if n is None:
+        return "unknown space"
+    if n < 1024:
+        return f"{n} bytes"
+    value, unit = n / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
+
+
+def write_error(path: Path, doing: str, exc: BaseException) -> StateWriteError:
+    """A failed write as a located error that says what failed and the free space left."""
+    free = free_space(path)
+    why = str(exc) if isinstance(exc, sqlite3.Error) else (getattr(exc, "strerror", "") or str(exc))
+    return StateWriteError(
+        f"{doing} failed: {why} ({size_text(free)} free on its file system); "
+        "the state database is as the last successful write left it",
+        Location(str(path)),
+        why,
+        free,
+    )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _writes(doing: str) -> Callable[[_F], _F]:
+    """Turn a failed write (SQLite's "database or disk is full", an I/O error) into a
+    :class:`StateWriteError`, after making sure its transaction is rolled back."""
+
+    def wrap(method: _F) -> _F:
+        @functools.wraps(method)
+        def call(self: StateDB, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if self.conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.rollback()
+                raise write_error(self.path, doing, exc) from None
+
+        return cast(_F, call)
+
+    return wrap
+
+
 #: what SQLite says about a file that is not (or no longer) a sound database
 _CORRUPT_MARKS = ("not a database", "malformed", "corrupt", "disk image")
 RESET_HINT = (
@@ -166,8 +244,9 @@ class StateLock:
                 hint="one daemon per state directory: stop the other one, or give this one "
                 "its own --state-dir",
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # only for the message; a full disk refuses it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
 
@@ -190,6 +269,7 @@ class StateDB:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        created = not self.path.exists()
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,9 +295,21 @@ class StateDB:
             if any(m in str(exc).lower() for m in _CORRUPT_MARKS):
                 self._close_quietly()
                 raise _corrupt(self.path, str(exc)) from None
-            raise StateError(f"cannot open state database: {exc}", Location(str(path))) from None
+            raise self._open_failed(exc, created) from None
         except (sqlite3.Error, OSError) as exc:
-            raise StateError(f"cannot open state database: {exc}", Location(str(path))) from None
+            raise self._open_failed(exc, created) from None
+
+    def _open_failed(self, exc: BaseException, created: bool) -> StateError:
+        """The error for a database that cannot be opened; a file this attempt created
+        (a full disk leaves it 0 bytes, which would be refused as empty later) is removed."""
+        self._close_quietly()
+        if created:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    Path(f"{self.path}{suffix}").unlink()
+        if isinstance(exc, sqlite3.OperationalError | OSError):
+            return write_error(self.path, "opening the state database", exc)
+        return StateError(f"cannot open state database: {exc}", Location(str(self.path)))
 
     def _close_quietly(self) -> None:
         conn = getattr(self, "conn", None)
@@ -248,6 +340,7 @@ class StateDB:
 
     # -- the daemon's checkpoint --------------------------------------------------------------
 
+    @_writes("the checkpoint")
     def checkpoint(
         self,
         *,
@@ -326,6 +419,7 @@ class StateDB:
         ).fetchall()
         return [Finding.from_dict(json.loads(r[0])) for r in rows]
 
+    @_writes("recording the findings written")
     def mark_emitted(self, keys: Sequence[str], outputs: Mapping[str, int]) -> None:
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -343,6 +437,7 @@ class StateDB:
         row = self.conn.execute("SELECT size FROM outputs WHERE path = ?", (path,)).fetchone()
         return None if row is None else int(row[0])
 
+    @_writes("forgetting old rows")
     def prune(self, *, findings_days: float = 90, outbox_days: float = 14) -> int:
         """Forget old rows: findings stored more than ``findings_days`` ago (lines that old
         are never read again, so their keys are no longer needed against duplicates),
@@ -419,6 +514,8 @@ class StateDB:
                 "updated_at=excluded.updated_at",
                 (name, json.dumps(record, separators=(",", ":")), time.time()),
             )
+        except sqlite3.OperationalError as exc:
+            raise write_error(self.path, "writing the status record", exc) from None
         except sqlite3.Error as exc:
             raise StateError(
                 f"cannot write the status record: {exc}", Location(str(self.path))

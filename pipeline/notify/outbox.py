@@ -8,6 +8,9 @@ retried with exponential backoff; a restart finds pending rows still there. Each
 recorded (sent, or failed with its next try) the moment apprise reports it, not after the
 pass: only a crash in between those two steps can send one notification twice. Stopping
 waits for a send in flight (apprise's own time-outs bound it), so its outcome is recorded.
+An outcome that cannot be recorded (the state database's disk is full) is kept in memory and
+recorded before anything else is sent: no send starts while one waits, so the message is not
+sent again.
 
 A notifier with ``limit: {count: N, period: P}`` sends at most N messages per P; further
 notifications are folded and, once the period allows, sent as one digest listing them.
@@ -28,6 +31,10 @@ from pipeline.notify.notifiers import Notifier, notify_type
 
 #: (notifier, title, body, format, apprise type) -> (ok, error text)
 Sender = Callable[[Notifier, str, str, str, str], tuple[bool, str]]
+#: the statements that record one outcome, run in one transaction
+Record = list[tuple[str, tuple[object, ...]]]
+#: longest wait between passes while the database cannot be written, in seconds
+STORE_RETRY_MAX = 30.0
 
 
 def apprise_send(
@@ -140,6 +147,10 @@ class Deliverer:
         self.totals = Delivery()
         #: apprise type of each outbox row of the current pass, by row id
         self._kinds: dict[int, str] = {}
+        #: outcomes of sends that could not be recorded yet (the database could not be
+        #: written), oldest first; nothing is sent while one waits
+        self._unrecorded: list[Record] = []
+        self._record_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         # the senders of several notifiers record their results on it, under a lock
@@ -159,6 +170,8 @@ class Deliverer:
         got = Delivery()
         conn = self._connect()
         try:
+            if not self._record_held(conn):
+                return got
             now = self.clock()
             rows = conn.execute(
                 "SELECT id, notifier, title, body, format, attempts, "
@@ -206,20 +219,28 @@ class Deliverer:
                 row_id, attempts, when = row[0], row[4], self.clock()
                 with lock:
                     if ok:
-                        with conn:
-                            conn.execute("BEGIN IMMEDIATE")
-                            conn.execute(
-                                "UPDATE outbox SET status='sent', sent_at=?, "
-                                "attempts=attempts+1, last_error=NULL WHERE id=?",
-                                (when, row_id),
-                            )
-                            conn.execute("INSERT INTO notify_log VALUES (?, ?)", (name, when))
+                        self._record(
+                            conn,
+                            [
+                                (
+                                    "UPDATE outbox SET status='sent', sent_at=?, "
+                                    "attempts=attempts+1, last_error=NULL WHERE id=?",
+                                    (when, row_id),
+                                ),
+                                ("INSERT INTO notify_log VALUES (?, ?)", (name, when)),
+                            ],
+                        )
                         got.sent += 1
                     else:
-                        conn.execute(
-                            "UPDATE outbox SET attempts=attempts+1, next_at=?, last_error=? "
-                            "WHERE id=?",
-                            (when + self._backoff(attempts + 1), err, row_id),
+                        self._record(
+                            conn,
+                            [
+                                (
+                                    "UPDATE outbox SET attempts=attempts+1, next_at=?, "
+                                    "last_error=? WHERE id=?",
+                                    (when + self._backoff(attempts + 1), err, row_id),
+                                )
+                            ],
                         )
                         got.failed += 1
                 if not ok:
@@ -247,7 +268,7 @@ class Deliverer:
         def one(name: str) -> None:
             n = self.notifiers[name]
             for row in batches[name]:
-                if self._stop.is_set():
+                if self._stop.is_set() or self._unrecorded:
                     break
                 ok, err = self.send(n, row[1], row[2], row[3], self._kinds.get(row[0], "info"))
                 record(name, row, ok, err)
@@ -305,18 +326,71 @@ class Deliverer:
             tries = max(a for _, _, a in folded) + 1
             marks = ",".join("?" * len(ids))
             if ok:
-                conn.execute(
-                    f"UPDATE outbox SET status='digested', sent_at=? WHERE id IN ({marks})",
-                    (now, *ids),
+                self._record(
+                    conn,
+                    [
+                        (
+                            f"UPDATE outbox SET status='digested', sent_at=? WHERE id IN ({marks})",
+                            (now, *ids),
+                        ),
+                        ("INSERT INTO notify_log VALUES (?, ?)", (name, now)),
+                    ],
                 )
-                conn.execute("INSERT INTO notify_log VALUES (?, ?)", (name, now))
                 sent += 1
             else:
-                conn.execute(
-                    f"UPDATE outbox SET next_at=?, last_error=?, attempts=? WHERE id IN ({marks})",
-                    (now + self._backoff(tries), err, tries, *ids),
+                self._record(
+                    conn,
+                    [
+                        (
+                            f"UPDATE outbox SET next_at=?, last_error=?, attempts=? "
+                            f"WHERE id IN ({marks})",
+                            (now + self._backoff(tries), err, tries, *ids),
+                        )
+                    ],
                 )
+            if self._unrecorded:
+                break
         return sent
+
+    # -- recording outcomes ----------------------------------------------------------------
+
+    def _store(self, conn: sqlite3.Connection, record: Record) -> sqlite3.Error | None:
+        """Run one outcome's statements in one transaction; the error if it failed."""
+        try:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                for sql, params in record:
+                    conn.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            return exc
+        return None
+
+    def _record(self, conn: sqlite3.Connection, record: Record) -> None:
+        """Record a send's outcome now, or keep it for :meth:`_record_held` when the database
+        cannot be written (a full disk); sending stops until it is recorded."""
+        with self._record_lock:
+            exc = None if self._unrecorded else self._store(conn, record)
+            if exc is None and not self._unrecorded:
+                return
+            if not self._unrecorded:
+                self.log(
+                    f"outbox: the outcome of a send cannot be recorded ({exc}); it is kept "
+                    "until it can be, and nothing more is sent until then"
+                )
+            self._unrecorded.append(record)
+
+    def _record_held(self, conn: sqlite3.Connection) -> bool:
+        """Record the outcomes kept in memory, oldest first; True once none is left."""
+        with self._record_lock:
+            while self._unrecorded:
+                if self._store(conn, self._unrecorded[0]) is not None:
+                    return False
+                self._unrecorded.pop(0)
+                if not self._unrecorded:
+                    self.log("outbox: the kept send outcomes are recorded; sending goes on")
+            return True
 
     def pending(self) -> int:
         conn = self._connect()
@@ -341,12 +415,20 @@ class Deliverer:
 
     def start(self, interval: float = 0.5) -> None:
         def loop() -> None:
+            failures = 0  # passes in a row that could not write the database
             while not self._stop.is_set():
                 try:
                     self.run_once()
                 except sqlite3.Error as exc:
-                    self.log(f"outbox: {exc}")
-                self.wake.wait(interval)
+                    if not failures:  # once, until a pass works again
+                        self.log(f"outbox: {exc}")
+                    failures += 1
+                else:
+                    failures = failures + 1 if self._unrecorded else 0
+                # back off while the database cannot be written; a checkpoint that works
+                # (which sets ``wake``) means it can be again
+                wait = min(STORE_RETRY_MAX, interval * 2 ** min(failures, 8)) if failures else 0
+                self.wake.wait(wait or interval)
                 self.wake.clear()
 
         self._thread = threading.Thread(target=loop, name="logwarden-notify", daemon=True)
@@ -365,3 +447,13 @@ class Deliverer:
         if self._thread.is_alive():
             self.log("waiting for a notification being sent to finish, to record its outcome")
             self._thread.join(None if timeout is None else max(0.0, timeout - 1.0))
+        if self._unrecorded and not self._thread.is_alive():
+            conn = self._connect()
+            try:
+                if not self._record_held(conn):
+                    self.log(
+                        f"outbox: {len(self._unrecorded)} send outcomes could not be recorded; "
+                        "those messages are sent again after the next start"
+                    )
+            finally:
+                conn.close()
