@@ -21,21 +21,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs, load_rules, rule_files
-from pipeline.detection.model import Rule
-from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats, Unparsed
+from pipeline import __version__
 from pipeline.errors import Location, LogwardenError
-from pipeline.model import Event, Finding, Severity
-from pipeline.sources.journal import JournalSpec
-from pipeline.timeinfer import parse_when, parse_zone
+from pipeline.model import Finding, Severity
 
+# Everything heavier (rich, the engine, the rule loader, the grammars, pandas) is imported
+# in the commands that use it, so that --version and --help start at once.
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from pipeline.context import Context
+    from pipeline.detection.model import Rule
+    from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats
+    from pipeline.model import Event
     from pipeline.resume import Resume
+    from pipeline.sources.journal import JournalSpec
     from pipeline.state import StateDB
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,11 +72,15 @@ def visible(text: str | None) -> str:
 
 
 def _err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _console(out: TextIO | None = None) -> Console:
     """A console for tables: the terminal's width, or a wide fixed one when piped."""
+    from rich.console import Console
+
     out = out or sys.stdout
     tty = out.isatty()
     return Console(file=out, highlight=False, soft_wrap=False, width=None if tty else 200)
@@ -151,7 +157,9 @@ def _options(
     tz: str | None,
     input_format: str | None,
 ) -> ScanOptions:
+    from pipeline.engine import ScanOptions
     from pipeline.grammars import FORMATS
+    from pipeline.timeinfer import parse_when, parse_zone
 
     zone = parse_zone(tz)
     if input_format is not None and input_format not in FORMATS:
@@ -199,7 +207,7 @@ def _default_paths() -> list[str]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="logwarden")
+@click.version_option(version=__version__)
 def main() -> None:
     """logwarden: find known failure signatures in Linux server logs.
 
@@ -212,6 +220,8 @@ def main() -> None:
 
 
 def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> None:
+    from rich.text import Text
+
     unparsed = sum(stats.unparsed.values())
     parts = [
         f"{stats.files} files",
@@ -297,6 +307,9 @@ def progress_bar(engine: Engine, quiet: bool) -> _Bar:
 
 
 def findings_table(findings: Sequence[Finding]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_lines=False, header_style="bold")
     for col in ("severity", "rule", "time", "count", "host", "program", "source", "message"):
         table.add_column(col, overflow="fold")
@@ -539,6 +552,9 @@ def scan(
     ("candidates unparsed"; lines that are not candidates are not parsed, so not
     counted there), findings.
     """
+    from pipeline.detection.loader import load_rules
+    from pipeline.engine import Engine
+
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     if not rules:
         fail("no rules loaded (--no-builtin-rules without --rules?)")
@@ -624,6 +640,8 @@ def _check_context(out_format: str, inputs: Sequence[str], journals: bool) -> No
 def _findings_context(findings: Sequence[Finding], n: int, quiet: bool) -> dict[str, Context]:
     """Each finding's context (one more read of each input with findings); what could not
     be shown is counted and listed on stderr, up to 20 lines."""
+    from rich.text import Text
+
     from pipeline.context import finding_context
 
     context = finding_context(findings, n)
@@ -661,6 +679,8 @@ def _load_resume(db: StateDB) -> Resume:
 
 def _save_resume(db: StateDB, snapshot: dict[str, Any], resume: Resume, quiet: bool) -> None:
     """Detection state and how far each input was read, in one transaction."""
+    from rich.text import Text
+
     from pipeline.resume import STATE_SOURCE
 
     db.checkpoint(
@@ -700,6 +720,8 @@ def _store_scan(
     quiet: bool,
 ) -> None:
     """``scan --store`` / ``--parquet``: keep the findings (and events) for later analysis."""
+    from rich.text import Text
+
     from pipeline.analysis import findings_frame
 
     finished = datetime.now(UTC)
@@ -745,6 +767,8 @@ def _journal_specs(
     journal: bool, directories: Sequence[str], files: Sequence[str]
 ) -> list[JournalSpec]:
     """The journal reads of ``scan``: each directory, the files together, else the local one."""
+    from pipeline.sources.journal import JournalSpec
+
     specs = [JournalSpec(directory=d) for d in directories]
     if files:
         specs.append(JournalSpec(files=tuple(files)))
@@ -766,6 +790,8 @@ def _notify_scan(
 
     Returns how many were left undelivered."""
     import tempfile
+
+    from rich.text import Text
 
     from pipeline.notify.notifiers import NotifyError, parse_notifiers
     from pipeline.notify.outbox import Deliverer
@@ -858,6 +884,7 @@ def report(
     network access to be viewed.
     """
     from pipeline.analysis import scan as scan_frame
+    from pipeline.detection.loader import load_rules
     from pipeline.report import render_report
 
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
@@ -1065,6 +1092,9 @@ def notify_pending(state_dir: str) -> None:
     """List notifications waiting in the outbox (failed, retrying or folded)."""
     import sqlite3
 
+    from rich.table import Table
+    from rich.text import Text
+
     path = Path(state_dir) / "state.sqlite"
     if not path.exists():
         fail(f"no state database at {path}")
@@ -1120,6 +1150,11 @@ def parse(
     input_format: str | None,
 ) -> None:
     """Parse every line and print it as an event (timestamp, host, program, pid, ...)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from pipeline.engine import Engine, ScanStats, Unparsed
+
     engine = Engine([], _options(since, until, year, tz, input_format))
     stats = ScanStats()
     table = Table(header_style="bold") if out_format == "table" else None
@@ -1208,6 +1243,11 @@ def rules() -> None:
 @handle_errors
 def rules_list(rule_dirs: tuple[str, ...], no_builtin_rules: bool, out_format: str) -> None:
     """List the loaded rules."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from pipeline.detection.loader import load_rules
+
     loaded = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     if out_format == "jsonl":
         for r in loaded:
@@ -1254,6 +1294,8 @@ def _rule_set(directory: str | None, no_builtin_rules: bool) -> tuple[list[str],
 
 def _defined_in(rules: list[Rule], dirs: list[str]) -> list[Rule]:
     """The rules defined in the files of ``dirs`` (all of them without dirs)."""
+    from pipeline.detection.loader import rule_files
+
     if not dirs:
         return rules
     mine = {str(p) for p in rule_files(dirs)}
@@ -1283,6 +1325,7 @@ def rules_validate(directory: str | None, no_builtin_rules: bool, config_path: s
     rules may build on built-in rules and override them.
     """
     from pipeline.detection.fields import check_fields
+    from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs
 
     if config_path:
         from pipeline.config import load_config
@@ -1326,7 +1369,7 @@ def rules_test(directory: str | None, no_builtin_rules: bool, samples_dir: str |
     DIR loads with the built-in pack, as for validate and scan --rules DIR; the rules
     defined in DIR are tested, with the built-in rules they build on.
     """
-    from pipeline.detection.loader import dependencies
+    from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs, dependencies
     from pipeline.detection.testing import TestFailure, check_examples, check_samples
 
     dirs, builtin = _rule_set(directory, no_builtin_rules)
@@ -1507,6 +1550,9 @@ def status(state_dir: str, out_format: str) -> None:
 
     Exits 0 while the daemon runs, 1 when it is stalled, 3 when it is not running.
     """
+    from rich.table import Table
+    from rich.text import Text
+
     from pipeline.daemon import status as read_status
 
     info = read_status(state_dir)
