@@ -144,3 +144,22 @@ print(before, "pipeline.grammars.apache_error" in sys.modules, parsed.level, par
         timeout=60,
     )
     assert got.stdout.split() == ["False", "True", "error", "7"]
+
+
+def test_the_stores_build_frames_without_the_pandas_api_or_the_bulk_reader() -> None:
+    """The frame schema is its own module: the stores import it, not ``pipeline.analysis``
+    (which imports the stores), and nothing of reading or parsing."""
+    script = """
+import sys
+import pipeline.store, pipeline.store.parquet, pipeline.store.sqlite
+print(sorted(m for m in ("pipeline.analysis", "pipeline.bulk", "pipeline.engine") if m in sys.modules))
+"""
+    got = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert got.stdout.strip() == "[]"
