@@ -22,24 +22,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs, load_rules, rule_files
-from pipeline.detection.model import Rule
-from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats, Unparsed
+from pipeline import __version__
 from pipeline.errors import Location, LogwardenError
-from pipeline.model import Event, Finding, Severity
-from pipeline.output.console import SEVERITY_STYLE
-from pipeline.sources.journal import JournalSpec
-from pipeline.timeinfer import parse_when, parse_zone
+from pipeline.model import Finding, Severity
 
+# Everything heavier (rich, the engine, the rule loader, the grammars, pandas) is imported
+# in the commands that use it, so that --version and --help start at once.
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     from pipeline.config import WatchConfig
     from pipeline.context import Context
+    from pipeline.detection.model import Rule
+    from pipeline.engine import Engine, ScanOptions, ScanResult, ScanStats
     from pipeline.imports.logcheck import LogcheckMatcher
+    from pipeline.model import Event
     from pipeline.resume import Resume
+    from pipeline.sources.journal import JournalSpec
     from pipeline.state import StateDB
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,11 +71,15 @@ def visible(text: str | None) -> str:
 @functools.cache
 def _err_console() -> Console:
     """stderr's console: one, so that lines printed under a progress bar go above it."""
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _console(out: TextIO | None = None) -> Console:
     """A console for tables: the terminal's width, or a wide fixed one when piped."""
+    from rich.console import Console
+
     out = out or sys.stdout
     tty = out.isatty()
     return Console(file=out, highlight=False, soft_wrap=False, width=None if tty else 200)
@@ -359,7 +365,9 @@ def _options(
     tz: str | None,
     input_format: str | None,
 ) -> ScanOptions:
+    from pipeline.engine import ScanOptions
     from pipeline.grammars import FORMATS
+    from pipeline.timeinfer import parse_when, parse_zone
 
     zone = parse_zone(tz)
     if input_format is not None and input_format not in FORMATS:
@@ -410,7 +418,7 @@ def _default_paths() -> list[str]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="logwarden")
+@click.version_option(version=__version__)
 def main() -> None:
     """logwarden: find known failure signatures in Linux server logs.
 
@@ -429,6 +437,8 @@ def _write_counts(stats: ScanStats, result: ScanResult, console: Console) -> Non
 
 def _counts_texts(stats: ScanStats, result: ScanResult) -> list[Text]:
     """The counts line, then the problems with their locations."""
+    from rich.text import Text
+
     unparsed = sum(stats.unparsed.values())
     parts = [
         f"{stats.files} files",
@@ -544,6 +554,11 @@ def progress_bar(engine: Engine, quiet: bool) -> _Bar:
 
 
 def findings_table(findings: Sequence[Finding]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    from pipeline.output.console import SEVERITY_STYLE
+
     table = Table(show_lines=False, header_style="bold")
     for col in ("severity", "rule", "time", "count", "host", "program", "source", "message"):
         table.add_column(col, overflow="fold")
@@ -594,6 +609,8 @@ def console_lines(
     shown: str = "",
 ) -> list[Text]:
     """The digest (``fmt`` digest), then with ``details`` or ``fmt`` table the findings."""
+    from rich.text import Text
+
     from pipeline.output.console import digest, render_digest, render_table
 
     lines: list[Text] = []
@@ -636,6 +653,8 @@ def _screen_lines(
 
 def print_lines(lines: Iterable[Text], console: Console) -> None:
     """Lines laid out for ``console``'s width, in one print (one per line is slower)."""
+    from rich.text import Text
+
     console.print(Text("\n").join(lines), no_wrap=True, overflow="ellipsis", crop=True)
 
 
@@ -810,6 +829,9 @@ def scan(
     --config FILE (watch's config) gives a cron scan the daemon's notifiers (with their
     severity floors, routes and limits), rules, tz and hosts; options given here win.
     """
+    from pipeline.detection.loader import load_rules
+    from pipeline.engine import Engine
+
     cfg = _load_config(config_path)
     rule_dirs, no_builtin_rules, tz, host = _with_config(cfg, rule_dirs, no_builtin_rules, tz, host)
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
@@ -961,6 +983,8 @@ def _check_context(out_format: str, inputs: Sequence[str], journals: bool) -> No
 def _findings_context(findings: Sequence[Finding], n: int, quiet: bool) -> dict[str, Context]:
     """Each finding's context (one more read of each input with findings); what could not
     be shown is counted and listed on stderr, up to 20 lines."""
+    from rich.text import Text
+
     from pipeline.context import finding_context
 
     context = finding_context(findings, n)
@@ -1007,6 +1031,8 @@ def _load_resume(db: StateDB) -> Resume:
 
 def _save_resume(db: StateDB, snapshot: dict[str, Any], resume: Resume, quiet: bool) -> None:
     """Detection state and how far each input was read, in one transaction."""
+    from rich.text import Text
+
     from pipeline.resume import STATE_SOURCE
     from pipeline.state import StateWriteError
 
@@ -1057,6 +1083,8 @@ def _store_scan(
     quiet: bool,
 ) -> None:
     """``scan --store`` / ``--parquet``: keep the findings (and events) for later analysis."""
+    from rich.text import Text
+
     from pipeline.analysis import findings_frame
 
     finished = datetime.now(UTC)
@@ -1102,6 +1130,8 @@ def _journal_specs(
     journal: bool, directories: Sequence[str], files: Sequence[str]
 ) -> list[JournalSpec]:
     """The journal reads of ``scan``: each directory, the files together, else the local one."""
+    from pipeline.sources.journal import JournalSpec
+
     specs = [JournalSpec(directory=d) for d in directories]
     if files:
         specs.append(JournalSpec(files=tuple(files)))
@@ -1124,6 +1154,8 @@ def _notify_scan(
 
     Returns how many were left undelivered."""
     import tempfile
+
+    from rich.text import Text
 
     from pipeline.notify.notifiers import NotifyError, parse_notifiers
     from pipeline.notify.outbox import Deliverer
@@ -1223,6 +1255,7 @@ def report(
     with --from-store. The file needs no network access to be viewed.
     """
     from pipeline.analysis import scan as scan_frame
+    from pipeline.detection.loader import load_rules
     from pipeline.report import render_report
 
     cfg = _load_config(config_path)
@@ -1425,6 +1458,9 @@ def notify_pending(state_dir: str | None) -> None:
     """
     import sqlite3
 
+    from rich.table import Table
+    from rich.text import Text
+
     from pipeline.config import DEFAULT_STATE_DIR
 
     path = Path(state_dir or DEFAULT_STATE_DIR) / "state.sqlite"
@@ -1494,6 +1530,8 @@ def parse(
     Each event has its timestamp, host, program, pid, level, format and message. Reads
     PATHs and with --journal the systemd journal (at least one of them).
     """
+    from pipeline.engine import Engine
+
     engine = Engine([], _options(since, until, year, tz, input_format))
     journals = _journal_specs(journal, journal_dirs, journal_files)
     if not paths and not journals:
@@ -1515,6 +1553,11 @@ def _parse_to(
     quiet: bool,
     opened: TextIO | None,
 ) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from pipeline.engine import ScanStats, Unparsed
+
     stats = ScanStats()
     table = Table(header_style="bold") if out_format == "table" else None
     if table is not None:
@@ -1623,6 +1666,12 @@ def rules_list(
     their tags say what their patterns run on. DIR is the old spelling of --rules DIR
     (deprecated).
     """
+    from rich.table import Table
+    from rich.text import Text
+
+    from pipeline.detection.loader import load_rules
+    from pipeline.output.console import SEVERITY_STYLE
+
     dirs = deprecated_dir("rules list", directory, rule_dirs)
     loaded = load_rules(dirs, builtin=not no_builtin_rules)
     loaded = _with_fail2ban(loaded, f2b_dir, f2b_filters)
@@ -1671,6 +1720,8 @@ def _rule_set(dirs: list[str], no_builtin_rules: bool) -> tuple[list[str], bool]
 
 def _defined_in(rules: list[Rule], dirs: list[str]) -> list[Rule]:
     """The rules defined in the files of ``dirs`` (all of them without dirs)."""
+    from pipeline.detection.loader import rule_files
+
     if not dirs:
         return rules
     mine = {str(p) for p in rule_files(dirs)}
@@ -1698,6 +1749,7 @@ def rules_validate(
     (deprecated).
     """
     from pipeline.detection.fields import check_fields
+    from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs
 
     dirs = deprecated_dir("rules validate", directory, rule_dirs)
     if config_path:
@@ -1752,7 +1804,7 @@ def rules_test(
     in DIR are tested, with the built-in rules they build on. A DIR without --rules is
     the old spelling (deprecated).
     """
-    from pipeline.detection.loader import dependencies
+    from pipeline.detection.loader import builtin_rules_dir, check_rule_dirs, dependencies
     from pipeline.detection.testing import TestFailure, check_examples, check_samples
 
     dirs = deprecated_dir("rules test", directory, rule_dirs)
@@ -1876,6 +1928,7 @@ def watch(
 
     from pipeline.config import WatchConfig, load_config, parse_address
     from pipeline.daemon import Daemon, setup_logging
+    from pipeline.timeinfer import parse_when, parse_zone
 
     if metrics is not None:
         try:
@@ -1941,6 +1994,9 @@ def status(state_dir: str | None, out_format: str) -> None:
 
     Exits 0 while the daemon runs, 1 when it is stalled, 3 when it is not running.
     """
+    from rich.table import Table
+    from rich.text import Text
+
     from pipeline.config import DEFAULT_STATE_DIR
     from pipeline.daemon import status as read_status
 

@@ -24,11 +24,9 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeAlias, TypeVar, cast
 
-import numpy as np
-
 from pipeline.detection.correlate import Detector
 from pipeline.detection.model import Rule
-from pipeline.detection.prefilter import IntArray, Prefilter, newline_offsets
+from pipeline.detection.prefilter import Prefilter, newline_offsets
 from pipeline.errors import InputError, Location, Problem
 from pipeline.grammars import FORMATS, get_format, parse_any, sniff_format
 from pipeline.grammars.base import GrammarError, LineFormat, Parsed
@@ -60,6 +58,7 @@ from pipeline.sources.journal import JournalSpec, check_backend, iter_journal
 from pipeline.timeinfer import TimeResolver, local_zone
 
 if TYPE_CHECKING:
+    from pipeline.detection.prefilter import IntArray
     from pipeline.resume import Resume
 
 #: located problems kept per (input, kind); all are counted
@@ -380,6 +379,8 @@ class LineProcessor:
 
     def _scan_anomalies(self, data: bytes, first_line: int, offsets: IntArray) -> bool:
         """Report NUL bytes, invalid UTF-8 and over-long lines; True when a NUL was found."""
+        import numpy as np
+
         pos = data.find(b"\x00")
         nul = pos >= 0
         while pos >= 0:
@@ -532,6 +533,8 @@ class LineProcessor:
         """:meth:`process` with logcheck's hits among the events."""
         if not data:
             return
+        import numpy as np
+
         if not self.sniffed:
             self._sniff(data)
         nl = newline_offsets(data)

@@ -13,12 +13,9 @@ there are.
 from __future__ import annotations
 
 import io
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import timedelta, timezone, tzinfo
 from pathlib import Path
@@ -30,6 +27,8 @@ from pipeline.errors import LogwardenError, UsageError
 from pipeline.sources.files import STDIN, is_url
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from pipeline.detection.model import Rule
     from pipeline.engine import Engine, Part, PartResult, ScanOptions
 
@@ -95,6 +94,11 @@ class ProcessRunner:
         self.part_size = part_size
 
     def run(self, engine: Engine, parts: Sequence[Part]) -> Iterator[PartResult]:
+        # imported here: a scan in this process does not pay for multiprocessing
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(
             self.workers, mp_context=ctx, initializer=_init_worker, initargs=(engine,)

@@ -15,14 +15,15 @@ import pandas as pd
 import pytest
 
 import pipeline
+import pipeline.bulk
 from pipeline import Engine, ScanOptions, load_rules
 from pipeline.analysis import (
     EVENT_COLUMNS,
     FINDING_COLUMNS,
     SEVERITY_DTYPE,
-    BulkLineProcessor,
     expand_fields,
 )
+from pipeline.bulk import BulkLineProcessor
 from tests.conftest import REPO, SAMPLES, shared_path
 
 ZONE = "Europe/Berlin"
@@ -299,7 +300,7 @@ def test_read_events_progress_callback() -> None:
 
 
 def test_bulk_strip_characters_are_pythons() -> None:
-    from pipeline.analysis import _PY_WHITESPACE
+    from pipeline.bulk import _PY_WHITESPACE
 
     assert set(_PY_WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
 
@@ -353,7 +354,7 @@ def test_bulk_equals_grammar_without_pyarrow(
 ) -> None:
     import pipeline.analysis
 
-    monkeypatch.setattr(pipeline.analysis, "HAVE_PYARROW", False)
+    monkeypatch.setattr(pipeline.bulk, "HAVE_PYARROW", False)
     log = tmp_path / "syslog"
     plain = "".join(
         f"Dec 30 10:{i // 60:02d}:{i % 60:02d} mx1 app[{i}]: line {i}\n" for i in range(200)

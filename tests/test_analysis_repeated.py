@@ -12,6 +12,7 @@ import pytest
 
 import pipeline
 import pipeline.analysis
+import pipeline.bulk
 from pipeline.store.parquet import load_events, write_events
 from tests.test_analysis import assert_bulk_equals_grammar
 
@@ -55,7 +56,7 @@ def test_bulk_equals_grammar_on_repeated_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stamp: str, fmt: str, pyarrow: bool
 ) -> None:
     if not pyarrow:
-        monkeypatch.setattr(pipeline.analysis, "HAVE_PYARROW", False)
+        monkeypatch.setattr(pipeline.bulk, "HAVE_PYARROW", False)
     df, taken = assert_bulk_equals_grammar([str(_log(tmp_path, stamp, "syslog"))], tz="UTC")
     assert set(df["format"]) == {fmt}
     # every line took the bulk path, repeated ones included, but the host-less one

@@ -846,8 +846,32 @@ def active_rules(rules: Sequence[Rule]) -> list[Rule]:
 
 
 def load_rules(dirs: Sequence[str | os.PathLike[str]] = (), *, builtin: bool = True) -> list[Rule]:
-    """Load and validate rules; raise the first :class:`RuleError`."""
+    """Load and validate rules; raise the first :class:`RuleError`.
+
+    A valid rule set is kept in the rule cache (:mod:`pipeline.detection.cache`), keyed by
+    the files' content and the code, and taken from there while neither changes.
+    """
+    from pipeline.detection import cache
+
+    key = None
+    if cache.enabled():
+        try:
+            key = cache.key_of(rule_files([builtin_rules_dir(), *dirs] if builtin else dirs))
+        except (OSError, RuleError):  # reading the files reports it
+            key = None
+        cached = cache.load(key) if key is not None else None
+        if cached is not None:
+            return cached
     rules, errors = check_rule_dirs(dirs, builtin=builtin)
     if errors:
         raise errors[0]
+    if key is not None:
+        try:  # not when a file changed while it was read: the key must be of what was read
+            same = key == cache.key_of(
+                rule_files([builtin_rules_dir(), *dirs] if builtin else dirs)
+            )
+        except (OSError, RuleError):
+            same = False
+        if same:
+            cache.store(key, rules)
     return rules

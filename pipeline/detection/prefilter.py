@@ -18,10 +18,7 @@ import json
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 try:  # an optional speed-up (x86_64 wheels); the results are the same without it
     import hyperscan
@@ -30,13 +27,22 @@ except ImportError:  # pragma: no cover - exercised by forcing use_hyperscan=Fal
 
 from pipeline.detection.model import Rule
 
-IntArray = npt.NDArray[np.int64]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    IntArray: TypeAlias = npt.NDArray[np.int64]
+
+# numpy is imported by the functions that get a chunk: a command or a scan that reads no
+# line does not pay for it
 
 _BYTE_ARRAY_MARKERS = (b'"MESSAGE":[', b'"MESSAGE" : [')
 
 
 def newline_offsets(data: bytes) -> IntArray:
     """Offsets of every ``\\n`` in ``data``, as an int64 array."""
+    import numpy as np
+
     arr = np.frombuffer(data, dtype=np.uint8)
     return np.flatnonzero(arr == 10).astype(np.int64)
 
@@ -132,6 +138,8 @@ class Prefilter:
         ``nl`` are the newline offsets of ``data``; a last line without ``\\n`` has index
         ``len(nl)``.
         """
+        import numpy as np
+
         n_lines = len(nl) + (0 if data.endswith(b"\n") or not data else 1)
         if self.everything or not self.rules:
             return np.arange(n_lines if self.everything else 0, dtype=np.int64)

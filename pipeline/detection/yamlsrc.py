@@ -7,11 +7,15 @@ item, so validators can point at ``file:line``.
 
 from __future__ import annotations
 
-from typing import Any
-
-import yaml
+import functools
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import Location, RuleError
+
+if TYPE_CHECKING:
+    import yaml
+
+# yaml is imported on the first load_yaml: rules taken from the rule cache need none
 
 
 class LocDict(dict[str, Any]):
@@ -32,13 +36,21 @@ class LocList(list[Any]):
         return self.line
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """libyaml's parser where built in (about ten times faster); marks are the same."""
+@functools.cache
+def _loader() -> Any:
+    """The loader class: libyaml's parser where built in (about ten times faster); marks are
+    the same."""
+    import yaml
 
-    path = "<yaml>"
+    class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        path = "<yaml>"
+
+    _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+    return _Loader
 
 
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocDict:
+def _construct_mapping(loader: Any, node: yaml.MappingNode) -> LocDict:
     loader.flatten_mapping(node)
     out = LocDict()
     out.line = node.start_mark.line + 1
@@ -69,20 +81,18 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LocDict:
     return out
 
 
-def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LocList:
+def _construct_sequence(loader: Any, node: yaml.SequenceNode) -> LocList:
     out = LocList(loader.construct_object(child, deep=True) for child in node.value)
     out.line = node.start_mark.line + 1
     out.item_lines = [child.start_mark.line + 1 for child in node.value]
     return out
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
 def load_yaml(text: str, path: str) -> Any:
     """Parse one YAML document; every YAML error becomes a located :class:`RuleError`."""
-    loader_cls = type("_PathLoader", (_Loader,), {"path": path})
+    import yaml
+
+    loader_cls = type("_PathLoader", (_loader(),), {"path": path})
     try:
         loader = loader_cls(text)
         try:

@@ -23,6 +23,10 @@ in ``fields['ah_code']``; the client and remote blocks move to fields (``client`
 
 :func:`parse_apache_body` reads the same prefix from a message that reached syslog
 (``httpd[22034]: [authz_core:error] [pid 22034] [client ...] AH01630: ...``).
+
+The format (sniff test, field names) is declared in :mod:`pipeline.grammars.registry` and the
+body grammar in :mod:`pipeline.grammars.bodies`; this module, with pyparsing, is imported on
+the first line one of them parses.
 """
 
 from __future__ import annotations
@@ -32,11 +36,10 @@ from dataclasses import dataclass
 
 import pyparsing as pp
 
-from pipeline.grammars.base import FieldNames, LineFormat, Parsed
+from pipeline.grammars.base import Parsed
 from pipeline.grammars.common import (
+    APACHE_LEVEL_RE,
     CTIME_RE,
-    MONTH_RE,
-    WEEKDAY_RE,
     Stamp,
     ascii_int,
     ctime_from,
@@ -48,7 +51,7 @@ from pipeline.grammars.common import (
     run,
 )
 
-_LEVELS = r"emerg|alert|crit|error|warn|notice|info|debug|trace[1-8]"
+_LEVELS = APACHE_LEVEL_RE
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,25 +175,6 @@ def parse(line: str) -> Parsed:
     )
 
 
-#: what :func:`parse` (and the prefix and peer blocks) can put in fields
-ERROR_LOG_FIELDS = frozenset(
-    {
-        "apache_level",
-        "module",
-        "tid",
-        "errno",
-        "os_error",
-        "ah_code",
-        "client",
-        "client_port",
-        "remote",
-        "remote_port",
-    }
-)
-#: what :func:`parse_apache_body` can return
-BODY_FIELDS = FieldNames(ERROR_LOG_FIELDS | {"apache_pid"})
-
-
 def parse_apache_body(text: str) -> dict[str, str]:
     """Fields of an error-log line that reached syslog without its date; {} when it is not one.
 
@@ -205,25 +189,3 @@ def parse_apache_body(text: str) -> dict[str, str]:
     if head is not None and head.pid is not None:
         fields["apache_pid"] = str(head.pid)
     return fields
-
-
-_SNIFF = re.compile(
-    rf"(?:\[{WEEKDAY_RE} {MONTH_RE} +\d{{1,2}} [\d:.]+ \d{{4}}\] )?"
-    rf"\[(?:[\w.\-]*:)?(?:{_LEVELS})\]"
-    r"|(?:AH\d{4,5}|httpd|apache2?): "
-)
-
-
-def sniff(line: str) -> bool:
-    """True when the line starts like an Apache error log line."""
-    return _SNIFF.match(line) is not None
-
-
-FORMAT = LineFormat(
-    "apache-error",
-    "Apache httpd error log, 2.2 and 2.4: '[Sat Jan 23 13:22:28.123456 2021] [core:error] ...'",
-    sniff,
-    parse,
-    priority=70,
-    fields=FieldNames(ERROR_LOG_FIELDS),
-)

@@ -8,10 +8,15 @@ engine's job, so a grammar only reports what the line itself says.
 
 from __future__ import annotations
 
+import importlib
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class GrammarError(ValueError):
@@ -82,6 +87,47 @@ class FieldNames:
 
 
 NO_FIELDS = FieldNames()
+
+
+class LazyParser(Generic[T]):
+    """A grammar function that is imported (its module's grammars built) on its first call.
+
+    The built-in formats and body grammars are declared with one, so that start-up, rule
+    loading and sniffing never import pyparsing nor build a grammar that no line needs. It
+    pickles as its ``module:function`` name, and a worker process imports the module on the
+    first line that needs it.
+    """
+
+    __slots__ = ("_fn", "function", "module")
+
+    def __init__(self, module: str, function: str) -> None:
+        self.module = module
+        self.function = function
+        self._fn: Callable[[str], T] | None = None
+
+    def __call__(self, text: str) -> T:
+        fn = self._fn
+        if fn is None:
+            fn = self.resolve()
+        return fn(text)
+
+    def resolve(self) -> Callable[[str], T]:
+        """The grammar function itself (its module imported)."""
+        if self._fn is None:
+            self._fn = getattr(importlib.import_module(self.module), self.function)
+        assert self._fn is not None
+        return self._fn
+
+    @property
+    def built(self) -> bool:
+        """Whether the grammar module is imported (its grammars are built)."""
+        return self._fn is not None or self.module in sys.modules
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (LazyParser, (self.module, self.function))
+
+    def __repr__(self) -> str:
+        return f"LazyParser({self.module}:{self.function})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ program                                    grammar
 
 Built-ins are registered the way a third party adds one: :func:`register_body`, with the
 field names the grammar can produce (:class:`FieldNames`), which rule validation reads.
+They are declared here as data with a :class:`LazyParser`: a grammar module (and pyparsing)
+is imported on the first message it reads.
 
 A body that does not fit gives ``{}``. A grammar that raises has a bug: :func:`parse_body`
 raises :class:`BodyError` naming it, and the engine counts a ``body-error`` problem at the
@@ -24,15 +26,13 @@ line and keeps the event without body fields.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from pipeline.grammars.apache_error import BODY_FIELDS as APACHE_FIELDS
-from pipeline.grammars.apache_error import parse_apache_body
-from pipeline.grammars.base import NO_FIELDS, FieldNames
-from pipeline.grammars.kernel import KERNEL_FIELDS, parse_kernel
-from pipeline.grammars.mail import DOVECOT_FIELDS, SENDMAIL_FIELDS, parse_dovecot, parse_sendmail
-from pipeline.grammars.systemd import SYSTEMD_FIELDS, parse_systemd
+from pipeline.grammars.base import NO_FIELDS, FieldNames, LazyParser
+from pipeline.grammars.common import SENDMAIL_KEY_RE
+from pipeline.grammars.registry import APACHE_ERROR_FIELDS
 
 BodyParser = Callable[[str], dict[str, str]]
 
@@ -118,9 +118,11 @@ def body_grammar(program: str | None) -> BodyGrammar | None:
 
 
 def body_parser(program: str | None) -> BodyParser | None:
-    """The parse function of :func:`body_grammar`, or None."""
+    """The parse function of :func:`body_grammar` (a built-in one imported), or None."""
     grammar = body_grammar(program)
-    return grammar.parse if grammar is not None else None
+    if grammar is None:
+        return None
+    return grammar.parse.resolve() if isinstance(grammar.parse, LazyParser) else grammar.parse
 
 
 def grammars_for(programs: Iterable[str]) -> list[BodyGrammar]:
@@ -147,14 +149,70 @@ def parse_body(program: str | None, message: str) -> dict[str, str]:
         raise BodyError(grammar.name, exc) from exc
 
 
+def _lazy(module: str, function: str) -> LazyParser[dict[str, str]]:
+    return LazyParser(f"pipeline.grammars.{module}", function)
+
+
+#: what :func:`pipeline.grammars.mail.parse_sendmail` can return: its own names, and the key
+#: of any pair
+SENDMAIL_FIELDS = FieldNames(
+    frozenset({"queue_id", "dsn_queue_id", "dsn"}),
+    re.compile(SENDMAIL_KEY_RE),
+    "a sendmail key=value pair",
+)
+#: what :func:`pipeline.grammars.mail.parse_dovecot` can return
+DOVECOT_FIELDS = FieldNames(
+    frozenset(
+        {
+            "dovecot_level",
+            "process",
+            "process_arg",
+            "service",
+            "event",
+            "timeout",
+            "limit_kind",
+            "limit",
+            "child_pid",
+            "signal",
+            "exit_code",
+        }
+    )
+)
+#: what :func:`pipeline.grammars.systemd.parse_systemd` can return
+SYSTEMD_FIELDS = FieldNames(
+    frozenset(
+        {
+            "action",
+            "unit",
+            "description",
+            "state",
+            "result",
+            "process",
+            "code",
+            "status",
+            "timeout_action",
+            "restart_count",
+            "consumed",
+        }
+    )
+)
+#: what :func:`pipeline.grammars.kernel.parse_kernel` can return
+KERNEL_FIELDS = FieldNames(
+    frozenset({"uptime", "fs", "fs_level", "device", "detail", "nfs_server", "nfs_state"})
+)
+#: what :func:`pipeline.grammars.apache_error.parse_apache_body` can return
+APACHE_FIELDS = FieldNames(APACHE_ERROR_FIELDS | {"apache_pid"})
+
 for _grammar in (
-    BodyGrammar("sendmail", parse_sendmail, ("sendmail",), ("sm-",), SENDMAIL_FIELDS),
-    BodyGrammar("dovecot", parse_dovecot, ("dovecot",), (), DOVECOT_FIELDS),
-    BodyGrammar("systemd", parse_systemd, ("systemd",), (), SYSTEMD_FIELDS),
-    BodyGrammar("kernel", parse_kernel, ("kernel",), (), KERNEL_FIELDS),
+    BodyGrammar(
+        "sendmail", _lazy("mail", "parse_sendmail"), ("sendmail",), ("sm-",), SENDMAIL_FIELDS
+    ),
+    BodyGrammar("dovecot", _lazy("mail", "parse_dovecot"), ("dovecot",), (), DOVECOT_FIELDS),
+    BodyGrammar("systemd", _lazy("systemd", "parse_systemd"), ("systemd",), (), SYSTEMD_FIELDS),
+    BodyGrammar("kernel", _lazy("kernel", "parse_kernel"), ("kernel",), (), KERNEL_FIELDS),
     BodyGrammar(
         "apache",
-        parse_apache_body,
+        _lazy("apache_error", "parse_apache_body"),
         ("httpd", "apache", "apache2"),
         ("httpd/", "apache/", "apache2/"),
         APACHE_FIELDS,

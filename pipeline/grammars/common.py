@@ -25,6 +25,9 @@ line, a third of a syslog parse).
 Speed: one pyparsing element costs about 4 µs a line whatever it does, and a failed optional
 element (a caught exception) more. So adjacent fixed parts (``<PRI>``, time, ``<fac.level>``)
 are folded into one ``Regex`` with named groups, and its parse action builds the typed value.
+
+Importing this module imports no pyparsing (the fast paths and the format declarations use
+its constants): the elements below are built on first access, by the grammar modules.
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-
-import pyparsing as pp
+from typing import TYPE_CHECKING
 
 from pipeline.grammars.base import GrammarError
 from pipeline.model import LEVELS
+
+if TYPE_CHECKING:
+    import pyparsing as pp
 
 MONTHS: dict[str, int] = {
     name: number
@@ -48,6 +53,10 @@ MONTHS: dict[str, int] = {
 }
 MONTH_RE = "(?:" + "|".join(MONTHS) + ")"
 WEEKDAY_RE = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+#: a key of sendmail's ``key=value`` pairs
+SENDMAIL_KEY_RE = r"[A-Za-z][A-Za-z0-9_\-]*"
+#: Apache's level words (``warn``, ``trace1``..``trace8``)
+APACHE_LEVEL_RE = r"emerg|alert|crit|error|warn|notice|info|debug|trace[1-8]"
 
 #: syslog facility numbers to names (RFC 5424 table 1, with the usual Linux names).
 FACILITIES: tuple[str, ...] = (
@@ -107,6 +116,8 @@ class Stamp:
 
 def fail(instring: str, loc: int, message: str) -> pp.ParseException:
     """A ParseException for a value that has the right shape but is not valid."""
+    import pyparsing as pp
+
     return pp.ParseException(instring, loc, message)
 
 
@@ -262,6 +273,7 @@ StampConverter = Callable[[str, int, "re.Match[str]"], Stamp]
 
 def stamp_element(pattern: str, convert: StampConverter, name: str) -> pp.ParserElement:
     """A named Regex element whose token is the :class:`Stamp` ``convert`` makes."""
+    import pyparsing as pp
 
     def action(instring: str, loc: int, toks: pp.ParseResults) -> Stamp:
         return convert(instring, loc, match_of(toks))
@@ -269,20 +281,49 @@ def stamp_element(pattern: str, convert: StampConverter, name: str) -> pp.Parser
     return pp.Regex(pattern, as_match=True).set_name(name).set_parse_action(action)
 
 
-bsd_stamp = stamp_element(BSD_RE, bsd_from, "BSD timestamp")
-ctime_stamp = stamp_element(CTIME_RE, ctime_from, "ctime timestamp")
-rfc3339_stamp = stamp_element(RFC3339_RE, iso_from, "RFC 3339 timestamp")
-iso_stamp = stamp_element(ISO_RE, iso_from, "ISO 8601 timestamp")
+_ELEMENT_NAMES = frozenset(
+    {"bsd_stamp", "ctime_stamp", "rfc3339_stamp", "iso_stamp", "message", "end"}
+)
 
-#: the rest of the line, verbatim (newlines and tabs included).
-message = pp.Regex(r"(?s).*").set_name("message")
 
-#: the end of the line (see the module docstring on ``parse_all``).
-end = pp.StringEnd().set_name("end of line")
+@functools.cache
+def _elements() -> dict[str, pp.ParserElement]:
+    import pyparsing as pp
+
+    return {
+        "bsd_stamp": stamp_element(BSD_RE, bsd_from, "BSD timestamp"),
+        "ctime_stamp": stamp_element(CTIME_RE, ctime_from, "ctime timestamp"),
+        "rfc3339_stamp": stamp_element(RFC3339_RE, iso_from, "RFC 3339 timestamp"),
+        "iso_stamp": stamp_element(ISO_RE, iso_from, "ISO 8601 timestamp"),
+        # the rest of the line, verbatim (newlines and tabs included)
+        "message": pp.Regex(r"(?s).*").set_name("message"),
+        # the end of the line (see the module docstring on ``parse_all``)
+        "end": pp.StringEnd().set_name("end of line"),
+    }
+
+
+if TYPE_CHECKING:
+    bsd_stamp: pp.ParserElement
+    ctime_stamp: pp.ParserElement
+    rfc3339_stamp: pp.ParserElement
+    iso_stamp: pp.ParserElement
+    #: the rest of the line, verbatim (newlines and tabs included).
+    message: pp.ParserElement
+    #: the end of the line (see the module docstring on ``parse_all``).
+    end: pp.ParserElement
+
+
+def __getattr__(name: str) -> pp.ParserElement:
+    """The shared elements, built (with pyparsing imported) when a grammar first needs one."""
+    if name not in _ELEMENT_NAMES:  # ``__path__`` and the like, asked by the import system
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _elements()[name]
 
 
 def run(grammar: pp.ParserElement, line: str, what: str) -> pp.ParseResults:
     """Parse ``line`` with ``grammar`` (which ends in StringEnd), or raise GrammarError."""
+    import pyparsing as pp
+
     try:
         return grammar.parse_string(line)
     except pp.ParseBaseException as exc:
@@ -356,6 +397,8 @@ def body_fields(res: pp.ParseResults) -> dict[str, str]:
 
 def parse_fields(grammar: pp.ParserElement, text: str) -> dict[str, str]:
     """Run a body grammar; {} when the text does not fit it."""
+    import pyparsing as pp
+
     try:
         return body_fields(grammar.parse_string(text))
     except pp.ParseBaseException:

@@ -25,6 +25,9 @@ the user agent together) and puts the parts in fields: ``client``, ``ident``, ``
 ``method``, ``path``, ``protocol``, ``request``, ``status``, ``size``, ``referer``,
 ``user_agent``, ``vhost`` (``-`` values are left out). ``timestamped`` reads only the time;
 the rest of the line is the message.
+
+The formats (sniff tests, field names) are declared in :mod:`pipeline.grammars.registry`; this
+module, with pyparsing, is imported on the first line one of its grammars parses.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import re
 
 import pyparsing as pp
 
-from pipeline.grammars.base import FieldNames, LineFormat, Parsed
+from pipeline.grammars.base import Parsed
 from pipeline.grammars.common import (
     MONTH_RE,
     MONTHS,
@@ -149,44 +152,6 @@ def parse_access(line: str) -> Parsed:
     )
 
 
-_ACCESS_SNIFF = re.compile(
-    rf"(?:\S+ +)?\S+ +\S+ +\S+ +\[\d\d/{MONTH_RE}/\d{{4}}:\d\d:\d\d:\d\d [+-]\d{{4}}\] +\""
-)
-
-
-def _sniff_access(line: str) -> bool:
-    return _ACCESS_SNIFF.match(line) is not None
-
-
-ACCESS_FORMAT = LineFormat(
-    "access-log",
-    "NCSA common/combined access log: "
-    "'1.2.3.4 - - [05/Mar/2007:14:39:21 +0100] \"GET / HTTP/1.1\" 200 42'",
-    _sniff_access,
-    parse_access,
-    priority=50,
-    fields=FieldNames(
-        frozenset(
-            {
-                "vhost",
-                "client",
-                "ident",
-                "user",
-                "request",
-                "method",
-                "path",
-                "protocol",
-                "status",
-                "size",
-                "referer",
-                "user_agent",
-            }
-        )
-    ),
-)
-
-# --- timestamped ---------------------------------------------------------------------------------
-
 _CLOCK = r"(?P<clock>\d{1,2}:\d\d:\d\d)(?:[.,](?P<frac>\d{1,9}))?"
 
 
@@ -243,31 +208,3 @@ def parse_timestamped(line: str) -> Parsed:
         message=clean(str(named(res, "message") or "")),
         year_missing=stamp.year_missing if isinstance(stamp, Stamp) else False,
     )
-
-
-_TIMESTAMPED_SNIFF = re.compile(
-    r"(?:<[A-Z]>)?\[?(?:"
-    r"\d{4}-\d\d-\d\d(?:[Tt]| +)\d{1,2}:\d\d:\d\d"
-    r"|\d{4}/\d\d/\d\d +\d{1,2}:\d\d:\d\d"
-    rf"|\d\d-{MONTH_RE}-\d{{4}} +\d{{1,2}}:\d\d:\d\d"
-    r"|\d{6} +\d{1,2}:\d\d:\d\d"
-    r"|\d\d-\d\d +\d{1,2}:\d\d:\d\d"
-    rf"|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) {MONTH_RE} +\d{{1,2}} \d\d:\d\d:\d\d"
-    rf"|(?<=\[){MONTH_RE} +\d{{1,2}} +\d{{1,2}}:\d\d:\d\d"
-    r")"
-)
-
-
-def _sniff_timestamped(line: str) -> bool:
-    return _TIMESTAMPED_SNIFF.match(line) is not None
-
-
-TIMESTAMPED_FORMAT = LineFormat(
-    "timestamped",
-    "any line that starts with a date and time in a common application layout",
-    _sniff_timestamped,
-    parse_timestamped,
-    priority=10,
-)
-
-FORMATS: tuple[LineFormat, ...] = (ACCESS_FORMAT, TIMESTAMPED_FORMAT)

@@ -22,7 +22,6 @@ import re
 
 import pyparsing as pp
 
-from pipeline.grammars.base import FieldNames
 from pipeline.grammars.common import end, fields_action, message, parse_fields
 
 _FS_NAMES = r"XFS|BTRFS|F2FS|NILFS|OCFS2|GFS2|JFS|JBD2|SQUASHFS|EROFS|ntfs3|exFAT|UDF|ISOFS"
@@ -62,12 +61,6 @@ KERNEL = (
 
 #: a cheap test run first: most kernel messages are about neither file systems nor NFS.
 _WORTH_PARSING = re.compile(rf"\s*(?:\[ *\d+\.\d+\]|[A-Za-z0-9]+-fs|{_FS_NAMES}|nfs:|NFS:)")
-
-
-#: what :func:`parse_kernel` can return
-KERNEL_FIELDS = FieldNames(
-    frozenset({"uptime", "fs", "fs_level", "device", "detail", "nfs_server", "nfs_state"})
-)
 
 
 def parse_kernel(text: str) -> dict[str, str]:

@@ -38,13 +38,12 @@ import re
 
 import pyparsing as pp
 
-from pipeline.grammars.base import FieldNames
-from pipeline.grammars.common import end, fields_action, message, parse_fields
+from pipeline.grammars.common import SENDMAIL_KEY_RE, end, fields_action, message, parse_fields
 
 # --- sendmail ------------------------------------------------------------------------------------
 
 _QID = r"[0-9A-Za-z]{12,20}"
-_KEY = r"[A-Za-z][A-Za-z0-9_\-]*"
+_KEY = SENDMAIL_KEY_RE
 _VALUE = rf"(?:<[^<>]*>|\([^()]*\)|\[[^\[\]]*\]|[^,]|,(?! ?{_KEY}=))*"
 
 queue_id = (
@@ -90,14 +89,6 @@ SENDMAIL = (
     (pp.Opt(queue_id) + (pairs | dsn | message) + end)
     .parse_with_tabs()
     .set_name("sendmail message")
-)
-
-
-#: what :func:`parse_sendmail` can return: its own names, and the key of any pair
-SENDMAIL_FIELDS = FieldNames(
-    frozenset({"queue_id", "dsn_queue_id", "dsn"}),
-    re.compile(_KEY),
-    "a sendmail key=value pair",
 )
 
 
@@ -165,26 +156,6 @@ DOVECOT = (
     (dovecot_prefix + pp.Opt(service_msg) + pp.Opt(message.copy().suppress()) + end)
     .parse_with_tabs()
     .set_name("dovecot message")
-)
-
-
-#: what :func:`parse_dovecot` can return
-DOVECOT_FIELDS = FieldNames(
-    frozenset(
-        {
-            "dovecot_level",
-            "process",
-            "process_arg",
-            "service",
-            "event",
-            "timeout",
-            "limit_kind",
-            "limit",
-            "child_pid",
-            "signal",
-            "exit_code",
-        }
-    )
 )
 
 

@@ -44,21 +44,25 @@ The message is stripped of surrounding whitespace (and of a leading BOM in RFC 5
 Repeated messages: rsyslog's reduction (``$RepeatedMsgReduction on``) writes N identical
 messages as ``message repeated N times: [ text]``; every format here then gives ``text`` as
 the message and N as ``repeat`` (:func:`pipeline.grammars.common.unrepeat`).
+
+The formats (name, sniff test, priority, field names) are declared in
+:mod:`pipeline.grammars.registry`; this module, with pyparsing, is imported on the first line
+one of its grammars parses.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pyparsing as pp
 
-from pipeline.grammars.base import FieldNames, LineFormat, Parsed
+from pipeline.grammars.base import Parsed
 from pipeline.grammars.common import (
     BSD_RE,
     FACILITIES,
-    MONTH_RE,
     PRI_RE,
     RFC3339_RE,
     Stamp,
@@ -213,63 +217,33 @@ def _to_parsed(res: pp.ParseResults) -> Parsed:
     )
 
 
-#: what :func:`_to_parsed` can put in fields
-ENVELOPE_FIELDS = FieldNames(frozenset({"facility", "context"}))
-
-
-def _format(
-    name: str, description: str, grammar: pp.ParserElement, sniff: str, priority: int
-) -> LineFormat:
+def _parser(name: str, grammar: pp.ParserElement) -> Callable[[str], Parsed]:
+    """The parse function of format ``name``: :func:`_to_parsed` of ``grammar``'s result."""
     grammar = grammar.parse_with_tabs().set_name(name)
-    sniffer = re.compile(sniff)
 
     def parse(line: str) -> Parsed:
         return _to_parsed(run(grammar, line, name))
 
-    def looks_like(line: str) -> bool:
-        return sniffer.match(line) is not None
+    return parse
 
-    return LineFormat(name, description, looks_like, parse, priority, ENVELOPE_FIELDS)
-
-
-_SNIFF_TAG = r"(?:[^\s\[\]:]+ +)?[^\s\[\]:=\"'<>,]+(?:\[\d+\])?:(?:\s|$)"
 
 # --- syslog (RFC 3164 / rsyslog traditional) -----------------------------------------------------
 
 SYSLOG_GRAMMAR = bsd_lead("lead") + rest
 
-FORMAT = _format(
-    "syslog",
-    "BSD syslog / RFC 3164, rsyslog's traditional format: 'Nov 30 08:22:25 host prog[pid]: msg'",
-    SYSLOG_GRAMMAR,
-    rf"(?:<\d{{1,3}}>)?(?:\d{{4}} +)?{MONTH_RE} +\d{{1,2}} +(?:\d{{4}} +)?\d{{1,2}}:\d\d:\d\d",
-    priority=60,
-)
+parse_syslog = _parser("syslog", SYSLOG_GRAMMAR)
 
 # --- rsyslog RFC 3339 (Debian's default file format) ---------------------------------------------
 
 RFC3339_GRAMMAR = rfc3339_lead("lead") + rest
 
-RFC3339_FORMAT = _format(
-    "rfc3339",
-    "rsyslog high-precision file format: '2026-11-30T08:18:02.338779+00:00 host prog[pid]: msg'",
-    RFC3339_GRAMMAR,
-    r"(?:<\d{1,3}>)?\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)\s",
-    priority=80,
-)
+parse_rfc3339 = _parser("rfc3339", RFC3339_GRAMMAR)
 
 # --- ISO date, then a syslog tag -----------------------------------------------------------------
 
 ISO_SYSLOG_GRAMMAR = iso_stamp("timestamp") + header("header") + message("message")
 
-ISO_SYSLOG_FORMAT = _format(
-    "iso-syslog",
-    "an ISO date (any separator, zone optional) then '[host] prog[pid]: msg'",
-    ISO_SYSLOG_GRAMMAR,
-    r"\d{4}-\d\d-\d\d(?:[Tt]| +)\d{1,2}:\d\d:\d\d(?:[.,]\d+)?(?: ?(?:[Zz]|[+-]\d\d:?\d\d|UTC|GMT))?"
-    rf" +{_SNIFF_TAG}",
-    priority=40,
-)
+parse_iso_syslog = _parser("iso-syslog", ISO_SYSLOG_GRAMMAR)
 
 # --- daemontools / multilog tai64n ---------------------------------------------------------------
 
@@ -293,25 +267,13 @@ tai64n_stamp = (
 
 TAI64N_GRAMMAR = tai64n_stamp("timestamp") + pp.Opt(bare_header("header")) + message("message")
 
-TAI64N_FORMAT = _format(
-    "tai64n",
-    "daemontools/multilog lines: '@4000000050e5c1a31c8c5a84 prog: msg' (UTC)",
-    TAI64N_GRAMMAR,
-    r"@[0-9a-fA-F]{24}\s",
-    priority=30,
-)
+parse_tai64n = _parser("tai64n", TAI64N_GRAMMAR)
 
 # --- journal short output without a time ---------------------------------------------------------
 
 NOTIME_GRAMMAR = header("header") + message("message")
 
-NOTIME_FORMAT = _format(
-    "syslog-notime",
-    "syslog lines without a timestamp, as journal tools print them: 'host prog[pid]: msg'",
-    NOTIME_GRAMMAR,
-    r"[^\s\[\]:@<{]+ +[^\s\[\]:=\"'<>,]+(?:\[\d+\])?:(?:\s|$)",
-    priority=20,
-)
+parse_notime = _parser("syslog-notime", NOTIME_GRAMMAR)
 
 # --- RFC 5424 ------------------------------------------------------------------------------------
 
@@ -404,42 +366,8 @@ def _parse_5424(res: pp.ParseResults) -> Parsed:
 
 
 _RFC5424 = RFC5424_GRAMMAR.parse_with_tabs().set_name("rfc5424")
-_RFC5424_SNIFF = re.compile(
-    r"(?:<\d{1,3}>)?[1-9]\d{0,2} (?:-|\d{4}-\d\d-\d\d[Tt]\S+) \S+ \S+ \S+ \S+ [-\[]"
-)
 
 
 def parse_rfc5424(line: str) -> Parsed:
     """Parse one RFC 5424 line (``<PRI>`` optional, as files written by rsyslog have it)."""
     return _parse_5424(run(_RFC5424, line, "rfc5424"))
-
-
-def _sniff_5424(line: str) -> bool:
-    return _RFC5424_SNIFF.match(line) is not None
-
-
-RFC5424_FORMAT = LineFormat(
-    "rfc5424",
-    "RFC 5424 syslog: '<13>1 2026-11-30T08:18:02Z host app procid msgid [sd] msg'",
-    _sniff_5424,
-    parse_rfc5424,
-    priority=90,
-    # structured data: "ID" and "ID.PARAM"; an ID without "@" must be registered (RFC 5424
-    # section 6.3.2 and 7: timeQuality, origin, meta), others are private ("name@number")
-    fields=FieldNames(
-        frozenset({"facility", "procid", "msgid", "timeQuality", "origin", "meta"}),
-        re.compile(r"[^\s=\]\"]*[@.][^\s=\]\"]*"),
-        "an RFC 5424 structured-data element",
-        re.compile(r"[^\s=\]\"]+"),
-    ),
-)
-
-#: every format this module registers.
-FORMATS: tuple[LineFormat, ...] = (
-    FORMAT,
-    RFC3339_FORMAT,
-    RFC5424_FORMAT,
-    ISO_SYSLOG_FORMAT,
-    TAI64N_FORMAT,
-    NOTIME_FORMAT,
-)

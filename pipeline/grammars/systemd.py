@@ -37,7 +37,6 @@ import re
 
 import pyparsing as pp
 
-from pipeline.grammars.base import FieldNames
 from pipeline.grammars.common import end, fields_action, parse_fields
 
 UNIT_RE = (
@@ -154,26 +153,6 @@ _UNIT_ONLY = re.compile(UNIT_RE)
 _WORTH_PARSING = re.compile(
     rf"(?:Failed to start |Unit |(?:Starting|Started|Stopping|Stopped|Reloading|Reloaded"
     rf"|Finished) |{UNIT_RE}:? )"
-)
-
-
-#: what :func:`parse_systemd` can return
-SYSTEMD_FIELDS = FieldNames(
-    frozenset(
-        {
-            "action",
-            "unit",
-            "description",
-            "state",
-            "result",
-            "process",
-            "code",
-            "status",
-            "timeout_action",
-            "restart_count",
-            "consumed",
-        }
-    )
 )
 
 

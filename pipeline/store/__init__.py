@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.analysis import ZoneArg
+from pipeline.schema import ZoneArg
 
 
 def load_findings(

@@ -22,16 +22,18 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.analysis import (
+from pipeline.errors import UsageError
+from pipeline.schema import (
     EVENT_COLUMNS,
     FINDING_COLUMNS,
     SEVERITY_DTYPE,
     ZoneArg,
-    _category,
-    _finish_events,
-    _zone,
+    category,
+    empty_findings,
+    events_frame,
+    finish_events,
+    zone_of,
 )
-from pipeline.errors import UsageError
 
 
 def _arrow() -> tuple[Any, Any, Any]:
@@ -144,9 +146,7 @@ def _read(root: Path) -> pd.DataFrame | None:
 
 def load_parquet_findings(directory: str | Path, *, tz: ZoneArg = None) -> pd.DataFrame:
     """The findings under ``DIRECTORY/findings`` as a findings frame (latest version per key)."""
-    from pipeline.analysis import empty_findings
-
-    zone = _zone(tz)
+    zone = zone_of(tz)
     raw = _read(Path(directory) / "findings")
     if raw is None or not len(raw):
         return empty_findings(zone)
@@ -179,17 +179,15 @@ def load_parquet_findings(directory: str | Path, *, tz: ZoneArg = None) -> pd.Da
     ).reset_index(drop=True)
     # categories as findings_frame makes them: sorted, from the values present
     for col in ("rule", "host", "program", "source"):
-        out[col] = _category(out[col].astype(object))
+        out[col] = category(out[col].astype(object))
     return out
 
 
 def load_events(directory: str | Path, *, tz: ZoneArg = None) -> pd.DataFrame:
     """The events under ``DIRECTORY/events`` as a :func:`~pipeline.analysis.read_events` frame."""
-    zone = _zone(tz)
+    zone = zone_of(tz)
     raw = _read(Path(directory) / "events")
     if raw is None:
-        from pipeline.analysis import events_frame
-
         return events_frame([], tz=zone)
     raw = raw.sort_values(["source", "line"], kind="stable").reset_index(drop=True)
     raw["timestamp"] = pd.to_datetime(raw["timestamp"], utc=True)
@@ -197,4 +195,4 @@ def load_events(directory: str | Path, *, tz: ZoneArg = None) -> pd.DataFrame:
     raw["year_inferred"] = raw["year_inferred"].astype(bool)
     if "repeat" not in raw:  # written before the column existed
         raw["repeat"] = 1
-    return _finish_events(raw[list(EVENT_COLUMNS)], zone)
+    return finish_events(raw[list(EVENT_COLUMNS)], zone)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.analysis import ZoneArg, findings_frame
 from pipeline.errors import Location
 from pipeline.model import Finding
+from pipeline.schema import ZoneArg, findings_frame
 from pipeline.state import StateDB, StateError
 
 
