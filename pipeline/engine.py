@@ -32,15 +32,6 @@ from pipeline.grammars import FORMATS, get_format, parse_any, sniff_format
 from pipeline.grammars.base import GrammarError, LineFormat, Parsed
 from pipeline.grammars.bodies import BodyError, parse_body
 from pipeline.grammars.fastpath import FAST_PATHS
-from pipeline.imports.logcheck import (
-    CRACKING,
-    UNEXPLAINED,
-    VIOLATIONS,
-    LogcheckMatcher,
-    fold_lines,
-    hour_of,
-    logcheck_rules,
-)
 from pipeline.model import Event, Finding
 from pipeline.resume import skip_prefix
 from pipeline.sources.files import (
@@ -59,6 +50,7 @@ from pipeline.timeinfer import TimeResolver, local_zone
 
 if TYPE_CHECKING:
     from pipeline.detection.prefilter import IntArray
+    from pipeline.imports.logcheck import LogcheckMatcher
     from pipeline.resume import Resume
 
 #: located problems kept per (input, kind); all are counted
@@ -619,6 +611,14 @@ class LineProcessor:
         so that detection's suppression counts every line without an event per line.
         Comments and blank lines are not judged.
         """
+        from pipeline.imports.logcheck import (
+            CRACKING,
+            UNEXPLAINED,
+            VIOLATIONS,
+            fold_lines,
+            hour_of,
+        )
+
         assert self.logcheck is not None
         verdicts = self.logcheck.classify(data, nl)
         roles: dict[int, tuple[str, dict[str, str], int]] = {}
@@ -924,7 +924,11 @@ class Engine:
 
     def imported_rules(self) -> list[Rule]:
         """The rules imported rule sets (``--logcheck``) report their findings under."""
-        return logcheck_rules(self.logcheck.rules.directory) if self.logcheck else []
+        if self.logcheck is None:
+            return []
+        from pipeline.imports.logcheck import logcheck_rules
+
+        return logcheck_rules(self.logcheck.rules.directory)
 
     def new_detector(self) -> Detector:
         return Detector(self.rules, lateness=self.options.lateness, external=self.imported_rules())
