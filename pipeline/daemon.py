@@ -263,10 +263,12 @@ class Daemon:
         self.state = StateDB(config.state_path)
         self.engine = self._engine(config)
         self.detector = self.engine.new_detector()
+        self.detector.track_changes()
         saved = self.state.load_detector(DETECTOR_NAME)
         if saved is not None:
             try:
-                self.detector.restore(saved)
+                # a whole snapshot (an older logwarden) is read once, then stored row by row
+                self.detector.restore(saved, self.state.detector_rows(DETECTOR_NAME))
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("detection state could not be restored (%s); starting it afresh", exc)
                 self.detector.stats.dropped_state.append("*")
@@ -519,7 +521,8 @@ class Daemon:
             state = follower.state()
             sources[path] = (state.as_dict() if state else {"path": path}, stats)
         fresh = self.state.checkpoint(
-            detector=(DETECTOR_NAME, self.detector.snapshot()),
+            detector=None,
+            changes=(DETECTOR_NAME, self.detector.changes()),
             sources=sources,
             findings=findings,
             route=self.route,
@@ -686,8 +689,10 @@ class Daemon:
             log.error("reload failed, keeping the running rules and config: %s", exc)
             return False
         detector = engine.new_detector()
+        detector.track_changes()
         snapshot = self.detector.snapshot()
         detector.restore(snapshot)
+        detector.continue_from(self.detector)
         self._carry_health(detector, snapshot)
         self.config, self.engine, self.detector = config, engine, detector
         try:
@@ -811,8 +816,10 @@ class Daemon:
 def _holds_state(part: Any) -> bool:
     """Whether a piece of a detector snapshot holds anything (a window, a partial, a row):
     a non-empty list somewhere in it, or a mapping with such a value; numbers alone are
-    bookkeeping."""
+    bookkeeping, except ``rows``, the number of rows stored apart."""
     if isinstance(part, dict):
+        if isinstance(part.get("rows"), int) and part["rows"] > 0:
+            return True
         return any(_holds_state(v) for v in part.values())
     return isinstance(part, list) and len(part) > 0
 

@@ -12,10 +12,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import Location, LogwardenError
 from pipeline.model import Finding
+
+if TYPE_CHECKING:
+    from pipeline.detection.correlate import StateChanges
 
 SCHEMA_VERSION = 1
 
@@ -135,8 +138,13 @@ class StateDB:
         sources: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
         findings: Sequence[Finding],
         route: Callable[[Finding], list[tuple[str, str, str, str]]] | None = None,
+        changes: tuple[str, StateChanges] | None = None,
     ) -> list[Finding]:
         """Store offsets, detection state and findings in one transaction.
+
+        The detection state is either ``detector``, a whole snapshot (name, JSON data), or
+        ``changes``, what changed since the last checkpoint (name, changes; see
+        :meth:`store_changes`).
 
         Returns the findings whose key was not stored before (to be emitted); findings whose
         key exists update the stored row (count, last_seen) and are not emitted again.
@@ -193,6 +201,8 @@ class StateDB:
                     "updated_at=excluded.updated_at",
                     (detector[0], json.dumps(detector[1], separators=(",", ":")), now),
                 )
+            if changes is not None:
+                self.store_changes(changes[0], changes[1], now)
         return fresh
 
     def source_states(self) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
@@ -252,6 +262,86 @@ class StateDB:
             "SELECT data FROM findings ORDER BY rowid DESC LIMIT ?", (limit,)
         ).fetchall()
         return [Finding.from_dict(json.loads(r[0])) for r in rows]
+
+    # -- detection state, row by row (the daemon) ---------------------------------------------
+
+    def _rows_tables(self) -> None:
+        if not getattr(self, "_rows_ready", False):
+            # one statement each: executescript would commit the caller's transaction
+            for statement in _ROWS_TABLES.split(";"):
+                if statement.strip():
+                    self.conn.execute(statement)
+            self._rows_ready = True
+
+    def _part_ids(self, detector: str) -> dict[str, int]:
+        self._rows_tables()
+        rows = self.conn.execute(
+            "SELECT name, id FROM detector_parts WHERE detector = ?", (detector,)
+        ).fetchall()
+        return {str(n): int(i) for n, i in rows}
+
+    def store_changes(self, name: str, changes: StateChanges, now: float | None = None) -> None:
+        """Write detector ``name``'s changes (inside the caller's transaction): the small
+        parts whole, then per stored part its changed rows (a moved or new row goes to the
+        end of the part's order, a row changed in place keeps its place, a gone one is
+        deleted); parts the detector no longer has lose their rows."""
+        self._rows_tables()
+        conn = self.conn
+        conn.execute(
+            "INSERT INTO detector_state(name, state, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET state=excluded.state, updated_at=excluded.updated_at",
+            (
+                name,
+                json.dumps(changes.state, separators=(",", ":")),
+                time.time() if now is None else now,
+            ),
+        )
+        ids = self._part_ids(name)
+        for part in set(ids) - set(changes.parts):
+            conn.execute("DELETE FROM detector_rows WHERE part = ?", (ids[part],))
+            conn.execute("DELETE FROM detector_parts WHERE id = ?", (ids[part],))
+        for part, rows in changes.rows.items():
+            pid = ids.get(part)
+            if pid is None:
+                cur = conn.execute(
+                    "INSERT INTO detector_parts(detector, name) VALUES (?, ?)", (name, part)
+                )
+                pid = int(cur.lastrowid or 0)
+            if part in changes.rewrite:
+                conn.execute("DELETE FROM detector_rows WHERE part = ?", (pid,))
+            else:
+                conn.executemany(
+                    "DELETE FROM detector_rows WHERE part = ? AND key = ?",
+                    [(pid, key) for key, _, moved in rows if moved],
+                )
+            conn.executemany(
+                "INSERT INTO detector_rows(part, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT(part, key) DO UPDATE SET value = excluded.value",
+                [(pid, key, value) for key, value, _ in rows if value is not None],
+            )
+        for part in changes.rewrite - set(changes.rows):
+            if part in ids:
+                conn.execute("DELETE FROM detector_rows WHERE part = ?", (ids[part],))
+
+    def detector_rows(self, name: str) -> dict[str, tuple[list[Any], list[Any]]]:
+        """Detector ``name``'s stored rows per part: keys and values (JSON data), in their
+        stored order."""
+        out: dict[str, tuple[list[Any], list[Any]]] = {}
+        for part, pid in self._part_ids(name).items():
+            rows = self.conn.execute(
+                "SELECT key, value FROM detector_rows WHERE part = ? ORDER BY id", (pid,)
+            ).fetchall()
+            try:
+                # one JSON parse per column, not per row: a million rows load in a second
+                keys = json.loads("[" + ",".join([r[0] for r in rows]) + "]")
+                values = json.loads("[" + ",".join([r[1] for r in rows]) + "]")
+            except json.JSONDecodeError as exc:
+                raise StateError(
+                    f"detector state {name!r}, part {part!r} is corrupt: {exc}",
+                    Location(str(self.path)),
+                ) from None
+            out[part] = (keys, values)
+        return out
 
     def save_detector(self, name: str, snapshot: Mapping[str, Any]) -> None:
         self.checkpoint(detector=(name, snapshot), sources={}, findings=[])
@@ -345,6 +435,22 @@ class StateDB:
             for name, sent, failed, pending, dropped, err in rows
         ]
 
+
+_ROWS_TABLES = """
+CREATE TABLE IF NOT EXISTS detector_parts (  -- a join table, a rule's windows, ...
+    id       INTEGER PRIMARY KEY,
+    detector TEXT NOT NULL,            -- detector_state.name
+    name     TEXT NOT NULL,            -- 'enrich:<rule>#<n>', 'suppress:<rule>', '<kind>:<rule>'
+    UNIQUE (detector, name)
+);
+CREATE TABLE IF NOT EXISTS detector_rows (   -- one row per key of a part, in the part's order
+    id    INTEGER PRIMARY KEY,         -- the order: a new or moved key gets a larger id
+    part  INTEGER NOT NULL,            -- detector_parts.id
+    key   TEXT NOT NULL,               -- JSON list: the group key
+    value TEXT NOT NULL,               -- JSON
+    UNIQUE (part, key)
+);
+"""
 
 _STATUS_TABLE = """CREATE TABLE IF NOT EXISTS daemon_status (
     name       TEXT PRIMARY KEY,   -- the daemon's detector name ('watch')

@@ -35,8 +35,9 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from operator import itemgetter
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from pipeline.detection.loader import active_rules
 from pipeline.detection.model import Correlation, Enrich, Rule, Step, _glob_match
@@ -45,8 +46,9 @@ from pipeline.model import Event, Finding, Related
 
 #: open windows / partial sequences / suppression entries kept per rule before eviction
 MAX_OPEN = 10_000
-#: remembered matches per enrichment before the oldest are evicted
-MAX_REMEMBERED = 200_000
+#: remembered matches per enrichment before the oldest are evicted (a week of a mail server
+#: taking 140,000 messages a day; about 0.5 KB of memory each)
+MAX_REMEMBERED = 1_000_000
 #: events kept per threshold window (the count stays exact up to this)
 MAX_WINDOW_EVENTS = 10_000
 
@@ -172,10 +174,72 @@ def base_finding(rule: Rule, event: Event, fields: Mapping[str, str]) -> Finding
     )
 
 
+# -- stored rows -----------------------------------------------------------------------------
+
+
+#: what changed in a part since the last checkpoint: key -> moved (True: new, re-inserted or
+#: deleted, so it belongs at the end of the stored order; False: changed in place)
+Changes = dict[GroupKey, bool]
+
+
+class StoredPart:
+    """A part of the detection state kept as one stored row per key (a join table, the
+    open windows of a rule), so that a checkpoint writes the keys that changed.
+
+    While ``changed`` is a dict (the daemon turns tracking on), every change of a key marks
+    it there: one dict operation, nothing serialised. :meth:`row` encodes a present key's
+    value for the state database; :meth:`load_rows` takes the stored rows back, in the order
+    they were stored (the order of the part's dict, which eviction at the caps follows).
+    """
+
+    changed: Changes | None = None
+
+    def keyed(self) -> Mapping[GroupKey, Any]:
+        raise NotImplementedError
+
+    def row(self, key: GroupKey) -> Any:
+        raise NotImplementedError
+
+    def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
+        raise NotImplementedError
+
+    def small(self) -> dict[str, Any]:
+        """What this part keeps besides its rows (stored whole at every checkpoint), with
+        the number of rows."""
+        return {"rows": len(self.keyed())}
+
+    def load_small(self, data: Mapping[str, Any]) -> None:
+        return None
+
+    def load_stored(self, data: tuple[list[Any], list[Any], Mapping[str, Any] | None]) -> None:
+        """Stored keys (JSON lists), values and the small part, as the state database
+        gives them back."""
+        keys, values, small = data
+        self.load_rows(list(map(tuple, keys)), values)
+        if small is not None:
+            self.load_small(small)
+
+    def _moved(self, key: GroupKey) -> None:
+        ch = self.changed
+        if ch is not None:
+            ch.pop(key, None)
+            ch[key] = True
+
+    def _touched(self, key: GroupKey) -> None:
+        ch = self.changed
+        if ch is not None and key not in ch:
+            ch[key] = False
+
+    def _gone(self, key: GroupKey) -> None:
+        ch = self.changed
+        if ch is not None:
+            ch[key] = True
+
+
 # -- enrichment ------------------------------------------------------------------------------
 
 
-class EnrichTable:
+class EnrichTable(StoredPart):
     """Remembered matches of a source rule, by join fields, for ``keep``.
 
     Each host's rows are also queued in the order they came (its time order), so that once
@@ -206,11 +270,17 @@ class EnrichTable:
         ts, host = event.timestamp, event.scope
         self.rows.pop(key, None)
         self.rows[key] = (ts, values, host)
+        ch = self.changed
+        if ch is not None:
+            ch.pop(key, None)
+            ch[key] = True
         if ts is not None:
             self._queue(key, host, ts)
             self._forget_before(host, ts - self.spec.keep)
         while len(self.rows) > MAX_REMEMBERED:
-            self.rows.pop(next(iter(self.rows)))
+            gone = next(iter(self.rows))
+            del self.rows[gone]
+            self._gone(gone)
             self.stats.evicted[self.name] += 1
         if self._queued > 2 * len(self.rows) + 1024:
             self._requeue()
@@ -238,6 +308,7 @@ class EnrichTable:
             row = self.rows.get(key)
             if row is not None and row[0] is t:
                 del self.rows[key]
+                self._gone(key)
 
     def lookup(self, event: Event, fields: Mapping[str, str]) -> dict[str, str]:
         key = group_key(self.spec.by, event, fields)
@@ -252,6 +323,7 @@ class EnrichTable:
             and (now - t > self.spec.keep or now < t - self.spec.keep)
         ):
             del self.rows[key]
+            self._gone(key)
             return {}
         return values
 
@@ -264,6 +336,32 @@ class EnrichTable:
             tuple(k): (_dt(t), dict(v), host[0] if host else None) for k, t, v, *host in data
         }
         self._requeue()
+
+    def keyed(self) -> Mapping[GroupKey, Any]:
+        return self.rows
+
+    def row(self, key: GroupKey) -> Any:
+        t, values, host = self.rows[key]
+        return [_iso(t), values, host]
+
+    def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
+        # a million rows are read back at a start: build with C-level loops where possible
+        fromiso = datetime.fromisoformat
+        times = [fromiso(t) if t else None for t, _, _ in values]
+        hosts = list(map(itemgetter(2), values))
+        for v in map(itemgetter(1), values):
+            if not isinstance(v, dict):
+                raise ValueError("a stored join row's values are not a mapping")
+        self.rows = dict(
+            zip(keys, zip(times, map(itemgetter(1), values), hosts, strict=True), strict=True)
+        )
+        if len(self.rows) != len(keys):
+            raise ValueError("a stored join table repeats a key")
+        if hosts and None not in times and hosts.count(hosts[0]) == len(hosts):
+            self._order = {hosts[0]: deque(zip(cast("list[datetime]", times), keys, strict=True))}
+            self._queued = len(keys)
+        else:
+            self._requeue()
 
 
 # -- suppression and digests -------------------------------------------------------------------
@@ -300,7 +398,7 @@ class _Period:
         )
 
 
-class Suppressor:
+class Suppressor(StoredPart):
     """``suppress:`` of one rule: fold occurrences per period and group key."""
 
     def __init__(self, rule: Rule, stats: DetectorStats, sample: int = 5) -> None:
@@ -331,6 +429,7 @@ class Suppressor:
             self.periods[key] = _Period(
                 ts, event.scope, finding, event.repeat, ts, [Related.of(event)]
             )
+            self._moved(key)
             self.stats.suppressed += event.repeat - 1
             if ts is not None and self.spec.digest:  # only digests are judged at period end
                 self.due.add(event.scope, ts + self.spec.period)
@@ -339,6 +438,7 @@ class Suppressor:
                 out.append(finding)
             return out
         cur.count += event.repeat
+        self._touched(key)
         if ts is not None and (cur.last is None or ts > cur.last):
             cur.last = ts
         if len(cur.related) < self.sample:
@@ -376,8 +476,11 @@ class Suppressor:
                 if p.start is None or p.start + self.spec.period >= now:
                     break
                 del self.periods[key]
+                self._gone(key)
         while len(self.periods) > MAX_OPEN:
-            self.periods.pop(next(iter(self.periods)))
+            key = next(iter(self.periods))
+            del self.periods[key]
+            self._gone(key)
             self.stats.evicted[self.rule.id] += 1
 
     def judge(self, host: str | None, now: datetime) -> list[Finding]:
@@ -391,6 +494,7 @@ class Suppressor:
             if self.spec.digest:
                 out.append(self._digest(p))
             del self.periods[key]
+            self._gone(key)
         self.due.reset(
             host,
             (
@@ -404,6 +508,8 @@ class Suppressor:
     def finish(self) -> list[Finding]:
         out = [self._digest(p) for p in self.periods.values()] if self.spec.digest else []
         if self.spec.digest:
+            for key in self.periods:
+                self._gone(key)
             self.periods.clear()
         return out
 
@@ -411,7 +517,16 @@ class Suppressor:
         return {_key_text(k): p.as_dict() for k, p in self.periods.items()}
 
     def restore(self, data: Mapping[str, Any]) -> None:
-        self.periods = {_key_of(k): _Period.from_dict(v) for k, v in data.items()}
+        self.load_rows([_key_of(k) for k in data], list(data.values()))
+
+    def keyed(self) -> Mapping[GroupKey, Any]:
+        return self.periods
+
+    def row(self, key: GroupKey) -> Any:
+        return self.periods[key].as_dict()
+
+    def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
+        self.periods = {k: _Period.from_dict(v) for k, v in zip(keys, values, strict=True)}
         self.due = DueTimes()
         for p in self.periods.values():
             if p.start is not None and self.spec.digest:
@@ -421,7 +536,7 @@ class Suppressor:
 # -- correlation rules ---------------------------------------------------------------------------
 
 
-class CorrelationState:
+class CorrelationState(StoredPart):
     """Base of the three stateful rule kinds."""
 
     def __init__(self, rule: Rule, stats: DetectorStats) -> None:
@@ -507,6 +622,10 @@ class ThresholdState(CorrelationState):
         if win is None:
             win = deque()
         self.windows[key] = win
+        ch = self.changed
+        if ch is not None:
+            ch.pop(key, None)
+            ch[key] = True
         n = self.totals.get(key, 0)
         while win and ts - win[0][0] > self.corr.window:
             n -= win.popleft()[2]
@@ -549,34 +668,50 @@ class ThresholdState(CorrelationState):
             del self.windows[key]
             self.totals.pop(key, None)
             self.fired.pop(key, None)
+            self._gone(key)
         while len(self.windows) > MAX_OPEN:
             key = next(iter(self.windows))
             del self.windows[key]
             self.totals.pop(key, None)
             self.fired.pop(key, None)
+            self._gone(key)
             self.stats.evicted[self.rule.id] += 1
+
+    @staticmethod
+    def _window_items(w: Iterable[tuple[datetime, Related, int]]) -> list[Any]:
+        # a repeated line's weight as a third item (older snapshots have two)
+        return [
+            [t.isoformat(), r.as_dict()] if n == 1 else [t.isoformat(), r.as_dict(), n]
+            for t, r, n in w
+        ]
+
+    @staticmethod
+    def _window_of(items: Iterable[Any]) -> deque[tuple[datetime, Related, int]]:
+        return deque(
+            (datetime.fromisoformat(t), Related.from_dict(r), int(n[0]) if n else 1)
+            for t, r, *n in items
+        )
+
+    def keyed(self) -> Mapping[GroupKey, Any]:
+        return self.windows
+
+    def row(self, key: GroupKey) -> Any:
+        fired = self.fired.get(key)
+        return [self._window_items(self.windows[key]), fired.as_dict() if fired else None]
+
+    def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
+        self.windows = {k: self._window_of(v[0]) for k, v in zip(keys, values, strict=True)}
+        self.totals = {k: sum(n for _, _, n in w) for k, w in self.windows.items()}
+        self.fired = {k: Finding.from_dict(v[1]) for k, v in zip(keys, values, strict=True) if v[1]}
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "windows": {
-                # a repeated line's weight as a third item (older snapshots have two)
-                _key_text(k): [
-                    [t.isoformat(), r.as_dict()] if n == 1 else [t.isoformat(), r.as_dict(), n]
-                    for t, r, n in w
-                ]
-                for k, w in self.windows.items()
-            },
+            "windows": {_key_text(k): self._window_items(w) for k, w in self.windows.items()},
             "fired": {_key_text(k): f.as_dict() for k, f in self.fired.items()},
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
-        self.windows = {
-            _key_of(k): deque(
-                (datetime.fromisoformat(t), Related.from_dict(r), int(n[0]) if n else 1)
-                for t, r, *n in w
-            )
-            for k, w in data["windows"].items()
-        }
+        self.windows = {_key_of(k): self._window_of(w) for k, w in data["windows"].items()}
         self.totals = {k: sum(n for _, _, n in w) for k, w in self.windows.items()}
         self.fired = {_key_of(k): Finding.from_dict(f) for k, f in data["fired"].items()}
 
@@ -656,6 +791,7 @@ class SequenceState(CorrelationState):
         p = self.partials.get(key)
         if p is not None and ts - p.start > self.corr.window:
             del self.partials[key]
+            self._gone(key)
             self.stats.incomplete[self.rule.id] += 1
             p = None
         if p is not None:
@@ -664,7 +800,9 @@ class SequenceState(CorrelationState):
                 self._advance(p, step, event, fields)
                 if p.step == len(self.steps):
                     del self.partials[key]
+                    self._gone(key)
                     return [self._complete(p, event)]
+                self._touched(key)
                 return []
             if (
                 p.step == 1
@@ -675,6 +813,7 @@ class SequenceState(CorrelationState):
                 # the first step again before the second began: the window now counts from
                 # this latest start (a second slow boot, say); its lines join the evidence
                 p.start = ts
+                self._touched(key)
                 for k, v in fields.items():
                     p.fields.setdefault(k, v)
                 if len(p.related) < max(self.corr.sample, len(self.steps)):
@@ -688,8 +827,11 @@ class SequenceState(CorrelationState):
         if p.step == len(self.steps):  # pragma: no cover - a sequence has two steps or more
             return [self._complete(p, event)]
         self.partials[key] = p
+        self._moved(key)
         while len(self.partials) > MAX_OPEN:
-            self.partials.pop(next(iter(self.partials)))
+            gone = next(iter(self.partials))
+            del self.partials[gone]
+            self._gone(gone)
             self.stats.evicted[self.rule.id] += 1
         return []
 
@@ -714,6 +856,15 @@ class SequenceState(CorrelationState):
 
     def restore(self, data: Mapping[str, Any]) -> None:
         self.partials = {_key_of(k): _Partial.from_dict(v) for k, v in data.items()}
+
+    def keyed(self) -> Mapping[GroupKey, Any]:
+        return self.partials
+
+    def row(self, key: GroupKey) -> Any:
+        return self.partials[key].as_dict()
+
+    def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
+        self.partials = {k: _Partial.from_dict(v) for k, v in zip(keys, values, strict=True)}
 
 
 @dataclass(slots=True)
@@ -751,6 +902,7 @@ class AbsenceState(CorrelationState):
                 w = self.windows.get(key)
                 if w is not None and ts <= w.end:
                     del self.windows[key]
+                    self._gone(key)
         if (
             self.trigger is not None
             and self.trigger.accepts(rule_id, event, fields)
@@ -759,9 +911,12 @@ class AbsenceState(CorrelationState):
             self.windows[key] = _Window(
                 ts + self.corr.window, event.scope, event.as_dict(), dict(fields)
             )
+            self._moved(key)
             self.due.add(event.scope, ts + self.corr.window)
             while len(self.windows) > MAX_OPEN:
-                self.windows.pop(next(iter(self.windows)))
+                gone = next(iter(self.windows))
+                del self.windows[gone]
+                self._gone(gone)
                 self.stats.evicted[self.rule.id] += 1
         return []
 
@@ -799,6 +954,7 @@ class AbsenceState(CorrelationState):
             if w.host != host or w.end >= now:
                 continue
             del self.windows[key]
+            self._gone(key)
             trig = Event.from_dict(w.trigger)
             out.append(
                 self.finding(
@@ -829,13 +985,31 @@ class AbsenceState(CorrelationState):
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
+        self.load_rows([_key_of(k) for k in data["windows"]], list(data["windows"].values()))
+        self.load_small(data)
+
+    def keyed(self) -> Mapping[GroupKey, Any]:
+        return self.windows
+
+    def row(self, key: GroupKey) -> Any:
+        w = self.windows[key]
+        return [w.end.isoformat(), w.host, w.trigger, w.fields]
+
+    def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
         self.windows = {
-            _key_of(k): _Window(datetime.fromisoformat(e), h, t, dict(f))
-            for k, (e, h, t, f) in data["windows"].items()
+            k: _Window(datetime.fromisoformat(e), h, t, dict(f))
+            for k, (e, h, t, f) in zip(keys, values, strict=True)
         }
         self.due = DueTimes()
         for w in self.windows.values():
             self.due.add(w.host, w.end)
+
+    def small(self) -> dict[str, Any]:
+        # heartbeats are one per host: stored whole
+        beats = [[h, b[0].isoformat(), b[1], b[2]] for h, b in self.beats.items()]
+        return {"rows": len(self.windows), "beats": beats}
+
+    def load_small(self, data: Mapping[str, Any]) -> None:
         self.beats = {h: [datetime.fromisoformat(t), a, ev] for h, t, a, ev in data["beats"]}
 
 
@@ -847,6 +1021,32 @@ _KINDS: dict[str, type[CorrelationState]] = {
 
 
 # -- the detector ----------------------------------------------------------------------------------
+
+
+#: a changed row as the state database takes it: (key as JSON, value as JSON or None when
+#: the key is gone, moved to the end of the stored order)
+RowChange = tuple[str, str | None, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanges:
+    """What a checkpoint stores of the detector (:meth:`Detector.changes`).
+
+    ``state`` holds the small, global parts whole (watermarks, reorder buffers, occurrence
+    numbers, heartbeats, row counts); ``rows`` the changed rows of each stored part, in the
+    order they take in the part; a part in ``rewrite`` has all its rows in ``rows`` and its
+    stored rows are replaced. ``parts`` names every part the detector has: stored rows of
+    any other part are removed.
+    """
+
+    state: dict[str, Any]
+    parts: tuple[str, ...]
+    rewrite: frozenset[str]
+    rows: dict[str, list[RowChange]]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 class Detector:
@@ -902,6 +1102,13 @@ class Detector:
             *(s for s in self.states.values() if isinstance(s, AbsenceState)),
             *(s for s in self.suppressors.values() if s.spec.digest),
         ]
+        self.parts: dict[str, StoredPart] = {
+            **{f"{st.rule.kind}:{rid}": st for rid, st in self.states.items()},
+            **{f"suppress:{rid}": sup for rid, sup in self.suppressors.items()},
+            **{f"enrich:{name}": t for name, t in self.tables.items()},
+        }
+        #: parts whose stored rows a checkpoint replaces whole (None: not tracking)
+        self._rewrite: set[str] | None = None
 
     # -- what events must carry ---------------------------------------------------------------
 
@@ -1071,6 +1278,14 @@ class Detector:
         """All state as JSON-able data (see :meth:`restore`)."""
         return {
             "version": 1,
+            **self._globals(),
+            "states": {rid: st.snapshot() for rid, st in self.states.items()},
+            "suppress": {rid: s.snapshot() for rid, s in self.suppressors.items()},
+            "enrich": {name: t.snapshot() for name, t in self.tables.items()},
+        }
+
+    def _globals(self) -> dict[str, Any]:
+        return {
             "watermarks": [[h, t.isoformat()] for h, t in self.watermarks.items()],
             "buffer": [
                 [
@@ -1085,15 +1300,123 @@ class Detector:
             ],
             "seq": self._seq,
             "recent": [[h, self._recent_stamp[h], seen] for h, seen in self._recent.items()],
-            "states": {rid: st.snapshot() for rid, st in self.states.items()},
-            "suppress": {rid: s.snapshot() for rid, s in self.suppressors.items()},
-            "enrich": {name: t.snapshot() for name, t in self.tables.items()},
         }
 
-    def restore(self, data: Mapping[str, Any]) -> None:
-        """Continue from a :meth:`snapshot`; state of rules no longer loaded is dropped."""
-        if data.get("version") != 1:
+    # -- incremental state (the daemon) --------------------------------------------------------
+
+    def track_changes(self) -> None:
+        """Remember which keys change, for :meth:`changes`. Until a :meth:`restore`, the
+        first checkpoint replaces every stored part."""
+        for part in self.parts.values():
+            part.changed = {}
+        self._rewrite = set(self.parts)
+
+    def changes(self) -> StateChanges:
+        """What changed since the last call (everything, for parts to be rewritten), in the
+        form the state database stores (:class:`StateChanges`); tracking starts afresh."""
+        if self._rewrite is None:
+            raise RuntimeError("changes() needs track_changes() first")
+        rows: dict[str, list[RowChange]] = {}
+        small: dict[str, dict[str, Any]] = {"states": {}, "suppress": {}, "enrich": {}}
+        for name, part in self.parts.items():
+            kind, _, ident = name.partition(":")
+            small["suppress" if kind == "suppress" else "enrich" if kind == "enrich" else "states"][
+                ident
+            ] = part.small()
+            live = part.keyed()
+            if name in self._rewrite:
+                rows[name] = [(_key_text(k), _json(part.row(k)), True) for k in live]
+            elif part.changed:
+                rows[name] = [
+                    (_key_text(k), _json(part.row(k)), moved)
+                    if k in live
+                    else (_key_text(k), None, True)
+                    for k, moved in part.changed.items()
+                ]
+            part.changed = {}
+        rewrite = frozenset(self._rewrite)
+        self._rewrite = set()
+        return StateChanges(
+            {"version": 2, **self._globals(), **small}, tuple(self.parts), rewrite, rows
+        )
+
+    def continue_from(self, old: Detector) -> None:
+        """After :meth:`restore` from ``old``'s snapshot (a reload): carry on with what
+        ``old`` had not stored yet, instead of rewriting every part."""
+        if self._rewrite is None or old._rewrite is None:
+            return
+        dropped = set(self.stats.dropped_state)
+        for name, part in self.parts.items():
+            prev = old.parts.get(name)
+            if prev is None or prev.changed is None or name in old._rewrite:
+                continue
+            if name.partition(":")[2] in dropped:
+                continue
+            part.changed = dict(prev.changed)
+            self._rewrite.discard(name)
+
+    def restore(
+        self,
+        data: Mapping[str, Any],
+        rows: Mapping[str, tuple[list[Any], list[Any]]] | None = None,
+    ) -> None:
+        """Continue from a :meth:`snapshot`, or from what checkpoints stored (the ``state``
+        of :meth:`changes` and the stored ``rows``, per part: keys and values in their
+        stored order); state of rules no longer loaded is dropped."""
+        version = data.get("version")
+        if version == 2 and rows is not None:
+            self._restore_stored(data, rows)
+            return
+        if version != 1:
             raise ValueError("unknown detector state version")
+        self._restore_globals(data)
+        # state saved for a rule whose definition changed shape is dropped, not fatal
+        for rid, st_data in data["states"].items():
+            if rid in self.states:
+                self._restore_part(rid, self.states[rid].restore, st_data)
+        for rid, s_data in data["suppress"].items():
+            if rid in self.suppressors:
+                self._restore_part(rid, self.suppressors[rid].restore, s_data)
+        for name, t_data in data["enrich"].items():
+            if name in self.tables:
+                self._restore_part(name, self.tables[name].restore, t_data)
+        if self._rewrite is not None:
+            self._rewrite = set(self.parts)  # a whole snapshot: stored rows are replaced once
+
+    def _restore_stored(
+        self, data: Mapping[str, Any], rows: Mapping[str, tuple[list[Any], list[Any]]]
+    ) -> None:
+        self._restore_globals(data)
+        small = {
+            **{
+                f"{self.states[r].rule.kind}:{r}": v
+                for r, v in data["states"].items()
+                if r in self.states
+            },
+            **{f"suppress:{r}": v for r, v in data["suppress"].items()},
+            **{f"enrich:{n}": v for n, v in data["enrich"].items()},
+        }
+        rewrite: set[str] = set()
+        for name, part in self.parts.items():
+            keys, values = rows.get(name, ([], []))
+            ident = name.partition(":")[2]
+            before = len(self.stats.dropped_state)
+            self._restore_part(ident, part.load_stored, (keys, values, small.get(name)))
+            if len(self.stats.dropped_state) > before:
+                part.load_rows([], [])  # nothing half-restored
+                rewrite.add(name)
+        # a rule whose kind changed keeps its id under another part name
+        loaded = {n.partition(":")[2] for n in self.parts}
+        for name, (keys, _) in rows.items():
+            ident = name.partition(":")[2]
+            if keys and name not in self.parts and ident in loaded:
+                self.stats.dropped_state.append(ident)
+        if self._rewrite is not None:
+            self._rewrite = rewrite
+            for part in self.parts.values():
+                part.changed = {}
+
+    def _restore_globals(self, data: Mapping[str, Any]) -> None:
         by_id = {r.id: r for r in self.rules}
         self.watermarks = {h: datetime.fromisoformat(t) for h, t in data["watermarks"]}
         self._buffer = {}
@@ -1113,16 +1436,6 @@ class Detector:
         self._seq = int(data["seq"])
         self._recent_stamp = {h: st for h, st, _ in data.get("recent", [])}
         self._recent = {h: dict(seen) for h, _, seen in data.get("recent", [])}
-        # state saved for a rule whose definition changed shape is dropped, not fatal
-        for rid, st_data in data["states"].items():
-            if rid in self.states:
-                self._restore_part(rid, self.states[rid].restore, st_data)
-        for rid, s_data in data["suppress"].items():
-            if rid in self.suppressors:
-                self._restore_part(rid, self.suppressors[rid].restore, s_data)
-        for name, t_data in data["enrich"].items():
-            if name in self.tables:
-                self._restore_part(name, self.tables[name].restore, t_data)
 
     def _restore_part(self, name: str, restore: Any, data: Any) -> None:
         try:

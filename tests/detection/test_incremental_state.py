@@ -1,0 +1,317 @@
+"""Detection state stored row by row: a checkpoint writes what changed, and what was stored
+gives back exactly the detector that wrote it.
+
+The daemon's path: :meth:`Detector.track_changes`, then at every checkpoint
+:meth:`Detector.changes` into :meth:`StateDB.store_changes` (inside the checkpoint's
+transaction), and at a start :meth:`StateDB.detector_rows` into :meth:`Detector.restore`.
+The property test cuts the rotated mail sample at random points, scans each piece, stores the
+changes in one real SQLite file and either goes on with the same detector or restarts from
+the file; after every checkpoint the stored state, read back, must equal the live
+detector's snapshot exactly (order included: eviction at the caps follows it), and the final
+findings must equal one pass over the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.detection import correlate
+from pipeline.detection.correlate import Detector
+from pipeline.detection.model import Rule
+from pipeline.engine import Engine, FindingSet, ScanOptions
+from pipeline.model import Finding
+from pipeline.sources.files import rotation_key
+from pipeline.state import StateDB
+from tests.detection.test_resume import (
+    MAIL,
+    MAIL_STATEFUL_CUTS,
+    OPTIONS,
+    InputSet,
+    by_key,
+    one_pass,
+    rule_sets,  # noqa: F401 - a fixture
+    write_files,
+)
+
+NAME = "watch"
+
+
+def pieces(inputs: InputSet, cuts: Sequence[int]) -> list[list[tuple[str, list[str]]]]:
+    """The input cut after each line number in ``cuts``: the files of each piece."""
+    out: list[list[tuple[str, list[str]]]] = []
+    done = 0
+    rest = inputs
+    for k in [*sorted(set(cuts)), inputs.size]:
+        first, tail = rest.cut(k - done)
+        out.append(first)
+        rest = InputSet(tuple((n, tuple(lines)) for n, lines in tail))
+        done = k
+    return out
+
+
+def write_rotation(root: Path, parts: list[list[tuple[str, list[str]]]]) -> list[list[str]]:
+    """Every piece's files as members of one rotation set, oldest first, as a live log and
+    its rotated generations are read."""
+    flat = [f for part in parts for f in part]
+    base = rotation_key(flat[0][0])[1]
+    last = len(flat) - 1
+    names = [base if i == last else f"{base}.{last - i}" for i in range(len(flat))]
+    paths = write_files(root, [(n, lines) for n, (_, lines) in zip(names, flat, strict=True)])
+    out, i = [], 0
+    for part in parts:
+        out.append(paths[i : i + len(part)])
+        i += len(part)
+    return out
+
+
+def stored(db: StateDB, rules: Sequence[Rule], lateness: timedelta) -> Detector:
+    det = Detector(rules, lateness=lateness)
+    det.track_changes()
+    saved = db.load_detector(NAME)
+    if saved is not None:
+        det.restore(saved, db.detector_rows(NAME))
+    return det
+
+
+def checkpoint(db: StateDB, det: Detector) -> None:
+    db.checkpoint(detector=None, sources={}, findings=[], changes=(NAME, det.changes()))
+
+
+def exact(det: Detector) -> str:
+    return json.dumps(det.snapshot())  # order-sensitive: dict order is part of the state
+
+
+def resumed_incrementally(
+    rules: Sequence[Rule],
+    options: ScanOptions,
+    paths: list[list[str]],
+    restarts: Sequence[bool],
+    db_path: Path,
+) -> list[Finding]:
+    collected = FindingSet()
+    with StateDB(db_path) as db:
+        det = stored(db, rules, options.lateness)
+        for piece, restart in zip(paths, restarts, strict=True):
+            if restart:
+                det = stored(db, rules, options.lateness)  # a new process: only the file
+            if piece:
+                collected.add(Engine(rules, options).scan(piece, detector=det).findings)
+            checkpoint(db, det)
+            assert exact(stored(db, rules, options.lateness)) == exact(det)
+    collected.add(det.finish())
+    return collected.findings()
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    cuts=st.lists(
+        st.one_of(
+            st.integers(min_value=0, max_value=MAIL.size), st.sampled_from(MAIL_STATEFUL_CUTS)
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    restarts=st.lists(st.booleans(), min_size=5, max_size=5),
+)
+def test_stored_rows_resume_at_random_cuts_to_the_same_findings(
+    cuts: list[int],
+    restarts: list[bool],
+    option: str,
+    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    rules = rule_sets["extended"]
+    options = OPTIONS[option]
+    root = tmp_path_factory.mktemp("inc")
+    paths = write_rotation(root / "logs", pieces(MAIL, cuts))
+    want = by_key(one_pass(rules, options, [p for piece in paths for p in piece]))
+    got = by_key(
+        resumed_incrementally(rules, options, paths, restarts[: len(paths)], root / "state.sqlite")
+    )
+    assert got == want
+
+
+def test_a_checkpoint_writes_only_what_changed(
+    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """After the whole mail sample, one more ``from=`` line is one changed row; a receipt
+    that uses a remembered sender and a line that touches nothing are none."""
+    rules = rule_sets["builtin"]
+    engine = Engine(rules, OPTIONS["no-lateness"])
+    det = engine.new_detector()
+    det.track_changes()
+    paths = write_files(tmp_path / "logs", MAIL.files)
+    engine.scan(paths, detector=det)
+    first = det.changes()
+    table = "enrich:sendmail.dsn-return-receipt#0"
+    assert first.rewrite == frozenset(det.parts)  # nothing stored yet: everything once
+    assert len(first.rows[table]) == len(det.tables["sendmail.dsn-return-receipt#0"].rows) > 0
+    with StateDB(tmp_path / "state.sqlite") as db:
+        db.checkpoint(detector=None, sources={}, findings=[], changes=(NAME, first))
+        later = "Nov 30 23:59:00 vm"
+        (tmp_path / "more.log").write_text(
+            f"{later} sm-mta[1]: 7AU8MP47017782: from=<x@example.org>, size=1, class=0,"
+            " nrcpts=1, relay=y [192.0.2.9]\n"
+            f"{later} kernel: [1.0] nothing a rule reads\n"
+        )
+        Engine(rules, OPTIONS["no-lateness"]).scan([str(tmp_path / "more.log")], detector=det)
+        second = det.changes()
+        assert second.rewrite == frozenset()
+        assert {p: [(k, moved) for k, _, moved in rows] for p, rows in second.rows.items()} == {
+            table: [('["7AU8MP47017782"]', True)]
+        }
+        db.checkpoint(detector=None, sources={}, findings=[], changes=(NAME, second))
+        assert exact(stored(db, rules, timedelta(0))) == exact(det)
+        assert det.changes().rows == {}  # nothing since
+
+
+def test_rows_changed_in_place_keep_their_stored_order(
+    monkeypatch: pytest.MonkeyPatch,
+    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A suppression period updated by a later occurrence keeps its place (the oldest
+    period is evicted first at the cap), a remembered sender seen again moves to the end:
+    both orders survive a restart, so eviction after it drops the same entries."""
+    rules = rule_sets["builtin"]
+    lines = [
+        # two suppressed groups (per host and service), the first one updated later
+        *(
+            f"Nov 30 08:00:0{i} vm dovecot: master: Warning: service({svc}): process_limit "
+            "(2) reached, client connections are being dropped"
+            for i, svc in enumerate(("pop3-login", "imap-login", "pop3-login"))
+        ),
+        *(
+            f"Nov 30 08:01:0{i} vm sm-mta[1]: Q{q}AAAAAAAA: from=<{q}@example.org>, size=1, "
+            "class=0, nrcpts=1, relay=y [192.0.2.9]"
+            for i, q in enumerate("ABA")
+        ),
+    ]
+    log = tmp_path / "mail.log"
+    log.write_text("".join(x + "\n" for x in lines))
+    det = Detector(rules)
+    det.track_changes()
+    Engine(rules, OPTIONS["no-lateness"]).scan([str(log)], detector=det)
+    with StateDB(tmp_path / "state.sqlite") as db:
+        checkpoint(db, det)
+        # once more, incrementally: the same lines again update and move the same keys
+        Engine(rules, OPTIONS["no-lateness"]).scan([str(log)], detector=det)
+        checkpoint(db, det)
+        back = stored(db, rules, timedelta(0))
+    assert exact(back) == exact(det)
+    periods = back.snapshot()["suppress"]["dovecot.process-limit-reached"]
+    assert [json.loads(k)[1] for k in periods] == ["pop3-login", "imap-login"]
+    assert [k for k, *_ in back.snapshot()["enrich"]["sendmail.dsn-return-receipt#0"]] == [
+        ["QBAAAAAAAA"],
+        ["QAAAAAAAAA"],
+    ]
+    monkeypatch.setattr(correlate, "MAX_REMEMBERED", 1)
+    log.write_text(lines[-1].replace("QA", "QC").replace("01:02", "01:03") + "\n")
+    for d in (det, back):
+        Engine(rules, OPTIONS["no-lateness"]).scan([str(log)], detector=d)
+    assert exact(back) == exact(det)
+
+
+def test_a_whole_snapshot_from_before_is_read_once_then_stored_as_rows(
+    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A state database written by the previous version (one JSON snapshot) still loads;
+    the first checkpoint replaces it with rows, and later ones write only changes."""
+    rules = rule_sets["extended"]
+    options = OPTIONS["lateness-90s"]
+    first_files, rest_files = MAIL.cut(MAIL.size // 2)
+    paths = write_rotation(tmp_path / "logs", [first_files, rest_files])
+    old = Detector(rules, lateness=options.lateness)
+    Engine(rules, options).scan(paths[0], detector=old)
+    db_path = tmp_path / "state.sqlite"
+    with StateDB(db_path) as db:
+        db.save_detector(NAME, old.snapshot())  # what the previous version wrote
+        det = stored(db, rules, options.lateness)
+        assert exact(det) == exact(old)
+        migrated = det.changes()
+        assert migrated.rewrite == frozenset(det.parts)
+        db.checkpoint(detector=None, sources={}, findings=[], changes=(NAME, migrated))
+        saved = db.load_detector(NAME)
+        assert saved is not None and saved["version"] == 2
+        assert "enrich:sendmail.dsn-return-receipt#0" in db.detector_rows(NAME)
+        assert exact(stored(db, rules, options.lateness)) == exact(old)
+        collected = FindingSet()
+        collected.add(Engine(rules, options).scan(paths[1], detector=det).findings)
+        assert not det.changes().rewrite
+    collected.add(det.finish())
+    want = FindingSet()
+    ref = Detector(rules, lateness=options.lateness)
+    ref.restore(old.snapshot())
+    want.add(Engine(rules, options).scan(paths[1], detector=ref).findings)
+    want.add(ref.finish())
+    assert by_key(collected.findings()) == by_key(want.findings())
+
+
+def test_stored_rows_of_a_rule_that_changed_kind_are_counted_as_dropped(
+    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    rules = rule_sets["extended"]
+    det = Detector(rules)
+    det.track_changes()
+    Engine(rules, OPTIONS["no-lateness"]).scan(
+        write_files(tmp_path / "logs", MAIL.files), detector=det
+    )
+    changes = det.changes()
+    part = "sequence:test.accepted-then-delivered"
+    assert changes.rows.get(part), "the sample leaves no open sequence"
+    renamed = {
+        (f"threshold:{p.partition(':')[2]}" if p == part else p): rows
+        for p, rows in changes.rows.items()
+    }
+    with StateDB(tmp_path / "state.sqlite") as db:
+        db.checkpoint(
+            detector=None,
+            sources={},
+            findings=[],
+            changes=(
+                NAME,
+                correlate.StateChanges(
+                    changes.state,
+                    tuple(renamed),
+                    frozenset(renamed),
+                    renamed,
+                ),
+            ),
+        )
+        back = stored(db, rules, timedelta(0))
+    assert back.stats.dropped_state == ["test.accepted-then-delivered"]
+    assert not back.states["test.accepted-then-delivered"].snapshot()
+
+
+def test_a_corrupt_stored_row_is_an_error_naming_the_part(
+    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from pipeline.state import StateError
+
+    det = Detector(rule_sets["builtin"])
+    det.track_changes()
+    Engine(rule_sets["builtin"], OPTIONS["no-lateness"]).scan(
+        write_files(tmp_path / "logs", MAIL.files), detector=det
+    )
+    with StateDB(tmp_path / "state.sqlite") as db:
+        checkpoint(db, det)
+        db.conn.execute("UPDATE detector_rows SET value = '{not json' WHERE id = 1")
+        with pytest.raises(StateError, match="is corrupt") as err:
+            db.detector_rows(NAME)
+    assert err.value.location is not None and str(tmp_path) in str(err.value.location)
