@@ -267,8 +267,14 @@ class Daemon:
         saved = self.state.load_detector(DETECTOR_NAME)
         if saved is not None:
             try:
+                began = time.monotonic()
                 # a whole snapshot (an older logwarden) is read once, then stored row by row
                 self.detector.restore(saved, self.state.detector_rows(DETECTOR_NAME))
+                log.info(
+                    "restored detection state (%d remembered entries) in %.2f s",
+                    self.detector.stored_size(),
+                    time.monotonic() - began,
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("detection state could not be restored (%s); starting it afresh", exc)
                 self.detector.stats.dropped_state.append("*")

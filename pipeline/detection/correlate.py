@@ -1340,6 +1340,10 @@ class Detector:
             {"version": 2, **self._globals(), **small}, tuple(self.parts), rewrite, rows
         )
 
+    def stored_size(self) -> int:
+        """Entries held in the stored parts (join rows, open windows, periods)."""
+        return sum(len(part.keyed()) for part in self.parts.values())
+
     def continue_from(self, old: Detector) -> None:
         """After :meth:`restore` from ``old``'s snapshot (a reload): carry on with what
         ``old`` had not stored yet, instead of rewriting every part."""
