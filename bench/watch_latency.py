@@ -983,9 +983,13 @@ def stored_state(db: Path) -> tuple[int, int]:
     try:
         row = conn.execute("SELECT length(state) FROM detector_state").fetchone()
         try:
-            (n,) = conn.execute("SELECT count(*) FROM detector_rows").fetchone()
+            parts = [i for (i,) in conn.execute("SELECT id FROM detector_parts")]
         except sqlite3.OperationalError:  # an older logwarden: the state is one record
-            n = 0
+            parts = []
+        n = sum(
+            conn.execute(f"SELECT count(*) FROM detector_rows_{int(i)}").fetchone()[0]
+            for i in parts
+        )
     finally:
         conn.close()
     return (int(row[0]) if row else 0), int(n)

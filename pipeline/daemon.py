@@ -11,6 +11,7 @@ the next start by comparing the output file's tail with the store.
 
 from __future__ import annotations
 
+import gc
 import glob
 import json
 import logging
@@ -29,6 +30,7 @@ from types import FrameType
 from typing import Any, ClassVar
 
 from pipeline.config import WatchConfig, load_config
+from pipeline.detection.correlate import paused_gc
 from pipeline.detection.loader import load_rules
 from pipeline.engine import Engine, LineProcessor, ScanOptions, ScanStats, TimeMark, Unparsed
 from pipeline.errors import LogwardenError, Problem
@@ -57,6 +59,8 @@ RATE_WINDOW = 60
 #: least STALL_MIN seconds) is reported as stalled
 STALL_POLLS = 3
 STALL_MIN = 30.0
+#: restored detection entries from which they are moved out of garbage collection's way
+FREEZE_AT = 100_000
 #: seconds between log lines about detection state dropped at the table caps
 DROPPED_LOG_EVERY = 60.0
 
@@ -269,7 +273,11 @@ class Daemon:
             try:
                 began = time.monotonic()
                 # a whole snapshot (an older logwarden) is read once, then stored row by row
-                self.detector.restore(saved, self.state.detector_rows(DETECTOR_NAME))
+                with paused_gc():
+                    self.detector.restore(saved, self.state.detector_rows(DETECTOR_NAME))
+                if self.detector.stored_size() >= FREEZE_AT:
+                    # restored rows stay: later collections need not walk them again
+                    gc.freeze()
                 log.info(
                     "restored detection state (%d remembered entries) in %.2f s",
                     self.detector.stored_size(),
@@ -526,13 +534,18 @@ class Daemon:
                 continue
             state = follower.state()
             sources[path] = (state.as_dict() if state else {"path": path}, stats)
-        fresh = self.state.checkpoint(
-            detector=None,
-            changes=(DETECTOR_NAME, self.detector.changes()),
-            sources=sources,
-            findings=findings,
-            route=self.route,
-        )
+        changes = self.detector.changes()
+        try:
+            fresh = self.state.checkpoint(
+                detector=None,
+                changes=(DETECTOR_NAME, changes),
+                sources=sources,
+                findings=findings,
+                route=self.route,
+            )
+        except BaseException:
+            self.detector.unstored(changes)  # not stored: the next checkpoint writes them
+            raise
         if fresh:
             self._emit(fresh)
             if self.deliverer is not None:

@@ -5,8 +5,12 @@ database written by the previous version (one whole JSON snapshot) is taken over
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from pipeline.daemon import DETECTOR_NAME, Daemon
 from pipeline.detection.correlate import Detector
@@ -92,5 +96,36 @@ def test_a_state_database_of_the_previous_version_is_taken_over(tmp_path: Path) 
     daemon = watch.start()
     assert remembered(daemon) == 60
     with StateDB(watch.state_dir / "state.sqlite") as db:
-        (rows,) = db.conn.execute("SELECT count(*) FROM detector_rows").fetchone()
-    assert rows == 60
+        rows = db.detector_row_counts(DETECTOR_NAME)
+    assert rows["enrich:sendmail.dsn-return-receipt#0"] == 60
+
+
+def test_a_checkpoint_that_fails_leaves_its_rows_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint transaction that fails (the disk is full, say) stores nothing; the rows
+    it carried are written by the next one that succeeds."""
+    watch = Watch(tmp_path, "mail.log")
+    log = tmp_path / "mail.log"
+    daemon = watch.begin()
+    with log.open("a") as f:
+        f.write(from_lines(range(20)))
+    watch.turn()
+    daemon.checkpoint()
+    with log.open("a") as f:
+        f.write(from_lines(range(20, 25)))
+    watch.turn()
+    real = StateDB.checkpoint
+
+    def full_disk(self: StateDB, **kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(StateDB, "checkpoint", full_disk)
+    daemon._touched = dict(daemon.followers)
+    with pytest.raises(sqlite3.OperationalError):
+        daemon.checkpoint()
+    monkeypatch.setattr(StateDB, "checkpoint", real)
+    daemon._touched = dict(daemon.followers)
+    daemon.checkpoint()
+    stored_equals_live(daemon)
+    assert remembered(daemon) == 25

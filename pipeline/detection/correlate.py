@@ -29,13 +29,14 @@ Memory is bounded: every table has a cap, and what is evicted is counted.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import json
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -211,11 +212,15 @@ class StoredPart:
     def load_small(self, data: Mapping[str, Any]) -> None:
         return None
 
-    def load_stored(self, data: tuple[list[Any], list[Any], Mapping[str, Any] | None]) -> None:
-        """Stored keys (JSON lists), values and the small part, as the state database
-        gives them back."""
-        keys, values, small = data
-        self.load_rows(list(map(tuple, keys)), values)
+    def encode(self, key: GroupKey) -> str:
+        """A present key's stored value (JSON of :meth:`row`)."""
+        return _json(self.row(key))
+
+    def load_stored(self, data: tuple[list[Any], list[str], Mapping[str, Any] | None]) -> None:
+        """Stored keys (JSON lists), values (as stored: text) and the small part, as the
+        state database gives them back."""
+        keys, texts, small = data
+        self.load_rows(list(map(tuple, keys)), json.loads("[" + ",".join(texts) + "]"))
         if small is not None:
             self.load_small(small)
 
@@ -253,7 +258,9 @@ class EnrichTable(StoredPart):
         self.stats = stats
         self.name = name
         #: key -> (time, copied values, host), in arrival order
-        self.rows: dict[GroupKey, tuple[datetime | None, dict[str, str], str | None]] = {}
+        #: (the values of a row read back from the state database stay its JSON text until
+        #: a lookup uses them: a start with a million rows does not parse them all)
+        self.rows: dict[GroupKey, tuple[datetime | None, dict[str, str] | str, str | None]] = {}
         #: per host, (time, key) as rows came; an entry whose row has been replaced or
         #: dropped since is skipped when it leaves (and all are rebuilt when such entries
         #: outnumber the rows)
@@ -315,7 +322,7 @@ class EnrichTable(StoredPart):
         row = self.rows.get(key)
         if row is None:
             return {}
-        t, values, _ = row
+        t, values, host = row
         now = event.timestamp
         if (
             t is not None
@@ -325,10 +332,25 @@ class EnrichTable(StoredPart):
             del self.rows[key]
             self._gone(key)
             return {}
+        if isinstance(values, str):
+            try:
+                got = json.loads(values)
+            except ValueError:
+                got = None
+            if not isinstance(got, dict):  # a damaged stored row: dropped and counted
+                del self.rows[key]
+                self._gone(key)
+                self.stats.dropped_state.append(self.name)
+                return {}
+            values = got
+            self.rows[key] = (t, values, host)  # same place in the order
         return values
 
     def snapshot(self) -> list[Any]:
-        return [[list(k), _iso(t), v, host] for k, (t, v, host) in self.rows.items()]
+        return [
+            [list(k), _iso(t), json.loads(v) if isinstance(v, str) else v, host]
+            for k, (t, v, host) in self.rows.items()
+        ]
 
     def restore(self, data: list[Any]) -> None:
         # snapshots from before hosts were kept have three items per row
@@ -342,19 +364,35 @@ class EnrichTable(StoredPart):
 
     def row(self, key: GroupKey) -> Any:
         t, values, host = self.rows[key]
-        return [_iso(t), values, host]
+        return [_iso(t), json.loads(values) if isinstance(values, str) else values, host]
+
+    def encode(self, key: GroupKey) -> str:
+        # time, host (JSON) and values (JSON) joined by US: JSON escapes control
+        # characters, so neither holds one, and a million rows split in one call
+        t, values, host = self.rows[key]
+        text = values if isinstance(values, str) else _json(values)
+        return f"{_iso(t) or ''}\x1f{_json(host)}\x1f{text}"
+
+    def load_stored(self, data: tuple[list[Any], list[str], Mapping[str, Any] | None]) -> None:
+        keys, texts, _ = data
+        flat = "\x1f".join(texts).split("\x1f") if texts else []
+        if len(flat) != 3 * len(texts):
+            raise ValueError("a stored join row is not time, host and values")
+        fromiso = datetime.fromisoformat
+        times = [fromiso(t) if t else None for t in flat[0::3]]
+        raw_hosts = flat[1::3]
+        decoded = {h: json.loads(h) for h in set(raw_hosts)}
+        for h in decoded.values():
+            if h is not None and not isinstance(h, str):
+                raise ValueError("a stored join row's host is not text")
+        hosts = list(map(decoded.__getitem__, raw_hosts))
+        self.load_rows(list(map(tuple, keys)), [times, flat[2::3], hosts])
 
     def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
-        # a million rows are read back at a start: build with C-level loops where possible
-        fromiso = datetime.fromisoformat
-        times = [fromiso(t) if t else None for t, _, _ in values]
-        hosts = list(map(itemgetter(2), values))
-        for v in map(itemgetter(1), values):
-            if not isinstance(v, dict):
-                raise ValueError("a stored join row's values are not a mapping")
-        self.rows = dict(
-            zip(keys, zip(times, map(itemgetter(1), values), hosts, strict=True), strict=True)
-        )
+        """``values``: three columns (times, values as JSON text or mappings, hosts)."""
+        # a million rows are read back at a start: built with C-level loops
+        times, vals, hosts = values if values else ([], [], [])
+        self.rows = dict(zip(keys, zip(times, vals, hosts, strict=True), strict=True))
         if len(self.rows) != len(keys):
             raise ValueError("a stored join table repeats a key")
         if hosts and None not in times and hosts.count(hosts[0]) == len(hosts):
@@ -438,7 +476,9 @@ class Suppressor(StoredPart):
                 out.append(finding)
             return out
         cur.count += event.repeat
-        self._touched(key)
+        ch = self.changed
+        if ch is not None and key not in ch:
+            ch[key] = False
         if ts is not None and (cur.last is None or ts > cur.last):
             cur.last = ts
         if len(cur.related) < self.sample:
@@ -1049,6 +1089,19 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while millions of restored objects are built (each
+    young-generation pass would walk them again)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 class Detector:
     """Events in, findings out; stateful on event time, resumable from a snapshot.
 
@@ -1325,10 +1378,10 @@ class Detector:
             ] = part.small()
             live = part.keyed()
             if name in self._rewrite:
-                rows[name] = [(_key_text(k), _json(part.row(k)), True) for k in live]
+                rows[name] = [(_key_text(k), part.encode(k), True) for k in live]
             elif part.changed:
                 rows[name] = [
-                    (_key_text(k), _json(part.row(k)), moved)
+                    (_key_text(k), part.encode(k), moved)
                     if k in live
                     else (_key_text(k), None, True)
                     for k, moved in part.changed.items()
@@ -1343,6 +1396,25 @@ class Detector:
     def stored_size(self) -> int:
         """Entries held in the stored parts (join rows, open windows, periods)."""
         return sum(len(part.keyed()) for part in self.parts.values())
+
+    def unstored(self, changes: StateChanges) -> None:
+        """``changes`` (from :meth:`changes`) did not reach the state database: mark them
+        again, before anything that changed since, so the next checkpoint writes them."""
+        if self._rewrite is None:
+            return
+        self._rewrite |= changes.rewrite
+        for name, rows in changes.rows.items():
+            part = self.parts.get(name)
+            if part is None or part.changed is None:
+                continue
+            again: Changes = {_key_of(k): moved for k, _, moved in rows}
+            for key, moved in part.changed.items():
+                if moved:
+                    again.pop(key, None)
+                    again[key] = True
+                else:
+                    again.setdefault(key, False)
+            part.changed = again
 
     def continue_from(self, old: Detector) -> None:
         """After :meth:`restore` from ``old``'s snapshot (a reload): carry on with what

@@ -298,20 +298,84 @@ def test_stored_rows_of_a_rule_that_changed_kind_are_counted_as_dropped(
     assert not back.states["test.accepted-then-delivered"].snapshot()
 
 
-def test_a_corrupt_stored_row_is_an_error_naming_the_part(
+def test_a_damaged_stored_row_is_an_error_or_a_counted_drop(
     rule_sets: dict[str, list[Rule]],  # noqa: F811
     tmp_path: Path,
 ) -> None:
+    """A key that is not JSON stops the start with the database and the part named; a
+    value that cannot be read drops that part's state, counted, and restores the rest."""
     from pipeline.state import StateError
 
-    det = Detector(rule_sets["builtin"])
+    rules = rule_sets["extended"]
+    det = Detector(rules)
     det.track_changes()
-    Engine(rule_sets["builtin"], OPTIONS["no-lateness"]).scan(
+    Engine(rules, OPTIONS["no-lateness"]).scan(
         write_files(tmp_path / "logs", MAIL.files), detector=det
     )
+    table = "enrich:sendmail.dsn-return-receipt#0"
+    sequence = "sequence:test.accepted-then-delivered"
     with StateDB(tmp_path / "state.sqlite") as db:
         checkpoint(db, det)
-        db.conn.execute("UPDATE detector_rows SET value = '{not json' WHERE id = 1")
+        ids = db._part_ids(NAME)
+        db.conn.execute(
+            f"UPDATE detector_rows_{ids[sequence]} SET value = '{{not json' WHERE id = "
+            f"(SELECT min(id) FROM detector_rows_{ids[sequence]})"
+        )
+        db.conn.execute(
+            f"UPDATE detector_rows_{ids[table]} SET value = 'no separators' WHERE id = "
+            f"(SELECT min(id) FROM detector_rows_{ids[table]})"
+        )
+        back = stored(db, rules, timedelta(0))
+        assert sorted(back.stats.dropped_state) == [
+            "sendmail.dsn-return-receipt#0",
+            "test.accepted-then-delivered",
+        ]
+        assert not back.tables["sendmail.dsn-return-receipt#0"].rows
+        assert not back.states["test.accepted-then-delivered"].snapshot()
+        assert (
+            back.snapshot()["states"]["test.auth-burst"]
+            == det.snapshot()["states"]["test.auth-burst"]
+        )
+        # the next checkpoint rewrites the dropped parts
+        assert back.changes().rewrite == {table, sequence}
+        db.conn.execute(f"UPDATE detector_rows_{ids[table]} SET key = '[unquoted' WHERE id = 1")
         with pytest.raises(StateError, match="is corrupt") as err:
             db.detector_rows(NAME)
     assert err.value.location is not None and str(tmp_path) in str(err.value.location)
+
+
+def test_a_damaged_join_value_is_dropped_when_used(
+    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A join row's values are parsed when a lookup uses them: one that is damaged is
+    forgotten and counted then, and the receipt goes out without a sender."""
+    rules = rule_sets["builtin"]
+    det = Detector(rules)
+    det.track_changes()
+    log = tmp_path / "mail.log"
+    frm = (
+        "Nov 30 08:22:24 vm sm-mta[17782]: 6AU8MP47017782: from=<a@example.org>, "
+        "size=1, class=0, nrcpts=1, relay=x [192.0.2.7]\n"
+    )
+    receipt = (
+        "Nov 30 08:22:25 vm sm-mta[17783]: 6AU8MP47017782: 6AU8MP47017783: DSN: Return receipt\n"
+    )
+    log.write_text(frm)
+    Engine(rules, OPTIONS["no-lateness"]).scan([str(log)], detector=det)
+    with StateDB(tmp_path / "state.sqlite") as db:
+        checkpoint(db, det)
+        good = stored(db, rules, timedelta(0))
+        pid = db._part_ids(NAME)["enrich:sendmail.dsn-return-receipt#0"]
+        db.conn.execute(
+            f"UPDATE detector_rows_{pid} SET value = substr(value, 1, length(value) - 1) || ',]'"
+        )
+        bad = stored(db, rules, timedelta(0))
+    log.write_text(receipt)
+    senders = []
+    for d in (good, bad):
+        found = Engine(rules, OPTIONS["no-lateness"]).scan([str(log)], detector=d).findings
+        senders.append([f.fields.get("sender") for f in found])
+    assert senders == [["a@example.org"], [None]]
+    assert bad.stats.dropped_state == ["sendmail.dsn-return-receipt#0"]
+    assert not bad.tables["sendmail.dsn-return-receipt#0"].rows
