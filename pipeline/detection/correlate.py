@@ -333,11 +333,8 @@ class EnrichTable(StoredPart):
             self._gone(key)
             return {}
         if isinstance(values, str):
-            try:
-                got = json.loads(values)
-            except ValueError:
-                got = None
-            if not isinstance(got, dict):  # a damaged stored row: dropped and counted
+            got = self._values(values)
+            if got is None:  # a damaged stored row: dropped and counted
                 del self.rows[key]
                 self._gone(key)
                 self.stats.dropped_state.append(self.name)
@@ -347,10 +344,24 @@ class EnrichTable(StoredPart):
         return values
 
     def snapshot(self) -> list[Any]:
-        return [
-            [list(k), _iso(t), json.loads(v) if isinstance(v, str) else v, host]
-            for k, (t, v, host) in self.rows.items()
-        ]
+        damaged = [k for k, row in self.rows.items() if self._values(row[1]) is None]
+        for key in damaged:  # read back but unreadable: dropped once, counted
+            del self.rows[key]
+            self._gone(key)
+            self.stats.dropped_state.append(self.name)
+        return [[list(k), _iso(t), self._values(v), host] for k, (t, v, host) in self.rows.items()]
+
+    @staticmethod
+    def _values(values: dict[str, str] | str) -> dict[str, str] | None:
+        """A row's copied values; those read back from the state database are parsed
+        here (None: damaged)."""
+        if not isinstance(values, str):
+            return values
+        try:
+            got = json.loads(values)
+        except ValueError:
+            return None
+        return got if isinstance(got, dict) else None
 
     def restore(self, data: list[Any]) -> None:
         # snapshots from before hosts were kept have three items per row
@@ -364,7 +375,7 @@ class EnrichTable(StoredPart):
 
     def row(self, key: GroupKey) -> Any:
         t, values, host = self.rows[key]
-        return [_iso(t), json.loads(values) if isinstance(values, str) else values, host]
+        return [_iso(t), self._values(values), host]
 
     def encode(self, key: GroupKey) -> str:
         # time, host (JSON) and values (JSON) joined by US: JSON escapes control
