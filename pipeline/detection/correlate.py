@@ -37,8 +37,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import repeat
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
 from pipeline.detection.loader import active_rules
 from pipeline.detection.model import Correlation, Enrich, Rule, Step, _glob_match
@@ -244,6 +245,10 @@ class StoredPart:
 # -- enrichment ------------------------------------------------------------------------------
 
 
+#: a remembered row: time, copied values (their JSON text until a lookup parses them), host
+JoinRow = tuple[datetime | None, dict[str, str] | str, str | None]
+
+
 class EnrichTable(StoredPart):
     """Remembered matches of a source rule, by join fields, for ``keep``.
 
@@ -251,20 +256,28 @@ class EnrichTable(StoredPart):
     a host's time has moved ``keep`` past a row, the row is forgotten: a long input holds
     one ``keep`` window of rows, not every row it ever saw. A lookup more than ``keep``
     away from a row's time never uses it anyway.
+
+    Rows read back from the state database (one host's, the usual case) stay the text they
+    were stored as until something needs them: a lookup, forgetting (which reads only the
+    times at the front of the queue), a snapshot. A start with a million rows builds one
+    dict entry per row and parses nothing.
     """
 
     def __init__(self, spec: Enrich, stats: DetectorStats, name: str) -> None:
         self.spec = spec
         self.stats = stats
         self.name = name
-        #: key -> (time, copied values, host), in arrival order
-        #: (the values of a row read back from the state database stay its JSON text until
-        #: a lookup uses them: a start with a million rows does not parse them all)
-        self.rows: dict[GroupKey, tuple[datetime | None, dict[str, str] | str, str | None]] = {}
+        #: key -> (time, copied values, host), or the stored text of a row read back and
+        #: not used since; in arrival order
+        self.rows: dict[GroupKey, JoinRow | str] = {}
         #: per host, (time, key) as rows came; an entry whose row has been replaced or
         #: dropped since is skipped when it leaves (and all are rebuilt when such entries
         #: outnumber the rows)
         self._order: dict[str | None, deque[tuple[datetime, GroupKey]]] = {}
+        #: the front of one host's queue as read back: (host, keys, stored texts), the
+        #: next position; its entries' times are parsed as they reach the front
+        self._cold: tuple[str | None, list[GroupKey], list[str]] | None = None
+        self._cold_at = 0
         self._queued = 0
 
     def remember(self, event: Event, fields: Mapping[str, str]) -> None:
@@ -301,13 +314,55 @@ class EnrichTable(StoredPart):
 
     def _requeue(self) -> None:
         """The per-host queues rebuilt from the rows alone."""
-        self._order, self._queued = {}, 0
-        for key, (t, _, host) in self.rows.items():
+        self._order, self._queued, self._cold = {}, 0, None
+        damaged = []
+        for key, row in self.rows.items():
+            if isinstance(row, str):
+                got = _join_row(row)
+                if got is None:
+                    damaged.append(key)
+                    continue
+                self.rows[key] = row = got  # the queue entry must share its time
+            t, _, host = row
             if t is not None:
                 self._queue(key, host, t)
+        for key in damaged:
+            self._damaged(key)
+
+    def _damaged(self, key: GroupKey) -> None:
+        """A row read back that cannot be read: dropped and counted."""
+        del self.rows[key]
+        self._gone(key)
+        self.stats.dropped_state.append(self.name)
 
     def _forget_before(self, host: str | None, horizon: datetime) -> None:
         """Forget ``host``'s rows from before ``horizon``, oldest first."""
+        cold = self._cold
+        if cold is not None and cold[0] == host:
+            _, keys, texts = cold
+            i, n = self._cold_at, len(keys)
+            while i < n:
+                text = texts[i]
+                cut = text.find("\x1f")
+                try:
+                    t = datetime.fromisoformat(text[:cut]) if cut > 0 else None
+                except ValueError:
+                    t = None
+                if t is not None and t >= horizon:
+                    break
+                key = keys[i]
+                i += 1
+                if self.rows.get(key) is text:  # not replaced or dropped since
+                    if t is None and cut != 0:
+                        self._damaged(key)
+                    elif t is not None:
+                        del self.rows[key]
+                        self._gone(key)
+            self._queued -= i - self._cold_at
+            self._cold_at = i
+            if i < n:
+                return
+            self._cold = None
         order = self._order.get(host)
         while order and order[0][0] < horizon:
             t, key = order.popleft()
@@ -322,6 +377,15 @@ class EnrichTable(StoredPart):
         row = self.rows.get(key)
         if row is None:
             return {}
+        stored = isinstance(row, str)
+        if isinstance(row, str):
+            # decoded for this lookup only: the row stays as stored (its queue entry
+            # knows it by that text)
+            got_row = _join_row(row)
+            if got_row is None:
+                self._damaged(key)
+                return {}
+            row = got_row
         t, values, host = row
         now = event.timestamp
         if (
@@ -333,35 +397,30 @@ class EnrichTable(StoredPart):
             self._gone(key)
             return {}
         if isinstance(values, str):
-            got = self._values(values)
+            got = _join_values(values)
             if got is None:  # a damaged stored row: dropped and counted
-                del self.rows[key]
-                self._gone(key)
-                self.stats.dropped_state.append(self.name)
+                self._damaged(key)
                 return {}
             values = got
-            self.rows[key] = (t, values, host)  # same place in the order
+            if not stored:
+                self.rows[key] = (t, values, host)  # same place in the order
         return values
 
-    def snapshot(self) -> list[Any]:
-        damaged = [k for k, row in self.rows.items() if self._values(row[1]) is None]
-        for key in damaged:  # read back but unreadable: dropped once, counted
-            del self.rows[key]
-            self._gone(key)
-            self.stats.dropped_state.append(self.name)
-        return [[list(k), _iso(t), self._values(v), host] for k, (t, v, host) in self.rows.items()]
-
-    @staticmethod
-    def _values(values: dict[str, str] | str) -> dict[str, str] | None:
-        """A row's copied values; those read back from the state database are parsed
-        here (None: damaged)."""
-        if not isinstance(values, str):
-            return values
-        try:
-            got = json.loads(values)
-        except ValueError:
+    def _full(
+        self, row: JoinRow | str
+    ) -> tuple[datetime | None, dict[str, str], str | None] | None:
+        """A row with its values parsed (None: damaged)."""
+        got = _join_row(row) if isinstance(row, str) else row
+        if got is None:
             return None
-        return got if isinstance(got, dict) else None
+        values = _join_values(got[1])
+        return None if values is None else (got[0], values, got[2])
+
+    def snapshot(self) -> list[Any]:
+        full = {k: self._full(row) for k, row in self.rows.items()}
+        for key in [k for k, row in full.items() if row is None]:
+            self._damaged(key)  # read back but unreadable: dropped once, counted
+        return [[list(k), _iso(r[0]), r[1], r[2]] for k, r in full.items() if r is not None]
 
     def restore(self, data: list[Any]) -> None:
         # snapshots from before hosts were kept have three items per row
@@ -374,18 +433,39 @@ class EnrichTable(StoredPart):
         return self.rows
 
     def row(self, key: GroupKey) -> Any:
-        t, values, host = self.rows[key]
-        return [_iso(t), self._values(values), host]
+        got = self._full(self.rows[key])
+        if got is None:
+            raise ValueError(f"a stored row of {self.name} cannot be read")
+        return [_iso(got[0]), got[1], got[2]]
 
     def encode(self, key: GroupKey) -> str:
         # time, host (JSON) and values (JSON) joined by US: JSON escapes control
-        # characters, so neither holds one, and a million rows split in one call
-        t, values, host = self.rows[key]
+        # characters, so neither holds one
+        row = self.rows[key]
+        if isinstance(row, str):
+            return row  # as it was stored
+        t, values, host = row
         text = values if isinstance(values, str) else _json(values)
         return f"{_iso(t) or ''}\x1f{_json(host)}\x1f{text}"
 
     def load_stored(self, data: tuple[list[Any], list[str], Mapping[str, Any] | None]) -> None:
         keys, texts, _ = data
+        tuples: list[GroupKey] = list(map(tuple, keys))
+        rows: dict[GroupKey, JoinRow | str] = dict(zip(tuples, texts, strict=True))
+        if len(rows) != len(tuples):
+            raise ValueError("a stored join table repeats a key")
+        first = texts[0].split("\x1f") if texts else []
+        if len(first) == 3:
+            host = json.loads(first[1])
+            needle = f"\x1f{first[1]}\x1f"
+            # every row of that one host (the host is the one field between two US)
+            if (host is None or isinstance(host, str)) and all(
+                map(str.__contains__, texts, repeat(needle))
+            ):
+                self.rows, self._order = rows, {}
+                self._cold, self._cold_at, self._queued = (host, tuples, texts), 0, len(texts)
+                return
+        # rows of several hosts: read them all now
         flat = "\x1f".join(texts).split("\x1f") if texts else []
         if len(flat) != 3 * len(texts):
             raise ValueError("a stored join row is not time, host and values")
@@ -397,20 +477,41 @@ class EnrichTable(StoredPart):
             if h is not None and not isinstance(h, str):
                 raise ValueError("a stored join row's host is not text")
         hosts = list(map(decoded.__getitem__, raw_hosts))
-        self.load_rows(list(map(tuple, keys)), [times, flat[2::3], hosts])
+        self.load_rows(tuples, [times, flat[2::3], hosts])
 
     def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
         """``values``: three columns (times, values as JSON text or mappings, hosts)."""
-        # a million rows are read back at a start: built with C-level loops
         times, vals, hosts = values if values else ([], [], [])
         self.rows = dict(zip(keys, zip(times, vals, hosts, strict=True), strict=True))
         if len(self.rows) != len(keys):
             raise ValueError("a stored join table repeats a key")
-        if hosts and None not in times and hosts.count(hosts[0]) == len(hosts):
-            self._order = {hosts[0]: deque(zip(cast("list[datetime]", times), keys, strict=True))}
-            self._queued = len(keys)
-        else:
-            self._requeue()
+        self._requeue()
+
+
+def _join_row(text: str) -> JoinRow | None:
+    """A stored join row (time, host, values joined by US) with its values left as text."""
+    parts = text.split("\x1f")
+    if len(parts) != 3:
+        return None
+    try:
+        t = datetime.fromisoformat(parts[0]) if parts[0] else None
+        host = json.loads(parts[1])
+    except ValueError:
+        return None
+    if host is not None and not isinstance(host, str):
+        return None
+    return (t, parts[2], host)
+
+
+def _join_values(values: dict[str, str] | str) -> dict[str, str] | None:
+    """A row's copied values, parsed when still text (None: damaged)."""
+    if not isinstance(values, str):
+        return values
+    try:
+        got = json.loads(values)
+    except ValueError:
+        return None
+    return got if isinstance(got, dict) else None
 
 
 # -- suppression and digests -------------------------------------------------------------------

@@ -17,6 +17,7 @@ import json
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -407,3 +408,57 @@ def test_a_damaged_join_value_is_dropped_once_by_a_snapshot(
     assert [k for k, *_ in first] == [["6AU8MP47017780"], ["6AU8MP47017782"]]
     assert back.snapshot()["enrich"]["sendmail.dsn-return-receipt#0"] == first
     assert back.stats.dropped_state == ["sendmail.dsn-return-receipt#0"]
+
+
+def test_rows_read_back_are_forgotten_as_the_live_ones(
+    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Join rows read back stay text until used; forgetting them a week later (the oldest
+    first, a re-remembered one kept, a later one stopping the walk) and lookups on them
+    give the detector that never stopped, exactly."""
+    rules = rule_sets["builtin"]
+
+    def frm(day: int, hms: str, q: str) -> str:
+        return (
+            f"Nov {day:2d} {hms} vm sm-mta[1]: {q}AAAAAAAA: from=<{q}@example.org>, size=1, "
+            "class=0, nrcpts=1, relay=y [192.0.2.9]"
+        )
+
+    def receipt(day: int, hms: str, q: str) -> str:
+        return f"Nov {day:2d} {hms} vm sm-mta[2]: {q}AAAAAAAA: R{q}AAAAAAA: DSN: Return receipt"
+
+    def feed(name: str, lines: list[str], *dets: Detector) -> list[list[dict[str, Any]]]:
+        paths = write_files(tmp_path / name, [("mail.log", lines)])
+        return [
+            [
+                f.as_dict()
+                for f in Engine(rules, OPTIONS["no-lateness"]).scan(paths, detector=d).findings
+            ]
+            for d in dets
+        ]
+
+    live = Detector(rules)
+    live.track_changes()
+    feed("a", [frm(10, "00:00:00", "Q1"), frm(10, "00:01:00", "Q2"), frm(10, "00:02:00", "Q3"),
+               frm(10, "00:03:00", "Q4")], live)  # fmt: skip
+    with StateDB(tmp_path / "state.sqlite") as db:
+        checkpoint(db, live)
+        back = stored(db, rules, timedelta(0))
+    table = back.tables["sendmail.dsn-return-receipt#0"]
+    assert all(isinstance(r, str) for r in table.rows.values())  # nothing parsed yet
+    got = feed("b", [frm(12, "00:00:00", "Q2"), receipt(12, "00:00:01", "Q4")], live, back)
+    assert got[0] == got[1] and got[0][0]["fields"]["sender"] == "Q4@example.org"
+    assert exact(back) == exact(live)
+    # a week after Q1 and Q2's first line: Q1 goes, Q2's old entry is stale, Q3 stops the walk
+    feed("c", [frm(17, "00:01:30", "Q9")], live, back)
+    assert exact(back) == exact(live)
+    assert [k for k, *_ in back.snapshot()["enrich"]["sendmail.dsn-return-receipt#0"]] == [
+        ["Q3AAAAAAAA"], ["Q4AAAAAAAA"], ["Q2AAAAAAAA"], ["Q9AAAAAAAA"]
+    ]  # fmt: skip
+    feed("d", [frm(19, "12:00:00", "Q8")], live, back)
+    assert exact(back) == exact(live)
+    assert [k for k, *_ in back.snapshot()["enrich"]["sendmail.dsn-return-receipt#0"]] == [
+        ["Q9AAAAAAAA"], ["Q8AAAAAAAA"]
+    ]  # fmt: skip
+    assert not back.stats.dropped_state
