@@ -49,7 +49,7 @@ from pipeline.model import Event, Finding, Related
 #: open windows / partial sequences / suppression entries kept per rule before eviction
 MAX_OPEN = 10_000
 #: remembered matches per enrichment before the oldest are evicted (a week of a mail server
-#: taking 140,000 messages a day; about 0.5 KB of memory each)
+#: taking 140,000 messages a day; several hundred MB of memory when full)
 MAX_REMEMBERED = 1_000_000
 #: events kept per threshold window (the count stays exact up to this)
 MAX_WINDOW_EVENTS = 10_000
