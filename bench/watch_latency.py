@@ -883,12 +883,29 @@ FROM_LINE = (
 
 
 @dataclass
+class Restart:
+    """The daemon stopped cleanly, background lines sent meanwhile, the daemon started again."""
+
+    ready_seconds: float  # from its start to "watching" in its log (state restored)
+    restore_seconds: float | None  # the restore itself, as the daemon logs it
+    lines: int  # lines waiting when it started
+    catch_seconds: float  # from ready to its checkpoint at the end of the file
+
+    @property
+    def rate(self) -> float:
+        return self.lines / self.catch_seconds if self.catch_seconds > 0 else math.nan
+
+
+@dataclass
 class MailState:
     rows: int
     load_seconds: float  # the daemon reading the from= lines (--from-beginning)
-    state_bytes: int  # the detector state written with every checkpoint
+    state_bytes: int  # the small part of the detector state, written whole at a checkpoint
+    stored_rows: int  # rows of the detector state stored apart (written when changed)
+    db_bytes: int  # the state database with its WAL
     phase: Phase
     command: str
+    restart: Restart | None = None
 
 
 def first_line(rs: Rsyslog) -> None:
@@ -915,12 +932,14 @@ def mail_state(bench: Bench, tmp: Path, rows: int, profile: Path | None = None) 
     base = tmp / f"mail-{rows}"
     base.mkdir()
     pool = [HEADER + FROM_LINE.format(i=i).encode() for i in range(rows)]
+    restart: Restart | None = None
     with running_rsyslog(base) as rs:
         first_line(rs)
         files = bench._file_counter(rs.file)
-        bench.run_phase(
-            "from= lines", rs, None, None, math.inf, 600, 0, files, pool=pool, limit=rows
-        )
+        if rows:
+            bench.run_phase(
+                "from= lines", rs, None, None, math.inf, 900, 0, files, pool=pool, limit=rows
+            )
         t0 = time.monotonic()
         watch = start_watch(base, "mail", rs.file, "--from-beginning", profile=profile)
         tail = OutputTail(watch.output)
@@ -934,7 +953,7 @@ def mail_state(bench: Bench, tmp: Path, rows: int, profile: Path | None = None) 
             load = time.monotonic() - t0
             print(f"read {rows:,} from= lines in {load:.1f} s", file=sys.stderr)
             phase = bench.run_phase(
-                f"latency, {rows:,} remembered messages",
+                f"latency, {rows:,} remembered messages" if rows else "latency, empty state",
                 rs,
                 watch,
                 tail,
@@ -943,16 +962,81 @@ def mail_state(bench: Bench, tmp: Path, rows: int, profile: Path | None = None) 
                 args.sig_every,
                 files,
             )
-            conn = sqlite3.connect(f"file:{watch.db}?mode=ro", uri=True, timeout=5)
-            try:
-                row = conn.execute("SELECT length(state) FROM detector_state").fetchone()
-            finally:
-                conn.close()
         finally:
             stop_process(watch.proc, signal.SIGINT)
             tail.stop()
+        state_bytes, stored_rows = stored_state(watch.db)
+        db_bytes = sum(
+            p.stat().st_size for p in watch.db.parent.glob(watch.db.name + "*") if p.is_file()
+        )
+        if profile is None and args.restart_lines:
+            restart = restart_phase(bench, base, rs, files, args.restart_lines)
     command = shlex.join(watch.cmd).replace(str(tmp), "$TMP")
-    return MailState(rows, load, int(row[0]) if row else 0, phase, command)
+    return MailState(
+        rows, load, state_bytes, stored_rows, db_bytes, phase, command, restart=restart
+    )
+
+
+def stored_state(db: Path) -> tuple[int, int]:
+    """The size of the detector's small state record and the number of its stored rows."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        row = conn.execute("SELECT length(state) FROM detector_state").fetchone()
+        try:
+            parts = [i for (i,) in conn.execute("SELECT id FROM detector_parts")]
+        except sqlite3.OperationalError:  # an older logwarden: the state is one record
+            parts = []
+        n = sum(
+            conn.execute(f"SELECT count(*) FROM detector_rows_{int(i)}").fetchone()[0]
+            for i in parts
+        )
+    finally:
+        conn.close()
+    return (int(row[0]) if row else 0), int(n)
+
+
+def restart_phase(
+    bench: Bench, base: Path, rs: Rsyslog, files: Iterator[tuple[int, int]], lines: int
+) -> Restart:
+    """With the daemon stopped, ``lines`` background lines flat out into rsyslog; then the
+    daemon started again on its state: how long until it is ready (its detection state
+    restored), and how fast it reads what waits."""
+    bench.run_phase(
+        "background while stopped", rs, None, None, math.inf, 600, 0, files, limit=lines
+    )
+    # then one line that gives a finding: the daemon checkpoints at once when it reads it
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(str(rs.socket))
+        sock.send(HEADER + SIGNATURE.format(q="QRESTART0", d="DRESTART0").encode())
+    mark = b'"queue_id": "QRESTART0"'
+    t0 = time.monotonic()
+    watch = start_watch(base, "mail", rs.file)
+    try:
+        deadline = t0 + 300
+        while "watching " not in watch.log.read_text(errors="replace"):
+            if watch.proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"the restarted daemon did not start:\n{watch.log.read_text()}")
+            time.sleep(0.01)
+        ready = time.monotonic()
+        while mark not in (watch.output.read_bytes() if watch.output.exists() else b""):
+            if watch.proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError("the restarted daemon did not catch up within 300 s")
+            time.sleep(0.02)
+        done = time.monotonic()
+    finally:
+        stop_process(watch.proc, signal.SIGINT)
+    restore = None
+    for text in watch.log.read_text(errors="replace").splitlines():
+        if "restored detection state" in text:
+            with suppress(ValueError):
+                restore = float(text.rsplit(" in ", 1)[1].removesuffix(" s"))
+    result = Restart(ready - t0, restore, lines, done - ready)
+    print(
+        f"restart: ready in {result.ready_seconds:.2f} s (restore {restore}), "
+        f"{lines:,} lines caught up at {result.rate:,.0f} lines/s",
+        file=sys.stderr,
+    )
+    return result
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -1030,6 +1114,108 @@ def first_saturation(ramp: Sequence[Phase]) -> str:
         if p.verdict() != "keeps up":
             return f"{p.verdict().removeprefix('saturated: ')} at the {p.target:,.0f} lines/s step"
     return "nothing within the steps run"
+
+
+def state_section(mail: Sequence[MailState], from_rate: float) -> list[str]:
+    """The remembered-messages paragraph and table: state size, restart, catch-up."""
+    from pipeline.detection.correlate import MAX_REMEMBERED  # the checkout's (PYTHONPATH)
+
+    out = [
+        "The rows with remembered messages are the same phase after the daemon has read "
+        "that many sendmail `from=` lines with distinct queue ids (`--from-beginning`, "
+        "from a fresh rsyslog file and state). The receipt rule keeps the sender of every "
+        f"`from=` line for 7 days, up to {MAX_REMEMBERED:,} queue ids, so the daemon of a mail "
+        "server that accepts some 30,000 messages a day carries 200,000 of them; the "
+        f"background adds about {from_rate:,.0f} new `from=` lines a second. The detection "
+        "state is stored row by row: a checkpoint (with every finding, and every second "
+        "while lines arrive) writes the rows that changed and one small record of the "
+        "global parts (watermarks, reorder buffers, row counts).\n",
+        "After each phase the daemon is stopped (SIGINT), background lines are sent flat out "
+        "into rsyslog while it is down, then one line that gives a finding; the daemon is "
+        "started again on the same state. *ready* is from its start to its `watching` log "
+        "line (Python start-up, rules, the detection state restored, recovery); *restore* "
+        "the restore alone, as the daemon logs it; *catch-up* the lines waiting divided by "
+        "the time from ready to that last finding in `--output`.\n",
+        "| remembered messages | reading the `from=` lines | state record | stored rows "
+        "| state database | ready s | restore s | lines waiting | catch-up lines/s "
+        "| vs empty state |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    empty = next((m.restart for m in mail if m.rows == 0 and m.restart), None)
+    for m in mail:
+        rs = m.restart
+        load = f"{m.load_seconds:.1f} s" if m.rows else "-"
+        cells = ["-", "-", "-", "-", "-"]
+        if rs is not None:
+            vs = f"{100 * rs.rate / empty.rate:.0f} %" if empty and empty.rate > 0 else "-"
+            restore = f"{rs.restore_seconds:.2f}" if rs.restore_seconds is not None else "-"
+            cells = [f"{rs.ready_seconds:.2f}", restore, f"{rs.lines:,}", f"{rs.rate:,.0f}", vs]
+        out.append(
+            f"| {m.rows:,} | {load} | {m.state_bytes / 1e3:,.1f} kB | {m.stored_rows:,} "
+            f"| {m.db_bytes / 1e6:,.1f} MB | " + " | ".join(cells) + " |"
+        )
+    return out
+
+
+def render_state_only(
+    bench: Bench,
+    argv: Sequence[str],
+    started: datetime,
+    tmp: Path,
+    pool_info: dict[str, Any],
+    mail: Sequence[MailState],
+) -> str:
+    """The report of ``--state-only``: machine, commands, latency and the state table."""
+    args = bench.args
+    out: list[str] = []
+    add = out.append
+    add("# `logwarden watch`: latency and restarts with a large detection state\n")
+    add(
+        f"Written by `bench/watch_latency.py --state-only` on {started:%Y-%m-%d %H:%M} UTC. "
+        "Measured numbers from one run, not estimates.\n"
+    )
+    add("## Machine\n")
+    for key, value in machine():
+        add(f"- {key}: {value}")
+    add(f"- logwarden {tool_version([*logwarden_command(), '--version'])}, revision {revision()}")
+    add(f"- temporary directory (log file, state database, output): {fs_type(tmp)}")
+    add(
+        "- everything runs on this machine at once: sender, rsyslogd, the daemon and the "
+        "harness share its cores"
+    )
+    add("")
+    add("## Commands\n")
+    add(f"- harness: `{shlex.join([python_command(), rel(Path(__file__)), *argv])}`")
+    for m in mail:
+        add(f"- daemon, {m.rows:,} remembered: `{m.command}`")
+    add(
+        f"- background: {pool_info['lines']:,} lines of `{pool_info['source']}`, as in the "
+        "full run; every 100 ms an injected receipt line"
+    )
+    add("")
+    add("## Latency under load\n")
+    add(
+        "From `send()` of an injected line on rsyslog's socket to its finding in `--output`. "
+        "CPU is percent of one core while the sender ran.\n"
+    )
+    add(
+        "| phase | background | findings | p50 ms | p90 ms | p99 ms | max ms | lag max kB "
+        "| lag trend kB/s | CPU logwarden | CPU rsyslog |"
+    )
+    add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for m in mail:
+        p = m.phase
+        lat = p.latencies
+        add(
+            f"| {p.name} ({p.seconds:.0f} s) | {p.send_rate:,.0f} lines/s | {findings_cell(p)} "
+            f"| {pct(lat, 50)} | {pct(lat, 90)} | {pct(lat, 99)} "
+            f"| {pct(lat, 100)} | {p.lag_max / 1e3:,.0f} "
+            f"| {p.lag_slope / 1e3:,.1f} | {logwarden_cpu(p)} | {cpu_cell(p, 'rsyslog')} |"
+        )
+    add("")
+    add("## State size, restart and catch-up\n")
+    out.extend(state_section(mail, pool_info["from_share"] * args.rate))
+    return "\n".join(out)
 
 
 def render(bench: Bench, r: Report) -> str:
@@ -1112,21 +1298,7 @@ def render(bench: Bench, r: Report) -> str:
     )
     if r.mail:
         add("")
-        add(
-            "The rows with remembered messages are the same phase after the daemon has read "
-            "that many sendmail `from=` lines with distinct queue ids (`--from-beginning`, "
-            "from a fresh rsyslog file and state). The receipt rule keeps the sender of every "
-            "`from=` line for 7 days, up to 200,000 queue ids, so the daemon of a mail server "
-            "that accepts some 30,000 messages a day carries a table that full; the "
-            f"background adds about {info['from_share'] * r.latency.target:,.0f} new "
-            "`from=` lines a second. The detection state (JSON) is written to the state "
-            "database at every checkpoint: with every finding, and every second while lines "
-            "arrive.\n"
-        )
-        add("| remembered messages | reading the `from=` lines | detection state |")
-        add("|---:|---:|---:|")
-        for m in r.mail:
-            add(f"| {m.rows:,} | {m.load_seconds:.1f} s | {m.state_bytes / 1e6:,.1f} MB |")
+        out.extend(state_section(r.mail, info["from_share"] * r.latency.target))
     add("")
 
     add("## Sustained ingest rate\n")
@@ -1282,8 +1454,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--mail-rows",
         type=parse_counts,
-        default=parse_counts("100000,200000"),
+        default=parse_counts("200000,1000000"),
         help="sendmail messages remembered in the last latency phases, comma-separated (0: none)",
+    )
+    ap.add_argument(
+        "--restart-lines",
+        type=int,
+        default=2_000_000,
+        help="background lines sent while the daemon is stopped after each remembered-messages "
+        "phase, read after its restart (0: no restart measurement)",
+    )
+    ap.add_argument(
+        "--state-only",
+        action="store_true",
+        help="only the remembered-messages phases (with an empty-state one to compare), their "
+        "restarts and catch-ups; the report has only those sections",
     )
     ap.add_argument("--out", type=Path, default=BENCH / "watch_results.md", help="report file")
     ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="the shared/ directory")
@@ -1322,6 +1507,15 @@ def run(args: argparse.Namespace, argv: Sequence[str], started: datetime, tmp: P
     )
     bench = Bench(args, tmp, pool)
     profile = args.profile.resolve() if args.profile else None
+    if args.state_only:
+        mail = [mail_state(bench, tmp, rows) for rows in [0, *args.mail_rows]]
+        text = render_state_only(bench, argv, started, tmp, pool_info, mail)
+        problems = problems_of([m.phase for m in mail], None)
+        if problems:
+            text += "\n## FAILED\n\n" + "\n".join(f"- {x}" for x in problems) + "\n"
+        args.out.write_text(text + "\n", encoding="utf-8")
+        print(text)
+        return 1 if problems else 0
     ramp: list[Phase] = []
     with running_rsyslog(tmp) as rs:
         first_line(rs)

@@ -12,6 +12,7 @@ the next start by comparing the output file's tail with the store.
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import json
 import logging
@@ -30,6 +31,7 @@ from types import FrameType
 from typing import Any, ClassVar
 
 from pipeline.config import WatchConfig, load_config
+from pipeline.detection.correlate import paused_gc
 from pipeline.detection.loader import load_rules
 from pipeline.engine import (
     Engine,
@@ -75,6 +77,8 @@ RATE_WINDOW = 60
 #: least STALL_MIN seconds) is reported as stalled
 STALL_POLLS = 3
 STALL_MIN = 30.0
+#: restored detection entries from which they are moved out of garbage collection's way
+FREEZE_AT = 100_000
 #: seconds between log lines about detection state dropped at the table caps
 DROPPED_LOG_EVERY = 60.0
 #: after a failed write (a full disk): first retry after this many seconds, doubling up to
@@ -350,10 +354,22 @@ class Daemon:
     def _init(self, config: WatchConfig) -> None:
         self.engine = self._engine(config)
         self.detector = self.engine.new_detector()
+        self.detector.track_changes()
         saved = self.state.load_detector(DETECTOR_NAME)
         if saved is not None:
             try:
-                self.detector.restore(saved)
+                began = time.monotonic()
+                # a whole snapshot (an older logwarden) is read once, then stored row by row
+                with paused_gc():
+                    self.detector.restore(saved, self.state.detector_rows(DETECTOR_NAME))
+                if self.detector.stored_size() >= FREEZE_AT:
+                    # restored rows stay: later collections need not walk them again
+                    gc.freeze()
+                log.info(
+                    "restored detection state (%d remembered entries) in %.2f s",
+                    self.detector.stored_size(),
+                    time.monotonic() - began,
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("detection state could not be restored (%s); starting it afresh", exc)
                 self.detector.stats.dropped_state.append("*")
@@ -676,12 +692,18 @@ class Daemon:
                 continue
             state = follower.state()
             sources[path] = (state.as_dict() if state else {"path": path}, stats)
-        return self.state.checkpoint(
-            detector=(DETECTOR_NAME, self.detector.snapshot()),
-            sources=sources,
-            findings=findings,
-            route=self.route,
-        )
+        changes = self.detector.changes()
+        try:
+            return self.state.checkpoint(
+                detector=None,
+                changes=(DETECTOR_NAME, changes),
+                sources=sources,
+                findings=findings,
+                route=self.route,
+            )
+        except BaseException:
+            self.detector.unstored(changes)  # not stored: the next checkpoint writes them
+            raise
 
     def _emit(self, findings: list[Finding]) -> None:
         """Write new findings to the outputs and record that; a failure leaves them stored
@@ -923,8 +945,10 @@ class Daemon:
             log.error("reload failed, keeping the running rules and config: %s", exc)
             return False
         detector = engine.new_detector()
+        detector.track_changes()
         snapshot = self.detector.snapshot()
         detector.restore(snapshot)
+        detector.continue_from(self.detector)
         self._carry_health(detector, snapshot)
         self.config, self.engine, self.detector = config, engine, detector
         try:
@@ -1097,8 +1121,10 @@ def open_state(path: str | Path, *, reset: bool = False) -> StateDB:
 def _holds_state(part: Any) -> bool:
     """Whether a piece of a detector snapshot holds anything (a window, a partial, a row):
     a non-empty list somewhere in it, or a mapping with such a value; numbers alone are
-    bookkeeping."""
+    bookkeeping, except ``rows``, the number of rows stored apart."""
     if isinstance(part, dict):
+        if isinstance(part.get("rows"), int) and part["rows"] > 0:
+            return True
         return any(_holds_state(v) for v in part.values())
     return isinstance(part, list) and len(part) > 0
 

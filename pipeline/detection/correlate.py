@@ -29,12 +29,15 @@ Memory is bounded: every table has a cap, and what is evicted is counted.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import json
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import repeat
 from types import MappingProxyType
 from typing import Any
 
@@ -45,8 +48,9 @@ from pipeline.model import Event, Finding, Related, is_group
 
 #: open windows / partial sequences / suppression entries kept per rule before eviction
 MAX_OPEN = 10_000
-#: remembered matches per enrichment before the oldest are evicted
-MAX_REMEMBERED = 200_000
+#: remembered matches per enrichment before the oldest are evicted (a week of a mail server
+#: taking 140,000 messages a day; several hundred MB of memory when full)
+MAX_REMEMBERED = 1_000_000
 #: events kept per threshold window (the count stays exact up to this)
 MAX_WINDOW_EVENTS = 10_000
 
@@ -172,28 +176,108 @@ def base_finding(rule: Rule, event: Event, fields: Mapping[str, str]) -> Finding
     )
 
 
+# -- stored rows -----------------------------------------------------------------------------
+
+
+#: what changed in a part since the last checkpoint: key -> moved (True: new, re-inserted or
+#: deleted, so it belongs at the end of the stored order; False: changed in place)
+Changes = dict[GroupKey, bool]
+
+
+class StoredPart:
+    """A part of the detection state kept as one stored row per key (a join table, the
+    open windows of a rule), so that a checkpoint writes the keys that changed.
+
+    While ``changed`` is a dict (the daemon turns tracking on), every change of a key marks
+    it there: one dict operation, nothing serialised. :meth:`row` encodes a present key's
+    value for the state database; :meth:`load_rows` takes the stored rows back, in the order
+    they were stored (the order of the part's dict, which eviction at the caps follows).
+    """
+
+    changed: Changes | None = None
+
+    def keyed(self) -> Mapping[GroupKey, Any]:
+        raise NotImplementedError
+
+    def row(self, key: GroupKey) -> Any:
+        raise NotImplementedError
+
+    def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
+        raise NotImplementedError
+
+    def small(self) -> dict[str, Any]:
+        """What this part keeps besides its rows (stored whole at every checkpoint), with
+        the number of rows."""
+        return {"rows": len(self.keyed())}
+
+    def load_small(self, data: Mapping[str, Any]) -> None:
+        return None
+
+    def encode(self, key: GroupKey) -> str:
+        """A present key's stored value (JSON of :meth:`row`)."""
+        return _json(self.row(key))
+
+    def load_stored(self, data: tuple[list[Any], list[str], Mapping[str, Any] | None]) -> None:
+        """Stored keys (JSON lists), values (as stored: text) and the small part, as the
+        state database gives them back."""
+        keys, texts, small = data
+        self.load_rows(list(map(tuple, keys)), json.loads("[" + ",".join(texts) + "]"))
+        if small is not None:
+            self.load_small(small)
+
+    def _moved(self, key: GroupKey) -> None:
+        ch = self.changed
+        if ch is not None:
+            ch.pop(key, None)
+            ch[key] = True
+
+    def _touched(self, key: GroupKey) -> None:
+        ch = self.changed
+        if ch is not None and key not in ch:
+            ch[key] = False
+
+    def _gone(self, key: GroupKey) -> None:
+        ch = self.changed
+        if ch is not None:
+            ch[key] = True
+
+
 # -- enrichment ------------------------------------------------------------------------------
 
 
-class EnrichTable:
+#: a remembered row: time, copied values (their JSON text until a lookup parses them), host
+JoinRow = tuple[datetime | None, dict[str, str] | str, str | None]
+
+
+class EnrichTable(StoredPart):
     """Remembered matches of a source rule, by join fields, for ``keep``.
 
     Each host's rows are also queued in the order they came (its time order), so that once
     a host's time has moved ``keep`` past a row, the row is forgotten: a long input holds
     one ``keep`` window of rows, not every row it ever saw. A lookup more than ``keep``
     away from a row's time never uses it anyway.
+
+    Rows read back from the state database (one host's, the usual case) stay the text they
+    were stored as until something needs them: a lookup, forgetting (which reads only the
+    times at the front of the queue), a snapshot. A start with a million rows builds one
+    dict entry per row and parses nothing.
     """
 
     def __init__(self, spec: Enrich, stats: DetectorStats, name: str) -> None:
         self.spec = spec
         self.stats = stats
         self.name = name
-        #: key -> (time, copied values, host), in arrival order
-        self.rows: dict[GroupKey, tuple[datetime | None, dict[str, str], str | None]] = {}
+        #: key -> (time, copied values, host), or the stored text of a row read back and
+        #: not used since; in arrival order
+        self.rows: dict[GroupKey, JoinRow | str] = {}
         #: per host, (time, key) as rows came; an entry whose row has been replaced or
         #: dropped since is skipped when it leaves (and all are rebuilt when such entries
         #: outnumber the rows)
         self._order: dict[str | None, deque[tuple[datetime, GroupKey]]] = {}
+        #: the front of one host's queue as read back: (host, keys, stored texts), the
+        #: next position; its entries' times are parsed as they reach the front
+        self._cold: tuple[str | None, list[GroupKey], list[str]] | None = None
+        self._cold_at = 0
         self._queued = 0
 
     def remember(self, event: Event, fields: Mapping[str, str]) -> None:
@@ -206,11 +290,17 @@ class EnrichTable:
         ts, host = event.timestamp, event.scope
         self.rows.pop(key, None)
         self.rows[key] = (ts, values, host)
+        ch = self.changed
+        if ch is not None:
+            ch.pop(key, None)
+            ch[key] = True
         if ts is not None:
             self._queue(key, host, ts)
             self._forget_before(host, ts - self.spec.keep)
         while len(self.rows) > MAX_REMEMBERED:
-            self.rows.pop(next(iter(self.rows)))
+            gone = next(iter(self.rows))
+            del self.rows[gone]
+            self._gone(gone)
             self.stats.evicted[self.name] += 1
         if self._queued > 2 * len(self.rows) + 1024:
             self._requeue()
@@ -224,13 +314,55 @@ class EnrichTable:
 
     def _requeue(self) -> None:
         """The per-host queues rebuilt from the rows alone."""
-        self._order, self._queued = {}, 0
-        for key, (t, _, host) in self.rows.items():
+        self._order, self._queued, self._cold = {}, 0, None
+        damaged = []
+        for key, row in self.rows.items():
+            if isinstance(row, str):
+                got = _join_row(row)
+                if got is None:
+                    damaged.append(key)
+                    continue
+                self.rows[key] = row = got  # the queue entry must share its time
+            t, _, host = row
             if t is not None:
                 self._queue(key, host, t)
+        for key in damaged:
+            self._damaged(key)
+
+    def _damaged(self, key: GroupKey) -> None:
+        """A row read back that cannot be read: dropped and counted."""
+        del self.rows[key]
+        self._gone(key)
+        self.stats.dropped_state.append(self.name)
 
     def _forget_before(self, host: str | None, horizon: datetime) -> None:
         """Forget ``host``'s rows from before ``horizon``, oldest first."""
+        cold = self._cold
+        if cold is not None and cold[0] == host:
+            _, keys, texts = cold
+            i, n = self._cold_at, len(keys)
+            while i < n:
+                text = texts[i]
+                cut = text.find("\x1f")
+                try:
+                    t = datetime.fromisoformat(text[:cut]) if cut > 0 else None
+                except ValueError:
+                    t = None
+                if t is not None and t >= horizon:
+                    break
+                key = keys[i]
+                i += 1
+                if self.rows.get(key) is text:  # not replaced or dropped since
+                    if t is None and cut != 0:
+                        self._damaged(key)
+                    elif t is not None:
+                        del self.rows[key]
+                        self._gone(key)
+            self._queued -= i - self._cold_at
+            self._cold_at = i
+            if i < n:
+                return
+            self._cold = None
         order = self._order.get(host)
         while order and order[0][0] < horizon:
             t, key = order.popleft()
@@ -238,13 +370,23 @@ class EnrichTable:
             row = self.rows.get(key)
             if row is not None and row[0] is t:
                 del self.rows[key]
+                self._gone(key)
 
     def lookup(self, event: Event, fields: Mapping[str, str]) -> dict[str, str]:
         key = group_key(self.spec.by, event, fields)
         row = self.rows.get(key)
         if row is None:
             return {}
-        t, values, _ = row
+        stored = isinstance(row, str)
+        if isinstance(row, str):
+            # decoded for this lookup only: the row stays as stored (its queue entry
+            # knows it by that text)
+            got_row = _join_row(row)
+            if got_row is None:
+                self._damaged(key)
+                return {}
+            row = got_row
+        t, values, host = row
         now = event.timestamp
         if (
             t is not None
@@ -252,11 +394,33 @@ class EnrichTable:
             and (now - t > self.spec.keep or now < t - self.spec.keep)
         ):
             del self.rows[key]
+            self._gone(key)
             return {}
+        if isinstance(values, str):
+            got = _join_values(values)
+            if got is None:  # a damaged stored row: dropped and counted
+                self._damaged(key)
+                return {}
+            values = got
+            if not stored:
+                self.rows[key] = (t, values, host)  # same place in the order
         return values
 
+    def _full(
+        self, row: JoinRow | str
+    ) -> tuple[datetime | None, dict[str, str], str | None] | None:
+        """A row with its values parsed (None: damaged)."""
+        got = _join_row(row) if isinstance(row, str) else row
+        if got is None:
+            return None
+        values = _join_values(got[1])
+        return None if values is None else (got[0], values, got[2])
+
     def snapshot(self) -> list[Any]:
-        return [[list(k), _iso(t), v, host] for k, (t, v, host) in self.rows.items()]
+        full = {k: self._full(row) for k, row in self.rows.items()}
+        for key in [k for k, row in full.items() if row is None]:
+            self._damaged(key)  # read back but unreadable: dropped once, counted
+        return [[list(k), _iso(r[0]), r[1], r[2]] for k, r in full.items() if r is not None]
 
     def restore(self, data: list[Any]) -> None:
         # snapshots from before hosts were kept have three items per row
@@ -264,6 +428,90 @@ class EnrichTable:
             tuple(k): (_dt(t), dict(v), host[0] if host else None) for k, t, v, *host in data
         }
         self._requeue()
+
+    def keyed(self) -> Mapping[GroupKey, Any]:
+        return self.rows
+
+    def row(self, key: GroupKey) -> Any:
+        got = self._full(self.rows[key])
+        if got is None:
+            raise ValueError(f"a stored row of {self.name} cannot be read")
+        return [_iso(got[0]), got[1], got[2]]
+
+    def encode(self, key: GroupKey) -> str:
+        # time, host (JSON) and values (JSON) joined by US: JSON escapes control
+        # characters, so neither holds one
+        row = self.rows[key]
+        if isinstance(row, str):
+            return row  # as it was stored
+        t, values, host = row
+        text = values if isinstance(values, str) else _json(values)
+        return f"{_iso(t) or ''}\x1f{_json(host)}\x1f{text}"
+
+    def load_stored(self, data: tuple[list[Any], list[str], Mapping[str, Any] | None]) -> None:
+        keys, texts, _ = data
+        tuples: list[GroupKey] = list(map(tuple, keys))
+        rows: dict[GroupKey, JoinRow | str] = dict(zip(tuples, texts, strict=True))
+        if len(rows) != len(tuples):
+            raise ValueError("a stored join table repeats a key")
+        first = texts[0].split("\x1f") if texts else []
+        if len(first) == 3:
+            host = json.loads(first[1])
+            needle = f"\x1f{first[1]}\x1f"
+            # every row of that one host (the host is the one field between two US)
+            if (host is None or isinstance(host, str)) and all(
+                map(str.__contains__, texts, repeat(needle))
+            ):
+                self.rows, self._order = rows, {}
+                self._cold, self._cold_at, self._queued = (host, tuples, texts), 0, len(texts)
+                return
+        # rows of several hosts: read them all now
+        flat = "\x1f".join(texts).split("\x1f") if texts else []
+        if len(flat) != 3 * len(texts):
+            raise ValueError("a stored join row is not time, host and values")
+        fromiso = datetime.fromisoformat
+        times = [fromiso(t) if t else None for t in flat[0::3]]
+        raw_hosts = flat[1::3]
+        decoded = {h: json.loads(h) for h in set(raw_hosts)}
+        for h in decoded.values():
+            if h is not None and not isinstance(h, str):
+                raise ValueError("a stored join row's host is not text")
+        hosts = list(map(decoded.__getitem__, raw_hosts))
+        self.load_rows(tuples, [times, flat[2::3], hosts])
+
+    def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
+        """``values``: three columns (times, values as JSON text or mappings, hosts)."""
+        times, vals, hosts = values if values else ([], [], [])
+        self.rows = dict(zip(keys, zip(times, vals, hosts, strict=True), strict=True))
+        if len(self.rows) != len(keys):
+            raise ValueError("a stored join table repeats a key")
+        self._requeue()
+
+
+def _join_row(text: str) -> JoinRow | None:
+    """A stored join row (time, host, values joined by US) with its values left as text."""
+    parts = text.split("\x1f")
+    if len(parts) != 3:
+        return None
+    try:
+        t = datetime.fromisoformat(parts[0]) if parts[0] else None
+        host = json.loads(parts[1])
+    except ValueError:
+        return None
+    if host is not None and not isinstance(host, str):
+        return None
+    return (t, parts[2], host)
+
+
+def _join_values(values: dict[str, str] | str) -> dict[str, str] | None:
+    """A row's copied values, parsed when still text (None: damaged)."""
+    if not isinstance(values, str):
+        return values
+    try:
+        got = json.loads(values)
+    except ValueError:
+        return None
+    return got if isinstance(got, dict) else None
 
 
 # -- suppression and digests -------------------------------------------------------------------
@@ -300,7 +548,7 @@ class _Period:
         )
 
 
-class Suppressor:
+class Suppressor(StoredPart):
     """``suppress:`` of one rule: fold occurrences per period and group key."""
 
     def __init__(self, rule: Rule, stats: DetectorStats, sample: int = 5) -> None:
@@ -331,6 +579,7 @@ class Suppressor:
             self.periods[key] = _Period(
                 ts, event.scope, finding, event.repeat, ts, [Related.of(event)]
             )
+            self._moved(key)
             self.stats.suppressed += event.repeat - 1
             if ts is not None and self.spec.digest:  # only digests are judged at period end
                 self.due.add(event.scope, ts + self.spec.period)
@@ -339,6 +588,9 @@ class Suppressor:
                 out.append(finding)
             return out
         cur.count += event.repeat
+        ch = self.changed
+        if ch is not None and key not in ch:
+            ch[key] = False
         if ts is not None and (cur.last is None or ts > cur.last):
             cur.last = ts
         if len(cur.related) < self.sample:
@@ -376,8 +628,11 @@ class Suppressor:
                 if p.start is None or p.start + self.spec.period >= now:
                     break
                 del self.periods[key]
+                self._gone(key)
         while len(self.periods) > MAX_OPEN:
-            self.periods.pop(next(iter(self.periods)))
+            key = next(iter(self.periods))
+            del self.periods[key]
+            self._gone(key)
             self.stats.evicted[self.rule.id] += 1
 
     def judge(self, host: str | None, now: datetime) -> list[Finding]:
@@ -391,6 +646,7 @@ class Suppressor:
             if self.spec.digest:
                 out.append(self._digest(p))
             del self.periods[key]
+            self._gone(key)
         self.due.reset(
             host,
             (
@@ -404,6 +660,8 @@ class Suppressor:
     def finish(self) -> list[Finding]:
         out = [self._digest(p) for p in self.periods.values()] if self.spec.digest else []
         if self.spec.digest:
+            for key in self.periods:
+                self._gone(key)
             self.periods.clear()
         return out
 
@@ -411,7 +669,16 @@ class Suppressor:
         return {_key_text(k): p.as_dict() for k, p in self.periods.items()}
 
     def restore(self, data: Mapping[str, Any]) -> None:
-        self.periods = {_key_of(k): _Period.from_dict(v) for k, v in data.items()}
+        self.load_rows([_key_of(k) for k in data], list(data.values()))
+
+    def keyed(self) -> Mapping[GroupKey, Any]:
+        return self.periods
+
+    def row(self, key: GroupKey) -> Any:
+        return self.periods[key].as_dict()
+
+    def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
+        self.periods = {k: _Period.from_dict(v) for k, v in zip(keys, values, strict=True)}
         self.due = DueTimes()
         for p in self.periods.values():
             if p.start is not None and self.spec.digest:
@@ -421,7 +688,7 @@ class Suppressor:
 # -- correlation rules ---------------------------------------------------------------------------
 
 
-class CorrelationState:
+class CorrelationState(StoredPart):
     """Base of the three stateful rule kinds."""
 
     def __init__(self, rule: Rule, stats: DetectorStats) -> None:
@@ -507,6 +774,10 @@ class ThresholdState(CorrelationState):
         if win is None:
             win = deque()
         self.windows[key] = win
+        ch = self.changed
+        if ch is not None:
+            ch.pop(key, None)
+            ch[key] = True
         n = self.totals.get(key, 0)
         while win and ts - win[0][0] > self.corr.window:
             n -= win.popleft()[2]
@@ -549,34 +820,50 @@ class ThresholdState(CorrelationState):
             del self.windows[key]
             self.totals.pop(key, None)
             self.fired.pop(key, None)
+            self._gone(key)
         while len(self.windows) > MAX_OPEN:
             key = next(iter(self.windows))
             del self.windows[key]
             self.totals.pop(key, None)
             self.fired.pop(key, None)
+            self._gone(key)
             self.stats.evicted[self.rule.id] += 1
+
+    @staticmethod
+    def _window_items(w: Iterable[tuple[datetime, Related, int]]) -> list[Any]:
+        # a repeated line's weight as a third item (older snapshots have two)
+        return [
+            [t.isoformat(), r.as_dict()] if n == 1 else [t.isoformat(), r.as_dict(), n]
+            for t, r, n in w
+        ]
+
+    @staticmethod
+    def _window_of(items: Iterable[Any]) -> deque[tuple[datetime, Related, int]]:
+        return deque(
+            (datetime.fromisoformat(t), Related.from_dict(r), int(n[0]) if n else 1)
+            for t, r, *n in items
+        )
+
+    def keyed(self) -> Mapping[GroupKey, Any]:
+        return self.windows
+
+    def row(self, key: GroupKey) -> Any:
+        fired = self.fired.get(key)
+        return [self._window_items(self.windows[key]), fired.as_dict() if fired else None]
+
+    def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
+        self.windows = {k: self._window_of(v[0]) for k, v in zip(keys, values, strict=True)}
+        self.totals = {k: sum(n for _, _, n in w) for k, w in self.windows.items()}
+        self.fired = {k: Finding.from_dict(v[1]) for k, v in zip(keys, values, strict=True) if v[1]}
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "windows": {
-                # a repeated line's weight as a third item (older snapshots have two)
-                _key_text(k): [
-                    [t.isoformat(), r.as_dict()] if n == 1 else [t.isoformat(), r.as_dict(), n]
-                    for t, r, n in w
-                ]
-                for k, w in self.windows.items()
-            },
+            "windows": {_key_text(k): self._window_items(w) for k, w in self.windows.items()},
             "fired": {_key_text(k): f.as_dict() for k, f in self.fired.items()},
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
-        self.windows = {
-            _key_of(k): deque(
-                (datetime.fromisoformat(t), Related.from_dict(r), int(n[0]) if n else 1)
-                for t, r, *n in w
-            )
-            for k, w in data["windows"].items()
-        }
+        self.windows = {_key_of(k): self._window_of(w) for k, w in data["windows"].items()}
         self.totals = {k: sum(n for _, _, n in w) for k, w in self.windows.items()}
         self.fired = {_key_of(k): Finding.from_dict(f) for k, f in data["fired"].items()}
 
@@ -656,6 +943,7 @@ class SequenceState(CorrelationState):
         p = self.partials.get(key)
         if p is not None and ts - p.start > self.corr.window:
             del self.partials[key]
+            self._gone(key)
             self.stats.incomplete[self.rule.id] += 1
             p = None
         if p is not None:
@@ -664,7 +952,9 @@ class SequenceState(CorrelationState):
                 self._advance(p, step, event, fields)
                 if p.step == len(self.steps):
                     del self.partials[key]
+                    self._gone(key)
                     return [self._complete(p, event)]
+                self._touched(key)
                 return []
             if (
                 p.step == 1
@@ -675,6 +965,7 @@ class SequenceState(CorrelationState):
                 # the first step again before the second began: the window now counts from
                 # this latest start (a second slow boot, say); its lines join the evidence
                 p.start = ts
+                self._touched(key)
                 for k, v in fields.items():
                     p.fields.setdefault(k, v)
                 if len(p.related) < max(self.corr.sample, len(self.steps)):
@@ -688,8 +979,11 @@ class SequenceState(CorrelationState):
         if p.step == len(self.steps):  # pragma: no cover - a sequence has two steps or more
             return [self._complete(p, event)]
         self.partials[key] = p
+        self._moved(key)
         while len(self.partials) > MAX_OPEN:
-            self.partials.pop(next(iter(self.partials)))
+            gone = next(iter(self.partials))
+            del self.partials[gone]
+            self._gone(gone)
             self.stats.evicted[self.rule.id] += 1
         return []
 
@@ -714,6 +1008,15 @@ class SequenceState(CorrelationState):
 
     def restore(self, data: Mapping[str, Any]) -> None:
         self.partials = {_key_of(k): _Partial.from_dict(v) for k, v in data.items()}
+
+    def keyed(self) -> Mapping[GroupKey, Any]:
+        return self.partials
+
+    def row(self, key: GroupKey) -> Any:
+        return self.partials[key].as_dict()
+
+    def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
+        self.partials = {k: _Partial.from_dict(v) for k, v in zip(keys, values, strict=True)}
 
 
 @dataclass(slots=True)
@@ -751,6 +1054,7 @@ class AbsenceState(CorrelationState):
                 w = self.windows.get(key)
                 if w is not None and ts <= w.end:
                     del self.windows[key]
+                    self._gone(key)
         if (
             self.trigger is not None
             and self.trigger.accepts(rule_id, event, fields)
@@ -759,9 +1063,12 @@ class AbsenceState(CorrelationState):
             self.windows[key] = _Window(
                 ts + self.corr.window, event.scope, event.as_dict(), dict(fields)
             )
+            self._moved(key)
             self.due.add(event.scope, ts + self.corr.window)
             while len(self.windows) > MAX_OPEN:
-                self.windows.pop(next(iter(self.windows)))
+                gone = next(iter(self.windows))
+                del self.windows[gone]
+                self._gone(gone)
                 self.stats.evicted[self.rule.id] += 1
         return []
 
@@ -805,6 +1112,7 @@ class AbsenceState(CorrelationState):
             if w.host != host or w.end >= now:
                 continue
             del self.windows[key]
+            self._gone(key)
             trig = Event.from_dict(w.trigger)
             out.append(
                 self.finding(
@@ -835,13 +1143,31 @@ class AbsenceState(CorrelationState):
         }
 
     def restore(self, data: Mapping[str, Any]) -> None:
+        self.load_rows([_key_of(k) for k in data["windows"]], list(data["windows"].values()))
+        self.load_small(data)
+
+    def keyed(self) -> Mapping[GroupKey, Any]:
+        return self.windows
+
+    def row(self, key: GroupKey) -> Any:
+        w = self.windows[key]
+        return [w.end.isoformat(), w.host, w.trigger, w.fields]
+
+    def load_rows(self, keys: list[GroupKey], values: list[Any]) -> None:
         self.windows = {
-            _key_of(k): _Window(datetime.fromisoformat(e), h, t, dict(f))
-            for k, (e, h, t, f) in data["windows"].items()
+            k: _Window(datetime.fromisoformat(e), h, t, dict(f))
+            for k, (e, h, t, f) in zip(keys, values, strict=True)
         }
         self.due = DueTimes()
         for w in self.windows.values():
             self.due.add(w.host, w.end)
+
+    def small(self) -> dict[str, Any]:
+        # heartbeats are one per host: stored whole
+        beats = [[h, b[0].isoformat(), b[1], b[2]] for h, b in self.beats.items()]
+        return {"rows": len(self.windows), "beats": beats}
+
+    def load_small(self, data: Mapping[str, Any]) -> None:
         self.beats = {h: [datetime.fromisoformat(t), a, ev] for h, t, a, ev in data["beats"]}
 
 
@@ -853,6 +1179,45 @@ _KINDS: dict[str, type[CorrelationState]] = {
 
 
 # -- the detector ----------------------------------------------------------------------------------
+
+
+#: a changed row as the state database takes it: (key as JSON, value as JSON or None when
+#: the key is gone, moved to the end of the stored order)
+RowChange = tuple[str, str | None, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanges:
+    """What a checkpoint stores of the detector (:meth:`Detector.changes`).
+
+    ``state`` holds the small, global parts whole (watermarks, reorder buffers, occurrence
+    numbers, heartbeats, row counts); ``rows`` the changed rows of each stored part, in the
+    order they take in the part; a part in ``rewrite`` has all its rows in ``rows`` and its
+    stored rows are replaced. ``parts`` names every part the detector has: stored rows of
+    any other part are removed.
+    """
+
+    state: dict[str, Any]
+    parts: tuple[str, ...]
+    rewrite: frozenset[str]
+    rows: dict[str, list[RowChange]]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while millions of restored objects are built (each
+    young-generation pass would walk them again)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class Detector:
@@ -919,6 +1284,13 @@ class Detector:
             *(s for s in self.states.values() if isinstance(s, AbsenceState)),
             *(s for s in self.suppressors.values() if s.spec.digest),
         ]
+        self.parts: dict[str, StoredPart] = {
+            **{f"{st.rule.kind}:{rid}": st for rid, st in self.states.items()},
+            **{f"suppress:{rid}": sup for rid, sup in self.suppressors.items()},
+            **{f"enrich:{name}": t for name, t in self.tables.items()},
+        }
+        #: parts whose stored rows a checkpoint replaces whole (None: not tracking)
+        self._rewrite: set[str] | None = None
 
     # -- what events must carry ---------------------------------------------------------------
 
@@ -1088,6 +1460,14 @@ class Detector:
         """All state as JSON-able data (see :meth:`restore`)."""
         return {
             "version": 1,
+            **self._globals(),
+            "states": {rid: st.snapshot() for rid, st in self.states.items()},
+            "suppress": {rid: s.snapshot() for rid, s in self.suppressors.items()},
+            "enrich": {name: t.snapshot() for name, t in self.tables.items()},
+        }
+
+    def _globals(self) -> dict[str, Any]:
+        return {
             "watermarks": [[h, t.isoformat()] for h, t in self.watermarks.items()],
             "buffer": [
                 [
@@ -1102,15 +1482,146 @@ class Detector:
             ],
             "seq": self._seq,
             "recent": [[h, self._recent_stamp[h], seen] for h, seen in self._recent.items()],
-            "states": {rid: st.snapshot() for rid, st in self.states.items()},
-            "suppress": {rid: s.snapshot() for rid, s in self.suppressors.items()},
-            "enrich": {name: t.snapshot() for name, t in self.tables.items()},
         }
 
-    def restore(self, data: Mapping[str, Any]) -> None:
-        """Continue from a :meth:`snapshot`; state of rules no longer loaded is dropped."""
-        if data.get("version") != 1:
+    # -- incremental state (the daemon) --------------------------------------------------------
+
+    def track_changes(self) -> None:
+        """Remember which keys change, for :meth:`changes`. Until a :meth:`restore`, the
+        first checkpoint replaces every stored part."""
+        for part in self.parts.values():
+            part.changed = {}
+        self._rewrite = set(self.parts)
+
+    def changes(self) -> StateChanges:
+        """What changed since the last call (everything, for parts to be rewritten), in the
+        form the state database stores (:class:`StateChanges`); tracking starts afresh."""
+        if self._rewrite is None:
+            raise RuntimeError("changes() needs track_changes() first")
+        rows: dict[str, list[RowChange]] = {}
+        small: dict[str, dict[str, Any]] = {"states": {}, "suppress": {}, "enrich": {}}
+        for name, part in self.parts.items():
+            kind, _, ident = name.partition(":")
+            small["suppress" if kind == "suppress" else "enrich" if kind == "enrich" else "states"][
+                ident
+            ] = part.small()
+            live = part.keyed()
+            if name in self._rewrite:
+                rows[name] = [(_key_text(k), part.encode(k), True) for k in live]
+            elif part.changed:
+                rows[name] = [
+                    (_key_text(k), part.encode(k), moved)
+                    if k in live
+                    else (_key_text(k), None, True)
+                    for k, moved in part.changed.items()
+                ]
+            part.changed = {}
+        rewrite = frozenset(self._rewrite)
+        self._rewrite = set()
+        return StateChanges(
+            {"version": 2, **self._globals(), **small}, tuple(self.parts), rewrite, rows
+        )
+
+    def stored_size(self) -> int:
+        """Entries held in the stored parts (join rows, open windows, periods)."""
+        return sum(len(part.keyed()) for part in self.parts.values())
+
+    def unstored(self, changes: StateChanges) -> None:
+        """``changes`` (from :meth:`changes`) did not reach the state database: mark them
+        again, before anything that changed since, so the next checkpoint writes them."""
+        if self._rewrite is None:
+            return
+        self._rewrite |= changes.rewrite
+        for name, rows in changes.rows.items():
+            part = self.parts.get(name)
+            if part is None or part.changed is None:
+                continue
+            again: Changes = {_key_of(k): moved for k, _, moved in rows}
+            for key, moved in part.changed.items():
+                if moved:
+                    again.pop(key, None)
+                    again[key] = True
+                else:
+                    again.setdefault(key, False)
+            part.changed = again
+
+    def continue_from(self, old: Detector) -> None:
+        """After :meth:`restore` from ``old``'s snapshot (a reload): carry on with what
+        ``old`` had not stored yet, instead of rewriting every part."""
+        if self._rewrite is None or old._rewrite is None:
+            return
+        dropped = set(self.stats.dropped_state)
+        for name, part in self.parts.items():
+            prev = old.parts.get(name)
+            if prev is None or prev.changed is None or name in old._rewrite:
+                continue
+            if name.partition(":")[2] in dropped:
+                continue
+            part.changed = dict(prev.changed)
+            self._rewrite.discard(name)
+
+    def restore(
+        self,
+        data: Mapping[str, Any],
+        rows: Mapping[str, tuple[list[Any], list[Any]]] | None = None,
+    ) -> None:
+        """Continue from a :meth:`snapshot`, or from what checkpoints stored (the ``state``
+        of :meth:`changes` and the stored ``rows``, per part: keys and values in their
+        stored order); state of rules no longer loaded is dropped."""
+        version = data.get("version")
+        if version == 2 and rows is not None:
+            self._restore_stored(data, rows)
+            return
+        if version != 1:
             raise ValueError("unknown detector state version")
+        self._restore_globals(data)
+        # state saved for a rule whose definition changed shape is dropped, not fatal
+        for rid, st_data in data["states"].items():
+            if rid in self.states:
+                self._restore_part(rid, self.states[rid].restore, st_data)
+        for rid, s_data in data["suppress"].items():
+            if rid in self.suppressors:
+                self._restore_part(rid, self.suppressors[rid].restore, s_data)
+        for name, t_data in data["enrich"].items():
+            if name in self.tables:
+                self._restore_part(name, self.tables[name].restore, t_data)
+        if self._rewrite is not None:
+            self._rewrite = set(self.parts)  # a whole snapshot: stored rows are replaced once
+
+    def _restore_stored(
+        self, data: Mapping[str, Any], rows: Mapping[str, tuple[list[Any], list[Any]]]
+    ) -> None:
+        self._restore_globals(data)
+        small = {
+            **{
+                f"{self.states[r].rule.kind}:{r}": v
+                for r, v in data["states"].items()
+                if r in self.states
+            },
+            **{f"suppress:{r}": v for r, v in data["suppress"].items()},
+            **{f"enrich:{n}": v for n, v in data["enrich"].items()},
+        }
+        rewrite: set[str] = set()
+        for name, part in self.parts.items():
+            keys, values = rows.get(name, ([], []))
+            ident = name.partition(":")[2]
+            before = len(self.stats.dropped_state)
+            self._restore_part(ident, part.load_stored, (keys, values, small.get(name)))
+            if len(self.stats.dropped_state) > before:
+                part.load_rows([], [])  # nothing half-restored
+                rewrite.add(name)
+        # a rule whose kind changed keeps its id under another part name
+        loaded = {n.partition(":")[2] for n in self.parts}
+        for name, (keys, _) in rows.items():
+            ident = name.partition(":")[2]
+            if keys and name not in self.parts and ident in loaded:
+                self.stats.dropped_state.append(ident)
+        if self._rewrite is not None:
+            self._rewrite = rewrite
+            for part in self.parts.values():
+                part.changed = {}
+
+    def _restore_globals(self, data: Mapping[str, Any]) -> None:
         by_id = {r.id: r for r in (*self.rules, *self.external)}
         self.watermarks = {h: datetime.fromisoformat(t) for h, t in data["watermarks"]}
         self._buffer = {}
@@ -1130,16 +1641,6 @@ class Detector:
         self._seq = int(data["seq"])
         self._recent_stamp = {h: st for h, st, _ in data.get("recent", [])}
         self._recent = {h: dict(seen) for h, _, seen in data.get("recent", [])}
-        # state saved for a rule whose definition changed shape is dropped, not fatal
-        for rid, st_data in data["states"].items():
-            if rid in self.states:
-                self._restore_part(rid, self.states[rid].restore, st_data)
-        for rid, s_data in data["suppress"].items():
-            if rid in self.suppressors:
-                self._restore_part(rid, self.suppressors[rid].restore, s_data)
-        for name, t_data in data["enrich"].items():
-            if name in self.tables:
-                self._restore_part(name, self.tables[name].restore, t_data)
 
     def _restore_part(self, name: str, restore: Any, data: Any) -> None:
         try:
