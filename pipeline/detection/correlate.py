@@ -1374,7 +1374,9 @@ class Detector:
             for m in matches:
                 out.extend(self._apply(m))
             return out
-        scope = event.scope
+        scope = event.host
+        if scope is None:  # Event.scope, inline: every candidate passes here
+            scope = event.group
         if matches:
             heap = self._buffer.setdefault(scope, [])
             for m in matches:
