@@ -59,6 +59,8 @@ BULK_SYSLOG, BULK_RFC3339 = SYSLOG_LINE, RFC3339_LINE
 _MONTH_NAMES = tuple(MONTHS)
 _DAYS_2000 = np.array([31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 _NS = 1_000_000_000
+#: what every chunk holding a ``message repeated N times: [ text]`` line holds
+_REPEATED = REPEATED_PREFIX.encode()
 _REORDER_NS = int(REORDER.total_seconds()) * _NS
 _BLANK = re.compile(r"[ \t\n\r\x0b\x0c]*")
 
@@ -303,7 +305,7 @@ def _syslog_fields(lines: _Lines) -> _Rows:
         host = _text([g["host"][i] for i in k])
         program = _text([g["prog"][i] for i in k])
         msgs = [g["msg"][i].strip() for i in k]
-        repeat = _unrepeat_list(msgs)
+        repeat = _unrepeat_list(msgs, lines.buf)
         message = _text(msgs)
     return _Rows(
         idx=idx[ok].astype(np.int64),
@@ -320,10 +322,15 @@ def _syslog_fields(lines: _Lines) -> _Rows:
     )
 
 
-def _unrepeat_list(messages: list[str]) -> np.ndarray:
+def _unrepeat_list(messages: list[str], chunk: bytes) -> np.ndarray:
     """rsyslog's ``message repeated N times: [ text]`` unwrapped in place, as the grammars
-    do (:func:`~pipeline.grammars.common.unrepeat`); the N of each message (1 elsewhere)."""
+    do (:func:`~pipeline.grammars.common.unrepeat`); the N of each message (1 elsewhere).
+
+    ``chunk`` holds the lines of the messages: when the prefix is nowhere in it (one
+    C-level search, the common case), no message is looked at."""
     repeat = np.ones(len(messages), dtype=np.int64)
+    if _REPEATED not in chunk:
+        return repeat
     for i, text in enumerate(messages):
         if text.startswith(REPEATED_PREFIX):
             messages[i], repeat[i] = unrepeat(text)
@@ -431,7 +438,7 @@ class BulkLineProcessor(LineProcessor):
         lines = _Lines(buf if buf.endswith(b"\n") else buf + b"\n")
         if name == "syslog":
             return self._syslog(lines, first_line)
-        return self._rfc3339(lines.tolist(), first_line)
+        return self._rfc3339(lines, first_line)
 
     def _bulk_ok(self, data: bytes, nl: np.ndarray) -> bool:
         if b"\r" in data:  # CR line ends are cut per line by the grammar path
@@ -588,7 +595,8 @@ class BulkLineProcessor(LineProcessor):
 
     # -- RFC 3339: times carry their offset ------------------------------------------------
 
-    def _rfc3339(self, lines: list[str], first_line: int) -> pd.DataFrame | None:
+    def _rfc3339(self, chunk: _Lines, first_line: int) -> pd.DataFrame | None:
+        lines = chunk.tolist()
         names = ("date", "hh", "mm", "ss", "frac", "zone", "host", "prog", "pid", "msg")
         ex = _extract(lines, BULK_RFC3339, names)
         g = ex.groups
@@ -627,7 +635,7 @@ class BulkLineProcessor(LineProcessor):
         k = keep.tolist()
         self.stats.parsed += len(idx)
         msgs = [g["msg"][i].strip() for i in k]
-        repeat = _unrepeat_list(msgs)
+        repeat = _unrepeat_list(msgs, chunk.buf)
         fast = pd.DataFrame(
             {
                 "timestamp": pd.to_datetime(utc_ns, unit="ns", utc=True),

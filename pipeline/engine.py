@@ -987,7 +987,7 @@ class Engine:
         ):
             return [Part(inp, 0, start, end, None, line)]
         try:
-            starts = [start, *(s for s in line_starts(inp, size, part_size) if s > start)]
+            starts = line_starts(inp, size, part_size, start)
             with open_input(inp) as f:
                 head = f.read(1024 * 1024)
         except OSError:

@@ -10,7 +10,9 @@ with the same state, :class:`Resume` matches every input against the marks:
 * the same content under another name or compressed (``mail.log`` → ``mail.log.1`` →
   ``mail.log.1.gz``; same first line, at least as long) is read from the saved offset too,
   in the decompressed stream;
-* an archive read before (compressed files do not grow) is not read again;
+* an archive read before (compressed files do not grow) is not read again; nor is a
+  one-member gzip archive of a file read to its end before, when its trailer's length
+  (ISIZE, modulo 2**32) is the saved offset: it is not decompressed to be skipped;
 * a file read before at a PATH that now holds something else: its content is looked for
   among its rotated files (``mail.log.1``, ``mail.log.1.gz``, as ``watch`` does after a
   restart) and that generation and every newer one are read first; when it is nowhere, or
@@ -37,7 +39,15 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pipeline.errors import InputError, Location, Problem
-from pipeline.sources.files import STDIN, InputFile, detect_compression, is_url, open_input
+from pipeline.sources.files import (
+    STDIN,
+    InputFile,
+    detect_compression,
+    gzip_whole_size,
+    is_url,
+    last_line_end,
+    open_input,
+)
 from pipeline.sources.tail import FINGERPRINT_BYTES, FileFollower, FileState, fingerprint_of
 
 if TYPE_CHECKING:
@@ -140,15 +150,7 @@ def _identify(inp: InputFile) -> _Seen | None:
 def _last_newline(path: str, size: int) -> int:
     """The offset just after the last newline below ``size`` (0 when there is none)."""
     with open(path, "rb") as f:
-        pos = size
-        while pos > 0:
-            start = max(0, pos - 65536)
-            buf = os.pread(f.fileno(), pos - start, start)
-            nl = buf.rfind(b"\n")
-            if nl >= 0:
-                return start + nl + 1
-            pos = start
-    return 0
+        return last_line_end(f.fileno(), size)
 
 
 def _line_ends_at(path: str, offset: int) -> bool:
@@ -157,6 +159,18 @@ def _line_ends_at(path: str, offset: int) -> bool:
         return True
     with open(path, "rb") as f:
         return os.pread(f.fileno(), 1, offset - 1) == b"\n"
+
+
+def _holds_only(inp: InputFile, offset: int) -> bool:
+    """Whether the archive ``inp`` holds exactly ``offset`` bytes, as far as its gzip
+    trailer tells without decompressing (a one-member gzip file whose length modulo 2**32
+    is ``offset``'s); False when only decompressing could tell."""
+    if inp.compression != "gzip":
+        return False
+    try:
+        return gzip_whole_size(inp.path) == offset % 2**32
+    except (OSError, ValueError):
+        return False  # reading it reports the error
 
 
 def _continues(seen: _Seen, mark: Mark) -> bool:
@@ -239,7 +253,7 @@ class Resume:
         if inp in self._failed:
             return old  # read again from where the last complete read ended
         span = self._spans[inp]
-        if span.done and old is not None:
+        if span.done and old is not None and (old.compressed or not seen.compressed):
             return replace(old, path=seen.path, size=seen.size, seen=now)
         offset = 0 if seen.compressed else (span.end if span.end is not None else seen.size)
         return Mark(
@@ -332,6 +346,9 @@ class Resume:
         self.skipped_lines += mark.line
         if mark.compressed:
             self._spans[inp] = Span(done=True)  # an archive does not grow
+        elif seen.compressed and _holds_only(inp, mark.offset):
+            # the file read before, compressed with nothing more: not decompressed to skip it
+            self._spans[inp] = Span(mark.offset, mark.line, mark.offset, done=True)
         elif end is not None and end <= mark.offset:
             self._spans[inp] = Span(mark.offset, mark.line, mark.offset, done=True)
         else:

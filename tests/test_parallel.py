@@ -76,6 +76,24 @@ def test_line_starts_cut_only_at_line_starts(tmp_path: Path) -> None:
     assert b"".join(pieces) == data
 
 
+def test_line_starts_from_an_offset_cut_only_what_follows_it(tmp_path: Path) -> None:
+    """A resumed scan's ranges: from the saved offset on, about a range apart."""
+    lines = [f"line {i} " + "x" * (i % 97) for i in range(2000)]
+    path = tmp_path / "f.log"
+    path.write_text("\n".join(lines) + "\n")
+    data = path.read_bytes()
+    start = data.index(b"\n", len(data) // 3) + 1
+    starts = line_starts(InputFile(str(path)), len(data), 4096, start)
+    assert starts[0] == start and len(starts) > 5
+    assert starts == sorted(set(starts))
+    assert all(data[s - 1 : s] == b"\n" for s in starts[1:])
+    # each cut is the first line start at or after start + k * 4096
+    for k, cut in enumerate(starts[1:], 1):
+        assert data[start + k * 4096 - 1 :].index(b"\n") + start + k * 4096 == cut
+    pieces = [data[a:b] for a, b in zip(starts, [*starts[1:], len(data)], strict=True)]
+    assert b"".join(pieces) == data[start:]
+
+
 def test_a_line_longer_than_a_range_merges_ranges(tmp_path: Path) -> None:
     path = tmp_path / "f.log"
     path.write_bytes(b"short\n" + b"y" * 20000 + b"\nend\n")

@@ -343,6 +343,61 @@ def test_an_unterminated_last_line_waits_for_the_next_run(logs: Path, tmp_path: 
     assert_one_pass([first, second], reference)
 
 
+def test_an_archive_of_a_file_read_to_its_end_is_not_decompressed(
+    logs: Path, tmp_path: Path
+) -> None:
+    """logrotate compresses mail.log after a run read all of it: the next run takes the
+    archive as read from its gzip trailer (ISIZE, the length) without decompressing it.
+    Observable: the archive's compressed data is cut in the middle (its head and trailer
+    kept), which decompressing would report."""
+    log = logs / "mail.log"
+    state = tmp_path / "scan.sqlite"
+    log.write_text("".join(MAIL[:CUT_B]))
+    assert scan(state, log).lines == CUT_B
+    logrotate(log, "compress")
+    archive = logs / "mail.log.1.gz"
+    packed = archive.read_bytes()
+    with gzip.open(archive) as g:
+        assert g.read() == "".join(MAIL[:CUT_B]).encode()  # logrotate's own gzip
+    archive.write_bytes(packed[: len(packed) * 3 // 4] + packed[-8:])
+    # the rotated generation found by the path, then both named (the mark is the archive's)
+    for paths, files in (([log], 1), ([log, archive], 2)):
+        run = scan(state, *paths)
+        assert run.lines == 0
+        assert run.findings == []
+        assert run.problems == []
+        assert f"--state: {CUT_B} lines of {files} files read by earlier scans skipped" in run.err
+    with StateDB(state) as db:
+        saved = db.source_states()[STATE_SOURCE][0]["inputs"]
+    (mark,) = [m for m in saved if m["path"] == str(archive)]
+    assert mark["compressed"] and mark["line"] == CUT_B
+    assert mark["ino"] == archive.stat().st_ino
+
+
+def test_an_archive_of_several_gzip_members_is_decompressed_to_be_skipped(
+    logs: Path, tmp_path: Path
+) -> None:
+    """In a multi-member archive the trailer holds the last member's length only; here it
+    equals what was read, but the archive holds more: it is decompressed and the rest read."""
+    log = logs / "mail.log"
+    state = tmp_path / "scan.sqlite"
+    log.write_text("".join(MAIL[:CUT_A]))
+    first = scan(state, log)
+    read = len("".join(MAIL[:CUT_A]).encode())
+    whole = "".join(MAIL[:CUT_B]).encode()
+    split = len(whole) - read  # the last member is as long as what was read
+    log.unlink()
+    archive = logs / "mail.log.1.gz"
+    archive.write_bytes(gzip.compress(whole[:split]) + gzip.compress(whole[split:]))
+    assert int.from_bytes(archive.read_bytes()[-4:], "little") == read
+    log.write_text("")
+    second = scan(state, log)
+    assert second.problems == []
+    assert second.lines == CUT_B - CUT_A
+    reference = scan(tmp_path / "fresh.sqlite", archive)
+    assert_one_pass([first, second], reference)
+
+
 def dask_or_skip() -> None:
     try:
         import distributed  # noqa: F401

@@ -11,6 +11,7 @@ import bz2
 import glob
 import gzip
 import lzma
+import mmap
 import os
 import queue
 import re
@@ -37,6 +38,8 @@ CHUNK_SIZE = 8 * 1024 * 1024
 #: decompressed bytes read per step, so a truncated archive loses little
 READ_STEP = 64 * 1024
 
+#: how every gzip member starts: the magic and the deflate method
+_GZIP_MEMBER = b"\x1f\x8b\x08"
 _MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
 _ROTATED_NUM = re.compile(r"^(?P<base>.+)\.(?P<n>\d+)$")
 _ROTATED_DATE = re.compile(r"^(?P<base>.+)-(?P<d>\d{8}(?:\d{2})?)$")
@@ -311,15 +314,17 @@ def _open_url(inp: InputFile) -> BinaryIO:
     return cast(BinaryIO, opened)
 
 
-def line_starts(inp: InputFile, size: int, part_size: int) -> list[int]:
-    """Offsets cutting a plain file into ranges of about ``part_size`` bytes at line starts.
+def line_starts(inp: InputFile, size: int, part_size: int, start: int = 0) -> list[int]:
+    """Offsets cutting a plain file from ``start`` (a line start) to ``size`` into ranges of
+    about ``part_size`` bytes at line starts.
 
-    The first offset is 0; each other one is just after a newline, so every range holds
-    whole lines. A line longer than a range merges the ranges it covers.
+    The first offset is ``start``; each other one is just after a newline, so every range
+    holds whole lines. A line longer than a range merges the ranges it covers. Nothing
+    before ``start`` is read.
     """
-    starts = [0]
+    starts = [start]
     with open_input(inp) as f:
-        for nominal in range(part_size, size, part_size):
+        for nominal in range(start + part_size, size, part_size):
             if nominal <= starts[-1]:
                 continue
             f.seek(nominal - 1)
@@ -336,6 +341,49 @@ def line_starts(inp: InputFile, size: int, part_size: int) -> list[int]:
                     break
                 pos += len(block)
     return starts
+
+
+def last_line_end(fd: int, size: int) -> int:
+    """The offset just after the last newline in the first ``size`` bytes of the open file
+    ``fd`` (0 when there is none), read backwards in 64 KiB steps."""
+    pos = size
+    while pos > 0:
+        begin = max(0, pos - READ_STEP)
+        buf = os.pread(fd, pos - begin, begin)
+        nl = buf.rfind(b"\n")
+        if nl >= 0:
+            return begin + nl + 1
+        pos = begin
+    return 0
+
+
+def _member_header_at(m: mmap.mmap, pos: int) -> bool:
+    """Whether the bytes at ``pos`` (the gzip magic and deflate method) read as the rest of
+    a member header gzip, pigz, zlib or Python write: no reserved flag bits, the extra
+    flags 0, 2 or 4, an operating system RFC 1952 names (0-13, or 255 for unknown)."""
+    flg, xfl, os_id = m[pos + 3], m[pos + 8], m[pos + 9]
+    return not flg & 0xE0 and xfl in (0, 2, 4) and (os_id <= 13 or os_id == 255)
+
+
+def gzip_whole_size(path: str) -> int | None:
+    """The decompressed length of a one-member gzip file modulo 2**32 (its ISIZE trailer),
+    read without decompressing; ``None`` when only decompressing tells it: the file may hold
+    more than one member (a member header follows its start: the magic, looked for at C
+    speed, and a plausible header after it), is too short, or records 0 (zero padding)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 18:  # a 10-byte header, an empty deflate block, an 8-byte trailer
+            return None
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            if m[:3] != _GZIP_MEMBER:
+                return None
+            pos = m.find(_GZIP_MEMBER, 1, size - 8)
+            while pos >= 0:
+                if pos + 20 <= size and _member_header_at(m, pos):
+                    return None  # perhaps a second member: decompress to know
+                pos = m.find(_GZIP_MEMBER, pos + 1, size - 8)
+            isize = int.from_bytes(m[size - 4 : size], "little")
+    return isize or None
 
 
 class _FastGunzip:

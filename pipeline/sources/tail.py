@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.errors import Location, Problem
-from pipeline.sources.files import MAX_LINE, detect_compression
+from pipeline.sources.files import MAX_LINE, detect_compression, last_line_end
 
 #: bytes of the first line that make a file's fingerprint
 FINGERPRINT_BYTES = 1024
@@ -215,22 +215,9 @@ class FileFollower:
         self.current = cur
         if cur is not None and not self.from_beginning and saved is None:
             size = os.fstat(cur.handle.fileno()).st_size
-            end = self._last_newline_before(cur, size)
+            end = last_line_end(cur.handle.fileno(), size)
             cur.line = _count_lines(cur.handle, end)
             cur.offset = end
-
-    def _last_newline_before(self, f: _Open, size: int) -> int:
-        """The offset just after the last complete line below ``size``."""
-        pos = size
-        fd = f.handle.fileno()
-        while pos > 0:
-            start = max(0, pos - 65536)
-            buf = os.pread(fd, pos - start, start)
-            nl = buf.rfind(b"\n")
-            if nl >= 0:
-                return start + nl + 1
-            pos = start
-        return 0
 
     def _siblings(self) -> list[Path]:
         p = Path(self.path)

@@ -11,7 +11,9 @@ from pipeline.errors import InputError, Problem
 from pipeline.sources.files import (
     InputFile,
     expand_inputs,
+    gzip_whole_size,
     iter_chunks,
+    last_line_end,
     open_input,
     rotation_key,
 )
@@ -151,3 +153,39 @@ def test_gzip_readers_agree_on_whole_and_damaged_archives(
     assert problems[0].location.line == got.count(b"\n") + 1
     if damage == "truncated":
         assert lines.startswith(got)
+
+
+@pytest.mark.parametrize(
+    ("data", "want"),
+    [
+        (b"", 0),
+        (b"no newline", 0),
+        (b"a\n", 2),
+        (b"a\nb\nparti", 4),
+        (b"x" * 65535 + b"\n" + b"y" * 10, 65536),  # the newline ends the first 64 KiB step
+        (b"x" * 65536 + b"\n" + b"y" * 65536, 65537),  # in the second step from the end
+        (b"a\n" + b"y" * 200_000, 2),  # three steps back
+    ],
+)
+def test_last_line_end_finds_the_last_newline(tmp_path: Path, data: bytes, want: int) -> None:
+    path = tmp_path / "f.log"
+    path.write_bytes(data + b"\nafter")  # what lies beyond ``size`` is not looked at
+    with open(path, "rb") as f:
+        assert last_line_end(f.fileno(), len(data)) == want
+
+
+def test_gzip_whole_size_reads_a_one_member_trailer(tmp_path: Path) -> None:
+    path = tmp_path / "f.gz"
+    body = b"".join(b"line %d\n" % i for i in range(5000))
+    path.write_bytes(gzip.compress(body))
+    assert gzip_whole_size(str(path)) == len(body)
+    # several members: only decompressing tells the length
+    path.write_bytes(gzip.compress(body[:100]) + gzip.compress(body[100:]))
+    assert gzip_whole_size(str(path)) is None
+    # zero padding after the member: no trailer at the end
+    path.write_bytes(gzip.compress(body) + bytes(512))
+    assert gzip_whole_size(str(path)) is None
+    path.write_bytes(gzip.compress(b""))
+    assert gzip_whole_size(str(path)) is None  # records 0
+    path.write_bytes(b"\x1f\x8b")
+    assert gzip_whole_size(str(path)) is None  # too short for a gzip member
