@@ -851,6 +851,7 @@ def test_status_shows_each_source_and_the_last_findings(tmp_path: Path) -> None:
         "lines_per_s": 0,
         "errors": 0,
         "problems": {},
+        "copies": 0,
     }
     assert by_source[str(other)]["offset"] == line
     assert by_source[str(other)]["line"] == 1
