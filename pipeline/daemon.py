@@ -36,6 +36,7 @@ from pipeline.detection.loader import load_rules
 from pipeline.engine import (
     Engine,
     LineProcessor,
+    LiveCopies,
     LogcheckHit,
     ScanOptions,
     ScanStats,
@@ -196,15 +197,28 @@ def sd_notify(message: str) -> bool:
 class SourceStats:
     lines: int = 0
     errors: int = 0
+    #: matching events set aside as copies of ones read from another rotation set
+    copies: int = 0
     rate: float = 0.0  # lines/s over the last minute, as of the last checkpoint
     last_read: float = 0.0
     problems: dict[str, int] = field(default_factory=dict)
     recent: RollingCount = field(default_factory=RollingCount)
 
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Carry on the counts a checkpoint stored (``status`` and ``--metrics`` show
+        them across restarts)."""
+        self.lines = int(saved.get("lines", 0))
+        self.errors = int(saved.get("errors", 0))
+        self.copies = int(saved.get("copies", 0))
+        problems = saved.get("problems")
+        if isinstance(problems, dict):
+            self.problems = {str(k): int(v) for k, v in problems.items()}
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "lines": self.lines,
             "errors": self.errors,
+            "copies": self.copies,
             "rate": round(self.rate, 1),
             "last_read": self.last_read,
             "problems": self.problems,
@@ -311,8 +325,9 @@ class JournalSource:
 
 
 #: settings a running daemon keeps until it restarts: where its state and output live,
-#: whether and which journal it follows, and the zone its open files are read in
-RESTART_ONLY = ("state_dir", "output", "journal", "journal_directory", "tz")
+#: whether and which journal it follows, the zone its open files are read in, and the
+#: address it serves metrics on
+RESTART_ONLY = ("state_dir", "output", "journal", "journal_directory", "tz", "metrics")
 
 
 class Daemon:
@@ -375,8 +390,12 @@ class Daemon:
                 self.detector.stats.dropped_state.append("*")
         self.followers: dict[str, FileFollower] = {}
         self.processors: dict[str, LineProcessor] = {}
+        #: the followed path (config entry) each file processor reads, for its host
+        self._proc_source: dict[str, str] = {}
         self.stats: dict[str, SourceStats] = {}
         self.scan_stats = ScanStats()
+        #: one event read from two rotation sets (mail.log and syslog) is detected once
+        self.copies = LiveCopies()
         self.outputs = [JsonlOutput(config.output)] if config.output else []
         self._setup_notify(config)
         self.saved_sources = self.state.source_states()
@@ -473,7 +492,7 @@ class Daemon:
             state = FileState.from_dict(saved[0]) if saved else None
             st = self.stats.setdefault(path, SourceStats())
             if saved:
-                st.lines = int(saved[1].get("lines", 0))
+                st.restore(saved[1])
             # a file that turns up under a glob after the first look is new: read it all
             late = self._looked and not saved
             f = FileFollower(
@@ -509,7 +528,10 @@ class Daemon:
         from pipeline.sources.journal import JournalSpec
 
         name = JournalSpec(directory=self.config.journal_directory).display
-        self.stats.setdefault(name, SourceStats())
+        st = self.stats.setdefault(name, SourceStats())
+        saved = self.saved_sources.get(name)
+        if saved:
+            st.restore(saved[1])
         self.journal = JournalSource(
             self.config,
             self.saved_sources.get(name),
@@ -534,6 +556,7 @@ class Daemon:
                 logcheck=self.engine.logcheck,
             )
             self.processors[key] = proc
+            self._proc_source[key] = source
         proc.display = display
         return proc
 
@@ -553,23 +576,29 @@ class Daemon:
         # files that left their glob (deleted, compressed): read what is left, then let go
         matched = set(live)
         gone = [p for p in self.followers if p not in matched]
-        for path in [*live, *gone]:
+        paths = [*live, *gone]
+        copies = self.copies if len({rotation_set(p) for p in paths}) > 1 else None
+        for path in paths:
             follower = self._follower(path)
             blocks = follower.poll(READ_BUDGET)
             if not blocks and path in gone:
                 follower.close()
                 del self.followers[path]
                 continue
+            if copies is not None:  # one fstat a turn: has it more to read?
+                copies.behind(rotation_set(path), follower.lag() > 0)
             for block in blocks:
                 touched[path] = follower
                 proc = self._processor(block.key, block.display, block.mtime, path)
-                n = self._feed(proc, block.data, block.first_line, found)
+                n = self._feed(proc, block.data, block.first_line, found, copies, self.stats[path])
                 lines += n
                 st = self.stats[path]
                 st.lines += n
                 st.last_read = time.monotonic()
                 st.recent.add(n, st.last_read)
         self._looked = True
+        if copies is not None:
+            copies.expire()
         self._forget_finished()
         if self.journal is not None:
             lines += self._step_journal(found)
@@ -581,11 +610,20 @@ class Daemon:
         return lines
 
     def _feed(
-        self, proc: LineProcessor, data: bytes, first_line: int, found: dict[str, Finding]
+        self,
+        proc: LineProcessor,
+        data: bytes,
+        first_line: int,
+        found: dict[str, Finding],
+        copies: LiveCopies | None = None,
+        stats: SourceStats | None = None,
     ) -> int:
-        """Detect on one block of lines; returns how many lines it held."""
+        """Detect on one block of lines; returns how many lines it held. With ``copies``,
+        a matching event already read from another rotation set is set aside."""
         before = self.scan_stats.lines
         window = self._window
+        detector = self.detector
+        group = proc.group or proc.display
         for rec in proc.records(data, first_line):
             if isinstance(rec, Unparsed):
                 continue
@@ -596,15 +634,43 @@ class Daemon:
             ):
                 continue
             if isinstance(rec, TimeMark):
-                out = self.detector.observe(rec.host, rec.timestamp)
+                if copies is not None:
+                    copies.reached(rec.host, group, rec.timestamp)
+                out = detector.observe(rec.host, rec.timestamp)
             elif isinstance(rec, LogcheckHit):
-                hit = self.detector.matched(rec.event, [(rec.rule, dict(rec.fields))])
-                out = self.detector.process(rec.event, hit)
+                hit = detector.matched(rec.event, [(rec.rule, dict(rec.fields))])
+                out = self._detect(rec.event, hit, copies, group, stats)
+            elif copies is not None:
+                out = self._detect(rec, detector.match(rec), copies, group, stats)
             else:
-                out = self.detector.process(rec)
+                out = detector.process(rec)
             for f in out:
                 found[f.key] = f
         return self.scan_stats.lines - before
+
+    def _detect(
+        self,
+        event: Event,
+        matches: list[Any],
+        copies: LiveCopies | None,
+        group: str,
+        stats: SourceStats | None,
+    ) -> list[Finding]:
+        """Detect on one event unless (some of its repeats) are copies from another set."""
+        if matches and copies is not None:
+            fresh = copies.fresh(event, group)
+            if fresh < event.repeat:
+                n = event.repeat - fresh
+                self.scan_stats.duplicates += n
+                if stats is not None:
+                    stats.copies += n
+                if not fresh:
+                    if event.timestamp is None:
+                        return []
+                    return self.detector.observe(event.scope, event.timestamp)
+                event = replace(event, repeat=fresh)
+                matches = [replace(m, event=event) for m in matches]
+        return self.detector.process(event, matches)
 
     def _outside(self, window: tuple[datetime, datetime | None, datetime | None], e: Event) -> bool:
         """A line from before the start outside the first run's --since/--until (counted)."""
@@ -625,6 +691,7 @@ class Daemon:
                 live.add(opened.key)
         for key in [k for k in self.processors if k not in live]:
             del self.processors[key]
+            self._proc_source.pop(key, None)
 
     def _step_journal(self, found: dict[str, Finding]) -> int:
         assert self.journal is not None
@@ -820,6 +887,9 @@ class Daemon:
         self._dropped_logged = 0
         self._dropped_logged_at = 0.0
         self._metrics: Any = None
+        #: what the status record says of this process; neither changes while it runs
+        self._proc_start = process_start(os.getpid())
+        self._host = socket.gethostname()
         if saved is not None:
             self._note_restored(self.detector, saved)
 
@@ -885,12 +955,13 @@ class Daemon:
                 "lag_bytes": source.lag(),
                 "lines": st.lines,
                 "lines_per_s": round(st.recent.rate(mono, self._started_mono), 2),
+                "copies": st.copies,
             }
         dropped = self.dropped_state()
         record = {
             "pid": os.getpid(),
-            "proc_start": process_start(os.getpid()),
-            "host": socket.gethostname(),
+            "proc_start": self._proc_start,
+            "host": self._host,
             "started": self.started,
             "heartbeat": now,
             "stopped": now if stopped else None,
@@ -901,6 +972,7 @@ class Daemon:
             "inputs": inputs,
             "dropped_state": dropped,
             "metrics": self.config.metrics,
+            "copies_forgotten": self.copies.forgotten,
         }
         if self.fault is not None:
             record["fault"] = self.fault.as_dict()
@@ -958,11 +1030,14 @@ class Daemon:
             self.route, self.deliverer = None, None
         if self.deliverer is not None and self._running:
             self.deliverer.start()
-        for proc in self.processors.values():
+        for key, proc in self.processors.items():
             proc.prefilter = engine.prefilter
             proc.body_fields = engine.body_fields
             if proc.format is None or proc.format.name != "journal-json":
                 proc.logcheck = engine.logcheck
+            source = self._proc_source.get(key)
+            if source is not None:  # the journal's lines name their host
+                proc.host = config.host_of(source)
         log.info("reloaded: %d rules", len(engine.rules))
         return True
 
@@ -1226,6 +1301,7 @@ def daemon_health(
         "lines_per_s": record.get("lines_per_s", 0.0) if running else 0.0,
         "dropped_state": record.get("dropped_state", {"evicted": {}, "dropped": {}}),
         "metrics": record.get("metrics"),
+        "copies_forgotten": record.get("copies_forgotten", 0) if running else 0,
         "fault": fault,
     }
 
@@ -1268,6 +1344,7 @@ def status(state_dir: str) -> dict[str, Any]:
                     "lines_per_s": live.get("lines_per_s", 0.0),
                     "errors": stats.get("errors", 0),
                     "problems": stats.get("problems", {}),
+                    "copies": live.get("copies", stats.get("copies", 0)),
                 }
             )
         recent = [f.as_dict() for f in db.recent_findings(10)]

@@ -709,6 +709,109 @@ class Copies:
         return event.repeat - copies
 
 
+#: event time ``watch`` keeps an event's identity for, behind the newest time of its scope
+#: in every rotation set that still has lines to read
+COPY_HORIZON = timedelta(minutes=5)
+#: identities ``watch`` keeps at most (the oldest first seen are forgotten beyond)
+COPY_KEYS = 100_000
+
+
+class LiveCopies:
+    """:class:`Copies` for ``watch``, where the rotation sets are read side by side.
+
+    An identity (a 64-bit hash, as in :class:`Copies`) is counted per set; an event is a
+    copy as far as another set already had more of it than its own set had before it, so
+    whichever file is read first holds the originals, live or catching up. Identities are
+    kept in the order first seen and forgotten (:meth:`expire`, after each turn) once
+    :data:`COPY_HORIZON` older than the time its scope has reached in every set still
+    behind (one whose read stopped at the read budget; a set behind that has not reached
+    the scope holds it), or, when none is behind, its scope's newest time; at most
+    :data:`COPY_KEYS` are kept, the oldest first seen going first.
+    """
+
+    __slots__ = ("_behind", "_latest", "_seen", "cap", "forgotten", "horizon")
+
+    def __init__(self, horizon: timedelta = COPY_HORIZON, cap: int = COPY_KEYS) -> None:
+        self.horizon = horizon
+        self.cap = cap
+        #: identity -> (event time, scope, events per set)
+        self._seen: dict[int, tuple[datetime | None, str | None, dict[str, int]]] = {}
+        #: scope -> set -> the newest event time read from that set
+        self._latest: dict[str | None, dict[str, datetime]] = {}
+        self._behind: set[str] = set()
+        #: identities forgotten at the cap while only one set had them
+        self.forgotten = 0
+
+    def reached(self, scope: str | None, group: str, ts: datetime) -> None:
+        """Set ``group`` has read up to ``ts`` on ``scope``."""
+        by_set = self._latest.get(scope)
+        if by_set is None:
+            self._latest[scope] = {group: ts}
+            return
+        had = by_set.get(group)
+        if had is None or ts > had:
+            by_set[group] = ts
+
+    def behind(self, group: str, more: bool) -> None:
+        """Whether ``group`` has more to read than its last read took."""
+        if more:
+            self._behind.add(group)
+        else:
+            self._behind.discard(group)
+
+    def fresh(self, event: Event, group: str) -> int:
+        """Count ``event`` in ``group``; how many of its ``repeat`` events no other set
+        had before (0: all of them were copies)."""
+        ts, scope = event.timestamp, event.scope
+        key = hash((scope, ts, event.program, event.pid, event.message))
+        if ts is not None:
+            self.reached(scope, group, ts)
+        seen = self._seen.get(key)
+        if seen is None:
+            self._seen[key] = (ts, scope, {group: event.repeat})
+            if len(self._seen) > self.cap:
+                first = next(iter(self._seen))
+                if len(self._seen.pop(first)[2]) == 1:
+                    self.forgotten += 1
+            return event.repeat
+        counts = seen[2]
+        had = counts.get(group, 0)
+        counts[group] = had + event.repeat
+        other = max((n for g, n in counts.items() if g != group), default=0)
+        return event.repeat - min(event.repeat, max(0, other - had))
+
+    def _floor(self, scope: str | None) -> datetime | None:
+        by_set = self._latest.get(scope)
+        if not by_set:
+            return None
+        if not self._behind:
+            return max(by_set.values())
+        times = []
+        for group in self._behind:
+            ts = by_set.get(group)
+            if ts is None:  # not there yet: it may still bring copies of anything
+                return None
+            times.append(ts)
+        return min(times)
+
+    def expire(self) -> None:
+        """Forget the identities past the horizon, oldest first seen first."""
+        seen = self._seen
+        floors: dict[str | None, datetime | None] = {}
+        while seen:
+            key = next(iter(seen))
+            ts, scope, _ = seen[key]
+            if scope not in floors:
+                floors[scope] = self._floor(scope)
+            floor = floors[scope]
+            if ts is not None and (floor is None or ts >= floor - self.horizon):
+                break
+            del seen[key]
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
 def cut_nul_runs(data: bytes, nl: IntArray) -> tuple[bytes, IntArray]:
     """Drop each line's text up to the end of its last run of :data:`NUL_RUN` NUL bytes.
 

@@ -73,13 +73,20 @@ def families(info: dict[str, Any]) -> list[Metric]:
         "logwarden_input_errors", "Read errors of an input (kept across restarts)",
         labels=["input"],
     )  # fmt: skip
+    copies = CounterMetricFamily(
+        "logwarden_input_copies",
+        "Matching events of an input set aside as copies of ones read from another "
+        "rotation set (kept across restarts)",
+        labels=["input"],
+    )
     for s in info["sources"]:
         name = str(s["source"])
         lag.add_metric([name], float(s["lag_bytes"] or 0))
         rate.add_metric([name], float(s["lines_per_s"] or 0))
         lines.add_metric([name], float(s["lines"] or 0))
         errors.add_metric([name], float(s["errors"] or 0))
-    out += [lag, rate, lines, errors]
+        copies.add_metric([name], float(s.get("copies") or 0))
+    out += [lag, rate, lines, errors, copies]
     dropped = d["dropped_state"]
     evicted = CounterMetricFamily(
         "logwarden_state_evicted",

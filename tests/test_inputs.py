@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from pipeline.config import ConfigError, WatchConfig, load_config
 from pipeline.daemon import Daemon
+from pipeline.daemon import status as read_status
 from pipeline.detection.loader import load_rules
 from pipeline.engine import Engine, ScanOptions, ScanResult
+from pipeline.model import Event
 from pipeline.parallel import ProcessRunner
 from pipeline.sources import tail
 from tests.conftest import SAMPLES, logwarden
@@ -28,6 +30,7 @@ LIMIT = (
     "client connections are being dropped\n"
 )
 LOOP = "apache.child-crash-loop"
+LOOP_LIMIT = "dovecot.process-limit-reached"
 
 
 def _scan(paths: list[str], runner: object = None, **options: object) -> ScanResult:
@@ -298,3 +301,119 @@ def test_the_readme_s_unquoted_glob_finds_what_the_quoted_one_finds() -> None:
     assert len(records) == 30
     receipts = [r for r in records if r["rule"] == "sendmail.dsn-return-receipt"]
     assert receipts and all("sender" in r["fields"] for r in receipts)
+
+
+def _watch_two_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int) -> Daemon:
+    from pipeline import daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "READ_BUDGET", budget)
+    mail, syslog = _two_files(tmp_path)
+    # syslog has more lines between the copies: read a budget a turn, it falls behind
+    cron = "".join(f"Nov 30 08:00:{s:02} mx1 CRON[2211]: (root) CMD (true)\n" for s in range(2, 40))
+    lines = syslog.read_text(encoding="utf-8").splitlines(keepends=True)
+    syslog.write_text(lines[0] + cron + "".join(lines[1:]), encoding="utf-8")
+    config = WatchConfig(
+        paths=(str(mail), str(syslog)),
+        state_dir=str(tmp_path / "state"),
+        output=str(tmp_path / "found.jsonl"),
+        from_beginning=True,
+    )
+    daemon = Daemon(config)
+    daemon.recover()
+    for _ in range(200):
+        daemon.step()
+    return daemon
+
+
+@pytest.mark.parametrize("budget", [1 << 20, 150], ids=["one-turn", "catching-up"])
+def test_watch_counts_an_event_in_two_files_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_drain_grace: None, budget: int
+) -> None:
+    """A first run (or a restart) catching up reads the files a budget at a time, so
+    mail.log runs ahead of syslog in event time: its events are still remembered when
+    syslog's copies come."""
+    daemon = _watch_two_files(tmp_path, monkeypatch, budget)
+    try:
+        assert daemon.scan_stats.duplicates == 4
+        assert daemon.stats[str(tmp_path / "syslog")].copies == 4
+        assert daemon.stats[str(tmp_path / "mail.log")].copies == 0
+        assert len(daemon.copies) == 1  # once both are read: the 08:20 one, the newest
+    finally:
+        daemon.close()
+    info = read_status(str(tmp_path / "state"))
+    limits = [f["count"] for f in info["findings"] if f["rule"] == LOOP_LIMIT]
+    assert limits == [4]
+    assert sum(s["copies"] for s in info["sources"]) == 4
+
+
+def test_live_copies_are_kept_while_a_set_behind_has_not_reached_them() -> None:
+    from pipeline.engine import LiveCopies
+
+    t0 = datetime(2026, 11, 30, 8, tzinfo=UTC)
+
+    def event(minute: int) -> Event:
+        when = t0 + timedelta(minutes=minute)
+        return Event(when, "mx1", "app", 1, None, f"m{minute}", "syslog", "f", minute)
+
+    copies = LiveCopies(horizon=timedelta(minutes=5), cap=1000)
+    copies.behind("syslog", True)
+    for m in range(60):
+        assert copies.fresh(event(m), "mail.log") == 1
+    copies.expire()
+    assert len(copies) == 60  # syslog, behind, has not been seen on mx1 yet
+    copies.reached("mx1", "syslog", t0 + timedelta(minutes=30))
+    copies.expire()
+    assert len(copies) == 35  # 25 through 59 are still to come
+    assert copies.fresh(event(30), "syslog") == 0
+    copies.behind("syslog", False)
+    copies.reached("mx1", "syslog", t0 + timedelta(minutes=59))
+    copies.expire()
+    assert len(copies) == 6  # the last five minutes of the newest time
+    small = LiveCopies(cap=3)
+    for m in range(5):
+        small.fresh(event(m), "mail.log")
+    assert len(small) == 3 and small.forgotten == 2
+    assert small.fresh(event(0), "syslog") == 1  # forgotten: counted again
+
+
+def test_a_reload_applies_the_new_host_of_a_path_and_keeps_the_counts(
+    tmp_path: Path, no_drain_grace: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGHUP's reload gives the files already open the config's new ``host:``; a new
+    metrics address waits for a restart. Counts (copies, problems, errors) carry on
+    across a restart."""
+    log = tmp_path / "error.log"
+    log.write_text("")
+    conf = tmp_path / "config.yaml"
+    out = tmp_path / "found.jsonl"
+    head = f"state_dir: {tmp_path / 'state'}\noutput: {out}\n"
+    conf.write_text(f"paths:\n  - path: {log}\n    host: web1\n{head}")
+    daemon = Daemon(load_config(str(conf)), config_path=str(conf))
+    try:
+        daemon.recover()
+        daemon.step()
+        with log.open("a") as f:
+            f.write(CRASH.format("Tue Nov 24 10:01:00.000000", 101))
+        daemon.step()
+        conf.write_text(f"paths:\n  - path: {log}\n    host: web2\n{head}metrics: 127.0.0.1:1\n")
+        with caplog.at_level("WARNING", logger="logwarden"):
+            assert daemon.reload()
+        assert "metrics take effect at the next restart" in caplog.text
+        assert daemon.config.metrics is None
+        with log.open("a") as f:
+            f.write(CRASH.format("Tue Nov 24 10:02:00.000000", 102))
+            f.write("\x00" * 64 + "\n")  # a problem, counted
+        daemon.step()
+        problems = dict(daemon.stats[str(log)].problems)
+        assert problems
+    finally:
+        daemon.close()
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["host"] for r in records if r["rule"] == "apache.child-crashed"] == ["web1", "web2"]
+    again = Daemon(load_config(str(conf)), config_path=str(conf))
+    try:
+        again.step()
+    finally:
+        again.close()
+    (source,) = read_status(str(tmp_path / "state"))["sources"]
+    assert source["problems"] == problems  # not started again from nothing

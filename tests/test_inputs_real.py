@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 
+from pipeline.daemon import status as read_status
 from tests.conftest import logwarden, require_program
+from tests.test_watch_real import Watch, wait_records
 
 LIMIT = (
     "master: Warning: service(pop3-login): process_limit (100) reached, client connections "
@@ -308,3 +310,66 @@ def test_a_rotated_set_given_by_the_shell_is_read_oldest_first(debian: Debian) -
     everything, err = scan(str(debian.base))
     assert _canonical(everything) == _canonical(quoted)
     assert "copies from another file set aside" in err
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list[Watch]]:
+    started: list[Watch] = []
+    yield started
+    for w in started:
+        w.close()
+
+
+def _watch_copies(state_dir: Path) -> tuple[dict[str, int], int]:
+    """Copies set aside per source as ``status`` shows them, and the dropped identities."""
+    info = read_status(str(state_dir))
+    by_source = {Path(s["source"]).name: int(s["copies"]) for s in info["sources"]}
+    return by_source, int(info["daemon"]["copies_forgotten"])
+
+
+def test_watch_counts_an_event_rsyslog_writes_to_both_files_once(
+    debian: Debian, tmp_path: Path, cleanup: list[Watch]
+) -> None:
+    """The daemon follows both files, as its default paths do: a threshold sees each
+    event once, live and when a restart catches up on lines written while it was stopped."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "test.yaml").write_text(RULES, encoding="utf-8")
+    debian.send("cron", "(root) CMD (start)", facility="cron", pid=4300)  # creates syslog
+    debian.send("diskwatch", "disk fine on sda", pid=4100)  # creates mail.log
+    debian.wait_for(debian.mail_log, "disk fine")
+    watch = Watch(tmp_path, [debian.mail_log, debian.syslog], "--rules", str(rules))
+    cleanup.append(watch)
+    watch.start()
+    for unit, times in (("sda", 2), ("sdb", 3)):
+        for _ in range(times):
+            debian.send("diskwatch", f"disk error on {unit}", pid=4100)
+    debian.send("diskwatch", "done", pid=4100)
+    debian.wait_for(debian.syslog, "done")
+
+    def bursts() -> list[str]:
+        return sorted(
+            r["fields"]["unit"] for r in watch.records() if r["rule"] == "test.disk-burst"
+        )
+
+    wait_records(watch, lambda recs: sum(r["rule"] == "test.disk-error" for r in recs) >= 5)
+    time.sleep(1.0)  # both files are read: nothing more may come
+    errors = sorted(r["fields"]["unit"] for r in watch.records() if r["rule"] == "test.disk-error")
+    assert errors == ["sda"] * 2 + ["sdb"] * 3, watch.logs()
+    assert bursts() == ["sdb"], watch.logs()  # sda's two errors are not four
+    assert watch.stop() == 0
+    copies, forgotten = _watch_copies(watch.state_dir)
+    assert sum(copies.values()) == 5 and forgotten == 0, copies
+
+    # written while stopped: the restart reads both files from their offsets
+    for _ in range(2):
+        debian.send("diskwatch", "disk error on sdc", pid=4100)
+    debian.send("diskwatch", "done again", pid=4100)
+    debian.wait_for(debian.syslog, "done again")
+    watch.start()
+    wait_records(watch, lambda recs: sum(r["rule"] == "test.disk-error" for r in recs) >= 7)
+    time.sleep(1.0)
+    assert bursts() == ["sdb"], watch.logs()
+    assert watch.stop() == 0
+    copies, _ = _watch_copies(watch.state_dir)
+    assert sum(copies.values()) == 7, copies  # kept across the restart

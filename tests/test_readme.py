@@ -49,3 +49,24 @@ def test_the_tour_shows_the_screen_the_screen_test_captures() -> None:
     hand-written one (``LOGWARDEN_UPDATE_GOLDEN=1`` renews both sides' source)."""
     screen = (REPO / "tests" / "fixtures" / "scan-samples-100x40.txt").read_text(encoding="utf-8")
     assert "```\n" + screen + "```\n" in README
+
+
+def _exit_codes(text: str) -> tuple[set[str], set[str]]:
+    """The exit codes an ``Exit status: ...`` paragraph names, overall and for ``status``."""
+    flat = " ".join(text.replace("``", "`").split())
+    overall, _, status = flat.partition("`status`:")
+    return set(re.findall(r"(?:^|; )([0-9]) ", overall.strip())), set(
+        re.findall(r"(?:^|, )([0-9]) ", status.strip())
+    )
+
+
+def test_the_readme_states_the_exit_statuses_the_command_line_uses() -> None:
+    import pipeline.cli
+
+    doc = (pipeline.cli.__doc__ or "").split("Exit status:", 1)[1]
+    paragraphs = [p for p in README.split("\n\n") if p.startswith("Exit status")]
+    assert paragraphs, "the README's exit-status paragraph is missing"
+    expected = _exit_codes(doc)
+    assert expected == ({"0", "1", "2", "3"}, {"0", "1", "3"})
+    for paragraph in paragraphs:
+        assert _exit_codes(paragraph.split(":", 1)[1]) == expected, paragraph

@@ -19,6 +19,8 @@ pytestmark = pytest.mark.real
 
 def _nobody() -> list[str]:
     if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("switching to nobody needs root, and CI runs the tests as root")
         pytest.skip("switching to nobody needs root")
     setpriv = require_program("setpriv")
     try:
@@ -32,6 +34,15 @@ def _nobody() -> list[str]:
     except KeyError:
         gid = user.pw_gid
     return [setpriv, f"--reuid={user.pw_uid}", f"--regid={gid}", "--clear-groups"]
+
+
+def test_not_being_root_fails_under_ci_as_a_missing_component_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(sys.modules[__name__], "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="needs root"):
+        _nobody()
 
 
 def test_a_private_virtualenv_gets_a_readable_twin(tmp_path: Path) -> None:

@@ -851,6 +851,7 @@ def test_status_shows_each_source_and_the_last_findings(tmp_path: Path) -> None:
         "lines_per_s": 0,
         "errors": 0,
         "problems": {},
+        "copies": 0,
     }
     assert by_source[str(other)]["offset"] == line
     assert by_source[str(other)]["line"] == 1
@@ -1016,3 +1017,32 @@ def test_watch_refuses_an_unreadable_since(tmp_path: Path) -> None:
     state = str(tmp_path / "state")
     result = CliRunner().invoke(main, ["watch", "--state-dir", state, "--since", "-2 fortnights"])
     assert result.exit_code == 2 and "cannot read time '-2 fortnights'" in result.stderr
+
+
+def test_the_status_record_reads_the_process_start_and_host_name_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import daemon as daemon_module
+
+    calls: Counter[str] = Counter()
+    start, host = daemon_module.process_start, daemon_module.socket.gethostname
+
+    def counted_start(pid: int) -> str | None:
+        calls["proc"] += 1
+        return start(pid)
+
+    def counted_host() -> str:
+        calls["host"] += 1
+        return host()
+
+    monkeypatch.setattr(daemon_module, "process_start", counted_start)
+    monkeypatch.setattr(daemon_module.socket, "gethostname", counted_host)
+    w = Watch(tmp_path, "mail.log")
+    daemon = w.begin()
+    first = dict(calls)
+    for _ in range(5):
+        daemon.beat()
+    assert calls == first, "read again at each heartbeat"
+    w.stop()
+    info = read_status(str(w.state_dir))
+    assert info["daemon"]["host"] == host() and info["daemon"]["state"] == "stopped"

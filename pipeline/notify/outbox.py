@@ -33,6 +33,8 @@ from pipeline.notify.notifiers import Notifier, notify_type
 Sender = Callable[[Notifier, str, str, str, str], tuple[bool, str]]
 #: the statements that record one outcome, run in one transaction
 Record = list[tuple[str, tuple[object, ...]]]
+#: an outbox row of one pass: id, title, body, format, attempts, apprise type
+Row = tuple[int, str, str, str, int, str]
 #: longest wait between passes while the database cannot be written, in seconds
 STORE_RETRY_MAX = 30.0
 
@@ -145,8 +147,6 @@ class Deliverer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.totals = Delivery()
-        #: apprise type of each outbox row of the current pass, by row id
-        self._kinds: dict[int, str] = {}
         #: outcomes of sends that could not be recorded yet (the database could not be
         #: written), oldest first; nothing is sent while one waits
         self._unrecorded: list[Record] = []
@@ -179,10 +179,9 @@ class Deliverer:
                 "WHERE status = 'pending' AND next_at <= ? ORDER BY id",
                 (now,),
             ).fetchall()
-            batches: dict[str, list[tuple[int, str, str, str, int]]] = {}
+            batches: dict[str, list[Row]] = {}
             dropped: dict[str, int] = {}
-            self._kinds = {row[0]: notify_type(row[6]) for row in rows}
-            for row_id, name, title, body, fmt, attempts, _severity in rows:
+            for row_id, name, title, body, fmt, attempts, severity in rows:
                 n = self.notifiers.get(name)
                 if n is None:
                     conn.execute(
@@ -191,13 +190,15 @@ class Deliverer:
                     )
                     dropped[name] = dropped.get(name, 0) + 1
                     continue
-                batches.setdefault(name, []).append((row_id, title, body, fmt, attempts))
+                batches.setdefault(name, []).append(
+                    (row_id, title, body, fmt, attempts, notify_type(severity))
+                )
             for name, count in dropped.items():
                 self.log(
                     f"{count} queued notifications for {name!r} dropped: no notifier of "
                     "that name is configured any more (renamed or removed?)"
                 )
-            allowed: dict[str, list[tuple[int, str, str, str, int]]] = {}
+            allowed: dict[str, list[Row]] = {}
             for name, batch in batches.items():
                 n = self.notifiers[name]
                 if n.limit is not None:
@@ -214,7 +215,7 @@ class Deliverer:
                     allowed[name] = batch
             lock = threading.Lock()
 
-            def record(name: str, row: tuple[int, str, str, str, int], ok: bool, err: str) -> None:
+            def record(name: str, row: Row, ok: bool, err: str) -> None:
                 """Store one send's outcome at once (autocommit), before the next send."""
                 row_id, attempts, when = row[0], row[4], self.clock()
                 with lock:
@@ -248,7 +249,8 @@ class Deliverer:
                     self.log(f"notification to {masked} failed ({err}); will retry")
 
             self._send_all(allowed, record)
-            got.digests += self._digests(conn)
+            if not self._stop.is_set():  # a stop waits for the send in flight, no digest
+                got.digests += self._digests(conn)
         finally:
             conn.close()
         self.totals.sent += got.sent
@@ -259,8 +261,8 @@ class Deliverer:
 
     def _send_all(
         self,
-        batches: dict[str, list[tuple[int, str, str, str, int]]],
-        record: Callable[[str, tuple[int, str, str, str, int], bool, str], None],
+        batches: dict[str, list[Row]],
+        record: Callable[[str, Row, bool, str], None],
     ) -> None:
         """Send each notifier's batch on its own thread, ``record`` each outcome as it comes;
         stop a batch at its first failure, and before the next send once stopping."""
@@ -270,7 +272,7 @@ class Deliverer:
             for row in batches[name]:
                 if self._stop.is_set() or self._unrecorded:
                     break
-                ok, err = self.send(n, row[1], row[2], row[3], self._kinds.get(row[0], "info"))
+                ok, err = self.send(n, row[1], row[2], row[3], row[5])
                 record(name, row, ok, err)
                 if not ok:
                     break
@@ -309,7 +311,6 @@ class Deliverer:
                 "AND next_at <= ? ORDER BY id LIMIT 5000",
                 (name, now),
             ).fetchall()
-            kind = digest_type(conn, [i for i, _, _ in folded])
             if not folded or n.limit is None:
                 continue
             room, free_at = self._room(conn, n, now)
@@ -321,8 +322,9 @@ class Deliverer:
                 continue
             title = f"[logwarden] {len(folded)} more findings (rate limit of {n.name})"
             body = digest_body(n, [t for _, t, _ in folded])
-            ok, err = self.send(n, title, body, n.format, kind)
             ids = [i for i, _, _ in folded]
+            # the JOIN over the folded rows runs only for a digest that is sent now
+            ok, err = self.send(n, title, body, n.format, digest_type(conn, ids))
             tries = max(a for _, _, a in folded) + 1
             marks = ",".join("?" * len(ids))
             if ok:
@@ -348,7 +350,7 @@ class Deliverer:
                         )
                     ],
                 )
-            if self._unrecorded:
+            if self._unrecorded or self._stop.is_set():
                 break
         return sent
 
