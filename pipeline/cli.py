@@ -611,7 +611,8 @@ def console_lines(
     """The digest (``fmt`` digest), then with ``details`` or ``fmt`` table the findings."""
     from rich.text import Text
 
-    from pipeline.output.console import digest, render_digest, render_table
+    from pipeline.output.console import render_digest, render_table
+    from pipeline.output.digest import digest
 
     lines: list[Text] = []
     if fmt == "digest":
