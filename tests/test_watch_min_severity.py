@@ -175,3 +175,18 @@ def test_a_config_min_severity_that_is_no_level_fails_with_file_and_line(tmp_pat
     res = logwarden("watch", "--config", str(config), timeout=20)
     assert res.returncode == 2, res.stderr
     assert f"{config}:2" in res.stderr and "urgent" in res.stderr, res.stderr
+
+
+def test_scan_takes_the_config_min_severity_unless_given_one(tmp_path: Path) -> None:
+    log = tmp_path / "syslog"
+    log.write_text("".join(x + "\n" for x in LINES), encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text("min_severity: high\n", encoding="utf-8")
+    args = ["scan", str(log), "--config", str(config), "--format", "jsonl", "-q"]
+    floor = logwarden(*args)
+    assert floor.returncode == 0, floor.stderr
+    assert [json.loads(x)["rule"] for x in floor.stdout.splitlines()] == [HIGH, HIGH]
+    given = logwarden(*args, "--min-severity", "medium")
+    assert sorted(json.loads(x)["rule"] for x in given.stdout.splitlines()) == sorted(
+        [HIGH, HIGH, MEDIUM, MEDIUM]
+    )
