@@ -31,7 +31,6 @@ from pipeline.model import Finding, Severity
 # in the commands that use it, so that --version and --help start at once.
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     from pipeline.config import WatchConfig
@@ -222,7 +221,7 @@ min_severity_option = shared_option(
     type=click.Choice([str(s) for s in Severity]),
     metavar="LEVEL",
     help="Show, write, report and notify only findings at or above this severity (scan's "
-    "--store, --parquet and --fail-on still see all).",
+    "--store, --parquet and --fail-on, and watch's state database, still see all).",
 )
 logcheck_option = shared_option(
     "--logcheck",
@@ -553,33 +552,6 @@ def progress_bar(engine: Engine, quiet: bool) -> _Bar:
     return _Bar(engine, not quiet and sys.stderr.isatty())
 
 
-def findings_table(findings: Sequence[Finding]) -> Table:
-    from rich.table import Table
-    from rich.text import Text
-
-    from pipeline.output.console import SEVERITY_STYLE
-
-    table = Table(show_lines=False, header_style="bold")
-    for col in ("severity", "rule", "time", "count", "host", "program", "source", "message"):
-        table.add_column(col, overflow="fold")
-    for f in findings:
-        message = Text(visible(f.message))
-        if f.fields:
-            shown = "  ".join(f"{k}={visible(v)}" for k, v in sorted(f.fields.items()))
-            message.append("\n" + shown, style="dim")
-        table.add_row(
-            Text(str(f.severity), style=SEVERITY_STYLE[f.severity]),
-            Text(f.rule),
-            Text(f.timestamp.isoformat(timespec="seconds") if f.timestamp else "-"),
-            Text(str(f.count)),
-            Text(visible(f.host) or "-"),
-            Text(visible(f.program) or "-"),
-            Text(f"{f.source}:{f.line}"),
-            message,
-        )
-    return table
-
-
 CSV_COLUMNS = (
     "timestamp",
     "severity",
@@ -611,7 +583,8 @@ def console_lines(
     """The digest (``fmt`` digest), then with ``details`` or ``fmt`` table the findings."""
     from rich.text import Text
 
-    from pipeline.output.console import digest, render_digest, render_table
+    from pipeline.output.console import render_digest, render_table
+    from pipeline.output.digest import digest
 
     lines: list[Text] = []
     if fmt == "digest":
@@ -834,6 +807,8 @@ def scan(
 
     cfg = _load_config(config_path)
     rule_dirs, no_builtin_rules, tz, host = _with_config(cfg, rule_dirs, no_builtin_rules, tz, host)
+    if min_severity is None and cfg is not None:
+        min_severity = cfg.min_severity
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     rules = _with_fail2ban(rules, f2b_dir, f2b_filters)
     if not rules and not logcheck_dir:
@@ -1260,6 +1235,8 @@ def report(
 
     cfg = _load_config(config_path)
     rule_dirs, no_builtin_rules, tz, host = _with_config(cfg, rule_dirs, no_builtin_rules, tz, host)
+    if min_severity is None and cfg is not None:
+        min_severity = cfg.min_severity
     rules = load_rules(list(rule_dirs), builtin=not no_builtin_rules)
     options = _host_options(_options(since, until, year, tz, input_format), host, cfg)
     writable_file(output)
@@ -1875,6 +1852,7 @@ def rules_test(
     help="How often to look without a change notice (default 1).",
 )
 @notify_option()
+@min_severity_option()
 @click.option(
     "--metrics",
     metavar="ADDR:PORT",
@@ -1908,6 +1886,7 @@ def watch(
     host: str | None,
     poll_interval: float | None,
     notify_urls: tuple[str, ...],
+    min_severity: str | None,
     metrics: str | None,
     reset_state: bool,
     logcheck_dir: str | None,
@@ -1964,6 +1943,7 @@ def watch(
         "host": host,
         "poll_interval": poll_interval,
         "notify_urls": tuple(notify_urls) or None,
+        "min_severity": min_severity,
         "metrics": metrics,
         "logcheck": logcheck_dir,
         "logcheck_level": logcheck_level,
@@ -1984,13 +1964,18 @@ def watch(
     show_default=True,
     help="A table, or one JSON object.",
 )
+@min_severity_option()
+@tz_option()
 @handle_errors
-def status(state_dir: str | None, out_format: str) -> None:
+def status(
+    state_dir: str | None, out_format: str, min_severity: str | None, tz: str | None
+) -> None:
     """Show whether the daemon runs and what it follows.
 
     The daemon: pid, uptime, checkpoint age, lines/s over the last minute, dropped
     detection state; per source: position, lag, rate, errors; per notifier: sent, failed,
-    pending and the last error; the last findings.
+    pending and the last error; the last findings (with --min-severity, the last ones at or
+    above it).
 
     Exits 0 while the daemon runs, 1 when it is stalled, 3 when it is not running.
     """
@@ -2000,7 +1985,8 @@ def status(state_dir: str | None, out_format: str) -> None:
     from pipeline.config import DEFAULT_STATE_DIR
     from pipeline.daemon import status as read_status
 
-    info = read_status(state_dir or DEFAULT_STATE_DIR)
+    floor = Severity.parse(min_severity) if min_severity else None
+    info = read_status(state_dir or DEFAULT_STATE_DIR, floor)
     code = STATUS_EXIT[info["daemon"]["state"]]
     if out_format == "json":
         click.echo(json.dumps(info, indent=2, ensure_ascii=False))
@@ -2041,11 +2027,15 @@ def status(state_dir: str | None, out_format: str) -> None:
             )
         console.print(notifiers)
     recent = [Finding.from_dict(d) for d in info["findings"]]
+    above = f" at or above {floor}" if floor is not None else ""
     if recent:
-        console.print(Text("last findings", style="bold"))
-        console.print(findings_table(recent))
+        from pipeline.output.console import render_table
+        from pipeline.timeinfer import parse_zone
+
+        console.print(Text("last findings" + above, style="bold"))
+        print_lines(render_table(recent, console.width, parse_zone(tz)), console)
     else:
-        console.print("no findings yet")
+        console.print("no findings yet" + above)
     sys.exit(code)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.detection.yamlsrc import LocDict, LocList, load_yaml
 from pipeline.errors import Location, LogwardenError, RuleError
+from pipeline.model import Severity
 
 DEFAULT_PATHS = ("/var/log/syslog", "/var/log/mail.log", "/var/log/apache2/error.log")
 DEFAULT_STATE_DIR = "/var/lib/logwarden"
@@ -59,6 +60,9 @@ class WatchConfig:
     #: a logcheck rule directory whose verdicts every line gets (``watch --logcheck``)
     logcheck: str | None = None
     logcheck_level: str = "server"
+    #: findings below this severity are not written to ``output`` nor notified (an extra
+    #: floor over each notifier's own ``min_severity``); the state database keeps them all
+    min_severity: str | None = None
     source: str | None = None  # the file this came from
     lines: dict[str, int] = field(default_factory=dict)  # key -> line in that file
 
@@ -108,6 +112,7 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "metrics": str,
     "logcheck": str,
     "logcheck_level": str,
+    "min_severity": str,
 }
 
 
@@ -178,6 +183,11 @@ def load_config(path: str | os.PathLike[str]) -> WatchConfig:
             raise ConfigError(
                 "'logcheck_level' must be workstation, server or paranoid", Location(p, line)
             )
+        if key == "min_severity":
+            try:
+                value = str(Severity.parse(value))
+            except ValueError as exc:
+                raise ConfigError(f"'min_severity': {exc}", Location(p, line)) from None
         if key == "metrics":
             try:
                 parse_address(value)

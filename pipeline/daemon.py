@@ -44,7 +44,7 @@ from pipeline.engine import (
     Unparsed,
 )
 from pipeline.errors import LogwardenError, Problem
-from pipeline.model import Event, Finding
+from pipeline.model import Event, Finding, Severity
 from pipeline.sources.files import rotation_set
 from pipeline.sources.tail import FileFollower, FileState
 from pipeline.state import (
@@ -230,6 +230,8 @@ class JsonlOutput:
 
     def __init__(self, path: str) -> None:
         self.path = str(Path(path).resolve())
+        #: findings below this severity are not written (``watch --min-severity``)
+        self.floor: Severity | None = None
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
 
     def keys_after(self, offset: int) -> set[str]:
@@ -267,6 +269,8 @@ class JsonlOutput:
     def write(self, findings: list[Finding]) -> int:
         """Append ``findings``; returns the new size. A write that fails (ENOSPC) is cut
         off again, so the file never ends in a torn record while the write is retried."""
+        if self.floor is not None:
+            findings = [f for f in findings if f.severity >= self.floor]
         data = "".join(json.dumps(x.as_dict(), ensure_ascii=False) + "\n" for x in findings)
         view = memoryview(data.encode("utf-8"))
         # unbuffered: nothing is left in a buffer to be written after the cut
@@ -433,11 +437,14 @@ class Daemon:
         from pipeline.notify.outbox import Deliverer
         from pipeline.notify.route import router
 
+        floor = Severity.parse(config.min_severity) if config.min_severity else None
+        for output in self.outputs:
+            output.floor = floor
         self.notifiers = parse_notifiers(
             config.notify, config.source or "<config>", config.notify_urls
         )
         rules = self.engine.rules + self.engine.imported_rules()
-        self.route = router(self.notifiers, rules) if self.notifiers else None
+        self.route = router(self.notifiers, rules, floor) if self.notifiers else None
         old = getattr(self, "deliverer", None)
         if old is not None:
             # wait for a send in flight, so the new worker cannot send the same row again
@@ -1310,11 +1317,11 @@ def _iso(t: Any) -> str | None:
     return datetime.fromtimestamp(float(t), UTC).isoformat(timespec="seconds") if t else None
 
 
-def status(state_dir: str) -> dict[str, Any]:
+def status(state_dir: str, min_severity: Severity | None = None) -> dict[str, Any]:
     """What ``logwarden status`` shows (and ``--metrics`` serves): whether the daemon runs
     (pid, uptime, checkpoint age, lines/s over the last minute, dropped detection state);
     per source position, lag, lines/s, errors; per notifier sent, failed, pending and the
-    last error; the last findings."""
+    last error; the last findings (those at or above ``min_severity``)."""
     path = Path(state_dir) / "state.sqlite"
     if not path.exists():
         raise LogwardenError(f"no state database at {path}", hint="has logwarden watch run here?")
@@ -1347,6 +1354,6 @@ def status(state_dir: str) -> dict[str, Any]:
                     "copies": live.get("copies", stats.get("copies", 0)),
                 }
             )
-        recent = [f.as_dict() for f in db.recent_findings(10)]
+        recent = [f.as_dict() for f in db.recent_findings(10, min_severity)]
         notifiers = db.notifier_counts()
     return {"daemon": health, "sources": sources, "notifiers": notifiers, "findings": recent}

@@ -26,6 +26,7 @@ import pandas as pd
 
 from pipeline.detection.model import Rule
 from pipeline.errors import Problem
+from pipeline.output.digest import NO_HOST, DigestRow, frame_digest
 
 if TYPE_CHECKING:
     from pipeline.context import Context
@@ -127,76 +128,20 @@ def inline_text(text: str) -> str:
 # -- the rule × host digest ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class DigestRow:
-    """One (rule, host) pair of the digest; ``host`` is ``""`` for findings without one."""
-
-    rule: str
-    host: str
-    severity: str
-    findings: int
-    occurrences: int
-    first: pd.Timestamp | None
-    last: pd.Timestamp | None
-
-
-def digest(findings: pd.DataFrame) -> list[DigestRow]:
-    """Findings grouped by (rule, host): how many, how often, first and last time, the worst
-    severity; most severe first, then most occurrences, then most findings, then by name."""
-    if not len(findings):
-        return []
-    sev = findings["severity"]
-    frame = pd.DataFrame(
-        {
-            "rule": findings["rule"].astype(str),
-            "host": findings["host"].astype(object).where(findings["host"].notna(), "").astype(str),
-            "code": sev.cat.codes.to_numpy(),
-            "count": findings["count"].astype("int64"),
-            "first": findings["timestamp"],
-            "last": findings["last_seen"].fillna(findings["timestamp"]),
-        }
-    )
-    agg = frame.groupby(["rule", "host"], sort=False).agg(
-        code=("code", "max"),
-        findings=("count", "size"),
-        occurrences=("count", "sum"),
-        first=("first", "min"),
-        last=("last", "max"),
-    )
-    agg = agg.reset_index().sort_values(
-        ["code", "occurrences", "findings", "rule", "host"],
-        ascending=[False, False, False, True, True],
-        kind="stable",
-    )
-    names = list(sev.cat.categories)
-    return [
-        DigestRow(
-            rule=str(r["rule"]),
-            host=str(r["host"]),
-            severity=str(names[int(r["code"])]) if int(r["code"]) >= 0 else "info",
-            findings=int(r["findings"]),
-            occurrences=int(r["occurrences"]),
-            first=None if pd.isna(r["first"]) else r["first"],
-            last=None if pd.isna(r["last"]) else r["last"],
-        )
-        for r in _records(agg)
-    ]
-
-
 def _digest_rows(rows: Sequence[DigestRow]) -> str:
     return "".join(
         "<tr>"
-        f"<td>{_sev(d.severity)}</td>"
+        f"<td>{_sev(str(d.severity))}</td>"
         f'<td><a href="#{_anchor(d.rule)}">{escape(d.rule)}</a></td>'
-        f"<td>{escape(d.host) if d.host else '<i>(no host)</i>'}</td>"
-        f'<td class="num">{d.findings:,}</td><td class="num">{d.occurrences:,}</td>'
+        f"<td>{escape(d.host) if d.host else f'<i>{escape(NO_HOST)}</i>'}</td>"
+        f'<td class="num">{d.findings:,}</td><td class="num">{d.count:,}</td>'
         f"<td>{escape(_short_time(d.first))}</td><td>{escape(_short_time(d.last))}</td></tr>"
         for d in rows
     )
 
 
 def _digest_html(findings: pd.DataFrame) -> str:
-    rows = digest(findings)
+    rows = frame_digest(findings)
     if not rows:
         return ""
     head = (

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pipeline.errors import Location, LogwardenError
-from pipeline.model import Finding
+from pipeline.model import Finding, Severity
 
 if TYPE_CHECKING:
     from pipeline.detection.correlate import StateChanges
@@ -473,9 +473,14 @@ class StateDB:
             ).rowcount
         return removed
 
-    def recent_findings(self, limit: int = 10) -> list[Finding]:
+    def recent_findings(self, limit: int = 10, at_least: Severity | None = None) -> list[Finding]:
+        """The last ``limit`` findings stored (at or above ``at_least``), the newest first."""
+        where, levels = "", []
+        if at_least is not None:
+            levels = [str(s) for s in Severity if s >= at_least]
+            where = f"WHERE severity IN ({','.join('?' * len(levels))}) "
         rows = self.conn.execute(
-            "SELECT data FROM findings ORDER BY rowid DESC LIMIT ?", (limit,)
+            f"SELECT data FROM findings {where}ORDER BY rowid DESC LIMIT ?", (*levels, limit)
         ).fetchall()
         return [Finding.from_dict(json.loads(r[0])) for r in rows]
 

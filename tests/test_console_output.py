@@ -14,13 +14,13 @@ from pipeline.model import Finding, Severity
 from pipeline.output.console import (
     WIDE,
     Column,
-    digest,
     drop_constant,
     render_digest,
     render_table,
     short_paths,
     time_format,
 )
+from pipeline.output.digest import NO_HOST, digest
 from tests.screen_helper import digest_counts, table_rows
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -131,9 +131,9 @@ def test_constant_columns_are_said_once_above() -> None:
 @pytest.mark.parametrize("width", [72, 80, 100, WIDE - 1, WIDE, 160, 200])
 def test_identifiers_are_never_split(width: int) -> None:
     findings = mixed()
-    for lines in (
-        render_digest(digest(findings), width, UTC),
-        render_table(findings, width, UTC),
+    for lines, no_host in (
+        (render_digest(digest(findings), width, UTC), NO_HOST),
+        (render_table(findings, width, UTC), "-"),
     ):
         plain = [x.plain for x in lines] + [""]
         assert all(cell_len(x) <= width for x in plain), plain
@@ -141,7 +141,7 @@ def test_identifiers_are_never_split(width: int) -> None:
             at = [i for i, x in enumerate(plain) if f.rule in x]
             assert at, f"{f.rule} is not whole at {width} columns"
             # the host whole on the row's line, or on its second line
-            host = f.host or "-"
+            host = f.host or no_host
             assert any(host in plain[i] or host in plain[i + 1] for i in at), plain
         rows = [i for i, x in enumerate(plain) if x.startswith(("critical", "high", "medium"))]
         below = [plain[i + 1] for i in rows]

@@ -19,10 +19,11 @@ from click.testing import CliRunner
 import pipeline
 from pipeline.cli import main
 from pipeline.errors import Location, Problem
+from pipeline.model import Severity
+from pipeline.output.digest import frame_digest as digest
 from pipeline.report import (
     DIGEST_ROWS,
     PROBLEMS_LISTED,
-    digest,
     inline_text,
     render_report,
     stats_table,
@@ -134,23 +135,20 @@ def test_report_from_store(tmp_path: Path) -> None:
 def test_digest_groups_findings_by_rule_and_host() -> None:
     findings = pipeline.scan(SAMPLES, tz="UTC").findings
     rows = digest(findings)
-    expected: dict[tuple[str, str], list[Any]] = {}
+    expected: dict[tuple[str, str | None], list[Any]] = {}
     for f in findings.to_dict("records"):
-        host = f["host"] if isinstance(f["host"], str) else ""
+        host = f["host"] if isinstance(f["host"], str) else None
         e = expected.setdefault((f["rule"], host), [0, 0, f["timestamp"], f["last_seen"]])
         e[0] += 1
         e[1] += f["count"]
         e[2], e[3] = min(e[2], f["timestamp"]), max(e[3], f["last_seen"])
-    assert {(d.rule, d.host): [d.findings, d.occurrences, d.first, d.last] for d in rows} == (
-        expected
-    )
+    assert {(d.rule, d.host): [d.findings, d.count, d.first, d.last] for d in rows} == (expected)
     assert len(rows) == len(expected)
-    assert ("apache.child-crashed", "") in expected  # host-less findings have a row
-    order = ["info", "low", "medium", "high", "critical"]
-    keys = [(-order.index(d.severity), -d.occurrences, -d.findings) for d in rows]
+    assert ("apache.child-crashed", None) in expected  # host-less findings have a row
+    keys = [(-d.severity, -d.count, -d.findings) for d in rows]
     assert keys == sorted(keys)
     mx1 = next(d for d in rows if (d.rule, d.host) == ("dovecot.process-limit-reached", "mx1"))
-    assert mx1.severity == "high" and mx1.occurrences > mx1.findings > 1
+    assert mx1.severity == Severity.HIGH and mx1.count > mx1.findings > 1
 
 
 def test_report_opens_with_range_digest_and_problems() -> None:

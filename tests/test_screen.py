@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.output.digest import NO_HOST
 from tests.conftest import REPO, SAMPLES, require_program
 from tests.screen_helper import digest_counts
 
@@ -109,11 +110,11 @@ def test_the_first_screen_shows_every_critical_finding_and_the_counts(
     assert lines[0] == f"{len(found)} findings of {len({f['rule'] for f in found})} rules, " + (
         "by rule and host; times UTC"
     ), shown
-    critical = {(f["rule"], f["host"] or "-") for f in found if f["severity"] == "critical"}
+    critical = {(f["rule"], f["host"] or NO_HOST) for f in found if f["severity"] == "critical"}
     assert critical
     for rule, host in critical:
         assert any(
-            re.match(rf"critical\s+\d+\s+{re.escape(str(rule))}\s+{re.escape(str(host))}\b", x)
+            re.match(rf"critical\s+\d+\s+{re.escape(str(rule))}\s+{re.escape(str(host))}(?!\S)", x)
             for x in lines
         ), f"{rule} on {host} is not on the screen:\n{shown}"
     want: dict[str, int] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from pipeline.detection.model import Rule
-from pipeline.model import Finding
+from pipeline.model import Finding, Severity
 from pipeline.notify.notifiers import Notifier
 from pipeline.notify.render import RuleText, render
 
@@ -17,13 +17,17 @@ def rule_texts(rules: Iterable[Rule]) -> dict[str, RuleText]:
 
 
 def router(
-    notifiers: Sequence[Notifier], rules: Iterable[Rule]
+    notifiers: Sequence[Notifier], rules: Iterable[Rule], floor: Severity | None = None
 ) -> Callable[[Finding], list[tuple[str, str, str, str]]]:
-    """``route(finding)`` → [(notifier name, title, body, format)] for the outbox."""
+    """``route(finding)`` → [(notifier name, title, body, format)] for the outbox. A finding
+    below ``floor`` (``watch --min-severity``) goes nowhere, whatever the notifiers' own
+    floors; at or above it, each notifier's own floor and routing decide."""
     texts = rule_texts(rules)
 
     def route(f: Finding) -> list[tuple[str, str, str, str]]:
-        out = []
+        out: list[tuple[str, str, str, str]] = []
+        if floor is not None and f.severity < floor:
+            return out
         for n in notifiers:
             if n.wants(f):
                 title, body = render(f, texts.get(f.rule), n.format, n.title, n.body)

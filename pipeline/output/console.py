@@ -1,4 +1,5 @@
-"""Findings for a person at a terminal: the digest and the findings table.
+"""Findings for a person at a terminal: the digest (:mod:`pipeline.output.digest`) laid out,
+and the findings table.
 
 Pure functions from findings (plus a width, a zone and, for the digest, how many lines the
 screen has) to rich ``Text`` lines; nothing here prints. The layout is computed here, not by
@@ -18,6 +19,7 @@ from rich.cells import cell_len
 from rich.text import Text
 
 from pipeline.model import Finding, Severity
+from pipeline.output.digest import DigestExample, DigestRow
 
 #: from this width on, a row is one line; below it, two
 WIDE = 120
@@ -41,66 +43,6 @@ _CONTROL[0x09] = " "
 def visible(text: str | None) -> str:
     """Log text made safe for a terminal: control characters shown as ``\\xNN``."""
     return "" if text is None else text.translate(_CONTROL)
-
-
-# -- the digest -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DigestRow:
-    """The findings of one rule on one host: how many, when, and the first as an example.
-
-    ``count`` adds up the findings' own counts (a suppressed or threshold finding stands for
-    several events); ``findings`` is how many findings there are.
-    """
-
-    rule: str
-    host: str | None
-    severity: Severity
-    findings: int
-    count: int
-    first: datetime | None
-    last: datetime | None
-    example: Finding
-
-
-class _Group:
-    __slots__ = ("count", "example", "findings", "first", "last", "severity")
-
-    def __init__(self, f: Finding) -> None:
-        self.severity = f.severity
-        self.findings = 1
-        self.count = f.count
-        self.first = f.timestamp
-        self.last = f.last_seen or f.timestamp
-        self.example = f
-
-
-def digest(findings: Iterable[Finding]) -> list[DigestRow]:
-    """One row per rule and host, the most severe first, then the most frequent."""
-    groups: dict[tuple[str, str | None], _Group] = {}
-    for f in findings:
-        g = groups.get((f.rule, f.host))
-        if g is None:
-            groups[(f.rule, f.host)] = _Group(f)
-            continue
-        g.findings += 1
-        g.count += f.count
-        if f.severity > g.severity:
-            g.severity = f.severity
-        ts = f.timestamp
-        if ts is not None and (g.first is None or ts < g.first):
-            g.first = ts
-            g.example = f
-        last = f.last_seen or ts
-        if last is not None and (g.last is None or last > g.last):
-            g.last = last
-    rows = [
-        DigestRow(rule, host, g.severity, g.findings, g.count, g.first, g.last, g.example)
-        for (rule, host), g in groups.items()
-    ]
-    rows.sort(key=lambda r: (-r.severity, -r.count, r.rule, r.host or ""))
-    return rows
 
 
 # -- shared pieces --------------------------------------------------------------------------
@@ -315,7 +257,7 @@ def _span(first: datetime | None, last: datetime | None, fmt: str, tz: tzinfo) -
     return f"{a} – {b}"
 
 
-def _example(f: Finding, where: dict[str, str]) -> str:
+def _example(f: DigestExample, where: dict[str, str]) -> str:
     return f"{where[f.source]}:{f.line}  {visible(f.message)}"
 
 
@@ -370,7 +312,7 @@ def render_digest(
             ),
             Column("count", [str(r.count) for r in shown_rows], right=True),
             Column("rule", [r.rule for r in shown_rows], style="bold"),
-            Column("host", [visible(r.host) or "-" for r in shown_rows], movable=True),
+            Column("host", [visible(r.host_name) for r in shown_rows], movable=True),
             Column("when", [_span(r.first, r.last, fmt, tz) for r in shown_rows], movable=True),
         ],
         _constant_names(rows),
