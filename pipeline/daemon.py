@@ -78,7 +78,8 @@ RATE_WINDOW = 60
 #: least STALL_MIN seconds) is reported as stalled
 STALL_POLLS = 3
 STALL_MIN = 30.0
-#: restored detection entries from which they are moved out of garbage collection's way
+#: detection entries (restored, or grown by since the last time) from which what is alive
+#: is moved out of garbage collection's way
 FREEZE_AT = 100_000
 #: seconds between log lines about detection state dropped at the table caps
 DROPPED_LOG_EVERY = 60.0
@@ -372,6 +373,8 @@ class Daemon:
 
     def _init(self, config: WatchConfig) -> None:
         self.engine = self._engine(config)
+        #: detection entries when the garbage collector last had them frozen out of its way
+        self._frozen_size = 0
         self.detector = self.engine.new_detector()
         self.detector.track_changes()
         saved = self.state.load_detector(DETECTOR_NAME)
@@ -384,6 +387,7 @@ class Daemon:
                 if self.detector.stored_size() >= FREEZE_AT:
                     # restored rows stay: later collections need not walk them again
                     gc.freeze()
+                    self._frozen_size = self.detector.stored_size()
                 log.info(
                     "restored detection state (%d remembered entries) in %.2f s",
                     self.detector.stored_size(),
@@ -749,10 +753,21 @@ class Daemon:
             return
         self._held = {}
         self._committed_at = time.time()
+        self._freeze_grown_state()
         if fresh:
             self._emit(fresh)
             if self.deliverer is not None:
                 self.deliverer.wake.set()
+
+    def _freeze_grown_state(self) -> None:
+        """Once the detection state has grown by :data:`FREEZE_AT` entries since the last
+        time, move what is alive out of the garbage collector's way (``gc.freeze``), as a
+        restore does: else a full collection walks every remembered row and stalls the
+        daemon for a third of a second at a million of them."""
+        size = self.detector.stored_size()
+        if size >= self._frozen_size + FREEZE_AT:
+            gc.freeze()
+            self._frozen_size = size
 
     def _commit(self, touched: dict[str, FileFollower], findings: list[Finding]) -> list[Finding]:
         sources: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}

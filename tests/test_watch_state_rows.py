@@ -129,3 +129,33 @@ def test_a_checkpoint_that_fails_leaves_its_rows_for_the_next(
     daemon.checkpoint()
     stored_equals_live(daemon)
     assert remembered(daemon) == 25
+
+
+def test_a_grown_state_is_frozen_out_of_the_garbage_collectors_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each time the remembered entries have grown by FREEZE_AT since the last time, a
+    checkpoint moves what is alive out of the collector's way (a full collection over a
+    million rows stalled the daemon), and not at every checkpoint."""
+    import gc
+
+    import pipeline.daemon
+
+    monkeypatch.setattr(pipeline.daemon, "FREEZE_AT", 100)
+    watch = Watch(tmp_path, "mail.log")
+    log = tmp_path / "mail.log"
+    daemon = watch.begin()
+    gc.unfreeze()
+    try:
+        counts = []
+        for start in (0, 60, 120, 180, 240):
+            with log.open("a") as f:
+                f.write(from_lines(range(start, start + 60)))
+            watch.turn()
+            daemon.checkpoint()
+            counts.append(gc.get_freeze_count() > 0)
+            gc.unfreeze()
+        # 60, 120 (frozen: +100 since 0), 180, 240 (frozen: +100 since 120), 300
+        assert counts == [False, True, False, True, False]
+    finally:
+        gc.unfreeze()
