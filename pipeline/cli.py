@@ -1,10 +1,13 @@
 """The ``logwarden`` command line: a thin layer over the engine. Only this module prints or exits.
 
-Exit status: 0 success; 1 findings at or above ``--fail-on`` (scan) or failing rule tests;
-2 usage errors, missing inputs, invalid rules and an unusable or locked state database;
-3 ``scan`` was incomplete: an input could not be read, or notifications were left
-undelivered (a line on stderr says which, also with ``-q``). ``status``: 0 the daemon runs,
-1 it is stalled (alive, but no status record for a while), 3 it is not running.
+Exit status: 0 success; 1 findings at or above ``--fail-on`` (scan), failing rule tests,
+a notifier that failed ``notify test``, or ``watch`` stopped while a write still failed;
+2 usage errors, missing inputs, invalid rules, an unusable or locked state database, and a
+finding or line ``show`` cannot find; 3 ``scan`` was incomplete: an input could not be read,
+or notifications were left undelivered (a line on stderr says which, also with ``-q``).
+``status``: 0 the daemon runs, 1 it is stalled (alive, but no status record for a while),
+2 the state directory has no state database, 3 it is not running or no daemon has run here
+(a state database without a status record).
 """
 
 from __future__ import annotations
@@ -1977,7 +1980,8 @@ def status(
     pending and the last error; the last findings (with --min-severity, the last ones at or
     above it).
 
-    Exits 0 while the daemon runs, 1 when it is stalled, 3 when it is not running.
+    Exits 0 while the daemon runs, 1 when it is stalled, 3 when it is not running or no
+    daemon has run here, 2 when the state directory has no state database.
     """
     from rich.table import Table
     from rich.text import Text
