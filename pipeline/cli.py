@@ -201,9 +201,10 @@ config_option = shared_option(
     "config_path",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="A YAML config file (watch's settings): its notifiers, rules, tz and hosts apply "
-    "where this command has them; options given here win. rules validate checks it, "
-    "notify test tests its notifiers.",
+    help="A YAML config file (watch's settings): its rules, tz, hosts and min_severity apply "
+    "where this command has them, and its notifiers on watch and scan (report sends "
+    "nothing); options given here win. rules validate checks it, notify test tests its "
+    "notifiers.",
 )
 notify_option = shared_option(
     "--notify",
@@ -257,7 +258,9 @@ state_option = shared_option(
     help="A state database (SQLite). scan continues detection state (open windows, "
     "suppression, joins) from it and saves it back with how far each file was read, so the "
     "next scan reads only lines not read before (also after rotation or compression) and "
-    "goes on where this one ended; show looks KEY up in it (the daemon's state.sqlite too).",
+    "goes on where this one ended (when it notifies, by --notify or --config, it "
+    "also keeps the findings and the outbox there); show looks KEY up in the findings of such a file or of the daemon's "
+    "state.sqlite.",
 )
 store_option = shared_option(
     "--store",
@@ -803,7 +806,8 @@ def scan(
     counted there), findings.
 
     --config FILE (watch's config) gives a cron scan the daemon's notifiers (with their
-    severity floors, routes and limits), rules, tz and hosts; options given here win.
+    severity floors, routes and limits), min_severity, rules, tz and hosts; options given
+    here win.
     """
     from pipeline.detection.loader import load_rules
     from pipeline.engine import Engine
