@@ -1,10 +1,13 @@
 """The ``logwarden`` command line: a thin layer over the engine. Only this module prints or exits.
 
-Exit status: 0 success; 1 findings at or above ``--fail-on`` (scan) or failing rule tests;
-2 usage errors, missing inputs, invalid rules and an unusable or locked state database;
-3 ``scan`` was incomplete: an input could not be read, or notifications were left
-undelivered (a line on stderr says which, also with ``-q``). ``status``: 0 the daemon runs,
-1 it is stalled (alive, but no status record for a while), 3 it is not running.
+Exit status: 0 success; 1 findings at or above ``--fail-on`` (scan), failing rule tests,
+a notifier that failed ``notify test``, or ``watch`` stopped while a write still failed;
+2 usage errors, missing inputs, invalid rules, an unusable or locked state database, and a
+finding or line ``show`` cannot find; 3 ``scan`` was incomplete: an input could not be read,
+or notifications were left undelivered (a line on stderr says which, also with ``-q``).
+``status``: 0 the daemon runs, 1 it is stalled (alive, but no status record for a while),
+2 the state directory has no state database, 3 it is not running or no daemon has run here
+(a state database without a status record).
 """
 
 from __future__ import annotations
@@ -198,9 +201,10 @@ config_option = shared_option(
     "config_path",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help="A YAML config file (watch's settings): its notifiers, rules, tz and hosts apply "
-    "where this command has them; options given here win. rules validate checks it, "
-    "notify test tests its notifiers.",
+    help="A YAML config file (watch's settings): its rules, tz, hosts and min_severity apply "
+    "where this command has them, and its notifiers on watch and scan (report sends "
+    "nothing); options given here win. rules validate checks it, notify test tests its "
+    "notifiers.",
 )
 notify_option = shared_option(
     "--notify",
@@ -254,7 +258,9 @@ state_option = shared_option(
     help="A state database (SQLite). scan continues detection state (open windows, "
     "suppression, joins) from it and saves it back with how far each file was read, so the "
     "next scan reads only lines not read before (also after rotation or compression) and "
-    "goes on where this one ended; show looks KEY up in it (the daemon's state.sqlite too).",
+    "goes on where this one ended (when it notifies, by --notify or --config, it "
+    "also keeps the findings and the outbox there); show looks KEY up in the findings of such a file or of the daemon's "
+    "state.sqlite.",
 )
 store_option = shared_option(
     "--store",
@@ -800,7 +806,8 @@ def scan(
     counted there), findings.
 
     --config FILE (watch's config) gives a cron scan the daemon's notifiers (with their
-    severity floors, routes and limits), rules, tz and hosts; options given here win.
+    severity floors, routes and limits), min_severity, rules, tz and hosts; options given
+    here win.
     """
     from pipeline.detection.loader import load_rules
     from pipeline.engine import Engine
@@ -1977,7 +1984,8 @@ def status(
     pending and the last error; the last findings (with --min-severity, the last ones at or
     above it).
 
-    Exits 0 while the daemon runs, 1 when it is stalled, 3 when it is not running.
+    Exits 0 while the daemon runs, 1 when it is stalled, 3 when it is not running or no
+    daemon has run here, 2 when the state directory has no state database.
     """
     from rich.table import Table
     from rich.text import Text

@@ -1,8 +1,10 @@
 """The state database: one SQLite file (WAL) under the state directory.
 
 It keeps what must survive a restart: detection state (open windows, suppression periods,
-pending joins) now, and file offsets, journal cursors and the notification outbox as the
-daemon grows. Every write is one transaction, so a crash leaves the previous state intact.
+pending joins; the daemon's row by row, so a checkpoint writes what changed, a ``scan
+--state`` run's as one snapshot), file offsets and journal cursors, the findings, the
+notification outbox and its send log, the daemon's status record, and ``scan --store``'s
+scans. Every write is one transaction, so a crash leaves the previous state intact.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ _RFC3339_HEAD = (
     r"\.(?P<frac>[0-9]{6})(?P<zone>Z|[+-][0-9]{2}:[0-9]{2}) " + _HOST + " " + _TAG
 )
 
-#: the common shape of a traditional syslog line (also :mod:`pipeline.analysis`'s bulk path,
+#: the common shape of a traditional syslog line (also :mod:`pipeline.bulk`'s bulk path,
 #: which unwraps repeated messages itself)
 SYSLOG_LINE = re.compile(_SYSLOG_HEAD + _MSG, re.DOTALL)
 #: the common shape of an rsyslog RFC 3339 line (also the bulk path's)
