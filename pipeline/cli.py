@@ -259,8 +259,8 @@ state_option = shared_option(
     "suppression, joins) from it and saves it back with how far each file was read, so the "
     "next scan reads only lines not read before (also after rotation or compression) and "
     "goes on where this one ended (when it notifies, by --notify or --config, it "
-    "also keeps the findings and the outbox there); show looks KEY up in the findings of such a file or of the daemon's "
-    "state.sqlite.",
+    "also keeps the findings and the outbox there); show looks KEY up in the findings of "
+    "such a file or of the daemon's state.sqlite.",
 )
 store_option = shared_option(
     "--store",

@@ -1266,8 +1266,24 @@ def daemon_health(
     heartbeats old and ``state_dir``'s file system has less than :data:`LOW_SPACE` free);
     stopped when it stopped cleanly, died, or never ran here."""
     now = time.time() if now is None else now
-    if record is None:
-        return {"state": "stopped", "pid": None, "reason": "no daemon has run here"}
+    if record is None:  # the same keys as a record gives, for every reader of them
+        return {
+            "state": "stopped",
+            "reason": "no daemon has run here",
+            "pid": None,
+            "host": None,
+            "started": None,
+            "uptime_s": None,
+            "heartbeat_age_s": None,
+            "last_checkpoint": None,
+            "checkpoint_age_s": None,
+            "lines_last_minute": 0,
+            "lines_per_s": 0.0,
+            "dropped_state": {"evicted": {}, "dropped": {}},
+            "metrics": None,
+            "copies_forgotten": 0,
+            "fault": None,
+        }
     beat = float(record.get("heartbeat") or 0.0)
     age = max(0.0, now - beat)
     alive = _alive(record)

@@ -409,3 +409,18 @@ def test_state_that_no_longer_fits_a_changed_rule_is_counted_and_logged(
     info = read_status(str(tmp_path / "state"))
     assert info["daemon"]["dropped_state"]["dropped"] == {"app.burst": 2}
     assert "detection state of rules no longer loaded dropped: app.burst" in caplog.text
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_status_of_a_state_database_no_daemon_wrote_to_exits_3(tmp_path: Path, fmt: str) -> None:
+    """A state database without a status record (a scan's, a daemon that never got to its
+    first heartbeat): stopped, "no daemon has run here", in either format (the table
+    raised KeyError)."""
+    from pipeline.state import StateDB
+    from tests.conftest import logwarden
+
+    StateDB(tmp_path / "state.sqlite").close()
+    res = logwarden("status", "--state-dir", str(tmp_path), "--format", fmt)
+    assert res.returncode == 3, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "no daemon has run here" in res.stdout
