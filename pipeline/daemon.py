@@ -805,14 +805,8 @@ class Daemon:
             for out in self.outputs:
                 sizes[out.path] = out.write(findings)
             self.state.mark_emitted([f.key for f in findings], sizes)
-        except OSError as exc:
-            assert out is not None
-            self._unwritten = True
-            self._failed("output", out.path, exc.strerror or str(exc), free_space(out.path))
-            return
-        except StateWriteError as exc:
-            self._unwritten = True
-            self._failed("checkpoint", str(self.state.path), exc.reason, exc.free)
+        except (OSError, StateWriteError) as exc:
+            self._write_failed(exc, out)
             return
         for f in findings:
             log.info("finding %s [%s] %s %s", f.rule, f.severity, f.host or "-", f.message[:200])
@@ -834,18 +828,21 @@ class Daemon:
                 rest = [f for f in pending if f.key not in done]
                 sizes[out.path] = out.write(rest) if rest else os.path.getsize(out.path)
             self.state.mark_emitted([f.key for f in pending], sizes)
-        except OSError as exc:
-            assert out is not None
-            self._unwritten = True
-            self._failed("output", out.path, exc.strerror or str(exc), free_space(out.path))
-            return
-        except StateWriteError as exc:
-            self._unwritten = True
-            self._failed("checkpoint", str(self.state.path), exc.reason, exc.free)
+        except (OSError, StateWriteError) as exc:
+            self._write_failed(exc, out)
             return
         log.info("wrote %d findings stored but not yet written to the outputs", len(pending))
 
     # -- failed writes: a full disk ----------------------------------------------------------
+
+    def _write_failed(self, exc: OSError | StateWriteError, out: JsonlOutput | None) -> None:
+        """Writing findings out (``out``) or recording that failed: retried later."""
+        self._unwritten = True
+        if isinstance(exc, StateWriteError):
+            self._failed("checkpoint", str(self.state.path), exc.reason, exc.free)
+        else:
+            assert out is not None
+            self._failed("output", out.path, exc.strerror or str(exc), free_space(out.path))
 
     def _failed(self, what: str, path: str, error: str, free: int | None) -> None:
         """Note a failed write: logged once (with the path and the free space), then retried
