@@ -12,25 +12,16 @@ import gzip
 import json
 import os
 import re
-import shutil
 import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from pipeline.cli import main
 from tests.conftest import REPO, SAMPLES, require_program, shared_path
+from tests.test_cli_correlation import MTIME, mail, run  # noqa: F401 - mail is a fixture
 
-MTIME = datetime(2026, 11, 30, 12, tzinfo=UTC).timestamp()
 SHOWN = re.compile(r"^([> ]) +(\d+)  (.*)$")
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def file_lines(path: Path) -> list[str]:
@@ -39,16 +30,6 @@ def file_lines(path: Path) -> list[str]:
     with opener(path, "rb") as f:
         data: bytes = f.read()
     return data.decode("utf-8", "replace").split("\n")[: data.count(b"\n")]
-
-
-@pytest.fixture
-def mail(tmp_path: Path) -> Path:
-    d = tmp_path / "mail"
-    d.mkdir()
-    for name in ("mail.log.2.gz", "mail.log.1", "mail.log"):
-        shutil.copyfile(SAMPLES / "mail" / name, d / name)
-        os.utime(d / name, (MTIME, MTIME))
-    return d
 
 
 def scan_jsonl(*args: str) -> list[dict[str, Any]]:

@@ -130,7 +130,7 @@ def test_stored_rows_resume_at_random_cuts_to_the_same_findings(
     cuts: list[int],
     restarts: list[bool],
     option: str,
-    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    rule_sets: dict[str, list[Rule]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     rules = rule_sets["extended"]
@@ -145,7 +145,7 @@ def test_stored_rows_resume_at_random_cuts_to_the_same_findings(
 
 
 def test_a_checkpoint_writes_only_what_changed(
-    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    rule_sets: dict[str, list[Rule]],
     tmp_path: Path,
 ) -> None:
     """After the whole mail sample, one more ``from=`` line is one changed row; a receipt
@@ -181,7 +181,7 @@ def test_a_checkpoint_writes_only_what_changed(
 
 def test_rows_changed_in_place_keep_their_stored_order(
     monkeypatch: pytest.MonkeyPatch,
-    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    rule_sets: dict[str, list[Rule]],
     tmp_path: Path,
 ) -> None:
     """A suppression period updated by a later occurrence keeps its place (the oldest
@@ -227,7 +227,7 @@ def test_rows_changed_in_place_keep_their_stored_order(
 
 
 def test_a_whole_snapshot_from_before_is_read_once_then_stored_as_rows(
-    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    rule_sets: dict[str, list[Rule]],
     tmp_path: Path,
 ) -> None:
     """A state database written by the previous version (one JSON snapshot) still loads;
@@ -263,7 +263,7 @@ def test_a_whole_snapshot_from_before_is_read_once_then_stored_as_rows(
 
 
 def test_stored_rows_of_a_rule_that_changed_kind_are_counted_as_dropped(
-    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    rule_sets: dict[str, list[Rule]],
     tmp_path: Path,
 ) -> None:
     rules = rule_sets["extended"]
@@ -300,7 +300,7 @@ def test_stored_rows_of_a_rule_that_changed_kind_are_counted_as_dropped(
 
 
 def test_a_damaged_stored_row_is_an_error_or_a_counted_drop(
-    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    rule_sets: dict[str, list[Rule]],
     tmp_path: Path,
 ) -> None:
     """A key that is not JSON stops the start with the database and the part named; a
@@ -346,7 +346,7 @@ def test_a_damaged_stored_row_is_an_error_or_a_counted_drop(
 
 
 def test_a_damaged_join_value_is_dropped_when_used(
-    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    rule_sets: dict[str, list[Rule]],
     tmp_path: Path,
 ) -> None:
     """A join row's values are parsed when a lookup uses them: one that is damaged is
@@ -383,7 +383,7 @@ def test_a_damaged_join_value_is_dropped_when_used(
 
 
 def test_a_damaged_join_value_is_dropped_once_by_a_snapshot(
-    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    rule_sets: dict[str, list[Rule]],
     tmp_path: Path,
 ) -> None:
     """A reload snapshots the detector: a damaged row read back is left out, counted once."""
@@ -411,7 +411,7 @@ def test_a_damaged_join_value_is_dropped_once_by_a_snapshot(
 
 
 def test_rows_read_back_are_forgotten_as_the_live_ones(
-    rule_sets: dict[str, list[Rule]],  # noqa: F811
+    rule_sets: dict[str, list[Rule]],
     tmp_path: Path,
 ) -> None:
     """Join rows read back stay text until used; forgetting them a week later (the oldest

@@ -9,11 +9,8 @@ Everything is checked on what a real HTTP receiver on 127.0.0.1 gets from appris
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from tests.notify.test_notify import (
     DSN_LINES,
@@ -22,8 +19,10 @@ from tests.notify.test_notify import (
     Feed,
     Receiver,
     builtin_rule,
+    feeds,  # noqa: F401 - a fixture
     markdown_renderings,
     receipt,
+    receiver,  # noqa: F401 - a fixture
 )
 
 #: a low-severity finding (Apache's internal redirect loop), as rsyslog writes it
@@ -32,29 +31,6 @@ REDIRECT_LOOP = (
     "[client 198.51.100.23:61842] AH00124: Request exceeded the limit of 10 internal "
     "redirects due to probable configuration error."
 )
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def feeds(tmp_path: Path) -> Iterator[Callable[..., Feed]]:
-    made: list[Feed] = []
-
-    def make(notify: Sequence[Mapping[str, Any]], **kw: Any) -> Feed:
-        feed = Feed(tmp_path / f"feed{len(made)}", notify, **kw)
-        made.append(feed)
-        feed.start()
-        return feed
-
-    yield make
-    for feed in made:
-        feed.stop()
 
 
 def by_title(receiver: Receiver, path: str) -> dict[str, str]:
