@@ -13,6 +13,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,21 @@ def logwarden(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
         check=False,
         timeout=timeout,
     )
+
+
+def logrotate(base: Path, paths: Sequence[Path], directives: str, name: str = "logrotate") -> None:
+    """Real logrotate, forced, over ``paths`` with ``directives`` (one a line), its config
+    (``NAME.conf``) and state file in ``base``; fails the test when logrotate fails."""
+    exe = require_program("logrotate", "/usr/sbin/logrotate")
+    conf = base / f"{name}.conf"
+    names = " ".join(f'"{p}"' for p in paths)
+    body = "".join(f"    {line.strip()}\n" for line in directives.strip().splitlines())
+    conf.write_text(f"{names} {{\n{body}}}\n", encoding="utf-8")
+    res = subprocess.run(
+        [exe, "-f", "-s", str(base / "logrotate.status"), str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert res.returncode == 0, f"logrotate failed:\n{conf.read_text()}\n{res.stderr}"

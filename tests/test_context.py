@@ -12,13 +12,12 @@ import gzip
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, SAMPLES, require_program, shared_path
+from tests.conftest import REPO, SAMPLES, logrotate, shared_path
 from tests.test_cli_correlation import MTIME, mail, run  # noqa: F401 - mail is a fixture
 
 SHOWN = re.compile(r"^([> ]) +(\d+)  (.*)$")
@@ -187,18 +186,9 @@ def test_show_from_a_store(mail: Path, tmp_path: Path) -> None:
     assert code == 2 and f"{mail}/mail.log: cannot read findings" in err
 
 
-def logrotate(log: Path) -> None:
+def rotate(log: Path) -> None:
     """Debian's rsyslog rotation: compress, delaycompress, a new empty file."""
-    program = require_program("logrotate", "/usr/sbin/logrotate")
-    conf = log.parent.parent / "logrotate.conf"
-    conf.write_text(f'"{log}" {{\n    rotate 9\n    compress\n    delaycompress\n    create\n}}\n')
-    res = subprocess.run(
-        [program, "-f", "-s", str(log.parent.parent / "logrotate.status"), str(conf)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert res.returncode == 0, f"logrotate failed:\n{res.stderr}"
+    logrotate(log.parent.parent, [log], "rotate 9\ncompress\ndelaycompress\ncreate")
 
 
 def test_show_after_logrotate_finds_the_lines_in_the_rotated_files(
@@ -206,7 +196,7 @@ def test_show_after_logrotate_finds_the_lines_in_the_rotated_files(
 ) -> None:
     jsonl, found = findings_file(tmp_path, mail)
     before = {name: file_lines(mail / name) for name in ("mail.log", "mail.log.1")}
-    logrotate(mail / "mail.log")
+    rotate(mail / "mail.log")
     assert sorted(p.name for p in mail.iterdir()) == [
         "mail.log",
         "mail.log.1",

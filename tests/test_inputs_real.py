@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from pipeline.daemon import status as read_status
-from tests.conftest import logwarden, require_program
+from tests.conftest import logrotate, logwarden, require_program
 from tests.test_watch_real import Watch, wait_records
 
 LIMIT = (
@@ -148,21 +148,12 @@ class Debian:
     def rotate(self) -> None:
         """Rotate both files as Debian's /etc/logrotate.d/rsyslog does, without compression
         (the first rotation leaves plain ``.1`` files either way, with delaycompress)."""
-        logrotate = require_program("logrotate", "/usr/sbin/logrotate")
-        conf = self.base / "logrotate.conf"
-        conf.write_text(
-            f'"{self.mail_log}" "{self.syslog}" {{\n    rotate 4\n    missingok\n'
-            f"    sharedscripts\n    create\n    postrotate\n"
-            f"        /bin/kill -HUP {self.proc.pid}\n    endscript\n}}\n",
-            encoding="utf-8",
+        logrotate(
+            self.base,
+            [self.mail_log, self.syslog],
+            "rotate 4\nmissingok\nsharedscripts\ncreate\npostrotate\n"
+            f"/bin/kill -HUP {self.proc.pid}\nendscript",
         )
-        res = subprocess.run(
-            [logrotate, "-f", "-s", str(self.base / "logrotate.status"), str(conf)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert res.returncode == 0, f"logrotate failed:\n{res.stderr}"
         # until rsyslog has handled the HUP it writes to the old files: wait for a marker
         for n in range(100):
             marker = f"after rotation {n}"

@@ -33,7 +33,7 @@ from pipeline.cli import main
 from pipeline.parallel import DaskRunner, ProcessRunner
 from pipeline.resume import STATE_SOURCE
 from pipeline.state import StateDB
-from tests.conftest import IN_CI, REPO, SAMPLES, require_program
+from tests.conftest import IN_CI, REPO, SAMPLES, logrotate
 
 MAIL = [
     *(SAMPLES / "mail" / "mail.log.1").read_text().splitlines(keepends=True),
@@ -122,17 +122,9 @@ MODES = {
 }
 
 
-def logrotate(log: Path, mode: str) -> None:
-    program = require_program("logrotate", "/usr/sbin/logrotate")
-    conf = log.parent.parent / f"logrotate-{mode}.conf"
-    conf.write_text(f'"{log}" {{\n    rotate 9\n    missingok\n    {MODES[mode]}\n}}\n')
-    res = subprocess.run(
-        [program, "-f", "-s", str(log.parent.parent / "logrotate.status"), str(conf)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert res.returncode == 0, f"logrotate failed:\n{conf.read_text()}\n{res.stderr}"
+def rotate(log: Path, mode: str) -> None:
+    directives = f"rotate 9\nmissingok\n{MODES[mode]}"
+    logrotate(log.parent.parent, [log], directives, name=f"logrotate-{mode}")
 
 
 @pytest.fixture
@@ -168,11 +160,11 @@ def test_cron_over_a_rotated_log_reads_each_line_once(
     assert first.lines == CUT_A
 
     append(log, MAIL[CUT_A:CUT_B])
-    logrotate(log, mode)
+    rotate(log, mode)
     if rotations == 2:
         cut = CUT_B + (len(MAIL) - CUT_B) // 2
         append(log, MAIL[CUT_B:cut])
-        logrotate(log, mode)
+        rotate(log, mode)
         append(log, MAIL[cut:])
     else:
         append(log, MAIL[CUT_B:])
@@ -354,7 +346,7 @@ def test_an_archive_of_a_file_read_to_its_end_is_not_decompressed(
     state = tmp_path / "scan.sqlite"
     log.write_text("".join(MAIL[:CUT_B]))
     assert scan(state, log).lines == CUT_B
-    logrotate(log, "compress")
+    rotate(log, "compress")
     archive = logs / "mail.log.1.gz"
     packed = archive.read_bytes()
     with gzip.open(archive) as g:

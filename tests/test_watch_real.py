@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI, REPO, require_program
+from tests.conftest import IN_CI, REPO, logrotate, require_program
 from tests.rsyslog_helper import FILES, Line, Rsyslog, running_rsyslog, send
 from tests.unprivileged import python_for
 
@@ -222,21 +222,10 @@ class MailServer:
                 path.unlink()
             os.kill(self.rsyslog.proc.pid, signal.SIGHUP)
         else:
-            logrotate = require_program("logrotate", "/usr/sbin/logrotate")
-            conf = self.base / f"logrotate-{mode}.conf"
-            names = " ".join(f'"{p}"' for p in self.paths)
-            conf.write_text(
-                f"{names} {{\n    rotate 9\n    missingok\n    sharedscripts\n"
-                f"    {MODES[mode].format(pid=self.rsyslog.proc.pid)}\n}}\n",
-                encoding="utf-8",
+            directives = "rotate 9\nmissingok\nsharedscripts\n" + MODES[mode].format(
+                pid=self.rsyslog.proc.pid
             )
-            res = subprocess.run(
-                [logrotate, "-f", "-s", str(self.base / "logrotate.status"), str(conf)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            assert res.returncode == 0, f"logrotate failed:\n{conf.read_text()}\n{res.stderr}"
+            logrotate(self.base, self.paths, directives, name=f"logrotate-{mode}")
         # a receipt shows where rsyslog writes: until it has handled the HUP, to the old files
         deadline = time.monotonic() + 10
         markers: list[str] = []
