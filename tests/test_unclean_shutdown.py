@@ -29,9 +29,14 @@ def receipt(n: int) -> Line:
 
 
 def _wait_receipts(path: Path, n: int) -> None:
+    """Until rsyslog has written ``n`` receipts to ``path`` (which it creates with the first)."""
     deadline = time.monotonic() + 10
-    while path.read_bytes().count(b"DSN: Return receipt\n") < n:
-        assert time.monotonic() < deadline, path.read_bytes()
+
+    def written() -> bytes:
+        return path.read_bytes() if path.exists() else b""
+
+    while written().count(b"DSN: Return receipt\n") < n:
+        assert time.monotonic() < deadline, written()
         time.sleep(0.05)
 
 
