@@ -16,13 +16,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipeline.columns import (
+    DAYS_2000,
+    MONTH_NAMES,
+    NS,
+    REPEATED,
+    Lines,
+    ZoneOffsets,
+    days_from_civil,
+    resolve_run,
+    syslog_envelope,
+)
 from pipeline.detection.prefilter import newline_offsets
 from pipeline.engine import (
     Engine,
@@ -34,12 +44,12 @@ from pipeline.engine import (
 )
 from pipeline.errors import InputError, Location, Problem
 from pipeline.grammars.base import GrammarError, Parsed
-from pipeline.grammars.common import MONTHS, REPEATED_PREFIX, unrepeat
+from pipeline.grammars.common import REPEATED_PREFIX, unrepeat
 from pipeline.grammars.fastpath import RFC3339_LINE, SYSLOG_LINE
 from pipeline.model import Event
 from pipeline.schema import objects_frame as _objects_frame
 from pipeline.sources.files import STDIN, InputFile, iter_chunks, open_input
-from pipeline.timeinfer import REORDER, TimeResolver, fixed_offset, local_zone
+from pipeline.timeinfer import local_zone
 
 #: called after each chunk with (bytes read so far, bytes in all inputs or None)
 ProgressFn = Callable[[int, int | None], None]
@@ -56,12 +66,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     HAVE_PYARROW = False
 
 BULK_SYSLOG, BULK_RFC3339 = SYSLOG_LINE, RFC3339_LINE
-_MONTH_NAMES = tuple(MONTHS)
-_DAYS_2000 = np.array([31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-_NS = 1_000_000_000
-#: what every chunk holding a ``message repeated N times: [ text]`` line holds
-_REPEATED = REPEATED_PREFIX.encode()
-_REORDER_NS = int(REORDER.total_seconds()) * _NS
+_MONTH_NAMES = MONTH_NAMES
 _BLANK = re.compile(r"[ \t\n\r\x0b\x0c]*")
 
 
@@ -69,21 +74,6 @@ def _re2(pattern: re.Pattern[str]) -> str:
     """A ``fastpath`` pattern for RE2's ``extract_regex``: anchored at both ends."""
     return "^(?:" + pattern.pattern + ")$"
 
-
-def _re2_match(pattern: re.Pattern[str]) -> str:
-    """A ``fastpath`` pattern for RE2's ``match_substring_regex`` on lines that keep their
-    ``\\n``: anchored, without captures (RE2 then answers from its DFA)."""
-    return "^(?:" + re.sub(r"\(\?P<\w+>", "(?:", pattern.pattern) + ")\n$"
-
-
-#: what ``str.strip()`` strips (the characters for which ``str.isspace()`` is true)
-_PY_WHITESPACE = (
-    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
-    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
-#: month of the three bytes of a month name read as one big-endian integer
-_MONTH_KEYS = np.array([int.from_bytes(m.encode(), "big") for m in _MONTH_NAMES])
-_MONTH_ORDER = np.argsort(_MONTH_KEYS)
 
 # A text column of a raw frame: Arrow-backed (``large_string``) with pyarrow, otherwise a
 # numpy array of objects. _finish_events turns either into the final dtypes.
@@ -196,31 +186,6 @@ class _Rows:
         )
 
 
-class _Lines:
-    """The lines of a chunk (UTF-8 bytes, every line ending in ``\\n``), decoded on demand."""
-
-    def __init__(self, buf: bytes) -> None:
-        self.buf = buf
-        self.ends = newline_offsets(buf)
-        self.starts = np.concatenate(([0], self.ends[:-1] + 1)).astype(np.int64)
-
-    def __len__(self) -> int:
-        return len(self.ends)
-
-    def __getitem__(self, i: int) -> str:
-        return self.buf[int(self.starts[i]) : int(self.ends[i])].decode("utf-8")
-
-    def tolist(self) -> list[str]:
-        return self.buf.decode("utf-8").split("\n")[:-1]
-
-    def arrow(self) -> Any:
-        """The lines as an Arrow ``large_string`` array over the buffer, ``\\n`` kept."""
-        offsets = np.concatenate(([0], self.ends + 1)).astype(np.int64)
-        return pa.Array.from_buffers(
-            pa.large_string(), len(self), [None, pa.py_buffer(offsets), pa.py_buffer(self.buf)]
-        )
-
-
 def _extract(lines: list[str], pattern: re.Pattern[str], names: Sequence[str]) -> _Extracted:
     if HAVE_PYARROW:
         arr = pa.array(lines, type=pa.large_string())
@@ -241,7 +206,7 @@ def _ints(values: list[str]) -> np.ndarray:
     return np.array(values, dtype=np.int64) if values else np.zeros(0, dtype=np.int64)
 
 
-def _syslog_fields(lines: _Lines) -> _Rows:
+def _syslog_fields(lines: Lines) -> _Rows:
     """The lines the syslog fast-path regex takes, with a date and time that exist.
 
     With pyarrow: RE2 only answers which lines match (no captures); the date and time are
@@ -250,63 +215,41 @@ def _syslog_fields(lines: _Lines) -> _Rows:
     can hold the separator before it).
     """
     if HAVE_PYARROW:
-        arr = lines.arrow()
-        hit = pc.match_substring_regex(arr, _re2_match(BULK_SYSLOG))
-        idx = np.flatnonzero(np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool))
-        b = np.frombuffer(lines.buf, dtype=np.uint8)
-        s = lines.starts[idx]
-
-        def at(k: int) -> np.ndarray:
-            got: np.ndarray = b[s + k].astype(np.int64)
-            return got
-
-        key = (at(0) << 16) | (at(1) << 8) | at(2)
-        mon = _MONTH_ORDER[np.searchsorted(_MONTH_KEYS[_MONTH_ORDER], key)] + 1
-        day = np.where(at(4) == 32, 0, at(4) - 48) * 10 + at(5) - 48
-        hh = (at(7) - 48) * 10 + at(8) - 48
-        mm = (at(10) - 48) * 10 + at(11) - 48
-        ss = (at(13) - 48) * 10 + at(14) - 48
-    else:
-        names = ("mon", "day", "hh", "mm", "ss", "host", "prog", "pid", "msg")
-        ex = _extract(lines.tolist(), BULK_SYSLOG, names)
-        g = ex.groups
-        idx = ex.idx
-        mon = np.array([_MONTH_NAMES.index(m) + 1 for m in g["mon"]], dtype=np.int64)
-        day = _ints([d.strip() for d in g["day"]])
-        hh, mm, ss = _ints(g["hh"]), _ints(g["mm"]), _ints(g["ss"])
+        env = syslog_envelope(lines)
+        return _Rows(
+            idx=env.idx,
+            mon=env.mon,
+            day=env.day,
+            tod=env.tod,
+            host=_text_of(env.host),
+            program=_text_of(env.program),
+            pid=env.pid,
+            has_pid=env.has_pid,
+            level=_same_text(None, len(env.idx)),
+            message=_text_of(env.message),
+            repeat=env.repeat,
+        )
+    names = ("mon", "day", "hh", "mm", "ss", "host", "prog", "pid", "msg")
+    ex = _extract(lines.tolist(), BULK_SYSLOG, names)
+    g = ex.groups
+    idx = ex.idx
+    mon = np.array([_MONTH_NAMES.index(m) + 1 for m in g["mon"]], dtype=np.int64)
+    day = _ints([d.strip() for d in g["day"]])
+    hh, mm, ss = _ints(g["hh"]), _ints(g["mm"]), _ints(g["ss"])
     ok = (day >= 1) & (hh < 24) & (mm < 60) & (ss < 60)
     if len(mon):
-        ok &= day <= _DAYS_2000[mon - 1]
-    tod = (hh * 3600 + mm * 60 + ss) * _NS
+        ok &= day <= DAYS_2000[mon - 1]
+    tod = (hh * 3600 + mm * 60 + ss) * NS
     n = int(ok.sum())
-    if HAVE_PYARROW:
-        take = np.zeros(len(lines), dtype=bool)
-        take[idx[ok]] = True
-        rest = pc.utf8_slice_codeunits(arr.filter(pa.array(take)), 16)  # "host tag: msg\n"
-        host_tail = pc.split_pattern(rest, " ", max_splits=1)
-        tag_msg = pc.split_pattern(pc.list_element(host_tail, 1), ": ", max_splits=1)
-        prog_pid = pc.split_pattern(pc.list_element(tag_msg, 0), "[", max_splits=1)
-        has_pid = np.asarray(
-            pc.equal(pc.list_value_length(prog_pid), 2).to_numpy(zero_copy_only=False),
-            dtype=bool,
-        )
-        pid = np.zeros(n, dtype=np.int64)
-        digits = pc.utf8_rtrim(pc.list_flatten(pc.list_slice(prog_pid, 1, 2)), "]")
-        pid[has_pid] = pc.cast(digits, pa.int64()).to_numpy()
-        host = _text_of(pc.list_element(host_tail, 0))
-        program = _text_of(pc.list_element(prog_pid, 0))
-        msg, repeat = _unrepeat_arrow(pc.utf8_trim(pc.list_element(tag_msg, 1), _PY_WHITESPACE))
-        message = _text_of(msg)
-    else:
-        k = np.flatnonzero(ok).tolist()
-        pids = [g["pid"][i] for i in k]
-        has_pid = np.array([bool(p) for p in pids], dtype=bool)
-        pid = np.array([int(p) if p else 0 for p in pids], dtype=np.int64)
-        host = _text([g["host"][i] for i in k])
-        program = _text([g["prog"][i] for i in k])
-        msgs = [g["msg"][i].strip() for i in k]
-        repeat = _unrepeat_list(msgs, lines.buf)
-        message = _text(msgs)
+    k = np.flatnonzero(ok).tolist()
+    pids = [g["pid"][i] for i in k]
+    has_pid = np.array([bool(p) for p in pids], dtype=bool)
+    pid = np.array([int(p) if p else 0 for p in pids], dtype=np.int64)
+    host = _text([g["host"][i] for i in k])
+    program = _text([g["prog"][i] for i in k])
+    msgs = [g["msg"][i].strip() for i in k]
+    repeat = _unrepeat_list(msgs, lines.buf)
+    message = _text(msgs)
     return _Rows(
         idx=idx[ok].astype(np.int64),
         mon=mon[ok],
@@ -329,75 +272,12 @@ def _unrepeat_list(messages: list[str], chunk: bytes) -> np.ndarray:
     ``chunk`` holds the lines of the messages: when the prefix is nowhere in it (one
     C-level search, the common case), no message is looked at."""
     repeat = np.ones(len(messages), dtype=np.int64)
-    if _REPEATED not in chunk:
+    if REPEATED not in chunk:
         return repeat
     for i, text in enumerate(messages):
         if text.startswith(REPEATED_PREFIX):
             messages[i], repeat[i] = unrepeat(text)
     return repeat
-
-
-def _unrepeat_arrow(messages: Any) -> tuple[Any, np.ndarray]:
-    """:func:`_unrepeat_list` for an Arrow string array: one ``starts_with`` over all
-    messages, Python only for the few repeated ones."""
-    hit = np.asarray(
-        pc.starts_with(messages, REPEATED_PREFIX).to_numpy(zero_copy_only=False), dtype=bool
-    )
-    repeat = np.ones(len(messages), dtype=np.int64)
-    idx = np.flatnonzero(hit)
-    if not len(idx):
-        return messages, repeat
-    inner = [unrepeat(str(messages[int(i)].as_py())) for i in idx]
-    repeat[idx] = [n for _, n in inner]
-    unwrapped = pc.replace_with_mask(
-        messages, pa.array(hit), pa.array([text for text, _ in inner], type=messages.type)
-    )
-    return unwrapped, repeat
-
-
-def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Days since 1970-01-01 of proleptic Gregorian dates (vectorised)."""
-    y = y - (m <= 2)
-    era = np.floor_divide(y, 400)
-    yoe = y - era * 400
-    mp = (m + 9) % 12
-    doy = (153 * mp + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    days: np.ndarray = era * 146097 + doe - 719468
-    return days
-
-
-def _is_leap(y: int) -> bool:
-    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
-
-
-class _ZoneOffsets:
-    """UTC offsets of local wall times in one zone, as ``fixed_offset`` gives them."""
-
-    def __init__(self, zone: tzinfo) -> None:
-        self.zone = zone
-        fixed = isinstance(zone, timezone) or getattr(zone, "key", None) in ("UTC", "Etc/UTC")
-        probe = datetime(2000, 1, 1, tzinfo=zone).utcoffset() if fixed else None
-        self.fixed_ns = int(probe.total_seconds()) * _NS if probe is not None else None
-        self._cache: dict[int, int] = {}
-
-    def to_utc(self, local_ns: np.ndarray) -> np.ndarray:
-        """UTC nanoseconds of naive local times (nanoseconds since the epoch, wall clock)."""
-        if self.fixed_ns is not None:
-            return local_ns - self.fixed_ns
-        # the offset is looked up once per distinct wall-clock minute
-        minutes = local_ns // (60 * _NS)
-        uniq, inverse = np.unique(minutes, return_inverse=True)
-        offs = np.empty(len(uniq), dtype=np.int64)
-        for i, minute in enumerate(uniq.tolist()):
-            got = self._cache.get(minute)
-            if got is None:
-                wall = datetime(1970, 1, 1) + timedelta(minutes=minute)
-                off = fixed_offset(wall.replace(tzinfo=self.zone)).utcoffset()
-                got = int(off.total_seconds()) * _NS if off is not None else 0
-                self._cache[minute] = got
-            offs[i] = got
-        return local_ns - offs[inverse]
 
 
 class BulkLineProcessor(LineProcessor):
@@ -408,7 +288,7 @@ class BulkLineProcessor(LineProcessor):
     exactly as :meth:`LineProcessor.process` sends it.
     """
 
-    def __init__(self, *args: Any, zone_offsets: _ZoneOffsets, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, zone_offsets: ZoneOffsets, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.offsets = zone_offsets
 
@@ -435,7 +315,7 @@ class BulkLineProcessor(LineProcessor):
                 data.decode("utf-8")
             except UnicodeDecodeError:
                 buf = data.decode("utf-8", "replace").encode("utf-8")
-        lines = _Lines(buf if buf.endswith(b"\n") else buf + b"\n")
+        lines = Lines(buf if buf.endswith(b"\n") else buf + b"\n")
         if name == "syslog":
             return self._syslog(lines, first_line)
         return self._rfc3339(lines, first_line)
@@ -451,7 +331,7 @@ class BulkLineProcessor(LineProcessor):
 
     # -- line classes ------------------------------------------------------------------------
 
-    def _classify(self, lines: _Lines | list[str], matched: np.ndarray) -> np.ndarray:
+    def _classify(self, lines: Lines | list[str], matched: np.ndarray) -> np.ndarray:
         """0 comment or blank (counted, skipped), 1 fast path, 2 grammar, per line."""
         kind = np.full(len(lines), 2, dtype=np.int8)
         kind[matched] = 1
@@ -466,7 +346,7 @@ class BulkLineProcessor(LineProcessor):
         return kind
 
     def _grammar_rows(
-        self, lines: _Lines | list[str], idx: Iterable[int], first_line: int
+        self, lines: Lines | list[str], idx: Iterable[int], first_line: int
     ) -> list[Event]:
         out: list[Event] = []
         for i in idx:
@@ -477,7 +357,7 @@ class BulkLineProcessor(LineProcessor):
 
     # -- syslog: year-less local times --------------------------------------------------------
 
-    def _syslog(self, lines: _Lines, first_line: int) -> pd.DataFrame | None:
+    def _syslog(self, lines: Lines, first_line: int) -> pd.DataFrame | None:
         fast = _syslog_fields(lines)
         kind = self._classify(lines, fast.idx)
         slow = np.flatnonzero(kind == 2)
@@ -492,7 +372,7 @@ class BulkLineProcessor(LineProcessor):
         local_ns = self._resolve_run(rows.mon, rows.day, rows.tod) if len(rows.idx) else rows.tod
         return rows.frame(self.offsets.to_utc(local_ns), "syslog", self.display, first_line)
 
-    def _yearless_rows(self, lines: _Lines, slow: np.ndarray) -> _Rows | None:
+    def _yearless_rows(self, lines: Lines, slow: np.ndarray) -> _Rows | None:
         """The grammar's reading of the lines the bulk regex left, when all are year-less
         syslog lines; None when one is not (then the chunk is read in runs)."""
         fmt = self.format
@@ -528,7 +408,7 @@ class BulkLineProcessor(LineProcessor):
         )
 
     def _syslog_in_runs(
-        self, lines: _Lines, first_line: int, fast: _Rows, kind: np.ndarray
+        self, lines: Lines, first_line: int, fast: _Rows, kind: np.ndarray
     ) -> pd.DataFrame:
         """Runs of bulk lines between lines read one by one (which may be of any format),
         so that year inference sees the lines in the engine's order."""
@@ -549,53 +429,11 @@ class BulkLineProcessor(LineProcessor):
         return _merge(frame, events)
 
     def _resolve_run(self, mon: np.ndarray, day: np.ndarray, tod: np.ndarray) -> np.ndarray:
-        """Wall-clock nanoseconds of consecutive year-less lines, as TimeResolver gives them.
-
-        ``tod`` is the time of day in nanoseconds. In bulk when every line lies within the
-        reordering distance of the latest time seen so far (no New Year, no late line from
-        the year before), else line by line.
-        """
-        r = self.resolver
-        n = len(mon)
-        out = np.empty(n, dtype=np.int64)
-        start = 0
-        if r.last is None:
-            out[0] = self._resolve_one(r, int(mon[0]), int(day[0]), int(tod[0]))
-            start = 1
-        if start < n and r.last is not None:
-            year = r.last.year
-            rest_mon, rest_day = mon[start:], day[start:]
-            leap_ok = _is_leap(year) or not bool(np.any((rest_mon == 2) & (rest_day == 29)))
-            here = (
-                _days_from_civil(np.full(n - start, year), rest_mon, rest_day) * 86400 * _NS
-                + tod[start:]
-            )
-            last_ns = _naive_ns(r.last)
-            running = np.maximum.accumulate(np.concatenate(([last_ns], here)))[:-1]
-            # as TimeResolver: no line later than the file was last written (else line by line)
-            in_year = r.fixed_year is not None or int(here.max()) <= _naive_ns(r.limit)
-            if (
-                leap_ok
-                and in_year
-                and bool(np.all((here >= running - _REORDER_NS) & (here <= running + _REORDER_NS)))
-            ):
-                out[start:] = here
-                top = int(here.max())
-                if top > last_ns:
-                    r.last = datetime(1970, 1, 1) + timedelta(microseconds=top // 1000)
-                return out
-            for i in range(start, n):
-                out[i] = self._resolve_one(r, int(mon[i]), int(day[i]), int(tod[i]))
-        return out
-
-    @staticmethod
-    def _resolve_one(r: TimeResolver, mon: int, day: int, tod: int) -> int:
-        naive = datetime(2000, mon, day) + timedelta(microseconds=tod // 1000)
-        return _naive_ns(r.resolve(naive, True).replace(tzinfo=None))
+        return resolve_run(self.resolver, mon, day, tod)
 
     # -- RFC 3339: times carry their offset ------------------------------------------------
 
-    def _rfc3339(self, chunk: _Lines, first_line: int) -> pd.DataFrame | None:
+    def _rfc3339(self, chunk: Lines, first_line: int) -> pd.DataFrame | None:
         lines = chunk.tolist()
         names = ("date", "hh", "mm", "ss", "frac", "zone", "host", "prog", "pid", "msg")
         ex = _extract(lines, BULK_RFC3339, names)
@@ -608,7 +446,7 @@ class BulkLineProcessor(LineProcessor):
         zh = _ints([z[1:3] if z != "Z" else "0" for z in g["zone"]])
         zm = _ints([z[4:6] if z != "Z" else "0" for z in g["zone"]])
         leap = (y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))
-        days_in = np.where((mo == 2) & leap, 29, _DAYS_2000[np.clip(mo, 1, 12) - 1])
+        days_in = np.where((mo == 2) & leap, 29, DAYS_2000[np.clip(mo, 1, 12) - 1])
         days_in = np.where((mo == 2) & ~leap, 28, days_in)
         ok = (
             (y >= 1)
@@ -626,12 +464,12 @@ class BulkLineProcessor(LineProcessor):
         idx = ex.idx[keep]
         kind = self._classify(lines, idx)
         local = (
-            _days_from_civil(y[keep], mo[keep], d[keep]) * 86400
+            days_from_civil(y[keep], mo[keep], d[keep]) * 86400
             + hh[keep] * 3600
             + mm[keep] * 60
             + ss[keep]
-        ) * _NS + frac[keep] * 1000
-        utc_ns = local - zsign[keep] * (zh[keep] * 3600 + zm[keep] * 60) * _NS
+        ) * NS + frac[keep] * 1000
+        utc_ns = local - zsign[keep] * (zh[keep] * 3600 + zm[keep] * 60) * NS
         k = keep.tolist()
         self.stats.parsed += len(idx)
         msgs = [g["msg"][i].strip() for i in k]
@@ -658,11 +496,6 @@ class BulkLineProcessor(LineProcessor):
         )
 
 
-def _naive_ns(ts: datetime) -> int:
-    delta = ts.replace(tzinfo=None) - datetime(1970, 1, 1)
-    return (delta.days * 86400 + delta.seconds) * _NS + delta.microseconds * 1000
-
-
 def _merge(fast: pd.DataFrame, events: list[Event]) -> pd.DataFrame:
     if not events:
         return fast
@@ -687,7 +520,7 @@ class EventReader:
     def chunks(self) -> Iterator[pd.DataFrame]:
         o = self.options
         zone = o.tz or local_zone()
-        offsets = _ZoneOffsets(zone)
+        offsets = ZoneOffsets(zone)
         log = ProblemLog(self.stats)
         inputs = log.expand(self.paths)
         engine = Engine([], o)

@@ -300,7 +300,7 @@ def test_read_events_progress_callback() -> None:
 
 
 def test_bulk_strip_characters_are_pythons() -> None:
-    from pipeline.bulk import _PY_WHITESPACE
+    from pipeline.columns import PY_WHITESPACE as _PY_WHITESPACE
 
     assert set(_PY_WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
 
