@@ -314,7 +314,7 @@ def scan(
         stats=result.stats,
         problems=result.problems,
         rules=loaded,
-        objects=result.findings,
+        objects=list(result.findings),
         paths=inputs,
         started=started,
         finished=datetime.now(UTC),

@@ -647,7 +647,11 @@ def write_findings(
     details: bool = False,
     shown: str = "",
 ) -> None:
-    if fmt in ("jsonl", "json"):
+    # the block path's rows are written from their columns (pipeline.block.TableView)
+    write_rows = getattr(findings, "write_jsonl", None)
+    if fmt in ("jsonl", "json") and context is None and write_rows is not None:
+        write_rows(out)
+    elif fmt in ("jsonl", "json"):
         encode = json.JSONEncoder(ensure_ascii=False).encode
         for f in findings:
             d = f.as_dict()
@@ -863,11 +867,23 @@ def scan(
             _save_resume(db, detector.snapshot(), engine.resume, quiet)
     else:
         result = bar.run(engine.scan, inputs, journals=journals, runner=runner)
-    findings = sorted(
-        result.findings,
-        key=lambda f: (f.timestamp.timestamp() if f.timestamp else float("-inf"), f.source, f.line),
-    )
-    shown = findings if floor is None else [f for f in findings if f.severity >= floor]
+    from pipeline.block import FindingTable
+
+    findings: Sequence[Finding]
+    shown: Sequence[Finding]
+    if isinstance(result.findings, FindingTable):  # the block path's rows, in the same order
+        findings = result.findings.sorted_view()
+        shown = findings.at_least(floor)
+    else:
+        findings = sorted(
+            result.findings,
+            key=lambda f: (
+                f.timestamp.timestamp() if f.timestamp else float("-inf"),
+                f.source,
+                f.line,
+            ),
+        )
+        shown = findings if floor is None else [f for f in findings if f.severity >= floor]
     above = f"at or above {floor}" if floor is not None else ""
     context = None
     if context_lines is not None:
@@ -1123,7 +1139,7 @@ def _journal_specs(
 
 
 def _notify_scan(
-    findings: list[Finding],
+    findings: Sequence[Finding],
     rules: list[Any],
     urls: tuple[str, ...],
     state_path: str | None,

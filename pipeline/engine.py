@@ -37,6 +37,7 @@ from pipeline.resume import skip_prefix
 from pipeline.sources.files import (
     MAX_LINE,
     STDIN,
+    Chunk,
     InputFile,
     expand_inputs,
     is_url,
@@ -49,6 +50,7 @@ from pipeline.sources.journal import JournalSpec, check_backend, iter_journal
 from pipeline.timeinfer import TimeResolver, local_zone
 
 if TYPE_CHECKING:
+    from pipeline.block import FindingTable
     from pipeline.detection.prefilter import IntArray
     from pipeline.imports.logcheck import LogcheckMatcher
     from pipeline.resume import Resume
@@ -850,7 +852,8 @@ class FindingSet:
 
 @dataclass
 class ScanResult:
-    findings: list[Finding]
+    #: a list, or a :class:`~pipeline.block.FindingTable` from the block path
+    findings: Sequence[Finding]
     stats: ScanStats
     problems: list[Problem]
     problems_omitted: int = 0
@@ -1130,6 +1133,19 @@ class Engine:
             logcheck=None if all_lines else self.logcheck,
         )
         proc.fold_bulk = o.since is None and o.until is None
+        for chunk in self._part_chunks(part, stats, report, progress_lines):
+            yield from proc.records(chunk.data, chunk.first_line, all_lines=all_lines)
+
+    def _part_chunks(
+        self,
+        part: Part,
+        stats: ScanStats,
+        report: Callable[[Problem], None],
+        progress_lines: Callable[[], int] | None = None,
+    ) -> Iterator[Chunk]:
+        """The chunks of one part, with the progress reported after each."""
+        o = self.options
+        inp = part.inp
         try:
             stream = open_input(inp)
         except (OSError, InputError) as exc:
@@ -1149,7 +1165,7 @@ class Engine:
                 stream, inp.display, report, max_line=o.max_line, limit=limit, first_line=first_line
             )
             for chunk in chunks:
-                yield from proc.records(chunk.data, chunk.first_line, all_lines=all_lines)
+                yield chunk
                 if self.progress is not None:
                     self._progress_done = base + raw_position(stream) - skipped
                     lines = progress_lines() if progress_lines else stats.lines
@@ -1367,6 +1383,12 @@ class Engine:
                     self.resume.unread(inp)
                 continue
             parts.extend(self.plan(inp, workers, part_size))
+        if detector is None and runner is None and not journals and self.resume is None:
+            blocks = self._block_scan(det, parts, stats, log)
+            if blocks is not None:
+                stats.findings = len(blocks)
+                stats.seconds = time.perf_counter() - started
+                return ScanResult(blocks, stats, log.listed, log.omitted(), det.stats.as_dict())
         results = runner.run(self, parts) if runner is not None else self._local(parts, stats)
         if self.resume is not None:
             results = self.resume.track(results)
@@ -1414,6 +1436,54 @@ class Engine:
         stats.findings = len(findings)
         stats.seconds = time.perf_counter() - started
         return ScanResult(findings, stats, log.listed, log.omitted(), det.stats.as_dict())
+
+    def _block_scan(
+        self, det: Detector, parts: Sequence[Part], total: ScanStats, log: ProblemLog
+    ) -> FindingTable | None:
+        """The findings of ``parts`` read on the block path (:mod:`pipeline.block`), or None
+        when the rules, the options or the inputs need the line path."""
+        o = self.options
+        if self.logcheck is not None or o.since is not None or o.until is not None:
+            return None
+        if len({rotation_set(p.inp.path) for p in parts}) > 1:
+            return None  # copies across rotation sets are counted on events
+        if any(p.start or p.end is not None for p in parts):
+            return None
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:  # pragma: no cover - pyarrow is a dependency
+            return None
+        from pipeline.block import BlockProcessor, FindingTable, column_rules
+
+        rules = column_rules(det)
+        if rules is None:
+            return None
+        table = FindingTable([c.rule for c in rules])
+        for part in parts:
+            inp = part.inp
+            stats = ScanStats()
+            part_log = ProblemLog(stats)
+            proc = BlockProcessor(
+                inp.display,
+                self._resolver(inp),
+                self.prefilter,
+                part_log,
+                stats,
+                fmt=o.format,
+                max_line=o.max_line,
+                body_fields=self.body_fields,
+                sniffed=part.sniffed,
+                host=o.host_of(inp.path),
+                group=rotation_set(inp.path),
+                rules=rules,
+                detector=det,
+                table=table,
+            )
+            for chunk in self._part_chunks(part, stats, part_log, _lines_of(total, stats)):
+                proc.judge(chunk.data, chunk.first_line)
+            total.merge(stats)
+            log.merge(part_log)
+        return table
 
     def parse(
         self, paths: Sequence[str], stats: ScanStats, journals: Sequence[JournalSpec] = ()

@@ -83,7 +83,8 @@ def parse_zone(name: str | None) -> tzinfo:
 _FIXED_ZONES: dict[timedelta, timezone] = {}
 
 
-def _fixed_zone(off: timedelta) -> timezone:
+def fixed_zone(off: timedelta) -> timezone:
+    """The fixed-offset zone of ``off`` (one object per offset)."""
     zone = _FIXED_ZONES.get(off)
     if zone is None:
         zone = _FIXED_ZONES[off] = timezone(off)
@@ -100,7 +101,7 @@ def fixed_offset(ts: datetime) -> datetime:
     off = ts.utcoffset()
     if off is None or isinstance(ts.tzinfo, timezone):
         return ts
-    return ts.replace(tzinfo=_fixed_zone(off))
+    return ts.replace(tzinfo=fixed_zone(off))
 
 
 def _safe_replace_year(ts: datetime, year: int) -> datetime:
@@ -139,12 +140,17 @@ class TimeResolver:
         if value is not None:
             self._low, self._high = value - REORDER, value + REORDER
 
+    def localize(self, naive: datetime) -> datetime:
+        """``naive`` wall time in the zone, with the fixed offset in force then (the
+        time :meth:`resolve` gives for a wall time it has placed in a year)."""
+        return self._aware(naive)
+
     def _aware(self, naive: datetime) -> datetime:
         """``naive`` wall time in the zone, with the fixed offset in force then."""
         off = self.tz.utcoffset(naive)
         if off is None:
             return naive.replace(tzinfo=self.tz)
-        return naive.replace(tzinfo=_fixed_zone(off))
+        return naive.replace(tzinfo=fixed_zone(off))
 
     def _first_year(self, ts: datetime) -> int:
         if self.fixed_year is not None:
