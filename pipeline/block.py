@@ -38,7 +38,18 @@ from typing import TYPE_CHECKING, Any, TextIO, overload
 
 import numpy as np
 
-from pipeline.columns import NS, Lines, ZoneOffsets, resolve_run, syslog_envelope
+from pipeline.columns import (
+    NS,
+    Lines,
+    ZoneOffsets,
+    arrow_ints,
+    arrow_mask,
+    arrow_strings,
+    arrow_text,
+    numpy_of,
+    resolve_run,
+    syslog_envelope,
+)
 from pipeline.detection.correlate import Detector
 from pipeline.detection.model import Rule
 from pipeline.detection.patterns import CompiledPattern
@@ -100,45 +111,116 @@ def column_rules(detector: Detector) -> list[ColumnRule] | None:
 NO_TIME = -(2**63)
 
 
+_strings = arrow_strings
+
+
 @dataclass
 class Rows:
-    """Findings of one block as columns, in order of emission (before numbering)."""
+    """Findings as columns, in order of emission: numpy arrays and Arrow strings.
 
-    rule: list[int]
-    utc: list[int]  # UTC nanoseconds, NO_TIME for none
-    offset: list[int]  # UTC offset in seconds
-    stamp: list[str | None]  # the time in ISO form, as ``datetime.isoformat`` gives it
-    host: list[str | None]
-    program: list[str | None]
-    line: list[int]
-    message: list[str]
-    fields: list[dict[str, str]]
-    counts: list[int]
+    ``key`` and ``occurrence`` are filled in when the rows are numbered (``_emit``)."""
 
-    @classmethod
-    def empty(cls) -> Rows:
-        return cls([], [], [], [], [], [], [], [], [], [])
+    rule: np.ndarray  # index into the table's rules
+    utc: np.ndarray  # UTC nanoseconds, NO_TIME for none
+    offset: np.ndarray  # UTC offset in seconds
+    stamp: Any  # the time in ISO form, as datetime.isoformat() writes it; null for none
+    host: Any
+    program: Any
+    line: np.ndarray
+    message: Any
+    fields: list[dict[str, str]] | None  # None: no captures at all
+    counts: np.ndarray
+    source: np.ndarray  # index into the table's sources
+    occurrence: np.ndarray | None = None
+    key: Any = None
 
-    def extend(self, other: Rows) -> None:
-        for name in _ROW_COLUMNS:
-            getattr(self, name).extend(getattr(other, name))
+    def __len__(self) -> int:
+        return len(self.rule)
 
-    def take(self, order: list[int]) -> Rows:
-        return Rows(*([getattr(self, n)[i] for i in order] for n in _ROW_COLUMNS))
+    def take(self, order: np.ndarray) -> Rows:
+
+        at = arrow_ints(order)
+        return Rows(
+            self.rule[order],
+            self.utc[order],
+            self.offset[order],
+            self.stamp.take(at),
+            self.host.take(at),
+            self.program.take(at),
+            self.line[order],
+            self.message.take(at),
+            None if self.fields is None else [self.fields[i] for i in order.tolist()],
+            self.counts[order],
+            self.source[order],
+            None if self.occurrence is None else self.occurrence[order],
+            None if self.key is None else self.key.take(at),
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[Rows]) -> Rows:
+        import pyarrow as pa
+
+        def strings(name: str) -> Any:
+            return pa.concat_arrays([getattr(p, name) for p in parts])
+
+        def ints(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts])
+
+        fields: list[dict[str, str]] | None = None
+        if any(p.fields is not None for p in parts):
+            fields = []
+            for p in parts:
+                fields.extend(p.fields if p.fields is not None else [_NO_FIELDS] * len(p))
+        numbered = all(p.key is not None for p in parts)
+        return Rows(
+            ints("rule"),
+            ints("utc"),
+            ints("offset"),
+            strings("stamp"),
+            strings("host"),
+            strings("program"),
+            ints("line"),
+            strings("message"),
+            fields,
+            ints("counts"),
+            ints("source"),
+            ints("occurrence") if numbered else None,
+            strings("key") if numbered else None,
+        )
 
 
-_ROW_COLUMNS = (
-    "rule",
-    "utc",
-    "offset",
-    "stamp",
-    "host",
-    "program",
-    "line",
-    "message",
-    "fields",
-    "counts",
-)
+class _EventRows:
+    """Rows gathered one finding at a time (events the columns could not read)."""
+
+    def __init__(self) -> None:
+        self.rule: list[int] = []
+        self.utc: list[int] = []
+        self.offset: list[int] = []
+        self.stamp: list[str | None] = []
+        self.host: list[str | None] = []
+        self.program: list[str | None] = []
+        self.line: list[int] = []
+        self.message: list[str] = []
+        self.fields: list[dict[str, str]] = []
+        self.counts: list[int] = []
+        self.at: list[int] = []  # the row's place among a block's rows
+
+    def rows(self, source: int) -> Rows:
+        ints = np.asarray
+        n = len(self.rule)
+        return Rows(
+            ints(self.rule, dtype=np.int64),
+            ints(self.utc, dtype=np.int64),
+            ints(self.offset, dtype=np.int64),
+            _strings(self.stamp),
+            _strings(self.host),
+            _strings(self.program),
+            ints(self.line, dtype=np.int64),
+            _strings(self.message),
+            self.fields if any(self.fields) else None,
+            ints(self.counts, dtype=np.int64),
+            np.full(n, source, dtype=np.int64),
+        )
 
 
 def _utc_of(ts: datetime) -> tuple[int, int]:
@@ -159,43 +241,47 @@ class FindingTable(Sequence[Finding]):
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
-        self.rows = Rows.empty()
-        self.source: list[str] = []
-        self.occurrence: list[int] = []
-        self.key: list[str] = []
-        self._row_of: dict[str, int] = {}
+        self.sources: list[str] = []
+        self._parts: list[Rows] = []
+        self._rows: Rows | None = None
+        self._py: dict[str, list[Any]] | None = None
         self._made: dict[int, Finding] = {}
 
-    def add(self, rows: Rows, source: str, occurrence: list[int], keys: list[str]) -> None:
-        """Append numbered rows (``keys`` and ``occurrence`` as the detector gives them)."""
-        row_of = self._row_of
-        start = len(self.key)
-        again = [i for i, k in enumerate(keys) if k in row_of]
-        if not again and len(set(keys)) == len(keys):
-            row_of.update(zip(keys, range(start, start + len(keys)), strict=True))
-            self.rows.extend(rows)
-            self.source.extend([source] * len(keys))
-            self.occurrence.extend(occurrence)
-            self.key.extend(keys)
-            return
-        for i, key in enumerate(keys):  # a key seen before: the later finding replaces it
-            one = rows.take([i])
-            row = row_of.get(key)
-            if row is None:
-                row_of[key] = len(self.key)
-                self.rows.extend(one)
-                self.source.append(source)
-                self.occurrence.append(occurrence[i])
-                self.key.append(key)
-                continue
-            self._made.pop(row, None)
-            for name in _ROW_COLUMNS:
-                getattr(self.rows, name)[row] = getattr(one, name)[0]
-            self.source[row] = source
-            self.occurrence[row] = occurrence[i]
+    def source_index(self, source: str) -> int:
+        self.sources.append(source)
+        return len(self.sources) - 1
+
+    def add(self, rows: Rows) -> None:
+        """Append numbered rows (``key`` and ``occurrence`` filled in)."""
+        if len(rows):
+            self._parts.append(rows)
+            self._rows = self._py = None
+
+    @property
+    def rows(self) -> Rows:
+        """All rows, one per key (the rows of a key seen again replace the first's)."""
+        if self._rows is None:
+            if not self._parts:
+                self._parts = [_EventRows().rows(0)]
+                self._parts[0].occurrence = np.zeros(0, dtype=np.int64)
+                self._parts[0].key = _strings([])
+            rows = Rows.concat(self._parts) if len(self._parts) > 1 else self._parts[0]
+            self._parts = [rows]
+            keys = rows.key
+            import pyarrow.compute as pc
+
+            if pc.count_distinct(keys).as_py() != len(keys):
+                first: dict[str, int] = {}
+                last: dict[str, int] = {}
+                for i, k in enumerate(keys.to_pylist()):
+                    first.setdefault(k, i)
+                    last[k] = i
+                rows = rows.take(np.array([last[k] for k in first], dtype=np.int64))
+            self._rows = rows
+        return self._rows
 
     def __len__(self) -> int:
-        return len(self.key)
+        return len(self.rows)
 
     @overload
     def __getitem__(self, i: int) -> Finding: ...
@@ -210,11 +296,22 @@ class FindingTable(Sequence[Finding]):
         for row in range(len(self)):
             yield self.finding(row)
 
+    def _columns(self) -> dict[str, list[Any]]:
+        if self._py is None:
+            r = self.rows
+            self._py = {
+                name: getattr(r, name).to_pylist()
+                if hasattr(getattr(r, name), "to_pylist")
+                else list(getattr(r, name))
+                for name in ("stamp", "host", "program", "message", "key")
+            }
+        return self._py
+
     def timestamp(self, row: int) -> datetime | None:
-        utc = self.rows.utc[row]
+        utc = int(self.rows.utc[row])
         if utc == NO_TIME:
             return None
-        zone = fixed_zone(timedelta(seconds=self.rows.offset[row]))
+        zone = fixed_zone(timedelta(seconds=int(self.rows.offset[row])))
         return (_EPOCH_UTC + timedelta(microseconds=utc // 1000)).astimezone(zone)
 
     def finding(self, row: int) -> Finding:
@@ -222,42 +319,46 @@ class FindingTable(Sequence[Finding]):
         if made is not None:
             return made
         r = self.rows
-        rule = self.rules[r.rule[row]]
+        py = self._columns()
+        rule = self.rules[int(r.rule[row])]
         ts = self.timestamp(row)
-        source, line, message = self.source[row], r.line[row], r.message[row]
+        source, line, message = (
+            self.sources[int(r.source[row])],
+            int(r.line[row]),
+            py["message"][row],
+        )
+        assert r.occurrence is not None
         f = Finding(
             rule=rule.id,
             severity=rule.severity,
             title=rule.title,
             timestamp=ts,
-            host=r.host[row],
-            program=r.program[row],
+            host=py["host"][row],
+            program=py["program"][row],
             source=source,
             line=line,
             message=message,
-            fields=MappingProxyType(dict(r.fields[row])),
+            fields=MappingProxyType(dict(r.fields[row]) if r.fields is not None else {}),
             tags=rule.tags,
-            count=r.counts[row],
+            count=int(r.counts[row]),
             related=(Related(source, line, ts, message[:500]),),
-            occurrence=self.occurrence[row],
+            occurrence=int(r.occurrence[row]),
         )
-        object.__setattr__(f, "_key", self.key[row])
+        object.__setattr__(f, "_key", py["key"][row])
         self._made[row] = f
         return f
 
     def sorted_view(self) -> TableView:
         """The rows in the scan's output order: by time (none first), source, line; rows
         that tie keep their order of emission."""
-        if not len(self):
-            return TableView(self, np.zeros(0, dtype=np.int64))
-        utc = np.array(self.rows.utc, dtype=np.int64)
+        r = self.rows
         # as datetime.timestamp() gives it: microseconds over 10**6, as a float
-        secs = np.where(utc == NO_TIME, -np.inf, (utc // 1000).astype(float) / 1e6)
-        names = sorted(set(self.source))
-        rank = {s: i for i, s in enumerate(names)}
-        src = np.array([rank[s] for s in self.source], dtype=np.int64)
-        lines = np.array(self.rows.line, dtype=np.int64)
-        order = np.lexsort((lines, src, secs))
+        secs = np.where(r.utc == NO_TIME, -np.inf, (r.utc // 1000).astype(float) / 1e6)
+        names = sorted(set(self.sources))
+        place = {n: i for i, n in enumerate(names)}
+        rank = np.array([place[s] for s in self.sources], dtype=np.int64)
+        src = rank[r.source] if len(r.source) else r.source
+        order = np.lexsort((r.line, src, secs))
         return TableView(self, order.astype(np.int64))
 
 
@@ -287,64 +388,137 @@ class TableView(Sequence[Finding]):
 
     def at_least(self, floor: Severity | None) -> TableView:
         """The rows whose rule's severity is ``floor`` or above."""
-        if floor is None:
+        if floor is None or not len(self.rows):
             return self
         ok = np.array([r.severity >= floor for r in self.table.rules], dtype=bool)
-        if not len(self.rows):
-            return self
-        rule = np.asarray(self.table.rows.rule, dtype=np.int64)[self.rows]
-        return TableView(self.table, self.rows[ok[rule]])
+        return TableView(self.table, self.rows[ok[self.table.rows.rule[self.rows]]])
 
-    def write_jsonl(self, out: TextIO, batch: int = 4096) -> None:
-        """The rows as JSON lines, byte for byte what ``Finding.as_dict`` gives encoded."""
+    def write_jsonl(self, out: TextIO, batch: int = 8192) -> None:
+        """The rows as JSON lines, byte for byte what ``Finding.as_dict`` gives encoded:
+        assembled column by column with Arrow, in batches."""
         t = self.table
-        r = t.rows
-        heads = [
-            '{"rule": '
-            + _ENCODE(x.id)
-            + ', "severity": '
-            + _ENCODE(str(x.severity))
-            + ', "title": '
-            + _ENCODE(x.title)
-            + ', "host": '
-            for x in t.rules
-        ]
-        tags = [_ENCODE(list(x.tags)) for x in t.rules]
-        text = encode_basestring
-        names: dict[str | None, str] = {None: "null"}
-        sources: dict[str, str] = {}
-        buf: list[str] = []
-        for row in self.rows.tolist():
-            stamp = r.stamp[row]
-            ts = f'"{stamp}"' if stamp is not None else "null"
-            host, program = r.host[row], r.program[row]
-            h = names.get(host)
-            if h is None:
-                h = names[host] = text(host)
-            p = names.get(program)
-            if p is None:
-                p = names[program] = text(program)
-            s = sources.get(t.source[row])
-            if s is None:
-                s = sources[t.source[row]] = text(t.source[row])[:-1]
-            message = r.message[row]
-            msg = text(message)
-            related = msg if len(message) <= 500 else text(message[:500])
-            fields = r.fields[row]
-            rule = r.rule[row]
-            source = f'{s}:{r.line[row]}"'
-            buf.append(
-                f'{heads[rule]}{h}, "program": {p}, "timestamp": {ts}, "source": {source}, '
-                f'"message": {msg}, "fields": {_ENCODE(fields) if fields else "{}"}, '
-                f'"tags": {tags[rule]}, "count": {r.counts[row]}, "last_seen": {ts}, '
-                f'"related": [{{"source": {source}, "timestamp": {ts}, "message": {related}}}], '
-                f'"occurrence": {t.occurrence[row]}, "key": "{t.key[row]}"}}\n'
-            )
-            if len(buf) >= batch:
-                out.write("".join(buf))
-                buf.clear()
-        if buf:
-            out.write("".join(buf))
+        heads = _strings(
+            [
+                '{"rule": '
+                + _ENCODE(x.id)
+                + ', "severity": '
+                + _ENCODE(str(x.severity))
+                + ', "title": '
+                + _ENCODE(x.title)
+                + ', "host": '
+                for x in t.rules
+            ]
+        )
+        tags = _strings([', "tags": ' + _ENCODE(list(x.tags)) + ', "count": ' for x in t.rules])
+        sources = _strings([encode_basestring(s)[:-1] + ":" for s in t.sources])
+        raw = getattr(out, "buffer", None)
+        if str(getattr(out, "encoding", "")).lower().replace("-", "") != "utf8":
+            raw = None
+        all_rows = t.rows
+        for start in range(0, len(self.rows), batch):
+            order = self.rows[start : start + batch]
+            text = _json_lines(all_rows.take(order), heads, tags, sources)
+            data = text.buffers()[2]
+            offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)
+            chunk = memoryview(data)[
+                int(offsets[text.offset]) : int(offsets[text.offset + len(text)])
+            ]
+            if raw is not None:
+                out.flush()
+                raw.write(chunk)
+            else:
+                out.write(bytes(chunk).decode("utf-8"))
+        if raw is not None:
+            raw.flush()
+
+
+def _join(*parts: Any, sep: str = "") -> Any:
+    """Arrow strings joined row by row (``str`` parts are the same in every row)."""
+    import pyarrow.compute as pc
+
+    args = [arrow_text(p) if isinstance(p, str) else p for p in parts]
+    return pc.binary_join_element_wise(*args, arrow_text(sep))
+
+
+def _quoted(values: Any) -> Any:
+    """JSON strings of Arrow strings (``null`` for null), as ``json`` writes them."""
+    import pyarrow.compute as pc
+
+    coded = pc.dictionary_encode(values)
+    words = _strings([encode_basestring(v) for v in coded.dictionary.to_pylist()])
+    out = words.take(coded.indices)
+    return pc.coalesce(out, arrow_text("null")) if out.null_count else out
+
+
+def _json_text(values: Any) -> Any:
+    """JSON strings of Arrow strings that are mostly distinct (messages): quoted in bulk,
+    escaped by ``json`` only where a character needs it."""
+    import pyarrow.compute as pc
+
+    quoted = _join('"', values, '"')
+    needs = pc.match_substring_regex(values, r'[\x00-\x1f"\\]')
+    rows = np.flatnonzero(numpy_of(needs))
+    if not len(rows):
+        return quoted
+    mask = np.zeros(len(values), dtype=bool)
+    mask[rows] = True
+    fixed = _strings([encode_basestring(values[int(i)].as_py()) for i in rows])
+    return pc.replace_with_mask(quoted, arrow_mask(mask), fixed)
+
+
+def _json_lines(r: Rows, heads: Any, tags: Any, sources: Any) -> Any:
+    """One JSON line per row (``\n`` included), as an Arrow string array."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    assert r.occurrence is not None and r.key is not None
+    rule = arrow_ints(r.rule)
+    stamp = _join('"', r.stamp, '"')
+    stamp = pc.coalesce(stamp, arrow_text("null")) if stamp.null_count else stamp
+    source = _join(
+        sources.take(arrow_ints(r.source)), pc.cast(arrow_ints(r.line), pa.large_string()), '"'
+    )
+    message = _json_text(r.message)
+    long = np.flatnonzero(numpy_of(pc.utf8_length(r.message)) > 500)
+    related = message
+    if len(long):
+        mask = np.zeros(len(r), dtype=bool)
+        mask[long] = True
+        cut = _strings([encode_basestring(r.message[int(i)].as_py()[:500]) for i in long])
+        related = pc.replace_with_mask(message, arrow_mask(mask), cut)
+    if r.fields is None or not any(r.fields):
+        fields: Any = "{}"
+    else:
+        fields = _strings([_ENCODE(f) if f else "{}" for f in r.fields])
+    return _join(
+        heads.take(rule),
+        _quoted(r.host),
+        ', "program": ',
+        _quoted(r.program),
+        ', "timestamp": ',
+        stamp,
+        ', "source": ',
+        source,
+        ', "message": ',
+        message,
+        ', "fields": ',
+        fields,
+        tags.take(rule),
+        pc.cast(arrow_ints(r.counts), pa.large_string()),
+        ', "last_seen": ',
+        stamp,
+        ', "related": [{"source": ',
+        source,
+        ', "timestamp": ',
+        stamp,
+        ', "message": ',
+        related,
+        '}], "occurrence": ',
+        pc.cast(arrow_ints(r.occurrence), pa.large_string()),
+        ', "key": "',
+        r.key,
+        '"}\n',
+    )
 
 
 # -- judging blocks -----------------------------------------------------------------------------
@@ -393,6 +567,8 @@ class BlockProcessor(LineProcessor):
         self._index = {c.rule.id: c.order for c in rules}
         self.offsets = ZoneOffsets(self.resolver.tz)
         self._accept: dict[str, np.ndarray] = {}
+        self._ids = _strings([c.rule.id for c in rules])
+        self._source = table.source_index(self.display)
 
     def judge(self, data: bytes, first_line: int) -> None:
         """Add the findings of the lines in ``data`` (lines ``first_line`` on)."""
@@ -430,7 +606,7 @@ class BlockProcessor(LineProcessor):
         if not buf.endswith(b"\n"):
             buf += b"\n"
         block = Lines(buf, nl if buf is data else None)
-        lines = Lines.of_arrow(block.arrow().take(sel))
+        lines = Lines.of_arrow(block.arrow().take(arrow_ints(sel)))
         self._judge_rows(data, nl, first_line, sel, is_cand, lines)
 
     def _block_ok(self, data: bytes, nl: IntArray) -> bool:
@@ -444,13 +620,13 @@ class BlockProcessor(LineProcessor):
 
     def _judge_events(self, data: bytes, first_line: int) -> None:
         """A block the columns cannot read: its lines as events, matched one by one."""
-        rows = Rows.empty()
+        rows = _EventRows()
         for rec in self.records(data, first_line):
             if isinstance(rec, Event):
-                self._event_rows(rec, rows)
-        self._emit(rows)
+                self._event_rows(rec, rows, 0)
+        self._emit(rows.rows(self._source))
 
-    def _event_rows(self, event: Event, rows: Rows) -> None:
+    def _event_rows(self, event: Event, rows: _EventRows, at: int) -> None:
         """The findings of one event as rows (as the detector's line rules give them)."""
         matches = self.detector.match(event)
         self.detector.stats.matches += len(matches)
@@ -470,36 +646,51 @@ class BlockProcessor(LineProcessor):
             rows.message.append(event.message)
             rows.fields.append(dict(m.fields))
             rows.counts.append(event.repeat)
+            rows.at.append(at)
 
     def _emit(self, rows: Rows) -> None:
         """Number the rows as the detector numbers identical findings at one time (per
         host, within one timestamp), and add them to the table."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        n = len(rows)
+        if not n:
+            return
         det = self.detector
         recent_stamp, recent = det._recent_stamp, det._recent
-        ids = [c.rule.id for c in self.rules]
+        empty = arrow_text("")
+        texts = _join(
+            self._ids.take(arrow_ints(rows.rule)),
+            pc.coalesce(rows.stamp, empty),
+            pc.coalesce(rows.host, empty),
+            pc.coalesce(rows.program, empty),
+            rows.message,
+            "",
+            sep="\x1f",
+        )
+        raw = texts.cast(pa.large_binary()).to_pylist()
         sha = hashlib.sha256
-        keys: list[str] = []
-        occurrence: list[int] = []
-        for rule, stamp, host, program, message in zip(
-            rows.rule, rows.stamp, rows.host, rows.program, rows.message, strict=True
+        keys = [sha(t).hexdigest()[:20] for t in raw]
+        occurrence = np.zeros(n, dtype=np.int64)
+        for i, (key, host, stamp) in enumerate(
+            zip(keys, rows.host.to_pylist(), rows.stamp.to_pylist(), strict=True)
         ):
-            text = "\x1f".join((ids[rule], stamp or "", host or "", program or "", message, ""))
-            base = sha(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
-            n = 0
-            if stamp is not None:
-                if recent_stamp.get(host) != stamp:
-                    recent_stamp[host] = stamp
-                    seen = recent[host] = {}
-                else:
-                    seen = recent[host]
-                n = seen.get(base, 0)
-                seen[base] = n + 1
-                if n:
-                    text += str(n)
-                    base = sha(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
-            keys.append(base)
-            occurrence.append(n)
-        self.table.add(rows, self.display, occurrence, keys)
+            if stamp is None:
+                continue
+            if recent_stamp.get(host) != stamp:
+                recent_stamp[host] = stamp
+                seen = recent[host] = {}
+            else:
+                seen = recent[host]
+            got = seen.get(key, 0)
+            seen[key] = got + 1
+            if got:
+                occurrence[i] = got
+                keys[i] = sha(raw[i] + str(got).encode()).hexdigest()[:20]
+        rows.occurrence = occurrence
+        rows.key = _strings(keys)
+        self.table.add(rows)
 
     def _accepts(self, programs: list[str]) -> np.ndarray:
         """Per rule and distinct program: whether the rule's selector takes it."""
@@ -522,7 +713,6 @@ class BlockProcessor(LineProcessor):
         is_cand: np.ndarray,
         lines: Lines,
     ) -> None:
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         env = syslog_envelope(lines)
@@ -566,7 +756,7 @@ class BlockProcessor(LineProcessor):
         self.stats.parsed += n_fast
         pos = env.idx[keep]
         local_ns = local_ns[keep]
-        mask = pa.array(keep)
+        mask = arrow_mask(keep)
         program = pc.filter(env.program, mask)
         message = pc.filter(env.message, mask)
         # each rule over the columns: (row, rule) of every match, and the captures
@@ -575,24 +765,24 @@ class BlockProcessor(LineProcessor):
         captured: dict[tuple[int, int], dict[str, str]] = {}
         if n_fast:
             coded = pc.dictionary_encode(program)
-            codes = np.asarray(coded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+            codes = numpy_of(coded.indices).astype(np.int64)
             accepts = self._accepts(coded.dictionary.to_pylist())
             for c in self.rules:
                 rows = np.flatnonzero(accepts[c.order][codes])
                 if not len(rows):
                     continue
-                msgs = message.take(pa.array(rows))
+                msgs = message.take(arrow_ints(rows))
                 if c.literals:
                     has = pc.match_substring(msgs, c.literals[0])
                     for lit in c.literals[1:]:
                         has = pc.or_(has, pc.match_substring(msgs, lit))
-                    sub = np.flatnonzero(np.asarray(has.to_numpy(zero_copy_only=False)))
-                    rows, msgs = rows[sub], msgs.take(pa.array(sub))
+                    sub = np.flatnonzero(numpy_of(has))
+                    rows, msgs = rows[sub], msgs.take(arrow_ints(sub))
                     if not len(rows):
                         continue
                 if c.pattern.engine == "re2" and not c.captures:
                     ok = pc.match_substring_regex(msgs, c.pattern.source)
-                    rows = rows[np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)]
+                    rows = rows[numpy_of(ok)]
                 else:
                     search = c.pattern.search
                     found = []
@@ -614,33 +804,33 @@ class BlockProcessor(LineProcessor):
         else:
             rows = rules = np.zeros(0, dtype=np.int64)
         self.detector.stats.matches += len(rows)
-        take = pa.array(rows)
+        take = arrow_ints(rows)
         at = pos[rows]
         local = local_ns[rows]
         utc = self.offsets.to_utc(local)
         offset = (local - utc) // NS
         out = Rows(
-            rules.tolist(),
-            utc.tolist(),
-            offset.tolist(),
-            _stamps(local, offset),
-            env.host.filter(mask).take(take).to_pylist(),
-            program.take(take).to_pylist(),
-            (first_line + sel[at]).tolist(),
-            message.take(take).to_pylist(),
+            rules,
+            utc,
+            offset,
+            _strings(_stamps(local, offset)),
+            pc.filter(env.host, mask).take(take),
+            program.take(take),
+            first_line + sel[at],
+            message.take(take),
             [captured.get(k, _NO_FIELDS) for k in zip(rows.tolist(), rules.tolist(), strict=True)]
             if captured
-            else [_NO_FIELDS] * len(rows),
-            env.repeat[keep][rows].tolist(),
+            else None,
+            env.repeat[keep][rows],
+            np.full(len(rows), self._source, dtype=np.int64),
         )
         if slow:
             # the events read one by one, in their places among the fast rows
-            where = at.tolist()
+            extra = _EventRows()
             for stop, event in slow:
-                extra = Rows.empty()
-                self._event_rows(event, extra)
-                out.extend(extra)
-                where.extend([stop] * len(extra.rule))
-            order = np.argsort(np.asarray(where, dtype=np.int64), kind="stable").tolist()
-            out = out.take(order)
+                self._event_rows(event, extra, stop)
+            if extra.rule:
+                where = np.concatenate((at, np.asarray(extra.at, dtype=np.int64)))
+                out = Rows.concat([out, extra.rows(self._source)])
+                out = out.take(np.argsort(where, kind="stable"))
         self._emit(out)

@@ -17,9 +17,10 @@ when the first block is read.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -93,6 +94,99 @@ class Lines:
         return cls(buf, (offsets[1:] - start - 1).astype(np.int64))
 
 
+# -- Arrow arrays without pandas -----------------------------------------------------------------
+#
+# pyarrow imports pandas (when installed) the first time ``pa.array``, ``pa.scalar`` or a
+# ``to_numpy`` of some types is called: a quarter of a second and tens of megabytes a
+# scan does not need. The block path builds and reads its arrays from buffers instead.
+
+
+def arrow_ints(values: np.ndarray) -> Any:
+    """An Arrow ``int64`` array of a numpy array (no nulls)."""
+    import pyarrow as pa
+
+    data = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(data), [None, pa.py_buffer(data)])
+
+
+def arrow_mask(mask: np.ndarray) -> Any:
+    """An Arrow boolean array of a numpy boolean array."""
+    import pyarrow as pa
+
+    bits = np.packbits(np.asarray(mask, dtype=bool), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
+
+
+def arrow_strings(values: Sequence[str | None]) -> Any:
+    """An Arrow ``large_string`` array of Python strings (None: null)."""
+    import pyarrow as pa
+
+    n = len(values)
+    validity = None
+    nulls = 0
+    texts: Sequence[str]
+    if any(v is None for v in values):
+        valid = np.array([v is not None for v in values], dtype=bool)
+        nulls = n - int(valid.sum())
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        texts = [v if v is not None else "" for v in values]
+    else:
+        texts = cast(Sequence[str], values)
+    joined = "".join(texts)
+    data = joined.encode("utf-8")
+    if len(data) == len(joined):
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    else:
+        lengths = np.fromiter((len(t.encode("utf-8")) for t in texts), dtype=np.int64, count=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.large_string(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(data)], nulls
+    )
+
+
+def arrow_text(text: str) -> Any:
+    """A ``large_string`` scalar."""
+    return arrow_strings([text])[0]
+
+
+def arrow_int(value: int) -> Any:
+    """An ``int64`` scalar."""
+    return arrow_ints(np.array([value]))[0]
+
+
+def numpy_of(arr: Any) -> np.ndarray:
+    """A numpy array of an Arrow boolean or integer array; nulls read as False or 0."""
+    import pyarrow as pa
+
+    n, off = len(arr), arr.offset
+    if arr.null_count:
+        import pyarrow.compute as pc
+
+        fill = arrow_mask(np.zeros(1, dtype=bool))[0] if arr.type == pa.bool_() else None
+        if fill is None:
+            fill = pc.cast(arrow_ints(np.zeros(1, dtype=np.int64)), arr.type)[0]
+        arr = pc.coalesce(arr, fill)
+        n, off = len(arr), arr.offset
+    buf = arr.buffers()[1]
+    if arr.type == pa.bool_():
+        bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8), bitorder="little")
+        return bits[off : off + n].astype(bool)
+    return np.frombuffer(buf, dtype=_NUMPY_TYPES[str(arr.type)])[off : off + n]
+
+
+_NUMPY_TYPES = {
+    "int8": np.int8,
+    "int16": np.int16,
+    "int32": np.int32,
+    "int64": np.int64,
+    "uint8": np.uint8,
+    "uint16": np.uint16,
+    "uint32": np.uint32,
+    "uint64": np.uint64,
+}
+
+
 @dataclass
 class Envelope:
     """The lines of a block the syslog fast path takes: line indexes, date parts, and the
@@ -123,7 +217,7 @@ def syslog_envelope(lines: Lines) -> Envelope:
 
     arr = lines.arrow()
     hit = pc.match_substring_regex(arr, re2_match(SYSLOG_LINE))
-    idx = np.flatnonzero(np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool))
+    idx = np.flatnonzero(numpy_of(hit))
     b = np.frombuffer(lines.buf, dtype=np.uint8)
     s = lines.starts[idx]
 
@@ -144,24 +238,23 @@ def syslog_envelope(lines: Lines) -> Envelope:
     n = int(ok.sum())
     take = np.zeros(len(lines), dtype=bool)
     take[idx[ok]] = True
-    rest = pc.utf8_slice_codeunits(arr.filter(pa.array(take)), 16)  # "host tag: msg\n"
+    first, second = arrow_int(0), arrow_int(1)
+    rest = pc.utf8_slice_codeunits(arr.filter(arrow_mask(take)), 16)  # "host tag: msg\n"
     host_tail = pc.split_pattern(rest, " ", max_splits=1)
-    tag_msg = pc.split_pattern(pc.list_element(host_tail, 1), ": ", max_splits=1)
-    prog_pid = pc.split_pattern(pc.list_element(tag_msg, 0), "[", max_splits=1)
-    has_pid = np.asarray(
-        pc.equal(pc.list_value_length(prog_pid), 2).to_numpy(zero_copy_only=False), dtype=bool
-    )
+    tag_msg = pc.split_pattern(pc.list_element(host_tail, second), ": ", max_splits=1)
+    prog_pid = pc.split_pattern(pc.list_element(tag_msg, first), "[", max_splits=1)
+    has_pid = numpy_of(pc.list_value_length(prog_pid)) == 2
     pid = np.zeros(n, dtype=np.int64)
     digits = pc.utf8_rtrim(pc.list_flatten(pc.list_slice(prog_pid, 1, 2)), "]")
-    pid[has_pid] = pc.cast(digits, pa.int64()).to_numpy()
-    msg, repeat = unrepeat_arrow(pc.utf8_trim(pc.list_element(tag_msg, 1), PY_WHITESPACE))
+    pid[has_pid] = numpy_of(pc.cast(digits, pa.int64()))
+    msg, repeat = unrepeat_arrow(pc.utf8_trim(pc.list_element(tag_msg, second), PY_WHITESPACE))
     return Envelope(
         idx=idx[ok].astype(np.int64),
         mon=mon[ok],
         day=day[ok],
         tod=tod[ok],
-        host=pc.list_element(host_tail, 0),
-        program=pc.list_element(prog_pid, 0),
+        host=pc.list_element(host_tail, first),
+        program=pc.list_element(prog_pid, first),
         pid=pid,
         has_pid=has_pid,
         message=msg,
@@ -173,12 +266,9 @@ def unrepeat_arrow(messages: Any) -> tuple[Any, np.ndarray]:
     """rsyslog's ``message repeated N times: [ text]`` unwrapped in place, as the grammars
     do (:func:`~pipeline.grammars.common.unrepeat`), and the N of each message (1
     elsewhere): one ``starts_with`` over all messages, Python only for the few repeated."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    hit = np.asarray(
-        pc.starts_with(messages, REPEATED_PREFIX).to_numpy(zero_copy_only=False), dtype=bool
-    )
+    hit = numpy_of(pc.starts_with(messages, REPEATED_PREFIX))
     repeat = np.ones(len(messages), dtype=np.int64)
     idx = np.flatnonzero(hit)
     if not len(idx):
@@ -186,7 +276,7 @@ def unrepeat_arrow(messages: Any) -> tuple[Any, np.ndarray]:
     inner = [unrepeat(str(messages[int(i)].as_py())) for i in idx]
     repeat[idx] = [n for _, n in inner]
     unwrapped = pc.replace_with_mask(
-        messages, pa.array(hit), pa.array([text for text, _ in inner], type=messages.type)
+        messages, arrow_mask(hit), arrow_strings([text for text, _ in inner]).cast(messages.type)
     )
     return unwrapped, repeat
 
