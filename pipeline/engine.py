@@ -136,6 +136,9 @@ class ScanOptions:
     hosts: tuple[tuple[str, str], ...] = ()
     #: "now" for inputs without an mtime (stdin) and for the never-in-the-future rule
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: judge blocks as columns where the rules allow it (:mod:`pipeline.block`); off, every
+    #: scan takes the line path (the two give the same findings: tests compare them)
+    block_path: bool = True
 
     def host_of(self, path: str) -> str | None:
         """The host of the lines of ``path`` that carry none (once per input, not per line)."""
@@ -1443,7 +1446,9 @@ class Engine:
         """The findings of ``parts`` read on the block path (:mod:`pipeline.block`), or None
         when the rules, the options or the inputs need the line path."""
         o = self.options
-        if self.logcheck is not None or o.since is not None or o.until is not None:
+        if not o.block_path or self.logcheck is not None or o.since is not None:
+            return None
+        if o.until is not None:
             return None
         if len({rotation_set(p.inp.path) for p in parts}) > 1:
             return None  # copies across rotation sets are counted on events

@@ -1,0 +1,412 @@
+"""The block path (pipeline.block) against the line path: the same findings, counts and
+problems on the samples, the corpora, the bench lines and inputs made to be awkward.
+
+Every comparison scans the same input twice, once with ``ScanOptions(block_path=False)``,
+and compares everything a scan returns: the findings in emission order (each as
+``Finding.as_dict()``, key and occurrence included), the counts, the located problems and
+the detector's counts; and the JSON lines the block path writes from its columns against
+``json`` over the line path's findings.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline import engine as engine_module
+from pipeline.block import FindingTable, column_rules
+from pipeline.cli import write_findings
+from pipeline.detection.correlate import Detector
+from pipeline.detection.loader import load_rules
+from pipeline.engine import Engine, ScanOptions
+from pipeline.sources.files import iter_chunks
+from tests.conftest import REPO, SAMPLES, shared_path
+
+RULES_YAML = r"""
+rules:
+  - id: t.sshd-failed
+    title: Failed password
+    severity: medium
+    description: d
+    remediation: r
+    select:
+      program: sshd
+    match:
+      message:
+        regex: '^Failed password for (?:invalid user )?(?P<user>\S+) from (?P<addr>[0-9.]+)'
+    examples:
+      match:
+        - 'Jan  1 00:00:00 h sshd[1]: Failed password for root from 192.0.2.1 port 22'
+      no_match:
+        - 'Jan  1 00:00:00 h sshd[1]: Accepted password for root from 192.0.2.1'
+  - id: t.any-error
+    title: An error anywhere
+    severity: low
+    description: d
+    remediation: r
+    match:
+      message:
+        regex: '(?i)\berror\b'
+    examples:
+      match:
+        - 'Jan  1 00:00:00 h app[1]: an Error happened'
+      no_match:
+        - 'Jan  1 00:00:00 h app[1]: errors happened'
+  - id: t.glob-program
+    title: A program by glob
+    severity: high
+    description: d
+    remediation: r
+    select:
+      program: ['postfix/*', 'dovecot']
+    match:
+      message:
+        regex: 'warning|reject'
+    examples:
+      match:
+        - 'Jan  1 00:00:00 h postfix/smtpd[1]: warning: x'
+      no_match:
+        - 'Jan  1 00:00:00 h postfix[1]: warning: x'
+  - id: t.lookahead
+    title: Python re only (look-ahead)
+    severity: low
+    description: d
+    remediation: r
+    select:
+      program: kernel
+    match:
+      message:
+        regex: '^usb (?!1-1)\d{1,3}-\d{1,3}'
+    examples:
+      match:
+        - 'Jan  1 00:00:00 h kernel: usb 2-1: new device'
+      no_match:
+        - 'Jan  1 00:00:00 h kernel: usb 1-1: new device'
+  - id: t.cron
+    title: Cron, no captures
+    severity: info
+    description: d
+    remediation: r
+    select:
+      program: [CRON, cron]
+    match:
+      message:
+        regex: 'CMD|session opened'
+    examples:
+      match:
+        - 'Jan  1 00:00:00 h CRON[1]: (root) CMD (true)'
+      no_match:
+        - 'Jan  1 00:00:00 h crond[1]: (root) CMD (true)'
+  - id: t.unicode
+    title: Non-ASCII text
+    severity: low
+    description: d
+    remediation: r
+    match:
+      message:
+        regex: 'ü|é|�'
+    examples:
+      match:
+        - 'Jan  1 00:00:00 h app[1]: café'
+      no_match:
+        - 'Jan  1 00:00:00 h app[1]: cafe'
+  - id: t.silent
+    title: Reports nothing
+    severity: low
+    description: d
+    remediation: r
+    report: false
+    match:
+      message:
+        regex: 'session'
+    examples:
+      match:
+        - 'Jan  1 00:00:00 h app[1]: session opened'
+      no_match:
+        - 'Jan  1 00:00:00 h app[1]: nothing'
+"""
+
+
+@pytest.fixture(scope="module")
+def rules(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
+    d = tmp_path_factory.mktemp("rules")
+    (d / "t.yaml").write_text(RULES_YAML, encoding="utf-8")
+    loaded = load_rules([d], builtin=False)
+    assert column_rules(Detector(loaded)) is not None
+    return loaded
+
+
+def builtin_column_rules() -> list[Any]:
+    """The built-in rules the block path takes (the others need events)."""
+    return [
+        r
+        for r in load_rules()
+        if r.kind == "line" and r.message_search() is not None and not r.suppress and not r.enrich
+    ]
+
+
+def scan_both(
+    rules: list[Any], paths: list[str], **options: Any
+) -> tuple[Any, Any]:
+    block = Engine(rules, ScanOptions(**options)).scan(paths)
+    line = Engine(rules, ScanOptions(block_path=False, **options)).scan(paths)
+    return block, line
+
+
+def assert_same(block: Any, line: Any) -> None:
+    assert isinstance(block.findings, FindingTable), "the block path did not run"
+    assert not isinstance(line.findings, FindingTable)
+    assert [f.as_dict() for f in block.findings] == [f.as_dict() for f in line.findings]
+    assert block.stats.as_dict() | {"seconds": 0} == line.stats.as_dict() | {"seconds": 0}
+    assert [str(p) for p in block.problems] == [str(p) for p in line.problems]
+    assert block.problems_omitted == line.problems_omitted
+    assert block.detection == line.detection
+    # the JSON lines written from the columns, in the scan's output order
+    view = block.findings.sorted_view()
+    ordered = sorted(
+        line.findings,
+        key=lambda f: (f.timestamp.timestamp() if f.timestamp else float("-inf"), f.source, f.line),
+    )
+    assert [f.key for f in view] == [f.key for f in ordered]
+    fast, slow = io.StringIO(), io.StringIO()
+    write_findings(view, "jsonl", fast)
+    write_findings(ordered, "jsonl", slow)
+    assert fast.getvalue() == slow.getvalue()
+
+
+def sample_files() -> list[Path]:
+    return sorted(
+        p for p in SAMPLES.rglob("*") if p.is_file() and p.suffix not in (".yaml", ".md")
+    )
+
+
+@pytest.mark.parametrize("path", sample_files(), ids=lambda p: str(p.relative_to(SAMPLES)))
+def test_samples(rules: list[Any], path: Path) -> None:
+    for rule_set in (rules, builtin_column_rules()):
+        assert_same(*scan_both(rule_set, [str(path)]))
+
+
+def test_sample_directories_scanned_together(rules: list[Any]) -> None:
+    for directory in ("mail", "syslog"):
+        assert_same(*scan_both(rules, [str(SAMPLES / directory)]))
+
+
+def test_bench_rules_on_generated_lines(tmp_path: Path) -> None:
+    gen = shared_path("bench", "gen_syslog.py")
+    out = tmp_path / "syslog"
+    subprocess.run(
+        [sys.executable, str(gen), "--lines", "30000", "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import peers
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    rule_dir = tmp_path / "rules"
+    rule_dir.mkdir()
+    peers.write_rules(rule_dir, 30)
+    peer_rules = load_rules([rule_dir], builtin=False)
+    block, line = scan_both(peer_rules, [str(out)])
+    assert len(block.findings) > 1000
+    assert_same(block, line)
+
+
+def test_loghub_corpus(rules: list[Any]) -> None:
+    corpus = shared_path("corpus", "loghub")
+    files = sorted(p for p in corpus.rglob("*.log") if p.stat().st_size < 20_000_000)
+    assert files, f"no .log files under {corpus}"
+    for path in files:
+        assert_same(*scan_both(rules, [str(path)]))
+
+
+def awkward_lines() -> bytes:
+    """Lines the block path must read as the line path does: see each comment."""
+    lines = [
+        b"Dec 31 23:59:58 web1 sshd[1]: Failed password for root from 192.0.2.1 port 22",
+        # New Year: the year inference must see the same times in the same order
+        b"Jan  1 00:00:01 web1 sshd[2]: Failed password for invalid user bob from 192.0.2.2",
+        # identical lines within one second: occurrences 0, 1, 2
+        b"Jan  1 00:00:02 web1 CRON[3]: (root) CMD (run-parts /etc/cron.hourly)",
+        b"Jan  1 00:00:02 web1 CRON[3]: (root) CMD (run-parts /etc/cron.hourly)",
+        b"Jan  1 00:00:02 web1 CRON[3]: (root) CMD (run-parts /etc/cron.hourly)",
+        b"Jan  1 00:00:03 web2 CRON[3]: (root) CMD (run-parts /etc/cron.hourly)",
+        # a line out of order repeats an earlier finding's key: it replaces it in place
+        b"Jan  1 00:00:02 web1 CRON[3]: (root) CMD (run-parts /etc/cron.hourly)",
+        # rsyslog's repeats: the inner message matches, the count is 5
+        b"Jan  1 00:00:04 web1 sshd[4]: message repeated 5 times: [ Failed password for "
+        b"root from 192.0.2.4 port 22 ssh2]",
+        # invalid UTF-8 and non-ASCII text
+        b"Jan  1 00:00:05 web1 kernel: usb 2-1: error \xff\xfe bad bytes",
+        "Jan  1 00:00:06 web1 app[9]: Müller said error: café".encode(),
+        # a NUL byte inside a line, and a run of them before the next record
+        b"Jan  1 00:00:07 web1 app[9]: error with \x00 inside",
+        b"\x00" * 40 + b"Jan  1 00:00:08 web1 app[9]: error after a NUL run",
+        # comments and blank lines among candidates
+        b"# error in a comment",
+        b"   ",
+        b"",
+        # a line the fast path does not take (RFC 3339 in a syslog file, <PRI>, host-less)
+        b"2026-01-01T00:00:09.123456+01:00 web1 sshd[5]: Failed password for eve from 192.0.2.5",
+        b"<13>Jan  1 00:00:10 web1 app: an error with a priority",
+        b"Jan  1 00:00:11 app[7]: error without a host",
+        b"Jan  1 00:00:12 web1 postfix/smtpd[8]: warning: hostname does not resolve",
+        b"Jan  1 00:00:12 web1 dovecot: imap-login: reject this",
+        b"Jan  1 00:00:13 web1 kernel: usb 1-1: new device, usb 3-2 too, error",
+        # not a line of any known format, with a candidate word
+        b"garbage line with error in it",
+        # a date that does not exist
+        b"Feb 30 00:00:14 web1 app[9]: error on a day that never was",
+        b"Jan  1 00:00:15 web1 app[9]: session opened for user root error",
+        b"Jan  1 00:00:16 web1 app[9]: " + b"x" * 600 + b" error at the end of a long message",
+    ]
+    return b"\n".join(lines) + b"\n"
+
+
+def test_awkward_lines(rules: list[Any], tmp_path: Path) -> None:
+    path = tmp_path / "syslog"
+    path.write_bytes(awkward_lines())
+    os.utime(path, (datetime(2026, 1, 2, tzinfo=UTC).timestamp(),) * 2)
+    block, line = scan_both(rules, [str(path)])
+    assert len(block.findings) > 15
+    assert {f.occurrence for f in block.findings} >= {0, 1, 2}
+    assert any(f.count == 5 for f in block.findings)
+    assert_same(block, line)
+
+
+def test_awkward_lines_in_small_chunks(
+    rules: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks of a few lines each: every line is some block's first or last one."""
+    path = tmp_path / "syslog"
+    path.write_bytes(awkward_lines() * 3)
+    monkeypatch.setattr(engine_module, "iter_chunks", partial(iter_chunks, chunk_size=300))
+    assert_same(*scan_both(rules, [str(path)]))
+
+
+def test_no_final_newline_gz_and_a_zone_with_summer_time(rules: list[Any], tmp_path: Path) -> None:
+    lines = [
+        f"Mar 29 0{h}:{m:02d}:00 web1 sshd[1]: Failed password for root from 192.0.2.{m} port 2"
+        for h in (1, 2, 3)
+        for m in range(0, 60, 7)
+    ]
+    data = "\n".join(lines).encode()  # no newline at the end
+    plain = tmp_path / "auth.log"
+    plain.write_bytes(data)
+    packed = tmp_path / "auth.log.2.gz"
+    packed.write_bytes(gzip.compress(data))
+    for path in (plain, packed):
+        os.utime(path, (datetime(2026, 4, 1, tzinfo=UTC).timestamp(),) * 2)
+    for tz in (ZoneInfo("Europe/Berlin"), ZoneInfo("America/St_Johns"), UTC):
+        block, line = scan_both(rules, [str(plain)], tz=tz)
+        assert len(block.findings) == len(lines)
+        assert_same(block, line)
+        assert_same(*scan_both(rules, [str(packed)], tz=tz, year=2026))
+
+
+def test_crlf_blocks_and_long_lines_take_the_line_path(rules: list[Any], tmp_path: Path) -> None:
+    crlf = tmp_path / "crlf.log"
+    crlf.write_bytes(awkward_lines().replace(b"\n", b"\r\n"))
+    assert_same(*scan_both(rules, [str(crlf)]))
+    long = tmp_path / "long.log"
+    long.write_bytes(awkward_lines() + b"Jan  1 00:01:00 web1 app: error " + b"y" * 70_000 + b"\n")
+    assert_same(*scan_both(rules, [str(long)]))
+
+
+LINE = st.sampled_from(
+    [
+        b"Jan  1 00:00:0%d web1 sshd[1]: Failed password for root from 192.0.2.1",
+        b"Jan  1 00:00:0%d web2 CRON[2]: (root) CMD (true)",
+        b"Jan  1 00:00:0%d web1 kernel: usb 2-%d: error",
+        b"Dec 31 23:59:5%d web1 app[3]: an error",
+        b"Jan  1 00:00:0%d web1 postfix/qmgr[4]: warning: x",
+        b"2026-01-01T00:00:0%d+00:00 web1 app: error",
+        b"Jan  1 00:00:0%d app: error without a host",
+        b"Jan  1 00:00:0%d web1 app[5]: message repeated 3 times: [ an error]",
+        b"no format at all %d error",
+        b"",
+        b"# comment %d",
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(LINE, st.integers(0, 9), st.sampled_from([b"", b"\x00", b"\xc3", b" \xc3\xa9"])),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_generated_lines(rules: list[Any], tmp_path: Path, parts: list[Any]) -> None:
+    lines = []
+    for template, n, extra in parts:
+        line = template % ((n,) * template.count(b"%d")) if b"%d" in template else template
+        lines.append(line + extra)
+    path = tmp_path / "gen.log"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    os.utime(path, (datetime(2026, 1, 2, tzinfo=UTC).timestamp(),) * 2)
+    assert_same(*scan_both(rules, [str(path)]))
+
+
+def test_a_block_scan_does_not_import_pandas(tmp_path: Path) -> None:
+    """pyarrow imports pandas on its first ``pa.array``: the block path builds its arrays
+    from buffers, so a scan does not pay for it."""
+    path = tmp_path / "syslog"
+    path.write_bytes(awkward_lines())
+    code = (
+        "import sys\n"
+        "from pipeline.detection.loader import load_rules\n"
+        "from pipeline.engine import Engine, ScanOptions\n"
+        "from pipeline.block import FindingTable\n"
+        "import io\n"
+        f"rules = [r for r in load_rules() if r.id == 'system.disk-full']\n"
+        f"res = Engine(rules, ScanOptions()).scan([{str(path)!r}])\n"
+        "assert isinstance(res.findings, FindingTable)\n"
+        "res.findings.sorted_view().write_jsonl(io.StringIO())\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_cli_writes_the_same_jsonl_either_way(tmp_path: Path) -> None:
+    rule_dir = tmp_path / "rules"
+    rule_dir.mkdir()
+    (rule_dir / "t.yaml").write_text(RULES_YAML, encoding="utf-8")
+    path = tmp_path / "syslog"
+    path.write_bytes(awkward_lines())
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "pipeline.cli", "scan", str(path), "--no-builtin-rules"]
+    cmd += ["--rules", str(rule_dir), "--format", "jsonl", "-o", str(out), "-q"]
+    subprocess.run(cmd, cwd=REPO, check=False, capture_output=True)
+    written = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    rules = load_rules([rule_dir], builtin=False)
+    line = Engine(rules, ScanOptions(block_path=False)).scan([str(path)])
+    assert [d["key"] for d in written] == [
+        f.key
+        for f in sorted(
+            line.findings,
+            key=lambda f: (
+                f.timestamp.timestamp() if f.timestamp else float("-inf"),
+                f.source,
+                f.line,
+            ),
+        )
+    ]
