@@ -50,9 +50,8 @@ from pipeline.columns import (
     resolve_run,
     syslog_envelope,
 )
-from pipeline.detection.correlate import Detector
+from pipeline.detection.correlate import ColumnRule, Detector
 from pipeline.detection.model import Rule
-from pipeline.detection.patterns import CompiledPattern
 from pipeline.detection.prefilter import newline_offsets
 from pipeline.engine import LineProcessor, Unparsed, cut_nul_runs
 from pipeline.model import Event, Finding, Related, Severity
@@ -65,43 +64,6 @@ _EPOCH = datetime(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _NO_FIELDS: dict[str, str] = {}
-
-
-@dataclass(frozen=True)
-class ColumnRule:
-    """A line rule judged over columns: which programs it takes, its literals and regex."""
-
-    rule: Rule
-    order: int
-    pattern: CompiledPattern
-    literals: tuple[str, ...]
-    captures: bool
-
-
-def column_rules(detector: Detector) -> list[ColumnRule] | None:
-    """The detector's rules as column rules, or None when one of them needs events
-    (anything stateful, or a selector or condition other than program and message)."""
-    if detector.states or detector.suppressors or detector.tables or detector.external:
-        return None
-    out: list[ColumnRule] = []
-    for rule in detector.rules:
-        if rule.kind != "line":
-            return None
-        pattern = rule.message_search()
-        if pattern is None or pattern.engine not in ("re2", "re"):
-            return None
-        if not rule.report:
-            continue  # reports nothing, feeds nothing (no correlations here)
-        out.append(
-            ColumnRule(
-                rule,
-                len(out),
-                pattern,
-                tuple(rule.message_literals),
-                bool(pattern.group_names),
-            )
-        )
-    return out
 
 
 # -- findings as rows -------------------------------------------------------------------------

@@ -867,13 +867,12 @@ def scan(
             _save_resume(db, detector.snapshot(), engine.resume, quiet)
     else:
         result = bar.run(engine.scan, inputs, journals=journals, runner=runner)
-    from pipeline.block import FindingTable
-
     findings: Sequence[Finding]
     shown: Sequence[Finding]
-    if isinstance(result.findings, FindingTable):  # the block path's rows, in the same order
-        findings = result.findings.sorted_view()
-        shown = findings.at_least(floor)
+    sorted_view = getattr(result.findings, "sorted_view", None)
+    if sorted_view is not None:  # the block path's rows (pipeline.block), in the same order
+        view = sorted_view()
+        findings, shown = view, view.at_least(floor)
     else:
         findings = sorted(
             result.findings,

@@ -50,7 +50,7 @@ from pipeline.sources.journal import JournalSpec, check_backend, iter_journal
 from pipeline.timeinfer import TimeResolver, local_zone
 
 if TYPE_CHECKING:
-    from pipeline.block import FindingTable
+    from pipeline.block import BlockProcessor, FindingTable
     from pipeline.detection.prefilter import IntArray
     from pipeline.imports.logcheck import LogcheckMatcher
     from pipeline.resume import Resume
@@ -1442,7 +1442,7 @@ class Engine:
 
     def _block_scan(
         self, det: Detector, parts: Sequence[Part], total: ScanStats, log: ProblemLog
-    ) -> FindingTable | None:
+    ) -> FindingTable | list[Finding] | None:
         """The findings of ``parts`` read on the block path (:mod:`pipeline.block`), or None
         when the rules, the options or the inputs need the line path."""
         o = self.options
@@ -1454,41 +1454,41 @@ class Engine:
             return None  # copies across rotation sets are counted on events
         if any(p.start or p.end is not None for p in parts):
             return None
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:  # pragma: no cover - pyarrow is a dependency
-            return None
-        from pipeline.block import BlockProcessor, FindingTable, column_rules
-
-        rules = column_rules(det)
+        rules = det.column_rules()
         if rules is None:
             return None
-        table = FindingTable([c.rule for c in rules])
+        table: FindingTable | None = None
         for part in parts:
             inp = part.inp
             stats = ScanStats()
             part_log = ProblemLog(stats)
-            proc = BlockProcessor(
-                inp.display,
-                self._resolver(inp),
-                self.prefilter,
-                part_log,
-                stats,
-                fmt=o.format,
-                max_line=o.max_line,
-                body_fields=self.body_fields,
-                sniffed=part.sniffed,
-                host=o.host_of(inp.path),
-                group=rotation_set(inp.path),
-                rules=rules,
-                detector=det,
-                table=table,
-            )
+            proc: BlockProcessor | None = None
             for chunk in self._part_chunks(part, stats, part_log, _lines_of(total, stats)):
+                if proc is None:  # numpy and pyarrow are imported for a first block
+                    from pipeline.block import BlockProcessor, FindingTable
+
+                    if table is None:
+                        table = FindingTable([c.rule for c in rules])
+                    proc = BlockProcessor(
+                        inp.display,
+                        self._resolver(inp),
+                        self.prefilter,
+                        part_log,
+                        stats,
+                        fmt=o.format,
+                        max_line=o.max_line,
+                        body_fields=self.body_fields,
+                        sniffed=part.sniffed,
+                        host=o.host_of(inp.path),
+                        group=rotation_set(inp.path),
+                        rules=rules,
+                        detector=det,
+                        table=table,
+                    )
                 proc.judge(chunk.data, chunk.first_line)
             total.merge(stats)
             log.merge(part_log)
-        return table
+        return table if table is not None else []
 
     def parse(
         self, paths: Sequence[str], stats: ScanStats, journals: Sequence[JournalSpec] = ()

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import engine as engine_module
-from pipeline.block import FindingTable, column_rules
+from pipeline.block import FindingTable
 from pipeline.cli import write_findings
 from pipeline.detection.correlate import Detector
 from pipeline.detection.loader import load_rules
@@ -145,7 +145,7 @@ def rules(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
     d = tmp_path_factory.mktemp("rules")
     (d / "t.yaml").write_text(RULES_YAML, encoding="utf-8")
     loaded = load_rules([d], builtin=False)
-    assert column_rules(Detector(loaded)) is not None
+    assert Detector(loaded).column_rules() is not None
     return loaded
 
 
@@ -158,9 +158,7 @@ def builtin_column_rules() -> list[Any]:
     ]
 
 
-def scan_both(
-    rules: list[Any], paths: list[str], **options: Any
-) -> tuple[Any, Any]:
+def scan_both(rules: list[Any], paths: list[str], **options: Any) -> tuple[Any, Any]:
     block = Engine(rules, ScanOptions(**options)).scan(paths)
     line = Engine(rules, ScanOptions(block_path=False, **options)).scan(paths)
     return block, line
@@ -188,9 +186,7 @@ def assert_same(block: Any, line: Any) -> None:
 
 
 def sample_files() -> list[Path]:
-    return sorted(
-        p for p in SAMPLES.rglob("*") if p.is_file() and p.suffix not in (".yaml", ".md")
-    )
+    return sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p.suffix not in (".yaml", ".md"))
 
 
 @pytest.mark.parametrize("path", sample_files(), ids=lambda p: str(p.relative_to(SAMPLES)))
@@ -344,7 +340,9 @@ LINE = st.sampled_from(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
         st.tuples(LINE, st.integers(0, 9), st.sampled_from([b"", b"\x00", b"\xc3", b" \xc3\xa9"])),

@@ -1187,6 +1187,17 @@ RowChange = tuple[str, str | None, bool]
 
 
 @dataclass(frozen=True, slots=True)
+class ColumnRule:
+    """A line rule the block path judges over columns (:meth:`Detector.column_rules`)."""
+
+    rule: Rule
+    order: int
+    pattern: CompiledPattern
+    literals: tuple[str, ...]
+    captures: bool
+
+
+@dataclass(frozen=True, slots=True)
 class StateChanges:
     """What a checkpoint stores of the detector (:meth:`Detector.changes`).
 
@@ -1320,6 +1331,29 @@ class Detector:
                 if not (name.startswith("_") or name.isupper()):
                     return True
         return False
+
+    def column_rules(self) -> list[ColumnRule] | None:
+        """The rules as column rules (:mod:`pipeline.block`), or None when one of them needs
+        events: anything stateful (correlations, suppression, enrichment, imported rules),
+        or a selector or condition other than a program and one message regex."""
+        if self.states or self.suppressors or self.tables or self.external:
+            return None
+        out: list[ColumnRule] = []
+        for rule in self.rules:
+            pattern = rule.message_search()
+            if rule.kind != "line" or pattern is None or pattern.engine not in ("re2", "re"):
+                return None
+            if rule.report:  # a line rule that reports nothing feeds nothing here
+                out.append(
+                    ColumnRule(
+                        rule,
+                        len(out),
+                        pattern,
+                        tuple(rule.message_literals),
+                        bool(pattern.group_names),
+                    )
+                )
+        return out
 
     # -- matching ----------------------------------------------------------------------------
 
