@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import subprocess
 from pathlib import Path
@@ -548,3 +549,26 @@ def test_bulk_fold_of_odd_bytes_never_fails() -> None:
     fold = lc.fold_lines(data, nl, np.arange(4, dtype=np.int64), "syslog")
     assert fold.firsts.tolist() == [0] and fold.singles.tolist() == [1]
     assert fold.lasts.tolist() == [3] and fold.weights.tolist() == [2]
+
+
+def test_translations_come_from_the_cache_the_same_and_a_bad_cache_is_ignored(
+    tmp_path: Path,
+) -> None:
+    root = rule_dir(
+        tmp_path / "rules",
+        {
+            "ignore.d.server/x": "(broken\n^[[:alpha:]]+ ok$\n(a)\\1\n",
+            "ignore.d.server/a.b": "x\n",
+            "cracking.d/kernel": "kernel: evil\n",
+        },
+    )
+    fresh = LogcheckSet.load(str(root), "server")
+    cached = list((tmp_path / "cache").glob("logcheck-ere-*.pickle"))
+    assert len(cached) == 1
+    again = LogcheckSet.load(str(root), "server")
+    assert again.patterns == fresh.patterns and again.problems == fresh.problems
+    assert [p.kind for p in fresh.problems] == ["logcheck-skipped", "logcheck-pattern"]
+    cached[0].write_bytes(b"not a pickle")
+    assert LogcheckSet.load(str(root), "server").patterns == fresh.patterns
+    cached[0].write_bytes(pickle.dumps({b"x": ("wrong", "shape")}))
+    assert LogcheckSet.load(str(root), "server").patterns == fresh.patterns

@@ -55,6 +55,7 @@ except ImportError:  # pragma: no cover - exercised by forcing use_hyperscan=Fal
 from pipeline.detection.model import Rule, Selectors, Suppress
 from pipeline.detection.patterns import PatternError, required_literals
 from pipeline.errors import Location, Problem, UsageError
+from pipeline.imports import ere
 from pipeline.imports.ere import EreError, translate
 from pipeline.model import Severity
 
@@ -147,9 +148,9 @@ def logcheck_rules(directory: str) -> list[Rule]:
     ]
 
 
-def _read_dir(
-    root: Path, sub: str, category: str, problems: list[Problem], out: list[Pattern]
-) -> None:
+def _read_dir(root: Path, sub: str, category: str, out: list[_Line | Problem]) -> None:
+    """The pattern lines of one rule directory, and the problems met reading it, in order."""
+    problems = out
     d = root / sub
     if not d.is_dir():
         return
@@ -182,19 +183,77 @@ def _read_dir(
         for n, line in enumerate(data.split(b"\n"), 1):
             if _NOT_A_PATTERN.fullmatch(line):
                 continue
-            loc = Location(str(path), n)
-            try:
-                t = translate(line)
-            except EreError as exc:
-                problems.append(
-                    Problem(
-                        "logcheck-pattern",
-                        Location(str(path), n, exc.col),
-                        f"pattern not used: {exc.message}",
-                    )
-                )
-                continue
-            out.append(Pattern(line, t.regex, t.backrefs or t.inner_anchors, category, name, loc))
+            out.append(_Line(line, category, name, str(path), n))
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """A pattern line read, before translation."""
+
+    text: bytes
+    category: str
+    file: str
+    path: str
+    line: int
+
+
+#: a translation (regex, slow) or why there is none (message, column)
+_Translation = tuple[bytes, bool] | tuple[str, int]
+
+
+def _translate_all(texts: Sequence[bytes]) -> dict[bytes, _Translation]:
+    out: dict[bytes, _Translation] = {}
+    for text in texts:
+        if text in out:
+            continue
+        try:
+            t = translate(text)
+        except EreError as exc:
+            out[text] = (exc.message, exc.col)
+            continue
+        out[text] = (t.regex, t.backrefs or t.inner_anchors)
+    return out
+
+
+def _valid(t: object) -> bool:
+    """Whether a cached entry has the shape of a :data:`_Translation`."""
+    if not isinstance(t, tuple) or len(t) != 2:
+        return False
+    first, second = t
+    if isinstance(first, bytes):
+        return isinstance(second, bool)
+    return isinstance(first, str) and isinstance(second, int)
+
+
+def _translations(texts: Sequence[bytes]) -> dict[bytes, _Translation]:
+    """The translation of each pattern text, from the cache when the same texts were
+    translated by the same translator before (translating all of logcheck's takes a tenth
+    of a second, loading the cache a few milliseconds)."""
+    where = _cache_dir()
+    if where is None:
+        return _translate_all(texts)
+    import pickle
+
+    try:
+        digest = hashlib.sha256(Path(ere.__file__).read_bytes())
+    except OSError:
+        return _translate_all(texts)
+    for text in texts:
+        digest.update(len(text).to_bytes(8, "little") + text)
+    path = where / f"logcheck-ere-{digest.hexdigest()[:32]}.pickle"
+    try:
+        found = pickle.loads(path.read_bytes())
+        if isinstance(found, dict) and all(_valid(found.get(t)) for t in texts):
+            return found
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
+        pass
+    done = _translate_all(texts)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL))
+        tmp.replace(path)
+    return done
 
 
 @dataclass
@@ -213,13 +272,36 @@ class LogcheckSet:
         root = Path(directory)
         if not root.is_dir():
             raise UsageError(f"{directory}: no such logcheck rule directory")
+        lines: list[_Line | Problem] = []
+        _read_dir(root, "cracking.d", "cracking", lines)
+        _read_dir(root, "violations.d", "violations", lines)
+        _read_dir(root, "violations.ignore.d", "violations-ignore", lines)
+        for lvl in LEVEL_DIRS[level]:
+            _read_dir(root, f"ignore.d.{lvl}", "ignore", lines)
+        translated = _translations([ln.text for ln in lines if isinstance(ln, _Line)])
         problems: list[Problem] = []
         patterns: list[Pattern] = []
-        _read_dir(root, "cracking.d", "cracking", problems, patterns)
-        _read_dir(root, "violations.d", "violations", problems, patterns)
-        _read_dir(root, "violations.ignore.d", "violations-ignore", problems, patterns)
-        for lvl in LEVEL_DIRS[level]:
-            _read_dir(root, f"ignore.d.{lvl}", "ignore", problems, patterns)
+        for ln in lines:
+            if isinstance(ln, Problem):
+                problems.append(ln)
+                continue
+            t = translated[ln.text]
+            if isinstance(t[0], str):
+                problems.append(
+                    Problem(
+                        "logcheck-pattern",
+                        Location(ln.path, ln.line, int(t[1])),
+                        f"pattern not used: {t[0]}",
+                    )
+                )
+                continue
+            regex, slow = t
+            assert isinstance(regex, bytes)
+            patterns.append(
+                Pattern(
+                    ln.text, regex, bool(slow), ln.category, ln.file, Location(ln.path, ln.line)
+                )
+            )
         if not patterns:
             raise UsageError(f"{directory}: no logcheck patterns found")
         return cls(directory, level, patterns, problems)
