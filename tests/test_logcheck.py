@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pipeline.detection.prefilter import newline_offsets
@@ -454,3 +456,119 @@ def test_since_and_until_count_only_the_unexplained_lines_inside(tmp_path: Path)
     )
     assert [(f["count"], f["message"]) for f in found] == [(4, "line 3")]
     assert found[0]["last_seen"].endswith("10:06:00+00:00")
+
+
+#: lines for the bulk fold: envelopes that fit, nearly fit and do not, in both formats
+FOLD_LINES = [
+    "Mar  1 10:00:00 web1 app[1]: one",
+    "Mar  1 10:00:01 web1 app: no pid",
+    "Mar  1 10:00:02 web1 app[12345678901]: pid too long",
+    "Mar  1 10:00:03 web1 app[]: empty pid",
+    "Mar  1 10:00:04 web1 sshd(pam_unix)[9]: parentheses",
+    "Mar  1 10:00:05 web1 app[2]:no space",
+    "Mar  1 10:00:06 web1 app[3]: message repeated 2 times: [ one]",
+    "Mar  1 10:00:07 web1 app[3]:  \tmessage repeated 2 times: [ one]",
+    "Mar  1 10:00:08 web1 app[3]: says message repeated elsewhere",
+    "Mar  1 10:59:59 web1 app[4]: last of the hour",
+    "Mar  1 11:00:00 web1 app[5]: next hour",
+    "Mar 11 10:00:00 web1 app[5]: another day",
+    "Mar  1 10:00:09 web2 app[6]: other host",
+    "Mar  1 10:00:10 web1 ap[7]: shorter program",
+    "Mar  1 10:00:11 web1 appx[7]: longer program",
+    "Mar  1 10:00:12 -web app[8]: host may not start with -",
+    "Mar  1 10:00:13 web1 .app[8]: program may not start with .",
+    "Mar  1 10:00:14 web1 app[8] : space before colon",
+    "Xyz  1 10:00:15 web1 app[9]: no month",
+    "Mar  1 10:0:16 web1 app[9]: short minutes",
+    "Mar  1 10:00:17 web1 \xe4pp[9]: not ASCII",
+    "Mar  1 10:00:18 web1 app[9]: caf\xe9 \x00 after the envelope",
+    "Mar  1 10:00:19 " + "h" * 300 + " app[9]: long host",
+    "Mar  1 10:00:20 web1 " + "p" * 300 + "[9]: long program",
+    "Mar  1 10:00:21 web1",
+    "Mar  1",
+    "",
+    "2024-03-01T10:00:00.000001+01:00 web1 app[1]: rfc one",
+    "2024-03-01T10:30:00.123456+01:00 web1 app: rfc two",
+    "2024-03-01T10:30:00.123456Z web1 app[1]: rfc utc",
+    "2024-03-01T10:30:00.123456Z w a: shortest",
+    "2024-03-01T10:30:00.123456-05:00 web1 app[1]: rfc other zone",
+    "2024-03-01T11:30:00.123456+01:00 web1 app[1]: rfc next hour",
+    "2024-03-01T10:30:00.12345+01:00 web1 app[1]: rfc short fraction",
+    "2024-03-01T10:30:00.123456+0100 web1 app[1]: rfc zone without colon",
+]
+
+
+def _fast_key(fmt: str, line: str) -> tuple[str, ...] | None:
+    """What the fast path reads of the hour, zone, host and program (None: it does not
+    take the line, or the line is an rsyslog repeat, which the grammar unwraps)."""
+    from pipeline.grammars.fastpath import RFC3339_LINE, SYSLOG_LINE
+
+    m = (SYSLOG_LINE if fmt == "syslog" else RFC3339_LINE).match(line)
+    if m is None or "message repeated " in line:
+        return None
+    if fmt == "syslog":
+        return (m["mon"], m["day"], m["hh"], m["host"], m["prog"])
+    return (m["date"], m["hh"], m["zone"], m["host"], m["prog"])
+
+
+@pytest.mark.parametrize("fmt", ["syslog", "rfc3339"])
+def test_bulk_fold_groups_lines_as_the_fast_path_reads_them(fmt: str) -> None:
+    lines = FOLD_LINES * 3  # every group has more than one line
+    data = "\n".join(lines).encode("utf-8", "surrogateescape") + b"\n"
+    nl = newline_offsets(data)
+    # every line but a few is unexplained (the fold only looks at those it is given)
+    wanted = np.array([i for i in range(len(lines)) if i % 7 != 3], dtype=np.int64)
+    fold = lc.fold_lines(data, nl, wanted, fmt)
+    singles = set(fold.singles.tolist())
+    bulk = [int(i) for i in wanted if int(i) not in singles]
+    keys = {i: _fast_key(fmt, lines[i]) for i in wanted.tolist()}
+    # a line is read in bulk exactly when the fast path takes it (the long host and program
+    # aside: the end of a program more than 256 bytes on is not looked for)
+    long = {i for i in keys if "h" * 300 in lines[i] or "p" * 300 in lines[i]}
+    assert {i for i in bulk} == {i for i, k in keys.items() if k is not None} - long
+    assert not set(bulk) & singles and set(bulk) | singles == set(wanted.tolist())
+    # one group per key: its first line and, for more, its last weighing the rest
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i in bulk:
+        key = keys[i]
+        assert key is not None
+        groups.setdefault(key, []).append(i)
+    assert sorted(fold.firsts.tolist()) == sorted(g[0] for g in groups.values())
+    expect_lasts = {g[-1]: len(g) - 1 for g in groups.values() if len(g) > 1}
+    assert dict(zip(fold.lasts.tolist(), fold.weights.tolist(), strict=True)) == expect_lasts
+
+
+def test_bulk_fold_of_odd_bytes_never_fails() -> None:
+    data = (
+        b"Mar  1 10:00:00 web1 app[1]: \xff\xfe bad UTF-8\n"
+        b"\x00\x00\x00\n"
+        b"Mar  1 10:00:00 web1 app[1]: " + b"x" * 100_000 + b"\n"
+        b"Mar  1 10:00:01 web1 app[1]: no newline at the end"
+    )
+    nl = newline_offsets(data)
+    fold = lc.fold_lines(data, nl, np.arange(4, dtype=np.int64), "syslog")
+    assert fold.firsts.tolist() == [0] and fold.singles.tolist() == [1]
+    assert fold.lasts.tolist() == [3] and fold.weights.tolist() == [2]
+
+
+def test_translations_come_from_the_cache_the_same_and_a_bad_cache_is_ignored(
+    tmp_path: Path,
+) -> None:
+    root = rule_dir(
+        tmp_path / "rules",
+        {
+            "ignore.d.server/x": "(broken\n^[[:alpha:]]+ ok$\n(a)\\1\n",
+            "ignore.d.server/a.b": "x\n",
+            "cracking.d/kernel": "kernel: evil\n",
+        },
+    )
+    fresh = LogcheckSet.load(str(root), "server")
+    cached = list((tmp_path / "cache").glob("logcheck-ere-*.pickle"))
+    assert len(cached) == 1
+    again = LogcheckSet.load(str(root), "server")
+    assert again.patterns == fresh.patterns and again.problems == fresh.problems
+    assert [p.kind for p in fresh.problems] == ["logcheck-skipped", "logcheck-pattern"]
+    cached[0].write_bytes(b"not a pickle")
+    assert LogcheckSet.load(str(root), "server").patterns == fresh.patterns
+    cached[0].write_bytes(pickle.dumps({b"x": ("wrong", "shape")}))
+    assert LogcheckSet.load(str(root), "server").patterns == fresh.patterns

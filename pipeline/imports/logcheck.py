@@ -55,6 +55,7 @@ except ImportError:  # pragma: no cover - exercised by forcing use_hyperscan=Fal
 from pipeline.detection.model import Rule, Selectors, Suppress
 from pipeline.detection.patterns import PatternError, required_literals
 from pipeline.errors import Location, Problem, UsageError
+from pipeline.imports import ere
 from pipeline.imports.ere import EreError, translate
 from pipeline.model import Severity
 
@@ -147,9 +148,9 @@ def logcheck_rules(directory: str) -> list[Rule]:
     ]
 
 
-def _read_dir(
-    root: Path, sub: str, category: str, problems: list[Problem], out: list[Pattern]
-) -> None:
+def _read_dir(root: Path, sub: str, category: str, out: list[_Line | Problem]) -> None:
+    """The pattern lines of one rule directory, and the problems met reading it, in order."""
+    problems = out
     d = root / sub
     if not d.is_dir():
         return
@@ -182,19 +183,77 @@ def _read_dir(
         for n, line in enumerate(data.split(b"\n"), 1):
             if _NOT_A_PATTERN.fullmatch(line):
                 continue
-            loc = Location(str(path), n)
-            try:
-                t = translate(line)
-            except EreError as exc:
-                problems.append(
-                    Problem(
-                        "logcheck-pattern",
-                        Location(str(path), n, exc.col),
-                        f"pattern not used: {exc.message}",
-                    )
-                )
-                continue
-            out.append(Pattern(line, t.regex, t.backrefs or t.inner_anchors, category, name, loc))
+            out.append(_Line(line, category, name, str(path), n))
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """A pattern line read, before translation."""
+
+    text: bytes
+    category: str
+    file: str
+    path: str
+    line: int
+
+
+#: a translation (regex, slow) or why there is none (message, column)
+_Translation = tuple[bytes, bool] | tuple[str, int]
+
+
+def _translate_all(texts: Sequence[bytes]) -> dict[bytes, _Translation]:
+    out: dict[bytes, _Translation] = {}
+    for text in texts:
+        if text in out:
+            continue
+        try:
+            t = translate(text)
+        except EreError as exc:
+            out[text] = (exc.message, exc.col)
+            continue
+        out[text] = (t.regex, t.backrefs or t.inner_anchors)
+    return out
+
+
+def _valid(t: object) -> bool:
+    """Whether a cached entry has the shape of a :data:`_Translation`."""
+    if not isinstance(t, tuple) or len(t) != 2:
+        return False
+    first, second = t
+    if isinstance(first, bytes):
+        return isinstance(second, bool)
+    return isinstance(first, str) and isinstance(second, int)
+
+
+def _translations(texts: Sequence[bytes]) -> dict[bytes, _Translation]:
+    """The translation of each pattern text, from the cache when the same texts were
+    translated by the same translator before (translating all of logcheck's takes a tenth
+    of a second, loading the cache a few milliseconds)."""
+    where = _cache_dir()
+    if where is None:
+        return _translate_all(texts)
+    import pickle
+
+    try:
+        digest = hashlib.sha256(Path(ere.__file__).read_bytes())
+    except OSError:
+        return _translate_all(texts)
+    for text in texts:
+        digest.update(len(text).to_bytes(8, "little") + text)
+    path = where / f"logcheck-ere-{digest.hexdigest()[:32]}.pickle"
+    try:
+        found = pickle.loads(path.read_bytes())
+        if isinstance(found, dict) and all(_valid(found.get(t)) for t in texts):
+            return found
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
+        pass
+    done = _translate_all(texts)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL))
+        tmp.replace(path)
+    return done
 
 
 @dataclass
@@ -213,13 +272,36 @@ class LogcheckSet:
         root = Path(directory)
         if not root.is_dir():
             raise UsageError(f"{directory}: no such logcheck rule directory")
+        lines: list[_Line | Problem] = []
+        _read_dir(root, "cracking.d", "cracking", lines)
+        _read_dir(root, "violations.d", "violations", lines)
+        _read_dir(root, "violations.ignore.d", "violations-ignore", lines)
+        for lvl in LEVEL_DIRS[level]:
+            _read_dir(root, f"ignore.d.{lvl}", "ignore", lines)
+        translated = _translations([ln.text for ln in lines if isinstance(ln, _Line)])
         problems: list[Problem] = []
         patterns: list[Pattern] = []
-        _read_dir(root, "cracking.d", "cracking", problems, patterns)
-        _read_dir(root, "violations.d", "violations", problems, patterns)
-        _read_dir(root, "violations.ignore.d", "violations-ignore", problems, patterns)
-        for lvl in LEVEL_DIRS[level]:
-            _read_dir(root, f"ignore.d.{lvl}", "ignore", problems, patterns)
+        for ln in lines:
+            if isinstance(ln, Problem):
+                problems.append(ln)
+                continue
+            t = translated[ln.text]
+            if isinstance(t[0], str):
+                problems.append(
+                    Problem(
+                        "logcheck-pattern",
+                        Location(ln.path, ln.line, int(t[1])),
+                        f"pattern not used: {t[0]}",
+                    )
+                )
+                continue
+            regex, slow = t
+            assert isinstance(regex, bytes)
+            patterns.append(
+                Pattern(
+                    ln.text, regex, bool(slow), ln.category, ln.file, Location(ln.path, ln.line)
+                )
+            )
         if not patterns:
             raise UsageError(f"{directory}: no logcheck patterns found")
         return cls(directory, level, patterns, problems)
@@ -531,24 +613,55 @@ def _violation_file(found: Sequence[Pattern]) -> str | None:
     return None
 
 
-_TAIL = (
-    r" [A-Za-z0-9][A-Za-z0-9._-]* [A-Za-z0-9_][A-Za-z0-9_./()-]*)"
-    r"(?:\[[0-9]{1,10}\])?: (?P<rep>\s*message repeated )?"
-)
-#: the fast paths' envelopes (pipeline.grammars.fastpath): the bytes before ``key`` are
-#: the hour, ``key`` holds (the zone,) the host and the program
+#: the fast paths' envelopes (:mod:`pipeline.grammars.fastpath`) up to ``program[pid]: ``;
+#: nothing in them matches a newline, so a line can be tested with the lines after it
+_HOST_PROGRAM = r" [A-Za-z0-9][A-Za-z0-9._-]* [A-Za-z0-9_][A-Za-z0-9_./()-]*(?:\[[0-9]{1,10}\])?: "
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """A fast path's envelope as the bulk fold reads it."""
+
+    regex: str
+    #: the columns of the hour (the same in every line the envelope fits), and the bits
+    #: each takes in the hour's code (8: any byte; 4: a digit)
+    hour: tuple[int, ...]
+    bits: int
+    #: where the key starts (the space before the host, or the zone)
+    key: int
+    #: where to look for the ``[`` or ``:`` that ends the program: a column no earlier
+    #: than the program's first byte (after the shortest host), and, for RFC 3339, the
+    #: column of the zone (``Z`` one byte, ``+hh:mm`` six; the column after it is used
+    #: when the zone is six bytes)
+    search: int
+    zone: int | None = None
+
+
 _FOLD_HEADS = {
-    "syslog": (
-        9,
+    "syslog": _Head(
         r"^(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-9][0-9] [0-9]{2}"
-        r":[0-9]{2}:[0-9]{2}(?P<key>" + _TAIL,
+        r":[0-9]{2}:[0-9]{2}" + _HOST_PROGRAM,
+        hour=(0, 1, 2, 4, 5, 7, 8),
+        bits=8,
+        key=15,
+        search=17,
     ),
-    "rfc3339": (
-        13,
+    "rfc3339": _Head(
         r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}"
-        r"(?P<key>(?:Z|[+-][0-9]{2}:[0-9]{2})" + _TAIL,
+        r"(?:Z|[+-][0-9]{2}:[0-9]{2})" + _HOST_PROGRAM,
+        hour=(0, 1, 2, 3, 5, 6, 8, 9, 11, 12),
+        bits=4,
+        key=26,
+        search=29,
+        zone=26,
     ),
 }
+#: rsyslog's "message repeated N times: [...]" lines are read one by one (the grammar
+#: unwraps them); every line holding these bytes is
+_REPEATED = b"message repeated "
+#: how far after ``search`` the end of the program is looked for (a longer one: read one
+#: by one)
+_SEARCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -567,37 +680,98 @@ class Fold:
     singles: IntArray
 
 
+def _bits(arr: Any) -> npt.NDArray[np.bool_]:
+    """A pyarrow boolean array as numpy (nulls False), without pyarrow's conversion
+    (which imports pandas)."""
+    n, off = len(arr), arr.offset
+    buffers = arr.buffers()
+    out = np.unpackbits(np.frombuffer(buffers[1], np.uint8), bitorder="little")[off : off + n]
+    if arr.null_count:
+        valid = np.unpackbits(np.frombuffer(buffers[0], np.uint8), bitorder="little")
+        out = out & valid[off : off + n]
+    return out.astype(bool)
+
+
+def _ints(arr: Any) -> npt.NDArray[np.int64]:
+    """A pyarrow int32 array without nulls as numpy int64."""
+    buf = np.frombuffer(arr.buffers()[1], np.int32)
+    return buf[arr.offset : arr.offset + len(arr)].astype(np.int64)
+
+
+def _binary(data: bytes, offsets: IntArray) -> Any:
+    """A pyarrow binary array over ``data`` (not copied): element i is
+    ``data[offsets[i]:offsets[i + 1]]``."""
+    buf = pa.py_buffer(offsets.astype(np.int32))
+    return pa.Array.from_buffers(pa.binary(), len(offsets) - 1, [None, buf, pa.py_buffer(data)])
+
+
+def _program_ends(arr: Any, at: int) -> IntArray:
+    """The column of the first ``[`` or ``:`` from column ``at`` of each element (-1: none
+    within :data:`_SEARCH` bytes)."""
+    part = pc.binary_slice(arr, at, at + _SEARCH)
+    found = [_ints(pc.find_substring(part, sep)) for sep in ("[", ":")]
+    big = np.iinfo(np.int64).max
+    first = np.minimum(*(np.where(f < 0, big, f) for f in found))
+    return np.where(first == big, -1, first + at)
+
+
 def fold_lines(data: bytes, nl: IntArray, lines: IntArray, fmt: str | None) -> Fold:
-    """Group the ``lines`` (indexes into ``data``) by hour, host and program in bulk."""
+    """Group the ``lines`` (indexes into ``data``, ascending) by hour, host and program in
+    bulk: the lines the format's fast-path envelope fits; the others are singles.
+
+    Each line is tested as the element of a binary array that runs on to the next line
+    tested (no copy; the envelope matches no newline, so what follows the line changes
+    nothing); the key is the bytes from the zone or host to the program's end."""
     head = _FOLD_HEADS.get(fmt or "")
     if pa is None or head is None or not len(lines) or b"\r" in data or len(data) >= 2**31:
         return Fold(_EMPTY, _EMPTY, _EMPTY, lines)
-    hour, regex = head
-    n_all = len(nl) + (0 if data.endswith(b"\n") else 1)
-    starts = np.empty(n_all + 1, dtype=np.int32)
-    starts[0] = 0
-    starts[1 : len(nl) + 1] = nl + 1
-    starts[n_all] = len(data)
-    arr = pa.Array.from_buffers(
-        pa.binary(), n_all, [None, pa.py_buffer(starts), pa.py_buffer(data)]
-    )
-    sub = arr.take(pa.array(lines))
-    got = pc.extract_regex(sub, regex)
-    ok = np.asarray(got.is_valid())
-    if ok.any():
-        ok &= np.asarray(pc.equal(pc.binary_length(got.field("rep")), 0).fill_null(False))
+    line_starts = np.empty(len(nl) + 1, dtype=np.int64)
+    line_starts[0] = 0
+    line_starts[1:] = nl + 1
+    starts = line_starts[lines]
+    arr = _binary(data, np.append(starts, len(data)))
+    ok = _bits(pc.match_substring_regex(arr, head.regex))
+    if _REPEATED in data:
+        at = data.find(_REPEATED)
+        while at >= 0:
+            line = int(np.searchsorted(starts, at, side="right")) - 1
+            if line >= 0:
+                ok[line] = False
+            at = data.find(_REPEATED, at + 1)
+    ends = _program_ends(arr, head.search)
+    if head.zone is not None:
+        six = np.frombuffer(data, np.uint8)[np.minimum(starts + head.zone, len(data) - 1)] != 90
+        if six.any():
+            ends = np.where(six, _program_ends(arr, head.search + 5), ends)
+    ok &= ends >= 0
     bulk = np.flatnonzero(ok)
     singles = lines[~ok]
     if not len(bulk):
         return Fold(_EMPTY, _EMPTY, _EMPTY, singles)
-    keys = pc.binary_join_element_wise(pc.binary_slice(sub, 0, hour), got.field("key"), b"")
-    codes = np.asarray(pc.fill_null(pc.dictionary_encode(keys).indices, -1), dtype=np.int64)[bulk]
+    s = starts[bulk]
+    # the keys, as the even elements of an array of key, rest, key, rest, ...
+    offsets = np.empty(2 * len(s) + 1, dtype=np.int64)
+    offsets[0:-1:2] = s + head.key
+    offsets[1::2] = s + ends[bulk]
+    offsets[-1] = offsets[-2]
+    pairs = _binary(data, offsets)
+    evens = pa.Array.from_buffers(
+        pa.int64(), len(s), [None, pa.py_buffer(np.arange(0, 2 * len(s), 2, dtype=np.int64))]
+    )
+    encoded = pc.dictionary_encode(pairs.take(evens))
+    key_codes = _ints(encoded.indices)
+    cols = np.frombuffer(data, np.uint8)[s[:, None] + np.array(head.hour)].astype(np.int64)
+    hour = np.zeros(len(s), dtype=np.int64)
+    for j in range(cols.shape[1]):
+        hour = (hour << head.bits) | (cols[:, j] if head.bits == 8 else cols[:, j] & 15)
+    _, hour_codes = np.unique(hour, return_inverse=True)
+    codes = hour_codes.reshape(-1) * (len(encoded.dictionary) + 1) + key_codes
     # groups numbered by first appearance among the bulk lines
     _, first, inverse, counts = np.unique(
         codes, return_index=True, return_inverse=True, return_counts=True
     )
     last = np.zeros(len(first), dtype=np.int64)
-    last[inverse] = np.arange(len(bulk))  # the last write of each group wins
+    last[inverse.reshape(-1)] = np.arange(len(bulk))  # the last write of each group wins
     more = counts > 1
     sel = lines[bulk]
     return Fold(sel[first], sel[last[more]], (counts[more] - 1).astype(np.int64), singles)
