@@ -636,9 +636,9 @@ def iter_chunks(
             yield Chunk(carry + b"\n", line_no)
             line_no += 1
             carry = b""
-        data = carry + block if carry else block
-        cut = data.rfind(b"\n")
+        cut = block.rfind(b"\n")
         if cut < 0:
+            data = carry + block if carry else block
             if len(data) > max_line:
                 too_long()
                 carry = data[:max_line]
@@ -646,7 +646,12 @@ def iter_chunks(
             else:
                 carry = data
             continue
-        whole, carry = data[: cut + 1], data[cut + 1 :]
+        # one copy at most (the carry never holds a newline)
+        if carry:
+            whole = b"".join((carry, memoryview(block)[: cut + 1]))
+        else:
+            whole = block if cut == len(block) - 1 else block[: cut + 1]
+        carry = block[cut + 1 :]
         yield Chunk(whole, line_no)
         line_no += whole.count(b"\n")
         if len(carry) > max_line:
