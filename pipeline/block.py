@@ -34,12 +34,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TextIO, overload
+from typing import TYPE_CHECKING, Any, TextIO, cast, overload
 
 import numpy as np
 
 from pipeline.columns import (
     NS,
+    Envelope,
     Lines,
     ZoneOffsets,
     arrow_ints,
@@ -53,7 +54,7 @@ from pipeline.columns import (
 from pipeline.detection.correlate import ColumnRule, Detector
 from pipeline.detection.model import Rule
 from pipeline.detection.prefilter import newline_offsets
-from pipeline.engine import LineProcessor, Unparsed, cut_nul_runs
+from pipeline.engine import LineProcessor, Matched, TimeMark, Unparsed, cut_nul_runs
 from pipeline.model import Event, Finding, Related, Severity
 from pipeline.timeinfer import fixed_zone
 
@@ -64,6 +65,7 @@ _EPOCH = datetime(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _NO_FIELDS: dict[str, str] = {}
+_NO_EVENT_FIELDS: MappingProxyType[str, str] = MappingProxyType({})
 
 
 # -- findings as rows -------------------------------------------------------------------------
@@ -510,38 +512,72 @@ def _stamps(local_ns: np.ndarray, offset: np.ndarray) -> list[str | None]:
     return [w + zones[o] for w, o in zip(wall, offset.tolist(), strict=True)]
 
 
-class BlockProcessor(LineProcessor):
-    """A :class:`~pipeline.engine.LineProcessor` that judges whole blocks against column
-    rules and adds the findings to a :class:`FindingTable` (see the module docstring)."""
+@dataclass
+class _Block:
+    """One block read as columns: the rows taken (``sel``: the candidates, and the first and
+    last line for their times), the envelope of those the fast path read, and the events
+    of the candidates it did not."""
 
-    def __init__(
-        self,
-        *args: Any,
-        rules: list[ColumnRule],
-        detector: Detector,
-        table: FindingTable,
-        **kwargs: Any,
-    ) -> None:
+    first_line: int
+    sel: np.ndarray  # line indexes in the block
+    env: Envelope  # the fast rows (indexes into sel)
+    pos: np.ndarray  # sel index of each fast candidate row
+    local_ns: np.ndarray  # wall-clock time of each fast candidate row
+    host: Any  # of the fast candidate rows (Arrow)
+    program: Any
+    message: Any
+    keep: np.ndarray  # which fast rows are candidates
+    fast: np.ndarray  # index among the fast rows of each fast candidate row
+    slow: list[tuple[int, Event]]  # (sel index, event) of candidates read by the grammar
+    #: the times of the first and the last line (sel index 0 and the last one), sampled
+    #: as the line path samples them: before the block's records and after them
+    marks: list[tuple[int, TimeMark]]
+    _py: _PyRows | None = None
+
+    def python(self) -> _PyRows:
+        """The fast candidate rows' envelope as Python values (made once, for events)."""
+        if self._py is None:
+            env, fast = self.env, self.fast
+            pids = env.pid[fast].tolist()
+            has = env.has_pid[fast].tolist()
+            self._py = _PyRows(
+                self.host.to_pylist(),
+                self.program.to_pylist(),
+                self.message.to_pylist(),
+                [p if h else None for p, h in zip(pids, has, strict=True)],
+                env.repeat[fast].tolist(),
+                {},
+            )
+        return self._py
+
+
+@dataclass
+class _PyRows:
+    host: list[str]
+    program: list[str]
+    message: list[str]
+    pid: list[int | None]
+    repeat: list[int]
+    times: dict[int, datetime]
+
+
+class _BlockReader(LineProcessor):
+    """Reads whole blocks as columns (:meth:`_read`) and judges column rules over them
+    (:meth:`_hits`); the two front-ends below turn the hits into findings or records."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.rules = rules
-        self.detector = detector
-        self.table = table
-        self._index = {c.rule.id: c.order for c in rules}
         self.offsets = ZoneOffsets(self.resolver.tz)
-        self._accept: dict[str, np.ndarray] = {}
-        self._ids = _strings([c.rule.id for c in rules])
-        self._source = table.source_index(self.display)
+        self._accept: dict[str | None, np.ndarray] = {}
 
-    def judge(self, data: bytes, first_line: int) -> None:
-        """Add the findings of the lines in ``data`` (lines ``first_line`` on)."""
-        if not data:
-            return
+    def _read(self, data: bytes, first_line: int) -> _Block | None:
+        """The block as columns; None when the columns cannot read it (another format, CR
+        line ends, over-long lines): the caller reads it line by line."""
         if not self.sniffed:
             self._sniff(data)
         nl = newline_offsets(data)
         if self.format is None or self.format.name != "syslog" or not self._block_ok(data, nl):
-            self._judge_events(data, first_line)
-            return
+            return None
         n_lines = len(nl) + (0 if data.endswith(b"\n") else 1)
         self.stats.lines += n_lines
         self.stats.bytes += len(data)
@@ -569,7 +605,7 @@ class BlockProcessor(LineProcessor):
             buf += b"\n"
         block = Lines(buf, nl if buf is data else None)
         lines = Lines.of_arrow(block.arrow().take(arrow_ints(sel)))
-        self._judge_rows(data, nl, first_line, sel, is_cand, lines)
+        return self._columns(data, nl, first_line, sel, is_cand, lines, last)
 
     def _block_ok(self, data: bytes, nl: IntArray) -> bool:
         if b"\r" in data:  # CR line ends are cut per line by the line path
@@ -579,6 +615,216 @@ class BlockProcessor(LineProcessor):
             if int((nl - starts).max()) > self.max_line:
                 return False
         return len(data) - (int(nl[-1]) + 1 if len(nl) else 0) <= self.max_line
+
+    def _columns(
+        self,
+        data: bytes,
+        nl: IntArray,
+        first_line: int,
+        sel: np.ndarray,
+        is_cand: np.ndarray,
+        lines: Lines,
+        last: int,
+    ) -> _Block:
+        import pyarrow.compute as pc
+
+        env = syslog_envelope(lines)
+        is_fast = np.zeros(len(sel), dtype=bool)
+        is_fast[env.idx] = True
+        # times: runs of fast rows between the rows read one by one, in line order
+        local_ns = np.empty(len(env.idx), dtype=np.int64)
+        fast_before = np.concatenate(([0], np.cumsum(is_fast)))
+        slow: list[tuple[int, Event]] = []
+        sampled: dict[int, TimeMark | None] = {}
+        done = 0
+        for stop in [*np.flatnonzero(~is_fast).tolist(), len(sel)]:
+            upto = int(fast_before[stop])
+            if upto > done:
+                local_ns[done:upto] = resolve_run(
+                    self.resolver, env.mon[done:upto], env.day[done:upto], env.tod[done:upto]
+                )
+                done = upto
+            if stop == len(sel):
+                break
+            idx = int(sel[stop])
+            start = int(nl[idx - 1]) + 1 if idx > 0 else 0
+            end = int(nl[idx]) if idx < len(nl) else len(data)
+            raw = data[start:end]
+            sample = stop == 0 or (last and stop == len(sel) - 1)
+            if sample and stop == 0:  # sampled before the candidates, as the line path does
+                sampled[stop] = self._sample(raw)
+            if not is_cand[stop]:
+                if stop:
+                    sampled[stop] = self._sample(raw)
+                continue
+            if raw.startswith(b"#"):
+                pass
+            elif not raw.strip():
+                self.stats.blank += 1
+            else:
+                self.stats.candidates += 1
+                text = raw.decode("utf-8", "replace") if not raw.isascii() else raw.decode("ascii")
+                rec = self._parse(text, first_line + idx)
+                if not isinstance(rec, Unparsed):
+                    slow.append((stop, rec))
+            if sample and stop:  # and after them
+                sampled[stop] = self._sample(raw)
+        # the times of the first and the last line, as the line path samples them
+        marks = []
+        for stop in sorted({0, len(sel) - 1} if last else {0}):
+            if is_fast[stop]:
+                row = int(np.searchsorted(env.idx, stop))
+                naive = _EPOCH + timedelta(microseconds=int(local_ns[row]) // 1000)
+                marks.append((stop, TimeMark(env.host[row].as_py(), self.resolver.localize(naive))))
+            elif sampled.get(stop) is not None:
+                marks.append((stop, cast(TimeMark, sampled[stop])))
+        keep = is_cand[env.idx]
+        n_fast = int(keep.sum())
+        self.stats.candidates += n_fast
+        self.stats.parsed += n_fast
+        mask = arrow_mask(keep)
+        return _Block(
+            first_line,
+            sel,
+            env,
+            env.idx[keep],
+            local_ns[keep],
+            pc.filter(env.host, mask),
+            pc.filter(env.program, mask),
+            pc.filter(env.message, mask),
+            keep,
+            np.flatnonzero(keep),
+            slow,
+            marks,
+        )
+
+    def _accepts(self, rules: Sequence[ColumnRule], programs: list[str | None]) -> np.ndarray:
+        """Per rule and distinct program: whether the rule's selector takes it."""
+        out = np.zeros((len(rules), len(programs)), dtype=bool)
+        for j, prog in enumerate(programs):
+            got = self._accept.get(prog)
+            if got is None:
+                got = np.array([c.rule.select.accept_program(prog) for c in rules], dtype=bool)
+                if len(self._accept) < 4096:
+                    self._accept[prog] = got
+            out[:, j] = got
+        return out
+
+    def _hits(
+        self, block: _Block, rules: Sequence[ColumnRule]
+    ) -> tuple[np.ndarray, np.ndarray, dict[tuple[int, int], dict[str, str]]]:
+        """(fast candidate row, rule order) of every match, sorted, and the captures of
+        rules that capture. A rule with no ``pattern`` (one only events can test) gives
+        the rows its program selector and literals let through, to be tested on events."""
+        import pyarrow.compute as pc
+
+        hit_rows: list[np.ndarray] = []
+        hit_rules: list[np.ndarray] = []
+        captured: dict[tuple[int, int], dict[str, str]] = {}
+        message = block.message
+        if len(message):
+            coded = pc.dictionary_encode(block.program)
+            codes = numpy_of(coded.indices).astype(np.int64)
+            accepts = self._accepts(rules, coded.dictionary.to_pylist())
+            for k, c in enumerate(rules):
+                rows = np.flatnonzero(accepts[k][codes])
+                if not len(rows):
+                    continue
+                msgs = message.take(arrow_ints(rows))
+                if c.literals:
+                    has = pc.match_substring(msgs, c.literals[0])
+                    for lit in c.literals[1:]:
+                        has = pc.or_(has, pc.match_substring(msgs, lit))
+                    sub = np.flatnonzero(numpy_of(has))
+                    rows, msgs = rows[sub], msgs.take(arrow_ints(sub))
+                    if not len(rows):
+                        continue
+                if c.pattern is None:
+                    pass  # tested on events by the caller
+                elif c.pattern.engine == "re2" and not c.captures:
+                    rows = rows[numpy_of(pc.match_substring_regex(msgs, c.pattern.source))]
+                else:
+                    search = c.pattern.search
+                    found = []
+                    for row, text in zip(rows.tolist(), msgs.to_pylist(), strict=True):
+                        got = search(text)
+                        if got is not None:
+                            found.append(row)
+                            if got:
+                                captured[(row, c.order)] = got
+                    rows = np.array(found, dtype=np.int64)
+                if len(rows):
+                    hit_rows.append(rows)
+                    hit_rules.append(np.full(len(rows), c.order, dtype=np.int64))
+        if not hit_rows:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, captured
+        rows = np.concatenate(hit_rows)
+        order_of = np.concatenate(hit_rules)
+        order = np.lexsort((order_of, rows))
+        return rows[order], order_of[order], captured
+
+
+class BlockProcessor(_BlockReader):
+    """Judges whole blocks against column rules and adds the findings to a
+    :class:`FindingTable` (see the module docstring)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        rules: list[ColumnRule],
+        detector: Detector,
+        table: FindingTable,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.rules = rules
+        self.detector = detector
+        self.table = table
+        self._index = {c.rule.id: c.order for c in rules}
+        self._ids = _strings([c.rule.id for c in rules])
+        self._source = table.source_index(self.display)
+
+    def judge(self, data: bytes, first_line: int) -> None:
+        """Add the findings of the lines in ``data`` (lines ``first_line`` on)."""
+        if not data:
+            return
+        block = self._read(data, first_line)
+        if block is None:
+            self._judge_events(data, first_line)
+            return
+        rows, rules, captured = self._hits(block, self.rules)
+        self.detector.stats.matches += len(rows)
+        take = arrow_ints(rows)
+        at = block.pos[rows]
+        local = block.local_ns[rows]
+        utc = self.offsets.to_utc(local)
+        offset = (local - utc) // NS
+        out = Rows(
+            rules,
+            utc,
+            offset,
+            _strings(_stamps(local, offset)),
+            block.host.take(take),
+            block.program.take(take),
+            first_line + block.sel[at],
+            block.message.take(take),
+            [captured.get(k, _NO_FIELDS) for k in zip(rows.tolist(), rules.tolist(), strict=True)]
+            if captured
+            else None,
+            block.env.repeat[block.keep][rows],
+            np.full(len(rows), self._source, dtype=np.int64),
+        )
+        if block.slow:
+            # the events read one by one, in their places among the fast rows
+            extra = _EventRows()
+            for stop, event in block.slow:
+                self._event_rows(event, extra, stop)
+            if extra.rule:
+                where = np.concatenate((at, np.asarray(extra.at, dtype=np.int64)))
+                out = Rows.concat([out, extra.rows(self._source)])
+                out = out.take(np.argsort(where, kind="stable"))
+        self._emit(out)
 
     def _judge_events(self, data: bytes, first_line: int) -> None:
         """A block the columns cannot read: its lines as events, matched one by one."""
@@ -654,145 +900,124 @@ class BlockProcessor(LineProcessor):
         rows.key = _strings(keys)
         self.table.add(rows)
 
-    def _accepts(self, programs: list[str]) -> np.ndarray:
-        """Per rule and distinct program: whether the rule's selector takes it."""
-        out = np.zeros((len(self.rules), len(programs)), dtype=bool)
-        for j, prog in enumerate(programs):
-            got = self._accept.get(prog)
-            if got is None:
-                got = np.array([c.rule.select.accept_program(prog) for c in self.rules])
-                if len(self._accept) < 4096:
-                    self._accept[prog] = got
-            out[:, j] = got
-        return out
 
-    def _judge_rows(
-        self,
-        data: bytes,
-        nl: IntArray,
-        first_line: int,
-        sel: np.ndarray,
-        is_cand: np.ndarray,
-        lines: Lines,
-    ) -> None:
-        import pyarrow.compute as pc
+class BlockRecords(_BlockReader):
+    """Reads whole blocks as columns for the detector: the records the line path gives
+    :meth:`Engine._scan <pipeline.engine.Engine>` (an event with its line-rule matches, or
+    a time mark), in the same order, with the same matches.
 
-        env = syslog_envelope(lines)
-        is_fast = np.zeros(len(sel), dtype=bool)
-        is_fast[env.idx] = True
-        # times: runs of fast rows between the rows read one by one, in line order
-        local_ns = np.empty(len(env.idx), dtype=np.int64)
-        fast_before = np.concatenate(([0], np.cumsum(is_fast)))
-        slow: list[tuple[int, Event]] = []
-        done = 0
-        for stop in [*np.flatnonzero(~is_fast).tolist(), len(sel)]:
-            upto = int(fast_before[stop])
-            if upto > done:
-                local_ns[done:upto] = resolve_run(
-                    self.resolver, env.mon[done:upto], env.day[done:upto], env.tod[done:upto]
-                )
-                done = upto
-            if stop == len(sel):
-                break
-            idx = int(sel[stop])
-            start = int(nl[idx - 1]) + 1 if idx > 0 else 0
-            end = int(nl[idx]) if idx < len(nl) else len(data)
-            raw = data[start:end]
-            if not is_cand[stop]:
-                self._sample(raw)
-                continue
-            if raw.startswith(b"#"):
-                continue
-            if not raw.strip():
-                self.stats.blank += 1
-                continue
-            self.stats.candidates += 1
-            text = raw.decode("utf-8", "replace") if not raw.isascii() else raw.decode("ascii")
-            rec = self._parse(text, first_line + idx)
-            if not isinstance(rec, Unparsed):
-                slow.append((stop, rec))
-        # the fast rows that are candidates
-        keep = is_cand[env.idx]
-        n_fast = int(keep.sum())
-        self.stats.candidates += n_fast
-        self.stats.parsed += n_fast
-        pos = env.idx[keep]
-        local_ns = local_ns[keep]
-        mask = arrow_mask(keep)
-        program = pc.filter(env.program, mask)
-        message = pc.filter(env.message, mask)
-        # each rule over the columns: (row, rule) of every match, and the captures
-        hit_rows: list[np.ndarray] = []
-        hit_rules: list[np.ndarray] = []
-        captured: dict[tuple[int, int], dict[str, str]] = {}
-        if n_fast:
-            coded = pc.dictionary_encode(program)
-            codes = numpy_of(coded.indices).astype(np.int64)
-            accepts = self._accepts(coded.dictionary.to_pylist())
-            for c in self.rules:
-                rows = np.flatnonzero(accepts[c.order][codes])
-                if not len(rows):
+    Each line rule is judged over the columns (its program selector, literals and message
+    regex); a rule that tests more than that is tested on the events of the rows its
+    program and literals let through. An event is made only for a candidate some rule
+    matches; a candidate nothing matches only moves time on (a :class:`TimeMark` of its
+    host and time, as the detector takes an event without matches).
+    """
+
+    def __init__(self, *args: Any, detector: Detector, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.detector = detector
+        self.rules = [
+            ColumnRule(
+                rule,
+                i,
+                pattern if pattern is not None and pattern.engine in ("re2", "re") else None,
+                tuple(rule.message_literals),
+                bool(pattern.group_names) if pattern is not None else False,
+            )
+            for i, rule in enumerate(detector.line_rules)
+            for pattern in (rule.message_search(),)
+        ]
+
+    def block_records(self, data: bytes, first_line: int) -> Iterator[Matched | TimeMark]:
+        """The records of the lines in ``data`` (lines ``first_line`` on)."""
+        if not data:
+            return
+        match = self.detector.match
+        block = self._read(data, first_line)
+        if block is None:
+            for rec in self.records(data, first_line):
+                if isinstance(rec, Event):
+                    yield rec, [(m.rule.id, m.fields) for m in match(rec)]
+                elif isinstance(rec, TimeMark):
+                    yield rec
+            return
+        marks = block.marks
+        if marks and marks[0][0] == 0:
+            yield marks[0][1]
+        rows, orders, captured = self._hits(block, self.rules)
+        found: dict[int, list[tuple[str, dict[str, str]]]] = {}
+        made: dict[int, Event] = {}
+        for row, order in zip(rows.tolist(), orders.tolist(), strict=True):
+            c = self.rules[order]
+            if c.pattern is None:
+                event = made.get(row)
+                if event is None:
+                    event = made[row] = self._event(block, row)
+                got = c.rule.evaluate_rest(event)
+                if got is None:
                     continue
-                msgs = message.take(arrow_ints(rows))
-                if c.literals:
-                    has = pc.match_substring(msgs, c.literals[0])
-                    for lit in c.literals[1:]:
-                        has = pc.or_(has, pc.match_substring(msgs, lit))
-                    sub = np.flatnonzero(numpy_of(has))
-                    rows, msgs = rows[sub], msgs.take(arrow_ints(sub))
-                    if not len(rows):
-                        continue
-                if c.pattern.engine == "re2" and not c.captures:
-                    ok = pc.match_substring_regex(msgs, c.pattern.source)
-                    rows = rows[numpy_of(ok)]
-                else:
-                    search = c.pattern.search
-                    found = []
-                    for row, text in zip(rows.tolist(), msgs.to_pylist(), strict=True):
-                        got = search(text)
-                        if got is not None:
-                            found.append(row)
-                            if got:
-                                captured[(row, c.order)] = got
-                    rows = np.array(found, dtype=np.int64)
-                if len(rows):
-                    hit_rows.append(rows)
-                    hit_rules.append(np.full(len(rows), c.order, dtype=np.int64))
-        if hit_rows:
-            rows = np.concatenate(hit_rows)
-            rules = np.concatenate(hit_rules)
-            order = np.lexsort((rules, rows))
-            rows, rules = rows[order], rules[order]
-        else:
-            rows = rules = np.zeros(0, dtype=np.int64)
-        self.detector.stats.matches += len(rows)
-        take = arrow_ints(rows)
-        at = pos[rows]
-        local = local_ns[rows]
-        utc = self.offsets.to_utc(local)
-        offset = (local - utc) // NS
-        out = Rows(
-            rules,
-            utc,
-            offset,
-            _strings(_stamps(local, offset)),
-            pc.filter(env.host, mask).take(take),
-            program.take(take),
-            first_line + sel[at],
-            message.take(take),
-            [captured.get(k, _NO_FIELDS) for k in zip(rows.tolist(), rules.tolist(), strict=True)]
-            if captured
-            else None,
-            env.repeat[keep][rows],
-            np.full(len(rows), self._source, dtype=np.int64),
+                found.setdefault(row, []).append((c.rule.id, got))
+            else:
+                found.setdefault(row, []).append((c.rule.id, captured.get((row, order), {})))
+        # in line order: every fast candidate (an event with its matches, else its time),
+        # and the candidates the grammar read
+        slow = block.slow
+        slow_at = 0
+        hosts = block.python().host
+        local_ns = block.local_ns
+        times = block.python().times
+        last: tuple[str | None, int] | None = None
+        for row, where in enumerate(block.pos.tolist()):
+            while slow_at < len(slow) and slow[slow_at][0] < where:
+                event = slow[slow_at][1]
+                yield event, [(m.rule.id, m.fields) for m in match(event)]
+                slow_at += 1
+                last = None
+            hits = found.get(row)
+            if hits is not None:
+                event = made.get(row)
+                yield (event if event is not None else self._event(block, row)), hits
+                last = None
+                continue
+            host, t = hosts[row], int(local_ns[row])
+            if last == (host, t):
+                continue  # the same time again on the same host: nothing moves
+            last = (host, t)
+            ts = times.get(t)
+            if ts is None:
+                ts = times[t] = self.resolver.localize(_EPOCH + timedelta(microseconds=t // 1000))
+            yield TimeMark(host, ts)
+        for _, event in slow[slow_at:]:
+            yield event, [(m.rule.id, m.fields) for m in match(event)]
+        if marks and marks[-1][0] != 0:
+            yield marks[-1][1]
+
+    def _event(self, block: _Block, row: int) -> Event:
+        """The event of fast candidate row ``row``, as the grammar's fast path gives it."""
+        py = block.python()
+        at = int(block.pos[row])
+        line_no = block.first_line + int(block.sel[at])
+        message, program = py.message[row], py.program[row]
+        t = int(block.local_ns[row])
+        ts = py.times.get(t)
+        if ts is None:
+            ts = py.times[t] = self.resolver.localize(_EPOCH + timedelta(microseconds=t // 1000))
+        fields: Any = _NO_EVENT_FIELDS
+        if message and self.body_fields:
+            got = self.with_body({}, program, message, line_no)
+            fields = MappingProxyType(got) if got else _NO_EVENT_FIELDS
+        return Event(
+            ts,
+            py.host[row],
+            program,
+            py.pid[row],
+            None,
+            message,
+            "syslog",
+            self.display,
+            line_no,
+            fields,
+            True,
+            py.repeat[row],
+            None,
         )
-        if slow:
-            # the events read one by one, in their places among the fast rows
-            extra = _EventRows()
-            for stop, event in slow:
-                self._event_rows(event, extra, stop)
-            if extra.rule:
-                where = np.concatenate((at, np.asarray(extra.at, dtype=np.int64)))
-                out = Rows.concat([out, extra.rows(self._source)])
-                out = out.take(np.argsort(where, kind="stable"))
-        self._emit(out)

@@ -50,7 +50,7 @@ from pipeline.sources.journal import JournalSpec, check_backend, iter_journal
 from pipeline.timeinfer import TimeResolver, local_zone
 
 if TYPE_CHECKING:
-    from pipeline.block import BlockProcessor, FindingTable
+    from pipeline.block import BlockProcessor, BlockRecords, FindingTable
     from pipeline.detection.prefilter import IntArray
     from pipeline.imports.logcheck import LogcheckMatcher
     from pipeline.resume import Resume
@@ -468,15 +468,7 @@ class LineProcessor:
             if host is None:
                 group = self.group
         if parsed.message and self.body_fields:
-            fields = dict(fields)
-            try:
-                body = parse_body(parsed.program, parsed.message)
-            except BodyError as exc:
-                # a grammar bug: the event goes on without body fields, and it is counted
-                self.report(Problem("body-error", Location(self.display, line_no), str(exc)))
-                body = {}
-            for key, value in body.items():
-                fields.setdefault(key, value)
+            fields = self.with_body(fields, parsed.program, parsed.message, line_no)
         # positional: keywords cost a candidate line measurably (fields in Event's order)
         return Event(
             aware,
@@ -493,6 +485,22 @@ class LineProcessor:
             parsed.repeat,
             group,
         )
+
+    def with_body(
+        self, fields: Mapping[str, str], program: str | None, message: str, line_no: int
+    ) -> dict[str, str]:
+        """``fields`` with the fields the body grammar of ``program`` reads in ``message``
+        (an envelope field wins over a body field of the same name)."""
+        out = dict(fields)
+        try:
+            body = parse_body(program, message)
+        except BodyError as exc:
+            # a grammar bug: the event goes on without body fields, and it is counted
+            self.report(Problem("body-error", Location(self.display, line_no), str(exc)))
+            body = {}
+        for key, value in body.items():
+            out.setdefault(key, value)
+        return out
 
     def _sample(self, raw: bytes) -> TimeMark | None:
         """The time of one line outside the candidates (keeps year inference and windows
@@ -1227,6 +1235,10 @@ class Engine:
         Matching is stateless, so it runs here (in a worker, when parts run elsewhere);
         events outside --since/--until are counted and left out.
         """
+        o = self.options
+        if o.block_path and self.logcheck is None and o.since is None and o.until is None:
+            yield from self._block_records(part, stats, report, progress_lines)
+            return
         match = self.detector.match
         records = self._records(part, stats, report, all_lines=False, progress_lines=progress_lines)
         if self.logcheck is not None:
@@ -1240,6 +1252,38 @@ class Engine:
                 yield rec
                 continue
             yield rec, [(m.rule.id, m.fields) for m in match(rec)]
+
+    def _block_records(
+        self,
+        part: Part,
+        stats: ScanStats,
+        report: Callable[[Problem], None],
+        progress_lines: Callable[[], int] | None,
+    ) -> Iterator[Matched | TimeMark]:
+        """:meth:`iter_part`'s records read on the block path (:class:`~pipeline.block.
+        BlockRecords`): the same records, with events made only for matched lines."""
+        o = self.options
+        inp = part.inp
+        proc: BlockRecords | None = None
+        for chunk in self._part_chunks(part, stats, report, progress_lines):
+            if proc is None:  # numpy and pyarrow are imported for a first block
+                from pipeline.block import BlockRecords
+
+                proc = BlockRecords(
+                    inp.display,
+                    self._resolver(inp),
+                    self.prefilter,
+                    report,
+                    stats,
+                    fmt=o.format,
+                    max_line=o.max_line,
+                    body_fields=self.body_fields,
+                    sniffed=part.sniffed,
+                    host=o.host_of(inp.path),
+                    group=rotation_set(inp.path),
+                    detector=self.detector,
+                )
+            yield from proc.block_records(chunk.data, chunk.first_line)
 
     def _with_hits(
         self, records: Iterable[Event | Unparsed | TimeMark | LogcheckHit]

@@ -408,3 +408,197 @@ def test_cli_writes_the_same_jsonl_either_way(tmp_path: Path) -> None:
             ),
         )
     ]
+
+
+# -- the block path's records for every rule set (pipeline.block.BlockRecords) -----------------
+
+
+@pytest.fixture
+def read_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the blocks read as columns (to show the block path ran)."""
+    from pipeline import block
+
+    seen: list[int] = []
+    orig = block._BlockReader._read
+
+    def counted(self: Any, data: bytes, first_line: int) -> Any:
+        got = orig(self, data, first_line)
+        if got is not None:
+            seen.append(first_line)
+        return got
+
+    monkeypatch.setattr(block._BlockReader, "_read", counted)
+    return seen
+
+
+def assert_same_records(block: Any, line: Any) -> None:
+    assert not isinstance(block.findings, FindingTable)
+    assert [f.as_dict() for f in block.findings] == [f.as_dict() for f in line.findings]
+    assert block.stats.as_dict() | {"seconds": 0} == line.stats.as_dict() | {"seconds": 0}
+    assert [str(p) for p in block.problems] == [str(p) for p in line.problems]
+    assert block.detection == line.detection
+
+
+@pytest.mark.parametrize("path", sample_files(), ids=lambda p: str(p.relative_to(SAMPLES)))
+def test_builtin_rules_on_samples(path: Path, read_blocks: list[int]) -> None:
+    rules = load_rules()
+    assert Detector(rules).column_rules() is None  # correlations: the records path
+    assert_same_records(*scan_both(rules, [str(path)]))
+
+
+def test_builtin_rules_on_sample_directories_and_scenarios(read_blocks: list[int]) -> None:
+    for directory in ("mail", "syslog", "scenarios/new-year", "scenarios/delivery-silence"):
+        rules = load_rules([SAMPLES / directory] if "delivery" in directory else [])
+        assert_same_records(*scan_both(rules, [str(SAMPLES / directory)]))
+    assert read_blocks
+
+
+def test_builtin_and_test_rules_on_awkward_lines(
+    rules: list[Any], tmp_path: Path, read_blocks: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "syslog"
+    path.write_bytes(awkward_lines() * 2)
+    os.utime(path, (datetime(2026, 1, 2, tzinfo=UTC).timestamp(),) * 2)
+    both = [*load_rules(), *rules]
+    assert_same_records(*scan_both(both, [str(path)]))
+    assert read_blocks
+    monkeypatch.setattr(engine_module, "iter_chunks", partial(iter_chunks, chunk_size=300))
+    assert_same_records(*scan_both(both, [str(path)]))
+
+
+def test_builtin_rules_on_the_loghub_corpus(read_blocks: list[int]) -> None:
+    corpus = shared_path("corpus", "loghub")
+    rules = load_rules()
+    for path in sorted(p for p in corpus.rglob("*.log") if p.stat().st_size < 20_000_000):
+        assert_same_records(*scan_both(rules, [str(path)]))
+    assert read_blocks
+
+
+def test_builtin_rules_with_workers(tmp_path: Path, read_blocks: list[int]) -> None:
+    from pipeline.parallel import ProcessRunner
+
+    gen = shared_path("bench", "gen_syslog.py")
+    out = tmp_path / "syslog"
+    subprocess.run(
+        [sys.executable, str(gen), "--lines", "20000", "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    rules = load_rules()
+    line = Engine(rules, ScanOptions(block_path=False)).scan([str(out)])
+    for runner in (None, ProcessRunner(2, part_size=256 * 1024)):
+        block = Engine(rules, ScanOptions()).scan([str(out)], runner=runner)
+        assert [f.as_dict() for f in block.findings] == [f.as_dict() for f in line.findings]
+        assert block.stats.candidates == line.stats.candidates
+    assert len(line.findings) > 50
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.tuples(LINE, st.integers(0, 9), st.sampled_from([b"", b"\x00", b" \xc3\xa9"])),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_generated_lines_with_builtin_rules(
+    rules: list[Any], tmp_path: Path, parts: list[Any]
+) -> None:
+    lines = []
+    for template, n, extra in parts:
+        line = template % ((n,) * template.count(b"%d")) if b"%d" in template else template
+        lines.append(line + extra)
+    path = tmp_path / "gen.log"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    os.utime(path, (datetime(2026, 1, 2, tzinfo=UTC).timestamp(),) * 2)
+    assert_same_records(*scan_both([*load_rules(), *rules], [str(path)]))
+
+
+ABSENCE_YAML = r"""
+rules:
+  - id: t.backup-started
+    title: Backup started
+    severity: info
+    description: d
+    remediation: r
+    report: false
+    select:
+      program: backup
+    match:
+      message:
+        regex: '^started job (?P<job>\S+)'
+    examples:
+      match:
+        - 'Jan  1 00:00:00 h backup[1]: started job nightly'
+      no_match:
+        - 'Jan  1 00:00:00 h backup[1]: finished job nightly'
+  - id: t.backup-finished
+    title: Backup finished
+    severity: info
+    description: d
+    remediation: r
+    report: false
+    select:
+      program: backup
+    match:
+      message:
+        regex: '^finished job (?P<job>\S+)'
+    examples:
+      match:
+        - 'Jan  1 00:00:00 h backup[1]: finished job nightly'
+      no_match:
+        - 'Jan  1 00:00:00 h backup[1]: finished jobs: 3'
+  - id: t.backup-missing
+    type: absence
+    title: A backup did not finish
+    severity: high
+    description: d
+    remediation: r
+    trigger: t.backup-started
+    expect: t.backup-finished
+    window: 10m
+    group_by: [host, job]
+    examples:
+      match:
+        - lines:
+            - 'Jan  1 00:00:00 h backup[1]: started job nightly'
+            - 'Jan  1 00:30:00 h backup[1]: finished jobs: 3'
+      no_match:
+        - lines:
+            - 'Jan  1 00:00:00 h backup[1]: started job nightly'
+            - 'Jan  1 00:05:00 h backup[1]: finished job nightly'
+            - 'Jan  1 00:30:00 h backup[1]: finished jobs: 3'
+"""
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # only an unmatched candidate's time covers the window (the last line is earlier)
+        [
+            "Jan  1 00:00:00 h backup[1]: started job nightly",
+            "Jan  1 00:30:00 h backup[1]: finished job  (none)",
+            "Jan  1 00:05:00 h cron[2]: nothing to see",
+        ],
+        # only the first line's time covers it (a later line written first)
+        [
+            "Jan  1 00:30:00 h cron[2]: nothing to see",
+            "Jan  1 00:00:00 h backup[1]: started job nightly",
+        ],
+    ],
+    ids=["unmatched-candidate", "first-line"],
+)
+def test_times_of_unmatched_candidates_and_sampled_lines_judge_windows(
+    tmp_path: Path, lines: list[str], read_blocks: list[int]
+) -> None:
+    rule_dir = tmp_path / "rules"
+    rule_dir.mkdir()
+    (rule_dir / "t.yaml").write_text(ABSENCE_YAML, encoding="utf-8")
+    rules = load_rules([rule_dir], builtin=False)
+    path = tmp_path / "syslog"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.utime(path, (datetime(2026, 1, 2, tzinfo=UTC).timestamp(),) * 2)
+    block, line = scan_both(rules, [str(path)])
+    assert [f.rule for f in line.findings] == ["t.backup-missing"]
+    assert_same_records(block, line)
+    assert read_blocks

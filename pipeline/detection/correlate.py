@@ -1192,7 +1192,8 @@ class ColumnRule:
 
     rule: Rule
     order: int
-    pattern: CompiledPattern
+    #: the message regex, None for a rule that only an event can test (other conditions)
+    pattern: CompiledPattern | None
     literals: tuple[str, ...]
     captures: bool
 
