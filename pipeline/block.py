@@ -512,6 +512,18 @@ def _stamps(local_ns: np.ndarray, offset: np.ndarray) -> list[str | None]:
     return [w + zones[o] for w, o in zip(wall, offset.tolist(), strict=True)]
 
 
+#: prefilter literals up to which the block path finds candidates with RE2 (an alternation
+#: RE2 runs as one DFA); above it, Hyperscan
+RE2_LITERALS = 256
+
+
+def _re2_literal(literal: bytes) -> str:
+    """A literal as an RE2 pattern: letters, digits and non-ASCII text as they are, every
+    other ASCII character as ``\\xHH``."""
+    text = literal.decode("utf-8")
+    return "".join(ch if ch.isalnum() or ord(ch) > 127 else f"\\x{ord(ch):02x}" for ch in text)
+
+
 @dataclass
 class _Block:
     """One block read as columns: the rows taken (``sel``: the candidates, and the first and
@@ -569,6 +581,7 @@ class _BlockReader(LineProcessor):
         super().__init__(*args, **kwargs)
         self.offsets = ZoneOffsets(self.resolver.tz)
         self._accept: dict[str | None, np.ndarray] = {}
+        self._literal_pattern: str | None = None
 
     def _read(self, data: bytes, first_line: int) -> _Block | None:
         """The block as columns; None when the columns cannot read it (another format, CR
@@ -588,13 +601,6 @@ class _BlockReader(LineProcessor):
         self.stats.comments += int(np.count_nonzero(np.frombuffer(data, np.uint8)[after] == 35))
         if data.startswith(b"#"):
             self.stats.comments += 1
-        assert self.prefilter is not None
-        cands = self.prefilter.candidate_lines(data, nl)
-        # the first and the last line are read for their times, as the line path samples them
-        last = n_lines - 1 if n_lines > 1 else 0
-        sel = np.unique(np.concatenate(([0, last], cands))).astype(np.int64)
-        is_cand = np.zeros(len(sel), dtype=bool)
-        is_cand[np.searchsorted(sel, cands)] = True
         buf = data
         if not data.isascii():
             try:
@@ -603,9 +609,35 @@ class _BlockReader(LineProcessor):
                 buf = data.decode("utf-8", "replace").encode("utf-8")
         if not buf.endswith(b"\n"):
             buf += b"\n"
-        block = Lines(buf, nl if buf is data else None)
-        lines = Lines.of_arrow(block.arrow().take(arrow_ints(sel)))
+        block = Lines(buf, nl if buf is data else None).arrow()
+        cands = self._candidates(data, nl, block, buf is data)
+        # the first and the last line are read for their times, as the line path samples them
+        last = n_lines - 1 if n_lines > 1 else 0
+        sel = np.unique(np.concatenate(([0, last], cands))).astype(np.int64)
+        is_cand = np.zeros(len(sel), dtype=bool)
+        is_cand[np.searchsorted(sel, cands)] = True
+        lines = Lines.of_arrow(block.take(arrow_ints(sel)))
         return self._columns(data, nl, first_line, sel, is_cand, lines, last)
+
+    def _candidates(self, data: bytes, nl: IntArray, block: Any, same_bytes: bool) -> np.ndarray:
+        """The prefilter's candidate lines. With a few literals, one RE2 pass over the
+        block's lines (an alternation of the literals) answers per line at once, with no
+        call back into Python per literal found; with many, Hyperscan over the bytes."""
+        import pyarrow.compute as pc
+
+        pf = self.prefilter
+        assert pf is not None
+        if pf.everything or not pf.literals or len(pf.literals) > RE2_LITERALS or not same_bytes:
+            return pf.candidate_lines(data, nl)
+        if self._literal_pattern is None:
+            try:
+                self._literal_pattern = "|".join(_re2_literal(lit) for lit in pf.literals)
+            except UnicodeDecodeError:  # a literal of raw bytes: Hyperscan reads bytes
+                self._literal_pattern = ""
+        if not self._literal_pattern:
+            return pf.candidate_lines(data, nl)
+        hit = pc.match_substring_regex(block, self._literal_pattern)
+        return np.flatnonzero(numpy_of(hit)).astype(np.int64)
 
     def _block_ok(self, data: bytes, nl: IntArray) -> bool:
         if b"\r" in data:  # CR line ends are cut per line by the line path
@@ -945,20 +977,11 @@ class BlockRecords(_BlockReader):
         if marks and marks[0][0] == 0:
             yield marks[0][1]
         rows, orders, captured = self._hits(block, self.rules)
-        found: dict[int, list[tuple[str, dict[str, str]]]] = {}
-        made: dict[int, Event] = {}
+        # per row, its rules in rule order; a rule only an event can test is tested when
+        # its row comes, in line order (a condition may keep state from line to line)
+        todo: dict[int, list[int]] = {}
         for row, order in zip(rows.tolist(), orders.tolist(), strict=True):
-            c = self.rules[order]
-            if c.pattern is None:
-                event = made.get(row)
-                if event is None:
-                    event = made[row] = self._event(block, row)
-                got = c.rule.evaluate_rest(event)
-                if got is None:
-                    continue
-                found.setdefault(row, []).append((c.rule.id, got))
-            else:
-                found.setdefault(row, []).append((c.rule.id, captured.get((row, order), {})))
+            todo.setdefault(row, []).append(order)
         # in line order: every fast candidate (an event with its matches, else its time),
         # and the candidates the grammar read
         slow = block.slow
@@ -973,12 +996,22 @@ class BlockRecords(_BlockReader):
                 yield event, [(m.rule.id, m.fields) for m in match(event)]
                 slow_at += 1
                 last = None
-            hits = found.get(row)
-            if hits is not None:
-                event = made.get(row)
-                yield (event if event is not None else self._event(block, row)), hits
-                last = None
-                continue
+            pending = todo.get(row)
+            if pending is not None:
+                event = self._event(block, row)
+                hits = []
+                for order in pending:
+                    c = self.rules[order]
+                    if c.pattern is not None:
+                        hits.append((c.rule.id, captured.get((row, order), {})))
+                        continue
+                    got = c.rule.evaluate_rest(event)
+                    if got is not None:
+                        hits.append((c.rule.id, got))
+                if hits:
+                    yield event, hits
+                    last = None
+                    continue
             host, t = hosts[row], int(local_ns[row])
             if last == (host, t):
                 continue  # the same time again on the same host: nothing moves
