@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.detection.model import Condition, Correlation, Rule, Selectors, Step, Suppress
 from pipeline.detection.patterns import best_literal_set, required_literals
 from pipeline.errors import Location, RuleError
+from pipeline.imports.f2bblock import BlockConfirmation, block_confirmation
 from pipeline.imports.f2bconf import Config, read_config
 from pipeline.imports.fail2ban import (
     DEFAULT_DIR,
@@ -35,6 +37,9 @@ from pipeline.imports.fail2ban import (
     read_filter,
 )
 from pipeline.model import Event, Severity
+
+if TYPE_CHECKING:
+    from pipeline.detection.prefilter import IntArray
 
 #: the failure id (host address, or F-ID) of a fail2ban match
 ID_FIELD = "f2b_id"
@@ -82,6 +87,15 @@ class Fail2banCondition(Condition):
     ignore_names: frozenset[str] = frozenset()
     #: ``journalmatch``: journal entries must agree with one group of FIELD=VALUE terms
     journal: tuple[tuple[tuple[str, str], ...], ...] = ()
+    #: the filter relaxed into RE2, run on a chunk's candidates at once (single-line
+    #: filters whose regexes it can widen; see :mod:`pipeline.imports.f2bblock`)
+    block: BlockConfirmation | None = dc_field(default=None, compare=False)
+
+    def confirm_block(self, data: bytes, nl: IntArray, lines: IntArray) -> IntArray:
+        """The candidate lines the filter may match (the prefilter's block stage)."""
+        if self.block is None:
+            return lines
+        return self.block.keep(data, nl, lines)
 
     def test(self, event: Event) -> dict[str, str] | None:
         assert self.matcher is not None
@@ -173,6 +187,7 @@ def _line_rule(
         ignore_names=names,
         journal=parse_journalmatch(flt.spec.journalmatch),
         location=location,
+        block=block_confirmation(flt) if flt.spec.maxlines == 1 else None,
     )
     return Rule(
         id=rule_id,
