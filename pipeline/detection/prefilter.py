@@ -201,6 +201,13 @@ class Prefilter:
         """:meth:`candidate_lines` with some rules' candidates confirmed by their condition."""
         import numpy as np
 
+        if not self.plain_literals and len(self.confirmed) == 1:
+            # one rule: its literals are all there are
+            hits = self._hits(data, False)
+            if not hits:
+                return np.zeros(0, dtype=np.int64)
+            mine = np.unique(np.searchsorted(nl, np.asarray(hits, dtype=np.int64)))
+            return self.confirmed[0][0].confirm_block(data, nl, mine)
         ids: list[int] = []
         offsets = np.asarray(self._hits(data, False, ids), dtype=np.int64)
         if not len(offsets):

@@ -3,9 +3,10 @@
 The literal prefilter makes every line with one of a filter's literals a candidate (for
 sshd, ``Failed ``, `` user ``, ``Connection ``, ... occur in many other programs' lines);
 each candidate then costs a grammar parse, an event and the filter's regexes in Python.
-:class:`BlockConfirmation` narrows the candidates of a chunk first, with one RE2 pass over
-all of them (pyarrow's ``match_substring_regex`` kernel, else RE2 line by line), so only
-lines the filter can match become events.
+:class:`BlockConfirmation` narrows the candidates of a chunk first, with RE2 passes over all
+of them at once (pyarrow's ``match_substring_regex`` kernel, else RE2 line by line): the
+relaxed filter on every candidate, the line shape on those it does not match. Only lines
+the filter can match become events.
 
 It must never drop a line the filter would match, so the pattern it runs is a *relaxation*
 of the filter (:func:`relax`): the prefregex with its ``content`` group replaced by the
@@ -21,6 +22,7 @@ as before. Journal JSON lines are not confirmed here (see the prefilter).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from re import _constants as sre_c  # type: ignore[attr-defined]
@@ -120,9 +122,7 @@ def _in(items: Any, ic: bool) -> str:
     return _charset(ascii_chars, False)
 
 
-def relax(
-    items: Any, ic: bool = False, replace: Callable[[int], str | None] | None = None
-) -> str:
+def relax(items: Any, ic: bool = False, replace: Callable[[int], str | None] | None = None) -> str:
     """RE2 syntax matching every text (of ASCII characters) the parsed pattern matches.
 
     ``replace(group)`` may give the text that stands for a capturing group instead.
@@ -176,7 +176,7 @@ def _parsed(pattern: str) -> tuple[Any, bool]:
     """The parsed pattern and whether it ignores case throughout."""
     try:
         parsed = sre_parse.parse(pattern)
-    except Exception as exc:  # noqa: BLE001 - whatever the parser rejects
+    except Exception as exc:  # whatever the parser rejects
         raise Unrelaxable(str(exc)) from None
     return parsed, bool(parsed.state.flags & _IGNORECASE)
 
@@ -188,13 +188,6 @@ def _anchored(parsed: Any) -> bool:
         return False
     op, av = data[0]
     return op is sre_c.AT and av in _BEGIN
-
-
-def _positioned(pattern: str) -> str:
-    """The relaxed pattern, to be tried where its text starts (``.*`` first if unanchored)."""
-    parsed, ic = _parsed(pattern)
-    body = relax(parsed, ic)
-    return body if _anchored(parsed) else _ANY + "*" + body
 
 
 def _content_group(parsed: Any) -> int | None:
@@ -216,23 +209,34 @@ STAMP = (
     r"|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}"
     r"(?:Z|[+-][0-9]{2}:[0-9]{2})) "
 )
-#: ``STAMP HOST PROG[PID]: MESSAGE`` as the fast paths read it (a pid without leading zeros,
-#: which the event writes back as it was, and a message starting with a non-space, which
-#: the event keeps as it was up to its trailing spaces)
+_REPEATED = "message repeated "
+
+
+def _message_start() -> str:
+    """The first characters of a message the event keeps as it is written: one that is not
+    a space (the event strips those) and does not start rsyslog's ``message repeated N
+    times: [ text]``, which the event unwraps."""
+    alts = [_charset(set(_ASCII) - _SPACE - {ord(_REPEATED[0])}, True)]
+    for i in range(1, len(_REPEATED)):
+        head = "".join(_char(ord(c)) for c in _REPEATED[:i])
+        alts.append(head + "$")
+        alts.append(head + _charset(set(_ASCII) - {ord(_REPEATED[i])}, True))
+    return "(?:" + "|".join(alts) + ")"
+
+
+#: ``STAMP HOST PROG[PID]: MESSAGE`` as the fast paths read it, whose text after the stamp
+#: is the text the filter sees (up to trailing spaces): the event writes ``[PID]`` back as
+#: it was when it has no leading zeros, and keeps the message as it is written when
+#: :func:`_message_start` holds
 SHAPE = (
     "^"
     + STAMP
     + r"[A-Za-z0-9][A-Za-z0-9._-]* [A-Za-z0-9_][A-Za-z0-9_./()-]*(?:\[(?:0|[1-9][0-9]{0,9})\])?: "
-    + _charset(set(_ASCII) - _SPACE, True)
+    + _message_start()
 )
-#: rsyslog's ``message repeated N times: [ text]``, which the event unwraps (its text is
-#: then not the line's), anywhere after the stamp
-REPEATED = "^" + STAMP + _ANY + "*message repeated "
 
 
-def confirmation_patterns(
-    prefregex: str | None, failregexes: Sequence[str]
-) -> tuple[str, ...]:
+def confirmation_patterns(prefregex: str | None, failregexes: Sequence[str]) -> tuple[str, ...]:
     """RE2 patterns that every line the filter matches matches (all of them), on a raw line
     of :data:`SHAPE`; raises :class:`Unrelaxable` when a regex cannot be widened."""
     fails = [_parsed(f) for f in failregexes]
@@ -245,7 +249,8 @@ def confirmation_patterns(
     gid = _content_group(pre)
     if gid is not None:
         alts = [relax(p, ic) if _anchored(p) else _ANY + "*" + relax(p, ic) for p, ic in fails]
-        choice = "(?:" + "|".join(alts) + ")"
+        # a failregex matches from where the content starts, and the content may go on
+        choice = "(?:" + "|".join(alts) + ")" + _ANY + "*"
         return (head + relax(pre, pre_ic, lambda g: choice if g == gid else None),)
     # the failregexes run on some part of the text, or on all of it: anywhere after the stamp
     anywhere = "(?:" + "|".join(_ANY + "*" + relax(p, ic) for p, ic in fails) + ")"
@@ -253,10 +258,16 @@ def confirmation_patterns(
 
 
 class BlockConfirmation:
-    """Narrows a chunk's candidate lines to those that may match (see the module)."""
+    """Narrows a chunk's candidate lines to those that may match (see the module).
 
-    def __init__(self, patterns: Sequence[str]) -> None:
+    ``patterns``: RE2 patterns a line must all match (:func:`confirmation_patterns`);
+    ``use_arrow=False`` runs them line by line with RE2 rather than with pyarrow's kernel
+    (what happens anyway without pyarrow; the lines kept are the same).
+    """
+
+    def __init__(self, patterns: Sequence[str], *, use_arrow: bool = True) -> None:
         self.patterns = tuple(patterns)
+        self.use_arrow = use_arrow
         for p in self.patterns:
             opts = re2.Options()
             opts.log_errors = False
@@ -264,36 +275,42 @@ class BlockConfirmation:
         self._local = threading.local()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"patterns": self.patterns}
+        return {"patterns": self.patterns, "use_arrow": self.use_arrow}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.patterns = state["patterns"]
+        self.use_arrow = state["use_arrow"]
         self._local = threading.local()
 
     def keep(self, data: bytes, nl: IntArray, idx: IntArray) -> IntArray:
-        """The lines of ``idx`` (0-based line indexes in ``data``, ``nl`` its newline
-        offsets) the filter may match, in order."""
+        """The lines of ``idx`` (sorted 0-based line indexes in ``data``, ``nl`` its
+        newline offsets; index ``len(nl)`` is a last line without a newline) that the
+        filter may match, in order."""
         import numpy as np
 
         if not len(idx):
             return idx
-        n_nl = len(nl)
-        starts = np.where(idx > 0, nl[np.maximum(idx - 1, 0)] + 1, 0)
-        ends = np.where(idx < n_nl, nl[np.minimum(idx, max(n_nl - 1, 0))], len(data))
-        if n_nl == 0:
-            ends = np.full(len(idx), len(data), dtype=np.int64)
-        may = self._test(data, starts.astype(np.int64), ends.astype(np.int64))
-        if not data.isascii():
-            may |= _non_ascii(data, starts, ends)
-        return idx[may]
+        # line i runs from bounds[i] + 1 to bounds[i + 1] (its newline excluded)
+        bounds = np.concatenate(([-1], nl, [len(data)])).astype(np.int64)
+        starts = bounds[idx] + 1
+        ends = np.maximum(bounds[idx + 1], starts)
+        may = None
+        if self.use_arrow and _have_arrow():
+            import pyarrow as pa
 
-    def _test(self, data: bytes, starts: IntArray, ends: IntArray) -> Any:
-        """True for the lines kept: of another shape, repeated, or matching every pattern."""
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            return self._test_re2(data, starts, ends)
-        return self._test_arrow(data, starts, ends)
+            try:
+                may = self._test_arrow(data, starts, ends)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                # a pattern the kernel's RE2 options refuse: line by line from now on
+                self.use_arrow = False
+        if may is None:
+            may = self._test_re2(data, starts, ends)
+        if not data.isascii():
+            # RE2 reads text as UTF-8 and the event replaces what is not: such lines are
+            # left to the line path
+            may |= _non_ascii(data, starts, ends)
+        kept: IntArray = idx[may]
+        return kept
 
     def _test_arrow(self, data: bytes, starts: IntArray, ends: IntArray) -> Any:
         import numpy as np
@@ -320,7 +337,7 @@ class BlockConfirmation:
         for p in self.patterns[1:]:
             may &= hit(p)
         if not may.all():
-            may |= ~hit(SHAPE) | hit(REPEATED)
+            may |= ~hit(SHAPE)
         return may
 
     def _compiled(self) -> list[Any]:
@@ -328,23 +345,32 @@ class BlockConfirmation:
         if got is None:
             opts = re2.Options()
             opts.log_errors = False
-            got = [re2.compile(p, opts) for p in (SHAPE, REPEATED, *self.patterns)]
+            got = [re2.compile(p, opts) for p in (SHAPE, *self.patterns)]
             self._local.compiled = got
         return got
 
     def _test_re2(self, data: bytes, starts: IntArray, ends: IntArray) -> Any:
         import numpy as np
 
-        shape, rep, *patterns = self._compiled()
+        shape, *patterns = self._compiled()
         may = np.ones(len(starts), dtype=bool)
         for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
             line = data[s:e]
             if all(p.search(line) for p in patterns):
                 continue
-            if shape.search(line) is None or rep.search(line) is not None:
+            if shape.search(line) is None:
                 continue
             may[i] = False
         return may
+
+
+@functools.cache
+def _have_arrow() -> bool:
+    try:
+        import pyarrow.compute  # noqa: F401
+    except ImportError:  # pragma: no cover - pyarrow is an optional extra
+        return False
+    return True
 
 
 def _bools(got: Any) -> Any:
