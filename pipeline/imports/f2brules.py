@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 #: the failure id (host address, or F-ID) of a fail2ban match
 ID_FIELD = "f2b_id"
+#: the filter's groups a match passes on beside the id, when they took part
+_PASSED = ("user", "fid", "fport")
 _MIN_LITERAL = 3
 _TIME = re.compile(r"(\d+(?:\.\d+)?)\s*(mo|[smhdwy])?", re.I)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 2629800, "y": 31557600}
@@ -114,7 +116,7 @@ class Fail2banCondition(Condition):
             if failure.fid is None or failure.nofail or self._ignored(failure.fid):
                 continue
             out = {ID_FIELD: failure.fid}
-            for key in ("user", "fid", "fport"):
+            for key in _PASSED:
                 if key in failure.groups:
                     out[key] = failure.groups[key]
             return out
@@ -133,6 +135,21 @@ class Fail2banCondition(Condition):
         except ValueError:
             return False
         return any(addr in net for net in self.ignore_nets)
+
+
+class Fail2banRule(Rule):
+    """A rule whose condition is a fail2ban filter: it captures what the filter passes on
+    (:meth:`Rule.captures` knows regex groups only), so a scan whose rules read nothing else
+    skips the body grammars (``Detector.needs_body_fields``), and references to those
+    fields check out."""
+
+    __slots__ = ()
+
+    def captures(self) -> set[str]:
+        out = Rule.captures(self)
+        if any(isinstance(c, Fail2banCondition) for c in self.conditions):
+            out |= {ID_FIELD, *_PASSED}
+        return out
 
 
 def parse_journalmatch(lines: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...], ...]:
@@ -191,7 +208,7 @@ def _line_rule(
         location=location,
         block=block_confirmation(flt) if flt.spec.maxlines == 1 else None,
     )
-    return Rule(
+    return Fail2banRule(
         id=rule_id,
         title=title,
         severity=Severity.LOW,
