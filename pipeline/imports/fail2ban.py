@@ -425,6 +425,10 @@ class Fail2banFilter:
             Pattern(src, expand_tags(src, spec.usedns), loc, multiline)
             for src, loc in spec.ignoreregex
         ]
+        # few ignoreregexes (against many failregexes) are tried first, as fail2ban does
+        self._ignore_first = bool(self.ignoreregex) and (
+            len(self.ignoreregex) < len(self.failregex) - 2
+        )
         self.tz = tz or datetime.now().astimezone().tzinfo or UTC
         self.dates = DateDetector(
             templates_for(spec.datepattern), self.tz, now or datetime.now(self.tz)
@@ -466,14 +470,11 @@ class Fail2banFilter:
         if self.spec.maxlines > 1:
             self._buffer.append(tup)
             self._buffer = self._buffer[-self.spec.maxlines :]
-            lines = self._buffer
+            buf = "\n".join(t[0] + t[2] for t in self._buffer) + "\n"
         else:
-            lines = [tup]
-        buf = "\n".join(t[0] + t[2] for t in lines) + "\n"
+            buf = tup[0] + tup[2] + "\n"
         data = buf.encode("utf-8", "surrogatepass")
-        # few ignoreregexes (against many failregexes) are tried first, as fail2ban does
-        few = self.ignoreregex and len(self.ignoreregex) < len(self.failregex) - 2
-        if few and any(p.find(buf, data) for p in self.ignoreregex):
+        if self._ignore_first and any(p.find(buf, data) for p in self.ignoreregex):
             return []
         pre: dict[str, str] = {}
         if self.prefregex is not None:
@@ -500,7 +501,18 @@ class Fail2banFilter:
         failregex = self.failregex
         for index in order:
             pattern = failregex[index]
-            found = pattern.find(buf, data, index in hits)
+            if index in hits:
+                found = pattern.find(buf, data, True)
+            else:
+                # a pattern the set does not run: its literal test first, here (most
+                # lines fail it, and a call costs as much as the test)
+                for lit in pattern.literals:
+                    if lit in buf:
+                        break
+                else:
+                    if pattern.literals:
+                        continue
+                found = pattern.find(buf, data, True)
             if found is None:
                 continue
             if self.ignoreregex and any(p.find(buf, data) for p in self.ignoreregex):
