@@ -25,14 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.detection.model import Condition, Correlation, Rule, Selectors, Step, Suppress
-from pipeline.detection.patterns import best_literal_set, required_literals
 from pipeline.errors import Location, RuleError
 from pipeline.imports.f2bblock import BlockConfirmation, block_confirmation
 from pipeline.imports.f2bconf import Config, read_config
 from pipeline.imports.fail2ban import (
     DEFAULT_DIR,
     Fail2banFilter,
-    expand_tags,
     parse_spec,
     read_filter,
 )
@@ -176,11 +174,8 @@ def _literals(flt: Fail2banFilter) -> tuple[bytes, ...]:
     failregex must have one, else every line is a candidate)."""
     out: set[str] = set()
     for pattern in flt.failregex:
-        try:
-            lits = required_literals(expand_tags(pattern.source, flt.spec.usedns))
-        except Exception:
-            return ()
-        best = best_literal_set([lits])
+        # the pattern's own required literals (empty when the reader did not know its shape)
+        best = frozenset(pattern.literals)
         if not best or min(len(x) for x in best) < _MIN_LITERAL:
             return ()
         out |= best
