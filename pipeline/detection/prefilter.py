@@ -14,7 +14,7 @@ with an array ``MESSAGE`` is a candidate.
 A rule may narrow its own candidates further, a block at a time: a condition with a
 ``confirm_block(data, nl, lines)`` method (see :class:`BlockConfirmed`) gets the indexes of
 the lines its rule's literals selected and returns those that can hold (a necessary test,
-typically one RE2 pass over all of them); a line stays a candidate when another rule's
+typically RE2 passes over all of them); a line stays a candidate when another rule's
 literal selected it. Journal JSON chunks are not confirmed.
 """
 
