@@ -3,6 +3,9 @@
 
 usage: python bench/fail2ban.py [--lines N] [--runs R] [--shared DIR] [--filter SPEC]
 
+With ``--runs R`` each command runs R times, one after the other, and the report gives the
+medians (and the spread).
+
 Both must find the same number of failure lines (fail2ban-regex's ``matched`` of its
 ``Lines:`` summary, logwarden's findings of ``f2b-filter-sshd``, one per failure line); the
 report gives the times and the ratio as a Markdown table on standard output. The input is
@@ -16,6 +19,7 @@ import argparse
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -47,7 +51,8 @@ def ensure_input(shared: Path, lines: int) -> Path:
 
 def timed(cmd: list[str]) -> tuple[float, str]:
     start = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # in the checkout, so that its own code runs (not an installed copy)
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
     took = time.perf_counter() - start
     if res.returncode not in (0, 1):
         sys.exit(f"{cmd[0]} failed ({res.returncode}): {res.stderr[-2000:]}")
@@ -84,16 +89,18 @@ def main() -> int:
         "-q",
     ]
     theirs = [f2b, "--print-all-matched", str(target), f"/etc/fail2ban/filter.d/{name}.conf"]
-    t_ours = min(timed(ours)[0] for _ in range(args.runs))
+    runs_ours = [timed(ours)[0] for _ in range(args.runs)]
+    t_ours = statistics.median(runs_ours)
     lines = target.read_text(encoding="utf-8", errors="replace").splitlines()
     mine = set()
     for raw in findings.open(encoding="utf-8"):
         mine.add(lines[int(json.loads(raw)["source"].rsplit(":", 1)[1]) - 1])
-    t_theirs = float("inf")
+    runs_theirs = []
     text = ""
     for _ in range(args.runs):
         took, text = timed(theirs)
-        t_theirs = min(t_theirs, took)
+        runs_theirs.append(took)
+    t_theirs = statistics.median(runs_theirs)
     m = re.search(r"Lines: \d+ lines, \d+ ignored, (\d+) matched", text)
     n_theirs = int(m.group(1)) if m else None
     matched = {
@@ -116,8 +123,14 @@ def main() -> int:
         f"| fail2ban-regex | `fail2ban-regex --print-all-matched {rel} "
         f"/etc/fail2ban/filter.d/{name}.conf` | {t_theirs:.2f} | {n_theirs} |"
     )
+    spread = (
+        f" Seconds are medians of {args.runs} runs (logwarden {min(runs_ours):.2f}–"
+        f"{max(runs_ours):.2f}, fail2ban-regex {min(runs_theirs):.2f}–{max(runs_theirs):.2f})."
+        if args.runs > 1
+        else ""
+    )
     print(
-        f"\n{args.lines:,} lines; logwarden is {t_theirs / t_ours:.1f}x fail2ban-regex. "
+        f"\n{args.lines:,} lines; logwarden is {t_theirs / t_ours:.1f}x fail2ban-regex.{spread} "
         f"Lines only fail2ban-regex matched: {len(missing)} ({len(no_id)} of them without a "
         f"failure id); only logwarden: {len(extra)}."
     )

@@ -1,6 +1,7 @@
 """Where a scan's time goes: the phases of one ``logwarden scan``, timed in-process.
 
-usage: .venv/bin/python bench/phases.py FILE [--rules DIR --no-builtin-rules] [--json]
+usage: .venv/bin/python bench/phases.py FILE [--rules DIR --no-builtin-rules]
+       [--fail2ban-filter NAME] [--json]
 
 Runs each phase on its own (parsing: by difference), in the order a scan runs them, and
 prints seconds per phase: start-up (imports, rule loading), reading (decompression
@@ -44,10 +45,16 @@ from pipeline.sources import files  # noqa: E402
 from pipeline.sources.files import expand_inputs, iter_chunks, open_input  # noqa: E402
 
 
-def phases(path: str, rule_dirs: list[str], builtin: bool) -> dict[str, float | int | str]:
+def phases(
+    path: str, rule_dirs: list[str], builtin: bool, fail2ban: tuple[str, ...] = ()
+) -> dict[str, float | int | str]:
     out: dict[str, float | int | str] = {"import": T1 - T0}
     t = time.perf_counter()
     rules = load_rules(rule_dirs, builtin=builtin)
+    if fail2ban:
+        from pipeline.imports.f2brules import fail2ban_rules
+
+        rules = [*rules, *fail2ban_rules(None, fail2ban)]
     engine = Engine(rules)
     out["load rules"] = time.perf_counter() - t
     out["prefilter engine"] = engine.prefilter.engine
@@ -134,11 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("path")
     ap.add_argument("--rules", action="append", default=[])
     ap.add_argument("--no-builtin-rules", action="store_true")
+    ap.add_argument(
+        "--fail2ban-filter", action="append", default=[], help="as scan's (/etc/fail2ban)"
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     if not Path(args.path).is_file():
         ap.error(f"{args.path} is not a file")
-    got = phases(args.path, args.rules, not args.no_builtin_rules)
+    got = phases(args.path, args.rules, not args.no_builtin_rules, tuple(args.fail2ban_filter))
     if args.json:
         print(json.dumps(got))
     else:

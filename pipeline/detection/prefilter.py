@@ -10,6 +10,12 @@ without literals make every line a candidate.
 Journal JSON lines escape some characters and may carry ``MESSAGE`` as a byte array, so
 for that format the literals are also searched in their JSON-escaped form and every line
 with an array ``MESSAGE`` is a candidate.
+
+A rule may narrow its own candidates further, a block at a time: a condition with a
+``confirm_block(data, nl, lines)`` method (see :class:`BlockConfirmed`) gets the indexes of
+the lines its rule's literals selected and returns those that can hold (a necessary test,
+typically RE2 passes over all of them); a line stays a candidate when another rule's
+literal selected it. Journal JSON chunks are not confirmed.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import json
 import os
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 try:  # an optional speed-up (x86_64 wheels); the results are the same without it
     import hyperscan
@@ -68,6 +74,23 @@ def _hyperscan_database(literals: Sequence[bytes]) -> Any:
     return db
 
 
+@runtime_checkable
+class BlockConfirmed(Protocol):
+    """A condition that can tell, for a chunk's candidate lines at once, which may hold."""
+
+    def confirm_block(self, data: bytes, nl: IntArray, lines: IntArray) -> IntArray:
+        """Of ``lines`` (sorted 0-based line indexes in ``data``; ``nl`` its newline
+        offsets), those on which the condition may hold: never one on which it holds."""
+        ...
+
+
+def _confirmation(rule: Rule) -> BlockConfirmed | None:
+    for cond in rule.conditions:
+        if isinstance(cond, BlockConfirmed):
+            return cond
+    return None
+
+
 class Prefilter:
     """Candidate line selection for one rule set."""
 
@@ -78,6 +101,19 @@ class Prefilter:
         for r in self.rules:
             literals.update(lit for lit in r.literals if b"\n" not in lit)
         self.literals = sorted(literals)
+        #: (condition, indexes of the rule's literals) of the rules that confirm their
+        #: candidates, and the indexes of the other rules' literals
+        self.confirmed: list[tuple[BlockConfirmed, frozenset[int]]] = []
+        index = {lit: i for i, lit in enumerate(self.literals)}
+        plain: set[int] = set()
+        for r in self.rules:
+            own = {index[lit] for lit in r.literals if lit in index}
+            cond = _confirmation(r)
+            if cond is None:
+                plain |= own
+            else:
+                self.confirmed.append((cond, frozenset(own)))
+        self.plain_literals = frozenset(plain)
         self.json_literals = sorted({f for lit in self.literals for f in _json_forms(lit)})
         #: what is searched in journal-json lines: escaped forms and byte-array messages
         self.journal_literals = self.json_literals + list(_BYTE_ARRAY_MARKERS)
@@ -110,22 +146,33 @@ class Prefilter:
             db = local.dbs[journal] = _hyperscan_database(lits)
         return db
 
-    def _hits(self, data: bytes, journal: bool) -> list[int]:
-        """Offsets inside every occurrence of every literal (several per line at most)."""
+    def _hits(self, data: bytes, journal: bool, ids: list[int] | None = None) -> list[int]:
+        """Offsets inside every occurrence of every literal (several per line at most);
+        with ``ids``, the index of each one's literal is appended there."""
         hits: list[int] = []
         if self.use_hyperscan:
             add = hits.append
+            if ids is None:
 
-            def on_match(_id: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
-                add(end - 1)
+                def on_match(_id: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
+                    add(end - 1)
+
+            else:
+                add_id = ids.append
+
+                def on_match(_id: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
+                    add(end - 1)
+                    add_id(_id)
 
             self._database(journal).scan(data, match_event_handler=on_match)
             return hits
         find = data.find
-        for lit in self.journal_literals if journal else self.literals:
+        for i, lit in enumerate(self.journal_literals if journal else self.literals):
             pos = find(lit)
             while pos >= 0:
                 hits.append(pos)
+                if ids is not None:
+                    ids.append(i)
                 end = find(b"\n", pos)
                 if end < 0:
                     break
@@ -143,7 +190,41 @@ class Prefilter:
         n_lines = len(nl) + (0 if data.endswith(b"\n") or not data else 1)
         if self.everything or not self.rules:
             return np.arange(n_lines if self.everything else 0, dtype=np.int64)
+        if self.confirmed and not journal:
+            return self._confirmed_lines(data, nl)
         hits = self._hits(data, journal)
         if not hits:
             return np.zeros(0, dtype=np.int64)
         return np.unique(np.searchsorted(nl, np.asarray(hits, dtype=np.int64)))
+
+    def _confirmed_lines(self, data: bytes, nl: IntArray) -> IntArray:
+        """:meth:`candidate_lines` with some rules' candidates confirmed by their condition."""
+        import numpy as np
+
+        if not self.plain_literals and len(self.confirmed) == 1:
+            # one rule: its literals are all there are
+            hits = self._hits(data, False)
+            if not hits:
+                return np.zeros(0, dtype=np.int64)
+            mine = np.unique(np.searchsorted(nl, np.asarray(hits, dtype=np.int64)))
+            return self.confirmed[0][0].confirm_block(data, nl, mine)
+        ids: list[int] = []
+        offsets = np.asarray(self._hits(data, False, ids), dtype=np.int64)
+        if not len(offsets):
+            return np.zeros(0, dtype=np.int64)
+        lit = np.asarray(ids, dtype=np.int64)
+        line = np.searchsorted(nl, offsets)
+
+        def lines_of(literals: frozenset[int]) -> IntArray:
+            if not literals:
+                return np.zeros(0, dtype=np.int64)
+            mask = np.isin(lit, np.fromiter(literals, dtype=np.int64, count=len(literals)))
+            return np.unique(line[mask])
+
+        out = lines_of(self.plain_literals)
+        for cond, literals in self.confirmed:
+            mine = np.setdiff1d(lines_of(literals), out, assume_unique=True)
+            if len(mine):
+                kept = cond.confirm_block(data, nl, mine)
+                out = np.union1d(out, kept)
+        return out.astype(np.int64)

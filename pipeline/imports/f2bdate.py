@@ -15,6 +15,7 @@ ones the date of ``now``. A ``%f`` fraction is matched but dropped, as fail2ban 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -219,6 +220,17 @@ def default_templates(
 
 def templates_for(datepattern: str | None) -> list[DateTemplate]:
     """The templates a filter's ``datepattern`` (one per line) names."""
+    return list(_templates(datepattern))
+
+
+@functools.lru_cache(maxsize=64)
+def _templates(datepattern: str | None) -> tuple[DateTemplate, ...]:
+    """:func:`templates_for`, compiled once per ``datepattern`` (the templates are
+    immutable; a jail set's filters mostly share one)."""
+    return tuple(_build_templates(datepattern))
+
+
+def _build_templates(datepattern: str | None) -> list[DateTemplate]:
     if not datepattern or not datepattern.strip():
         return default_templates()
     out: list[DateTemplate] = []

@@ -22,22 +22,27 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.detection.model import Condition, Correlation, Rule, Selectors, Step, Suppress
-from pipeline.detection.patterns import best_literal_set, required_literals
 from pipeline.errors import Location, RuleError
+from pipeline.imports.f2bblock import BlockConfirmation, block_confirmation
 from pipeline.imports.f2bconf import Config, read_config
 from pipeline.imports.fail2ban import (
     DEFAULT_DIR,
     Fail2banFilter,
-    expand_tags,
     parse_spec,
     read_filter,
 )
 from pipeline.model import Event, Severity
 
+if TYPE_CHECKING:
+    from pipeline.detection.prefilter import IntArray
+
 #: the failure id (host address, or F-ID) of a fail2ban match
 ID_FIELD = "f2b_id"
+#: the filter's groups a match passes on beside the id, when they took part
+_PASSED = ("user", "fid", "fport")
 _MIN_LITERAL = 3
 _TIME = re.compile(r"(\d+(?:\.\d+)?)\s*(mo|[smhdwy])?", re.I)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 2629800, "y": 31557600}
@@ -82,6 +87,15 @@ class Fail2banCondition(Condition):
     ignore_names: frozenset[str] = frozenset()
     #: ``journalmatch``: journal entries must agree with one group of FIELD=VALUE terms
     journal: tuple[tuple[tuple[str, str], ...], ...] = ()
+    #: the filter relaxed into RE2, run on a chunk's candidates at once (single-line
+    #: filters whose regexes it can widen; see :mod:`pipeline.imports.f2bblock`)
+    block: BlockConfirmation | None = dc_field(default=None, compare=False)
+
+    def confirm_block(self, data: bytes, nl: IntArray, lines: IntArray) -> IntArray:
+        """The candidate lines the filter may match (the prefilter's block stage)."""
+        if self.block is None:
+            return lines
+        return self.block.keep(data, nl, lines)
 
     def test(self, event: Event) -> dict[str, str] | None:
         assert self.matcher is not None
@@ -100,7 +114,7 @@ class Fail2banCondition(Condition):
             if failure.fid is None or failure.nofail or self._ignored(failure.fid):
                 continue
             out = {ID_FIELD: failure.fid}
-            for key in ("user", "fid", "fport"):
+            for key in _PASSED:
                 if key in failure.groups:
                     out[key] = failure.groups[key]
             return out
@@ -119,6 +133,21 @@ class Fail2banCondition(Condition):
         except ValueError:
             return False
         return any(addr in net for net in self.ignore_nets)
+
+
+class Fail2banRule(Rule):
+    """A rule whose condition is a fail2ban filter: it captures what the filter passes on
+    (:meth:`Rule.captures` knows regex groups only), so a scan whose rules read nothing else
+    skips the body grammars (``Detector.needs_body_fields``), and references to those
+    fields check out."""
+
+    __slots__ = ()
+
+    def captures(self) -> set[str]:
+        out = Rule.captures(self)
+        if any(isinstance(c, Fail2banCondition) for c in self.conditions):
+            out |= {ID_FIELD, *_PASSED}
+        return out
 
 
 def parse_journalmatch(lines: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...], ...]:
@@ -145,14 +174,13 @@ def _literals(flt: Fail2banFilter) -> tuple[bytes, ...]:
     failregex must have one, else every line is a candidate)."""
     out: set[str] = set()
     for pattern in flt.failregex:
-        try:
-            lits = required_literals(expand_tags(pattern.source, flt.spec.usedns))
-        except Exception:
-            return ()
-        best = best_literal_set([lits])
+        # the pattern's own required literals (empty when the reader did not know its shape)
+        best = frozenset(pattern.literals)
         if not best or min(len(x) for x in best) < _MIN_LITERAL:
             return ()
         out |= best
+    # a literal holding another one selects no line that one does not (fewer hits to map)
+    out = {x for x in out if not any(y != x and y in x for y in out)}
     return tuple(sorted(x.encode("utf-8") for x in out))
 
 
@@ -173,8 +201,9 @@ def _line_rule(
         ignore_names=names,
         journal=parse_journalmatch(flt.spec.journalmatch),
         location=location,
+        block=block_confirmation(flt) if flt.spec.maxlines == 1 else None,
     )
-    return Rule(
+    return Fail2banRule(
         id=rule_id,
         title=title,
         severity=Severity.LOW,

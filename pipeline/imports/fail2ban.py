@@ -18,7 +18,7 @@ Nothing of fail2ban is copied here: its files are read from the installation at 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -119,6 +119,7 @@ class Pattern:
         "_raw",
         "_re",
         "_strip",
+        "alts",
         "engine",
         "literals",
         "location",
@@ -140,6 +141,8 @@ class Pattern:
         except re.error as exc:
             raise RuleError(f"invalid regex: {exc}", location) from exc
         self.names = tuple(py.groupindex)
+        #: whether a group is an ``alt_NAME`` one (see :func:`_groups`)
+        self.alts = any(n.startswith("alt_") for n in self.names)
         #: one of these occurs in every text the pattern matches (a C-speed test first)
         self.literals: tuple[str, ...] = ()
         try:
@@ -165,10 +168,13 @@ class Pattern:
             self._re = py
             self.engine = "re"
 
-    def find(self, text: str, data: bytes) -> tuple[dict[str, str], int, int] | None:
+    def find(
+        self, text: str, data: bytes, known: bool = False
+    ) -> tuple[dict[str, str], int, int] | None:
         """(named groups that took part, start, end) of the first match in ``text``
-        (``data``: its UTF-8 bytes, for RE2); None without one."""
-        if self.literals:
+        (``data``: its UTF-8 bytes, for RE2); None without one. ``known``: a match is
+        known to exist (an RE2 set said so), so the literal test is skipped."""
+        if self.literals and not known:
             for lit in self.literals:
                 if lit in text:
                     break
@@ -412,10 +418,17 @@ class Fail2banFilter:
             if rset is not None and members:
                 self._set = rset
                 self._set_members = members
+        #: every failregex, and those the set does not run (tried on every line)
+        self._all = range(len(self.failregex))
+        self._unset = [i for i in self._all if i not in set(self._set_members)]
         self.ignoreregex = [
             Pattern(src, expand_tags(src, spec.usedns), loc, multiline)
             for src, loc in spec.ignoreregex
         ]
+        # few ignoreregexes (against many failregexes) are tried first, as fail2ban does
+        self._ignore_first = bool(self.ignoreregex) and (
+            len(self.ignoreregex) < len(self.failregex) - 2
+        )
         self.tz = tz or datetime.now().astimezone().tzinfo or UTC
         self.dates = DateDetector(
             templates_for(spec.datepattern), self.tz, now or datetime.now(self.tz)
@@ -457,40 +470,55 @@ class Fail2banFilter:
         if self.spec.maxlines > 1:
             self._buffer.append(tup)
             self._buffer = self._buffer[-self.spec.maxlines :]
-            lines = self._buffer
+            buf = "\n".join(t[0] + t[2] for t in self._buffer) + "\n"
         else:
-            lines = [tup]
-        buf = "\n".join(t[0] + t[2] for t in lines) + "\n"
+            buf = tup[0] + tup[2] + "\n"
         data = buf.encode("utf-8", "surrogatepass")
-        # few ignoreregexes (against many failregexes) are tried first, as fail2ban does
-        few = self.ignoreregex and len(self.ignoreregex) < len(self.failregex) - 2
-        if few and any(p.find(buf, data) for p in self.ignoreregex):
+        if self._ignore_first and any(p.find(buf, data) for p in self.ignoreregex):
             return []
         pre: dict[str, str] = {}
         if self.prefregex is not None:
             got = self.prefregex.find(buf, data)
             if got is None:
                 return []
-            pre = _groups(got[0])
+            pre = _groups(got[0]) if self.prefregex.alts else got[0]
             content = pre.pop("content", None)
             if content:
                 buf = content + "\n"
                 data = buf.encode("utf-8", "surrogatepass")
         out: list[Failure] = []
-        hits: set[int] | None = None
+        hits: Collection[int] = ()
+        order: Iterable[int] = self._all
         if self._set is not None:
             got_set = self._set.Match(data[:-1] if data.endswith(b"\n") else data)
-            members = self._set_members
-            hits = {members[i] for i in got_set} if got_set else set()
-        for index, pattern in enumerate(self.failregex):
-            if hits is not None and pattern.engine == "re2" and index not in hits:
-                continue
-            found = pattern.find(buf, data)
+            if got_set:
+                members = self._set_members
+                hits = {members[i] for i in got_set}
+                # the set's patterns that match and every other pattern, in filter order
+                order = sorted(hits.union(self._unset)) if self._unset else sorted(hits)
+            else:
+                order = self._unset
+        failregex = self.failregex
+        for index in order:
+            pattern = failregex[index]
+            if index in hits:
+                found = pattern.find(buf, data, True)
+            else:
+                # a pattern the set does not run: its literal test first, here (most
+                # lines fail it, and a call costs as much as the test)
+                for lit in pattern.literals:
+                    if lit in buf:
+                        break
+                else:
+                    if pattern.literals:
+                        continue
+                found = pattern.find(buf, data, True)
             if found is None:
                 continue
             if self.ignoreregex and any(p.find(buf, data) for p in self.ignoreregex):
                 continue
-            fail = {**pre, **_groups(found[0])}
+            groups = _groups(found[0]) if pattern.alts else found[0]
+            fail = {**pre, **groups} if pre else groups
             if self.spec.maxlines > 1:
                 self._consume(buf, found[1], found[2])
             failure = self._failure(index, fail, when)

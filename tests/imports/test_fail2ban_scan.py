@@ -8,7 +8,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.imports.f2brules import parse_f2b_time
+from pipeline.detection.correlate import Detector
+from pipeline.imports.f2brules import filter_rules, jail_rules, parse_f2b_time
 from pipeline.imports.fail2ban import load_filter
 from tests.imports.test_fail2ban_samples import CONFIG, LOGS, require_samples
 
@@ -88,6 +89,12 @@ def test_jail_is_a_threshold_with_ignoreip(tmp_path: Path) -> None:
     assert listed["f2b-sshd"]["location"] == f"{root / 'jail.conf'}:6"
     assert listed["f2b-sshd-failure"]["location"].startswith(str(root / "filter.d" / "sshd.conf:"))
     assert any(t.startswith("engine:") for t in listed["f2b-sshd"]["tags"])
+    # the threshold counts per f2b_id, which the helper rule's filter captures: no body
+    # grammar has to run for it (nor beside a rule reading only envelope fields)
+    rules = jail_rules(root)
+    assert "f2b_id" in rules[0].captures()
+    assert not Detector(rules).needs_body_fields()
+    assert not Detector([*rules, *filter_rules(root, "sshd")]).needs_body_fields()
 
 
 def test_fail2ban_durations() -> None:
