@@ -627,7 +627,13 @@ class _BlockReader(LineProcessor):
 
         pf = self.prefilter
         assert pf is not None
-        if pf.everything or not pf.literals or len(pf.literals) > RE2_LITERALS or not same_bytes:
+        if (
+            pf.everything
+            or pf.confirmed  # rules that narrow their candidates themselves
+            or not pf.literals
+            or len(pf.literals) > RE2_LITERALS
+            or not same_bytes
+        ):
             return pf.candidate_lines(data, nl)
         if self._literal_pattern is None:
             try:
