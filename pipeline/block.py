@@ -207,6 +207,8 @@ class FindingTable(Sequence[Finding]):
         self.rules = list(rules)
         self.sources: list[str] = []
         self._parts: list[Rows] = []
+        self._keys: set[str] = set()
+        self._again = False
         self._rows: Rows | None = None
         self._py: dict[str, list[Any]] | None = None
         self._made: dict[int, Finding] = {}
@@ -215,9 +217,14 @@ class FindingTable(Sequence[Finding]):
         self.sources.append(source)
         return len(self.sources) - 1
 
-    def add(self, rows: Rows) -> None:
-        """Append numbered rows (``key`` and ``occurrence`` filled in)."""
+    def add(self, rows: Rows, keys: list[str]) -> None:
+        """Append numbered rows (``key`` and ``occurrence`` filled in; ``keys`` the keys as
+        Python strings)."""
         if len(rows):
+            before = len(self._keys)
+            self._keys.update(keys)
+            if len(self._keys) - before != len(keys):
+                self._again = True  # a key seen before: resolved when the rows are read
             self._parts.append(rows)
             self._rows = self._py = None
 
@@ -232,9 +239,7 @@ class FindingTable(Sequence[Finding]):
             rows = Rows.concat(self._parts) if len(self._parts) > 1 else self._parts[0]
             self._parts = [rows]
             keys = rows.key
-            import pyarrow.compute as pc
-
-            if pc.count_distinct(keys).as_py() != len(keys):
+            if self._again:
                 first: dict[str, int] = {}
                 last: dict[str, int] = {}
                 for i, k in enumerate(keys.to_pylist()):
@@ -748,6 +753,16 @@ class _BlockReader(LineProcessor):
             out[:, j] = got
         return out
 
+    @staticmethod
+    def _has_literal(msgs: Any, literals: tuple[str, ...]) -> np.ndarray:
+        """Which of ``msgs`` hold one of ``literals``."""
+        import pyarrow.compute as pc
+
+        has = pc.match_substring(msgs, literals[0])
+        for lit in literals[1:]:
+            has = pc.or_(has, pc.match_substring(msgs, lit))
+        return numpy_of(has)
+
     def _hits(
         self, block: _Block, rules: Sequence[ColumnRule]
     ) -> tuple[np.ndarray, np.ndarray, dict[tuple[int, int], dict[str, str]]]:
@@ -769,22 +784,20 @@ class _BlockReader(LineProcessor):
                 if not len(rows):
                     continue
                 msgs = message.take(arrow_ints(rows))
-                if c.literals:
-                    has = pc.match_substring(msgs, c.literals[0])
-                    for lit in c.literals[1:]:
-                        has = pc.or_(has, pc.match_substring(msgs, lit))
-                    sub = np.flatnonzero(numpy_of(has))
-                    rows, msgs = rows[sub], msgs.take(arrow_ints(sub))
-                    if not len(rows):
-                        continue
-                if c.pattern is None:
-                    pass  # tested on events by the caller
-                elif c.pattern.engine == "re2" and not c.captures:
+                if c.pattern is not None and c.pattern.engine == "re2" and not c.captures:
                     rows = rows[numpy_of(pc.match_substring_regex(msgs, c.pattern.source))]
+                    if c.literals and len(rows):  # as Detector.match: a literal, then the regex
+                        rows = rows[self._has_literal(message.take(arrow_ints(rows)), c.literals)]
+                elif c.pattern is None:  # tested on events by the caller
+                    if c.literals:
+                        rows = rows[self._has_literal(msgs, c.literals)]
                 else:
                     search = c.pattern.search
+                    lits = c.literals
                     found = []
                     for row, text in zip(rows.tolist(), msgs.to_pylist(), strict=True):
+                        if lits and not any(lit in text for lit in lits):
+                            continue
                         got = search(text)
                         if got is not None:
                             found.append(row)
@@ -812,16 +825,18 @@ class BlockProcessor(_BlockReader):
         *args: Any,
         rules: list[ColumnRule],
         detector: Detector,
-        table: FindingTable,
+        table: FindingTable | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.rules = rules
         self.detector = detector
+        #: None in a worker: the keyed rows are kept in :attr:`done` instead
         self.table = table
+        self.done: list[tuple[Rows, list[str]]] = []
         self._index = {c.rule.id: c.order for c in rules}
         self._ids = _strings([c.rule.id for c in rules])
-        self._source = table.source_index(self.display)
+        self._source = table.source_index(self.display) if table is not None else 0
 
     def judge(self, data: bytes, first_line: int) -> None:
         """Add the findings of the lines in ``data`` (lines ``first_line`` on)."""
@@ -895,48 +910,69 @@ class BlockProcessor(_BlockReader):
             rows.at.append(at)
 
     def _emit(self, rows: Rows) -> None:
-        """Number the rows as the detector numbers identical findings at one time (per
-        host, within one timestamp), and add them to the table."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        n = len(rows)
-        if not n:
+        """Key the rows, then number them and add them to the table; in a worker, keep
+        them for the scanning process, which numbers them in input order."""
+        if not len(rows):
             return
-        det = self.detector
-        recent_stamp, recent = det._recent_stamp, det._recent
-        empty = arrow_text("")
-        texts = _join(
-            self._ids.take(arrow_ints(rows.rule)),
-            pc.coalesce(rows.stamp, empty),
-            pc.coalesce(rows.host, empty),
-            pc.coalesce(rows.program, empty),
-            rows.message,
-            "",
-            sep="\x1f",
-        )
-        raw = texts.cast(pa.large_binary()).to_pylist()
-        sha = hashlib.sha256
-        keys = [sha(t).hexdigest()[:20] for t in raw]
-        occurrence = np.zeros(n, dtype=np.int64)
-        for i, (key, host, stamp) in enumerate(
-            zip(keys, rows.host.to_pylist(), rows.stamp.to_pylist(), strict=True)
-        ):
-            if stamp is None:
-                continue
-            if recent_stamp.get(host) != stamp:
-                recent_stamp[host] = stamp
-                seen = recent[host] = {}
-            else:
-                seen = recent[host]
-            got = seen.get(key, 0)
-            seen[key] = got + 1
-            if got:
-                occurrence[i] = got
-                keys[i] = sha(raw[i] + str(got).encode()).hexdigest()[:20]
-        rows.occurrence = occurrence
-        rows.key = _strings(keys)
-        self.table.add(rows)
+        keys = base_keys(rows, self._ids)
+        if self.table is None:
+            self.done.append((rows, keys))
+            return
+        number(self.detector, rows, keys, self._ids)
+        self.table.add(rows, keys)
+
+
+def base_keys(rows: Rows, ids: Any) -> list[str]:
+    """Each row's key before numbering (:attr:`Finding.key` with occurrence 0)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    empty = arrow_text("")
+    texts = _join(
+        ids.take(arrow_ints(rows.rule)),
+        pc.coalesce(rows.stamp, empty),
+        pc.coalesce(rows.host, empty),
+        pc.coalesce(rows.program, empty),
+        rows.message,
+        "",
+        sep="\x1f",
+    )
+    sha = hashlib.sha256
+    return [sha(t).hexdigest()[:20] for t in texts.cast(pa.large_binary()).to_pylist()]
+
+
+def number(det: Detector, rows: Rows, keys: list[str], ids: Any) -> None:
+    """Number the rows as the detector numbers identical findings at one time (per host,
+    within one timestamp): ``occurrence``, and the keys of the repeated ones, in place."""
+    recent_stamp, recent = det._recent_stamp, det._recent
+    occurrence = np.zeros(len(rows), dtype=np.int64)
+    for i, (key, host, stamp) in enumerate(
+        zip(keys, rows.host.to_pylist(), rows.stamp.to_pylist(), strict=True)
+    ):
+        if stamp is None:
+            continue
+        if recent_stamp.get(host) != stamp:
+            recent_stamp[host] = stamp
+            seen = recent[host] = {}
+        else:
+            seen = recent[host]
+        got = seen.get(key, 0)
+        seen[key] = got + 1
+        if got:
+            occurrence[i] = got
+            text = "\x1f".join(
+                (
+                    ids[int(rows.rule[i])].as_py(),
+                    stamp,
+                    host or "",
+                    rows.program[i].as_py() or "",
+                    rows.message[i].as_py(),
+                    "",
+                )
+            )
+            keys[i] = hashlib.sha256((text + str(got)).encode()).hexdigest()[:20]
+    rows.occurrence = occurrence
+    rows.key = _strings(keys)
 
 
 class BlockRecords(_BlockReader):

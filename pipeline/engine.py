@@ -51,6 +51,7 @@ from pipeline.timeinfer import TimeResolver, local_zone
 
 if TYPE_CHECKING:
     from pipeline.block import BlockProcessor, BlockRecords, FindingTable
+    from pipeline.detection.correlate import ColumnRule
     from pipeline.detection.prefilter import IntArray
     from pipeline.imports.logcheck import LogcheckMatcher
     from pipeline.resume import Resume
@@ -1430,8 +1431,8 @@ class Engine:
                     self.resume.unread(inp)
                 continue
             parts.extend(self.plan(inp, workers, part_size))
-        if detector is None and runner is None and not journals and self.resume is None:
-            blocks = self._block_scan(det, parts, stats, log)
+        if detector is None and not journals and self.resume is None:
+            blocks = self._block_scan(det, parts, stats, log, runner)
             if blocks is not None:
                 stats.findings = len(blocks)
                 stats.seconds = time.perf_counter() - started
@@ -1485,7 +1486,12 @@ class Engine:
         return ScanResult(findings, stats, log.listed, log.omitted(), det.stats.as_dict())
 
     def _block_scan(
-        self, det: Detector, parts: Sequence[Part], total: ScanStats, log: ProblemLog
+        self,
+        det: Detector,
+        parts: Sequence[Part],
+        total: ScanStats,
+        log: ProblemLog,
+        runner: Runner | None = None,
     ) -> FindingTable | list[Finding] | None:
         """The findings of ``parts`` read on the block path (:mod:`pipeline.block`), or None
         when the rules, the options or the inputs need the line path."""
@@ -1496,11 +1502,15 @@ class Engine:
             return None
         if len({rotation_set(p.inp.path) for p in parts}) > 1:
             return None  # copies across rotation sets are counted on events
-        if any(p.start or p.end is not None for p in parts):
+        if runner is None and any(p.start or p.end is not None for p in parts):
             return None
+        if runner is not None and not getattr(runner, "blocks", False):
+            return None  # Dask: the line path's records travel to the scanning process
         rules = det.column_rules()
         if rules is None:
             return None
+        if runner is not None:
+            return self._block_scan_workers(det, rules, parts, total, log, runner)
         table: FindingTable | None = None
         for part in parts:
             inp = part.inp
@@ -1534,6 +1544,74 @@ class Engine:
             log.merge(part_log)
         return table if table is not None else []
 
+    def _block_scan_workers(
+        self,
+        det: Detector,
+        rules: list[ColumnRule],
+        parts: Sequence[Part],
+        total: ScanStats,
+        log: ProblemLog,
+        runner: Runner,
+    ) -> FindingTable:
+        """:meth:`_block_scan` with the parts read, judged and keyed by ``runner``'s workers;
+        the rows are numbered here, in input order, as one process numbers them."""
+        from pipeline.block import FindingTable, number
+        from pipeline.columns import arrow_strings
+
+        table = FindingTable([c.rule for c in rules])
+        ids = arrow_strings([c.rule.id for c in rules])
+        offset = 0
+        source = 0
+        for res in runner.run_blocks(self, parts):  # type: ignore[attr-defined]
+            if res.part.index == 0:
+                offset = 0
+                source = table.source_index(res.part.inp.display)
+            for rows, keys in res.done:
+                if offset:
+                    rows.line = rows.line + offset
+                rows.source[:] = source
+                det.stats.matches += len(rows)
+                number(det, rows, keys, ids)
+                table.add(rows, keys)
+            total.merge(res.stats)
+            log.merge(res.log, offset)
+            offset += res.stats.lines + res.part.line
+            if self.progress is not None:
+                end = res.part.end if res.part.end is not None else _input_size(res.part.inp)
+                self._progress_done += end - res.part.start
+                self.progress(self._progress_done, self._progress_total, total.lines)
+        return table
+
+    def run_block_part(self, part: Part) -> BlockPart:
+        """Read, judge and key one part on the block path (in a worker process)."""
+        from pipeline.block import BlockProcessor
+
+        stats = ScanStats()
+        log = ProblemLog(stats)
+        rules = self.detector.column_rules()
+        assert rules is not None
+        o = self.options
+        inp = part.inp
+        proc = BlockProcessor(
+            inp.display,
+            self._resolver(inp),
+            self.prefilter,
+            log,
+            stats,
+            fmt=o.format,
+            max_line=o.max_line,
+            body_fields=self.body_fields,
+            sniffed=part.sniffed,
+            host=o.host_of(inp.path),
+            group=rotation_set(inp.path),
+            rules=rules,
+            detector=self.detector,
+            table=None,
+        )
+        for chunk in self._part_chunks(part, stats, log):
+            proc.judge(chunk.data, chunk.first_line)
+        return BlockPart(part, proc.done, stats, log)
+
     def parse(
         self, paths: Sequence[str], stats: ScanStats, journals: Sequence[JournalSpec] = ()
     ) -> Iterator[Event | Unparsed]:
@@ -1549,6 +1627,17 @@ class Engine:
             for rec in self._in_scope(entries, stats):
                 if not isinstance(rec, TimeMark):
                     yield rec
+
+
+@dataclass
+class BlockPart:
+    """What a worker gives for one part on the block path: the keyed rows of each block
+    (line numbers from 1 at the part's start, not numbered yet), counts and problems."""
+
+    part: Part
+    done: list[tuple[Any, list[str]]]
+    stats: ScanStats
+    log: ProblemLog
 
 
 def _lines_of(total: ScanStats, part: ScanStats) -> Callable[[], int]:

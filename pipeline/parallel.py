@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from pipeline.engine import PART_SIZE
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from pipeline.detection.model import Rule
-    from pipeline.engine import Engine, Part, PartResult, ScanOptions
+    from pipeline.engine import BlockPart, Engine, Part, PartResult, ScanOptions
 
 #: parts submitted ahead of the one being consumed, per worker
 AHEAD_PER_WORKER = 2
@@ -47,12 +47,15 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+_T = TypeVar("_T")
+
+
 def _in_order(
     submit: Callable[[Part], Any],
-    result: Callable[[Any], PartResult],
+    result: Callable[[Any], _T],
     parts: Sequence[Part],
     ahead: int,
-) -> Iterator[PartResult]:
+) -> Iterator[_T]:
     """Results of ``parts`` in order, with at most ``ahead`` submitted and not yet taken."""
     pending: deque[Any] = deque()
     todo = iter(parts)
@@ -84,6 +87,11 @@ def _run_in_worker(part: Part) -> PartResult:
     return _WORKER_ENGINE.run_part(part)
 
 
+def _run_blocks_in_worker(part: Part) -> BlockPart:
+    assert _WORKER_ENGINE is not None
+    return _WORKER_ENGINE.run_block_part(part)
+
+
 class ProcessRunner:
     """``scan --workers N``: N processes on this machine (forked, so rules load once)."""
 
@@ -93,7 +101,19 @@ class ProcessRunner:
         self.workers = workers
         self.part_size = part_size
 
+    #: it can read parts on the block path (:meth:`run_blocks`)
+    blocks = True
+
     def run(self, engine: Engine, parts: Sequence[Part]) -> Iterator[PartResult]:
+        return self._run(engine, parts, _run_in_worker)
+
+    def run_blocks(self, engine: Engine, parts: Sequence[Part]) -> Iterator[BlockPart]:
+        """The parts read on the block path (:meth:`Engine.run_block_part`), in order."""
+        return self._run(engine, parts, _run_blocks_in_worker)
+
+    def _run(
+        self, engine: Engine, parts: Sequence[Part], work: Callable[[Part], _T]
+    ) -> Iterator[_T]:
         # imported here: a scan in this process does not pay for multiprocessing
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -104,7 +124,7 @@ class ProcessRunner:
             self.workers, mp_context=ctx, initializer=_init_worker, initargs=(engine,)
         ) as pool:
 
-            def result(f: Future[PartResult]) -> PartResult:
+            def result(f: Future[_T]) -> _T:
                 try:
                     return f.result()
                 except BrokenProcessPool:
@@ -114,7 +134,7 @@ class ProcessRunner:
                     ) from None
 
             yield from _in_order(
-                lambda p: pool.submit(_run_in_worker, p),
+                lambda p: pool.submit(work, p),
                 result,
                 parts,
                 AHEAD_PER_WORKER * self.workers,

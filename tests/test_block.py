@@ -602,3 +602,20 @@ def test_times_of_unmatched_candidates_and_sampled_lines_judge_windows(
     assert [f.rule for f in line.findings] == ["t.backup-missing"]
     assert_same_records(block, line)
     assert read_blocks
+
+
+def test_workers_read_judge_and_key_the_parts(rules: list[Any], tmp_path: Path) -> None:
+    """``-j N`` on the block path: workers read byte ranges; the scanning process numbers
+    the rows in input order, so findings and output are those of one process."""
+    from pipeline.parallel import ProcessRunner
+
+    path = tmp_path / "syslog"
+    path.write_bytes(awkward_lines() * 40)
+    os.utime(path, (datetime(2026, 1, 2, tzinfo=UTC).timestamp(),) * 2)
+    line = Engine(rules, ScanOptions(block_path=False)).scan(
+        [str(path)], runner=ProcessRunner(2, part_size=4096)
+    )
+    block = Engine(rules, ScanOptions()).scan([str(path)], runner=ProcessRunner(2, part_size=4096))
+    assert_same(block, line)
+    one = Engine(rules, ScanOptions()).scan([str(path)])
+    assert [f.as_dict() for f in one.findings] == [f.as_dict() for f in block.findings]
