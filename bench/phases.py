@@ -8,7 +8,9 @@ prints seconds per phase: start-up (imports, rule loading), reading (decompressi
 included), the prefilter (newline offsets and the literal search), parsing the candidates
 into events, line-rule matching, the stateful rest of detection, and writing the findings
 as JSON lines. For worker processes it also times what they add: packing a part's results,
-unpickling them in the scanning process and rebuilding the events. ``bench/run.py`` puts
+unpickling them in the scanning process and rebuilding the events. Those phases are the
+line path's (one event per candidate); ``block: ...`` times the scan as ``logwarden scan``
+runs it, on the block path (lines and findings as columns). ``bench/run.py`` puts
 the table in ``results.md``; the phases add up to a little more than a whole scan (each
 re-reads the input).
 """
@@ -133,6 +135,66 @@ def phases(
                 pass
         out["workers: unpack"] = time.perf_counter() - t
         out["parts"] = len(parts)
+    out.update(block_phases(engine, inp.path))
+    return out
+
+
+#: what the block path's phases time (pipeline.block), by (class, method)
+BLOCK_TIMERS = {
+    "block: candidates": ("_BlockReader", "_candidates"),
+    "block: envelope": ("block", "syslog_envelope"),
+    "block: match": ("_BlockReader", "_hits"),
+    "block: number (keys)": ("block", "base_keys"),
+}
+
+
+def block_phases(engine: Engine, path: str) -> dict[str, float | int | str]:
+    """The scan as ``logwarden scan`` runs it (the block path, pipeline.block), whole and
+    by phase: candidates, the envelope of the candidates, the line rules over the columns,
+    keying the findings; then writing them. What the scan spends elsewhere (reading,
+    events and detection for rules that need them) is the rest of ``block: scan``."""
+    from pipeline import block
+
+    spent: dict[str, float] = dict.fromkeys(BLOCK_TIMERS, 0.0)
+
+    def timed(label: str, owner: object, name: str) -> None:
+        inner = getattr(owner, name)
+
+        def run(*args: object, **kwargs: object) -> object:
+            t = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[label] += time.perf_counter() - t
+
+        setattr(owner, name, run)
+
+    saved = []
+    for label, (where, name) in BLOCK_TIMERS.items():
+        owner = block if where == "block" else getattr(block, where)
+        saved.append((owner, name, getattr(owner, name)))
+        timed(label, owner, name)
+    try:
+        t = time.perf_counter()
+        result = engine.scan([path])
+        out: dict[str, float | int | str] = {"block: scan": time.perf_counter() - t}
+        out.update(spent)
+        t = time.perf_counter()
+        view = getattr(result.findings, "sorted_view", None)
+        findings = (
+            view()
+            if view is not None
+            else sorted(
+                result.findings,
+                key=lambda f: (f.timestamp.timestamp() if f.timestamp else 0.0, f.source, f.line),
+            )
+        )
+        write_findings(findings, "jsonl", io.StringIO())
+        out["block: write jsonl"] = time.perf_counter() - t
+        out["block: findings as"] = "columns" if view is not None else "objects"
+    finally:
+        for owner, name, inner in saved:
+            setattr(owner, name, inner)
     return out
 
 
