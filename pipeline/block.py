@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
@@ -54,7 +54,7 @@ from pipeline.columns import (
 from pipeline.detection.correlate import ColumnRule, Detector
 from pipeline.detection.model import Rule
 from pipeline.detection.prefilter import newline_offsets
-from pipeline.engine import LineProcessor, Matched, TimeMark, Unparsed, cut_nul_runs
+from pipeline.engine import LineProcessor, LogcheckHit, Matched, TimeMark, Unparsed
 from pipeline.model import Event, Finding, Related, Severity
 from pipeline.timeinfer import fixed_zone
 
@@ -517,6 +517,16 @@ def _stamps(local_ns: np.ndarray, offset: np.ndarray) -> list[str | None]:
     return [w + zones[o] for w, o in zip(wall, offset.tolist(), strict=True)]
 
 
+#: candidates in a block below which it is read on the line path (columns cost about a
+#: millisecond a block more than they save on so few lines)
+FEW_CANDIDATES = 1000
+
+#: with most candidates becoming events, columns are tried again every this many blocks
+RETRY_EVERY = 8
+#: the share of a block's candidates that became events above which the next blocks are
+#: read on the line path (the columns then cost more than they save)
+DENSE = 0.5
+
 #: prefilter literals up to which the block path finds candidates with RE2 (an alternation
 #: RE2 runs as one DFA); above it, Hyperscan
 RE2_LITERALS = 256
@@ -587,35 +597,33 @@ class _BlockReader(LineProcessor):
         self.offsets = ZoneOffsets(self.resolver.tz)
         self._accept: dict[str | None, np.ndarray] = {}
         self._literal_pattern: str | None = None
+        #: most candidates of the last block read as columns became events anyway (see
+        #: BlockRecords): read blocks on the line path, trying columns again now and then
+        self._dense = False
+        self._blocks = 0
 
-    def _read(self, data: bytes, first_line: int) -> _Block | None:
-        """The block as columns; None when the columns cannot read it (another format, CR
-        line ends, over-long lines): the caller reads it line by line."""
+    def _read(
+        self, data: bytes, first_line: int
+    ) -> _Block | Iterator[Event | Unparsed | TimeMark | LogcheckHit]:
+        """The block as columns; or, when the columns cannot read it (another format, CR
+        line ends, over-long lines) or it has few candidates (too few for columns to pay
+        for themselves), the line path's records of it."""
         if not self.sniffed:
             self._sniff(data)
         nl = newline_offsets(data)
         if self.format is None or self.format.name != "syslog" or not self._block_ok(data, nl):
-            return None
-        n_lines = len(nl) + (0 if data.endswith(b"\n") else 1)
-        self.stats.lines += n_lines
-        self.stats.bytes += len(data)
-        if self._scan_anomalies(data, first_line, nl):
-            data, nl = cut_nul_runs(data, nl)
-            n_lines = len(nl) + (0 if data.endswith(b"\n") else 1)
-        after = nl[nl < len(data) - 2] + 1
-        self.stats.comments += int(np.count_nonzero(np.frombuffer(data, np.uint8)[after] == 35))
-        if data.startswith(b"#"):
-            self.stats.comments += 1
-        buf = data
-        if not data.isascii():
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                buf = data.decode("utf-8", "replace").encode("utf-8")
-        if not buf.endswith(b"\n"):
-            buf += b"\n"
-        block = Lines(buf, nl if buf is data else None).arrow()
-        cands = self._candidates(data, nl, block, buf is data)
+            return self.records(data, first_line)
+        data, nl, n_lines = self.counted(data, first_line, nl)
+        block: Any = None
+        same = True
+        if self.prefilter is not None and not self.prefilter.use_hyperscan:
+            block, same = self._arrow(data, nl)
+        cands = self._candidates(data, nl, block, same)
+        self._blocks += 1
+        if len(cands) < FEW_CANDIDATES or (self._dense and self._blocks % RETRY_EVERY):
+            return self.counted_records(data, nl, n_lines, first_line, found=cands)
+        if block is None:
+            block, same = self._arrow(data, nl)
         # the first and the last line are read for their times, as the line path samples them
         last = n_lines - 1 if n_lines > 1 else 0
         sel = np.unique(np.concatenate(([0, last], cands))).astype(np.int64)
@@ -624,16 +632,31 @@ class _BlockReader(LineProcessor):
         lines = Lines.of_arrow(block.take(arrow_ints(sel)))
         return self._columns(data, nl, first_line, sel, is_cand, lines, last)
 
+    @staticmethod
+    def _arrow(data: bytes, nl: IntArray) -> tuple[Any, bool]:
+        """The block's lines as one Arrow array (invalid UTF-8 replaced, as the line path
+        decodes it), and whether it holds the block's own bytes."""
+        buf = data
+        if not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                buf = data.decode("utf-8", "replace").encode("utf-8")
+        if not buf.endswith(b"\n"):
+            buf += b"\n"
+        return Lines(buf, nl if buf is data else None).arrow(), buf is data
+
     def _candidates(self, data: bytes, nl: IntArray, block: Any, same_bytes: bool) -> np.ndarray:
-        """The prefilter's candidate lines. With a few literals, one RE2 pass over the
-        block's lines (an alternation of the literals) answers per line at once, with no
-        call back into Python per literal found; with many, Hyperscan over the bytes."""
+        """The prefilter's candidate lines: Hyperscan over the bytes where it is installed;
+        else, with a few literals, one RE2 pass over the block's lines (an alternation of
+        the literals) answers per line at once, instead of one ``bytes.find`` per literal."""
         import pyarrow.compute as pc
 
         pf = self.prefilter
         assert pf is not None
         if (
-            pf.everything
+            pf.use_hyperscan  # as fast with many hits, much faster with few
+            or pf.everything
             or pf.confirmed  # rules that narrow their candidates themselves
             or not pf.literals
             or len(pf.literals) > RE2_LITERALS
@@ -843,8 +866,8 @@ class BlockProcessor(_BlockReader):
         if not data:
             return
         block = self._read(data, first_line)
-        if block is None:
-            self._judge_events(data, first_line)
+        if not isinstance(block, _Block):
+            self._judge_events(block)
             return
         rows, rules, captured = self._hits(block, self.rules)
         self.detector.stats.matches += len(rows)
@@ -879,10 +902,10 @@ class BlockProcessor(_BlockReader):
                 out = out.take(np.argsort(where, kind="stable"))
         self._emit(out)
 
-    def _judge_events(self, data: bytes, first_line: int) -> None:
-        """A block the columns cannot read: its lines as events, matched one by one."""
+    def _judge_events(self, records: Iterable[Event | Unparsed | TimeMark | LogcheckHit]) -> None:
+        """A block read on the line path: its events, matched one by one."""
         rows = _EventRows()
-        for rec in self.records(data, first_line):
+        for rec in records:
             if isinstance(rec, Event):
                 self._event_rows(rec, rows, 0)
         self._emit(rows.rows(self._source))
@@ -1008,8 +1031,8 @@ class BlockRecords(_BlockReader):
             return
         match = self.detector.match
         block = self._read(data, first_line)
-        if block is None:
-            for rec in self.records(data, first_line):
+        if not isinstance(block, _Block):
+            for rec in block:
                 if isinstance(rec, Event):
                     yield rec, [(m.rule.id, m.fields) for m in match(rec)]
                 elif isinstance(rec, TimeMark):
@@ -1066,6 +1089,7 @@ class BlockRecords(_BlockReader):
             yield event, [(m.rule.id, m.fields) for m in match(event)]
         if marks and marks[-1][0] != 0:
             yield marks[-1][1]
+        self._dense = len(todo) + len(slow) > DENSE * max(1, len(block.pos) + len(slow))
 
     def _event(self, block: _Block, row: int) -> Event:
         """The event of fast candidate row ``row``, as the grammar's fast path gives it."""

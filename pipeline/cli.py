@@ -319,6 +319,8 @@ def _with_fail2ban(
     rules: list[Rule], f2b_dir: str | None, f2b_filters: tuple[str, ...]
 ) -> list[Rule]:
     """``rules`` plus the jails of ``f2b_dir`` and the ``f2b_filters``."""
+    if not f2b_dir and not f2b_filters:
+        return rules
     from pipeline.imports.f2brules import fail2ban_rules
 
     try:

@@ -540,11 +540,16 @@ class LineProcessor:
         """:meth:`process` with logcheck's hits among the events."""
         if not data:
             return
-        import numpy as np
-
         if not self.sniffed:
             self._sniff(data)
-        nl = newline_offsets(data)
+        data, nl, n_lines = self.counted(data, first_line, newline_offsets(data))
+        yield from self.counted_records(data, nl, n_lines, first_line, all_lines=all_lines)
+
+    def counted(self, data: bytes, first_line: int, nl: IntArray) -> tuple[bytes, IntArray, int]:
+        """Count the lines of ``data`` (lines, bytes, comments) and report its anomalies;
+        the data to read on (NUL runs cut), its newline offsets and its number of lines."""
+        import numpy as np
+
         n_lines = len(nl) + (0 if data.endswith(b"\n") else 1)
         self.stats.lines += n_lines
         self.stats.bytes += len(data)
@@ -555,6 +560,20 @@ class LineProcessor:
         self.stats.comments += int(np.count_nonzero(np.frombuffer(data, np.uint8)[after] == 35))
         if data.startswith(b"#"):
             self.stats.comments += 1
+        return data, nl, n_lines
+
+    def counted_records(
+        self,
+        data: bytes,
+        nl: IntArray,
+        n_lines: int,
+        first_line: int,
+        *,
+        all_lines: bool = False,
+        found: IntArray | None = None,
+    ) -> Iterator[Event | Unparsed | TimeMark | LogcheckHit]:
+        """:meth:`records` of data already :meth:`counted` (``found``: its candidate lines,
+        when the prefilter has already been asked)."""
         journal = self.format is not None and self.format.name == "journal-json"
         last_raw: bytes | None = None
         if all_lines or self.prefilter is None:
@@ -572,7 +591,8 @@ class LineProcessor:
             if last_start > 0:
                 # sampled after the candidates: the year inference must see lines in order
                 last_raw = data[last_start:].rstrip(b"\n")
-            found = self.prefilter.candidate_lines(data, nl, journal=journal)
+            if found is None:
+                found = self.prefilter.candidate_lines(data, nl, journal=journal)
             if self.logcheck is not None:
                 yield from self._with_logcheck(data, first_line, nl, found)
                 indexes = ()

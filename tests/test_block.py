@@ -140,6 +140,16 @@ rules:
 """
 
 
+@pytest.fixture(autouse=True)
+def columns_for_every_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks with few candidates are read on the line path; these small inputs would
+    all be: here every block is read as columns (one test below keeps the threshold)."""
+    from pipeline import block
+
+    monkeypatch.setattr(block, "FEW_CANDIDATES", 0)
+    monkeypatch.setattr(block, "RETRY_EVERY", 1)  # and never handed to the line path
+
+
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
     d = tmp_path_factory.mktemp("rules")
@@ -423,7 +433,7 @@ def read_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     def counted(self: Any, data: bytes, first_line: int) -> Any:
         got = orig(self, data, first_line)
-        if got is not None:
+        if isinstance(got, block._Block):
             seen.append(first_line)
         return got
 
@@ -619,3 +629,34 @@ def test_workers_read_judge_and_key_the_parts(rules: list[Any], tmp_path: Path) 
     assert_same(block, line)
     one = Engine(rules, ScanOptions()).scan([str(path)])
     assert [f.as_dict() for f in one.findings] == [f.as_dict() for f in block.findings]
+
+
+def test_blocks_with_few_candidates_are_read_on_the_line_path(
+    rules: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_blocks: list[int]
+) -> None:
+    from pipeline import block
+
+    monkeypatch.setattr(block, "FEW_CANDIDATES", 1000)
+    path = tmp_path / "syslog"
+    path.write_bytes(awkward_lines())
+    os.utime(path, (datetime(2026, 1, 2, tzinfo=UTC).timestamp(),) * 2)
+    assert_same(*scan_both(rules, [str(path)]))
+    assert_same_records(*scan_both([*load_rules(), *rules], [str(path)]))
+    assert not read_blocks  # no block was read as columns
+
+
+def test_dense_blocks_go_to_the_line_path_and_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_blocks: list[int]
+) -> None:
+    """When most candidates of a block become events, the next blocks are read on the
+    line path, with columns tried again every RETRY_EVERY blocks: the same findings."""
+    from pipeline import block
+
+    monkeypatch.setattr(block, "RETRY_EVERY", 3)
+    monkeypatch.setattr(engine_module, "iter_chunks", partial(iter_chunks, chunk_size=300))
+    path = tmp_path / "syslog"
+    path.write_bytes(awkward_lines() * 4)
+    os.utime(path, (datetime(2026, 1, 2, tzinfo=UTC).timestamp(),) * 2)
+    everything = load_rules([SAMPLES / "scenarios" / "delivery-silence"])
+    assert_same_records(*scan_both(everything, [str(path)]))
+    assert read_blocks
