@@ -47,6 +47,7 @@ from pipeline.columns import (
     arrow_mask,
     arrow_strings,
     arrow_text,
+    block_ok,
     numpy_of,
     resolve_run,
     syslog_envelope,
@@ -611,7 +612,11 @@ class _BlockReader(LineProcessor):
         if not self.sniffed:
             self._sniff(data)
         nl = newline_offsets(data)
-        if self.format is None or self.format.name != "syslog" or not self._block_ok(data, nl):
+        if (
+            self.format is None
+            or self.format.name != "syslog"
+            or not block_ok(data, nl, self.max_line)
+        ):
             return self.records(data, first_line)
         data, nl, n_lines = self.counted(data, first_line, nl)
         block: Any = None
@@ -672,15 +677,6 @@ class _BlockReader(LineProcessor):
             return pf.candidate_lines(data, nl)
         hit = pc.match_substring_regex(block, self._literal_pattern)
         return np.flatnonzero(numpy_of(hit)).astype(np.int64)
-
-    def _block_ok(self, data: bytes, nl: IntArray) -> bool:
-        if b"\r" in data:  # CR line ends are cut per line by the line path
-            return False
-        if len(nl):
-            starts = np.concatenate(([0], nl[:-1] + 1))
-            if int((nl - starts).max()) > self.max_line:
-                return False
-        return len(data) - (int(nl[-1]) + 1 if len(nl) else 0) <= self.max_line
 
     def _columns(
         self,
@@ -998,6 +994,13 @@ def number(det: Detector, rows: Rows, keys: list[str], ids: Any) -> None:
     rows.key = _strings(keys)
 
 
+@dataclass
+class Density:
+    """Whether the blocks read last had most of their candidates become events."""
+
+    dense: bool = False
+
+
 class BlockRecords(_BlockReader):
     """Reads whole blocks as columns for the detector: the records the line path gives
     :meth:`Engine._scan <pipeline.engine.Engine>` (an event with its line-rule matches, or
@@ -1010,9 +1013,15 @@ class BlockRecords(_BlockReader):
     host and time, as the detector takes an event without matches).
     """
 
-    def __init__(self, *args: Any, detector: Detector, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, detector: Detector, density: Density | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.detector = detector
+        #: shared by the parts one process reads, so a part starts from what the last
+        #: one found (a worker reads many short parts of the same kind of input)
+        self.density = density if density is not None else Density()
+        self._dense = self.density.dense
         self.rules = [
             ColumnRule(
                 rule,
@@ -1090,6 +1099,7 @@ class BlockRecords(_BlockReader):
         if marks and marks[-1][0] != 0:
             yield marks[-1][1]
         self._dense = len(todo) + len(slow) > DENSE * max(1, len(block.pos) + len(slow))
+        self.density.dense = self._dense
 
     def _event(self, block: _Block, row: int) -> Event:
         """The event of fast candidate row ``row``, as the grammar's fast path gives it."""

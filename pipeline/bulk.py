@@ -29,6 +29,7 @@ from pipeline.columns import (
     REPEATED,
     Lines,
     ZoneOffsets,
+    block_ok,
     days_from_civil,
     resolve_run,
     syslog_envelope,
@@ -300,7 +301,7 @@ class BulkLineProcessor(LineProcessor):
             self._sniff(data)
         name = self.format.name if self.format is not None else None
         nl = newline_offsets(data)
-        if name not in ("syslog", "rfc3339") or not self._bulk_ok(data, nl):
+        if name not in ("syslog", "rfc3339") or not block_ok(data, nl, self.max_line):
             return _objects_frame(
                 [r for r in self.process(data, first_line, all_lines=True) if isinstance(r, Event)]
             )
@@ -319,15 +320,6 @@ class BulkLineProcessor(LineProcessor):
         if name == "syslog":
             return self._syslog(lines, first_line)
         return self._rfc3339(lines, first_line)
-
-    def _bulk_ok(self, data: bytes, nl: np.ndarray) -> bool:
-        if b"\r" in data:  # CR line ends are cut per line by the grammar path
-            return False
-        if len(nl):
-            starts = np.concatenate(([0], nl[:-1] + 1))
-            if int((nl - starts).max()) > self.max_line:
-                return False
-        return len(data) - (int(nl[-1]) + 1 if len(nl) else 0) <= self.max_line
 
     # -- line classes ------------------------------------------------------------------------
 

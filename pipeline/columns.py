@@ -187,6 +187,18 @@ _NUMPY_TYPES = {
 }
 
 
+def block_ok(data: bytes, nl: np.ndarray, max_line: int) -> bool:
+    """Whether a block can be read as columns: no CR line ends (cut per line by the line
+    path) and no line over ``max_line`` bytes (cut to it, and reported, by the line path)."""
+    if b"\r" in data:
+        return False
+    if len(nl):
+        starts = np.concatenate(([0], nl[:-1] + 1))
+        if int((nl - starts).max()) > max_line:
+            return False
+    return len(data) - (int(nl[-1]) + 1 if len(nl) else 0) <= max_line
+
+
 @dataclass
 class Envelope:
     """The lines of a block the syslog fast path takes: line indexes, date parts, and the

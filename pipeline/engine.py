@@ -1047,6 +1047,8 @@ class Engine:
         self.logcheck = logcheck
         self.detector = self.new_detector()
         self.prefilter = Prefilter(self.detector.line_rules)
+        #: the block path's verdict on how dense candidates are (pipeline.block.Density)
+        self._density: Any = None
         self.body_fields = self.detector.needs_body_fields()
         self.tz = self.options.tz or local_zone()
 
@@ -1288,7 +1290,10 @@ class Engine:
         proc: BlockRecords | None = None
         for chunk in self._part_chunks(part, stats, report, progress_lines):
             if proc is None:  # numpy and pyarrow are imported for a first block
-                from pipeline.block import BlockRecords
+                from pipeline.block import BlockRecords, Density
+
+                if self._density is None:
+                    self._density = Density()
 
                 proc = BlockRecords(
                     inp.display,
@@ -1303,6 +1308,7 @@ class Engine:
                     host=o.host_of(inp.path),
                     group=rotation_set(inp.path),
                     detector=self.detector,
+                    density=self._density,
                 )
             yield from proc.block_records(chunk.data, chunk.first_line)
 
@@ -1533,32 +1539,16 @@ class Engine:
             return self._block_scan_workers(det, rules, parts, total, log, runner)
         table: FindingTable | None = None
         for part in parts:
-            inp = part.inp
             stats = ScanStats()
             part_log = ProblemLog(stats)
             proc: BlockProcessor | None = None
             for chunk in self._part_chunks(part, stats, part_log, _lines_of(total, stats)):
                 if proc is None:  # numpy and pyarrow are imported for a first block
-                    from pipeline.block import BlockProcessor, FindingTable
+                    from pipeline.block import FindingTable
 
                     if table is None:
                         table = FindingTable([c.rule for c in rules])
-                    proc = BlockProcessor(
-                        inp.display,
-                        self._resolver(inp),
-                        self.prefilter,
-                        part_log,
-                        stats,
-                        fmt=o.format,
-                        max_line=o.max_line,
-                        body_fields=self.body_fields,
-                        sniffed=part.sniffed,
-                        host=o.host_of(inp.path),
-                        group=rotation_set(inp.path),
-                        rules=rules,
-                        detector=det,
-                        table=table,
-                    )
+                    proc = self._block_processor(part, stats, part_log, rules, det, table)
                 proc.judge(chunk.data, chunk.first_line)
             total.merge(stats)
             log.merge(part_log)
@@ -1602,21 +1592,24 @@ class Engine:
                 self.progress(self._progress_done, self._progress_total, total.lines)
         return table
 
-    def run_block_part(self, part: Part) -> BlockPart:
-        """Read, judge and key one part on the block path (in a worker process)."""
+    def _block_processor(
+        self,
+        part: Part,
+        stats: ScanStats,
+        report: Callable[[Problem], None],
+        rules: list[ColumnRule],
+        det: Detector,
+        table: FindingTable | None,
+    ) -> BlockProcessor:
         from pipeline.block import BlockProcessor
 
-        stats = ScanStats()
-        log = ProblemLog(stats)
-        rules = self.detector.column_rules()
-        assert rules is not None
         o = self.options
         inp = part.inp
-        proc = BlockProcessor(
+        return BlockProcessor(
             inp.display,
             self._resolver(inp),
             self.prefilter,
-            log,
+            report,
             stats,
             fmt=o.format,
             max_line=o.max_line,
@@ -1625,9 +1618,17 @@ class Engine:
             host=o.host_of(inp.path),
             group=rotation_set(inp.path),
             rules=rules,
-            detector=self.detector,
-            table=None,
+            detector=det,
+            table=table,
         )
+
+    def run_block_part(self, part: Part) -> BlockPart:
+        """Read, judge and key one part on the block path (in a worker process)."""
+        stats = ScanStats()
+        log = ProblemLog(stats)
+        rules = self.detector.column_rules()
+        assert rules is not None
+        proc = self._block_processor(part, stats, log, rules, self.detector, None)
         for chunk in self._part_chunks(part, stats, log):
             proc.judge(chunk.data, chunk.first_line)
         return BlockPart(part, proc.done, stats, log)

@@ -503,7 +503,9 @@ def test_builtin_rules_with_workers(tmp_path: Path, read_blocks: list[int]) -> N
     assert len(line.findings) > 50
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
         st.tuples(LINE, st.integers(0, 9), st.sampled_from([b"", b"\x00", b" \xc3\xa9"])),
