@@ -61,6 +61,7 @@ from pipeline.timeinfer import fixed_zone
 
 if TYPE_CHECKING:
     from pipeline.detection.prefilter import IntArray
+    from pipeline.output.digest import DigestRow
 
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
@@ -362,6 +363,59 @@ class TableView(Sequence[Finding]):
             return self
         ok = np.array([r.severity >= floor for r in self.table.rules], dtype=bool)
         return TableView(self.table, self.rows[ok[self.table.rows.rule[self.rows]]])
+
+    def digest_rows(self) -> list[DigestRow]:
+        """:func:`pipeline.output.digest.digest` of these rows, read from the columns (the
+        same groups, counts, times, examples and order, without a Finding per row)."""
+        from pipeline.output.digest import DigestExample, DigestRow, ordered
+
+        t = self.table
+        r = t.rows
+        order = self.rows
+        hosts = r.host.take(arrow_ints(order)).to_pylist()
+        # per (rule, host): [row of the earliest, findings, count, earliest, latest, row of
+        # the latest], rows as indexes into this view
+        groups: dict[tuple[int, str | None], list[int]] = {}
+        items = zip(
+            r.rule[order].tolist(),
+            hosts,
+            r.utc[order].tolist(),
+            r.counts[order].tolist(),
+            strict=True,
+        )
+        for i, (rule, host, ts, count) in enumerate(items):
+            key = (rule, host or None)
+            g = groups.get(key)
+            if g is None:
+                groups[key] = [i, 1, count, ts, ts, i]
+                continue
+            g[1] += 1
+            g[2] += count
+            if ts != NO_TIME and (g[3] == NO_TIME or ts < g[3]):
+                g[3], g[0] = ts, i
+            if ts != NO_TIME and (g[4] == NO_TIME or ts > g[4]):
+                g[4], g[5] = ts, i
+        out = []
+        for (rule, host), (at, findings, count, _, _, latest) in groups.items():
+            row = int(order[at])
+            spec = t.rules[rule]
+            out.append(
+                DigestRow(
+                    spec.id,
+                    host,
+                    spec.severity,
+                    findings,
+                    count,
+                    t.timestamp(row),
+                    t.timestamp(int(order[latest])),
+                    DigestExample(
+                        t.sources[int(r.source[row])],
+                        int(r.line[row]),
+                        str(r.message[row].as_py()),
+                    ),
+                )
+            )
+        return ordered(out)
 
     def write_jsonl(self, out: TextIO, batch: int = 8192) -> None:
         """The rows as JSON lines, byte for byte what ``Finding.as_dict`` gives encoded:

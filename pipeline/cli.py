@@ -674,9 +674,8 @@ def write_findings(
             w.writerow([visible(str(x)) if tty else x for x in row])
     else:  # digest, table
         console = _console(out)
-        lines = console_lines(
-            list(findings), fmt, console.width, tz or UTC, details=details, shown=shown
-        )
+        rows = findings if isinstance(findings, Sequence) else list(findings)
+        lines = console_lines(rows, fmt, console.width, tz or UTC, details=details, shown=shown)
         print_lines(lines, console)
 
 

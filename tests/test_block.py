@@ -32,6 +32,8 @@ from pipeline.cli import write_findings
 from pipeline.detection.correlate import Detector
 from pipeline.detection.loader import load_rules
 from pipeline.engine import Engine, ScanOptions
+from pipeline.model import Severity
+from pipeline.output.digest import digest
 from pipeline.sources.files import iter_chunks
 from tests.conftest import REPO, SAMPLES, shared_path
 
@@ -193,6 +195,11 @@ def assert_same(block: Any, line: Any) -> None:
     write_findings(view, "jsonl", fast)
     write_findings(ordered, "jsonl", slow)
     assert fast.getvalue() == slow.getvalue()
+    # the digest read from the columns, as the terminal shows it
+    assert digest(view) == digest(list(ordered))
+    assert digest(view.at_least(Severity.MEDIUM)) == digest(
+        [f for f in ordered if f.severity >= Severity.MEDIUM]
+    )
 
 
 def sample_files() -> list[Path]:

@@ -101,16 +101,27 @@ def _group(items: Iterable[Item], example: Callable[[int], DigestExample]) -> li
         last = last or ts
         if last is not None and (g.last is None or last > g.last):
             g.last = last
-    rows = [
-        DigestRow(rule, host, g.severity, g.findings, g.count, g.first, g.last, example(g.at))
-        for (rule, host), g in groups.items()
-    ]
+    return ordered(
+        [
+            DigestRow(rule, host, g.severity, g.findings, g.count, g.first, g.last, example(g.at))
+            for (rule, host), g in groups.items()
+        ]
+    )
+
+
+def ordered(rows: list[DigestRow]) -> list[DigestRow]:
+    """The digest's order: the most severe first, then the highest count, then the most
+    findings, then by rule and host."""
     rows.sort(key=lambda r: (-r.severity, -r.count, -r.findings, r.rule, r.host or ""))
     return rows
 
 
 def digest(findings: Iterable[Finding]) -> list[DigestRow]:
     """One row per rule and host (see :func:`_group` for the order)."""
+    from_columns = getattr(findings, "digest_rows", None)
+    if from_columns is not None:  # the block path's rows (pipeline.block.TableView)
+        rows: list[DigestRow] = from_columns()
+        return rows
     items = list(findings)
 
     def example(i: int) -> DigestExample:
