@@ -7,12 +7,15 @@ Each round runs every case once with the base checkout's code and once with this
 machine whose load drifts hurts both alike. Prints, per case, the median CPU seconds
 (user + system of the child) and wall seconds of each, and the ratio new / old. The inputs
 are the ones ``bench/run.py`` makes (``bench/out/syslog-1m.log`` and its ``.gz``) and the 30
-peer rules of ``bench/peers.py``. A harness, not a test.
+peer rules of ``bench/peers.py``. Before timing, each case runs once more with each
+checkout, writing its findings as JSON lines, and the two outputs are compared: the sets
+of finding keys, and the lines themselves (byte for byte). A harness, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -42,6 +45,19 @@ def run(checkout: Path, args: list[str]) -> tuple[float, float]:
     return cpu, wall
 
 
+def findings_of(checkout: Path, args: list[str], out: Path) -> tuple[set[str], bytes]:
+    """The keys of the findings one scan with ``checkout``'s code writes, and its output."""
+    cmd = [sys.executable, "-m", "pipeline.cli", "scan", *args, "--format", "jsonl", "-q"]
+    subprocess.run(
+        [*cmd, "-o", str(out)],
+        cwd=checkout,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(checkout)},
+    )
+    data = out.read_bytes()
+    return {json.loads(line)["key"] for line in data.splitlines()}, data
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", type=Path, required=True, help="the other checkout's root")
@@ -61,6 +77,17 @@ def main() -> int:
         ".gz, built-in rules": [str(plain) + ".gz"],
         "plain, 30 peer rules": [str(plain), "--no-builtin-rules", "--rules", str(rules)],
     }
+    same = True
+    for name, args in cases.items():
+        old_keys, old_out = findings_of(opts.base.resolve(), args, OUT / "compare-old.jsonl")
+        new_keys, new_out = findings_of(REPO, args, OUT / "compare-new.jsonl")
+        verdict = "the same" if old_out == new_out else "DIFFERENT"
+        same &= old_out == new_out
+        print(
+            f"{name}: {len(old_keys):,} and {len(new_keys):,} finding keys, "
+            f"{len(old_keys & new_keys):,} in both; the output is {verdict}",
+            file=sys.stderr,
+        )
     times: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for _ in range(opts.runs):
         for name, args in cases.items():
@@ -73,7 +100,7 @@ def main() -> int:
         oc, nc = (statistics.median(c for c, _ in t) for t in (old, new))
         ow, nw = (statistics.median(w for _, w in t) for t in (old, new))
         print(f"| {name} | {oc:.2f} | {nc:.2f} | {ow:.2f} | {nw:.2f} | {nc / oc:.3f} |")
-    return 0
+    return 0 if same else 1
 
 
 if __name__ == "__main__":
