@@ -576,11 +576,12 @@ def _stamps(local_ns: np.ndarray, offset: np.ndarray) -> list[str | None]:
 #: millisecond a block more than they save on so few lines)
 FEW_CANDIDATES = 1000
 
-#: with most candidates becoming events, columns are tried again every this many blocks
-RETRY_EVERY = 8
-#: the share of a block's candidates that became events above which the next blocks are
-#: read on the line path (the columns then cost more than they save)
+#: the share of a block's candidates that became events above which the next block is
+#: read on the line path (the columns then cost more than they save); below it, as columns
 DENSE = 0.5
+#: how the first block of a scan is read when nothing is known yet: on the line path
+#: (dense), which measures the share for the next (and imports no pyarrow when it stays so)
+UNKNOWN_IS_DENSE = True
 
 #: prefilter literals up to which the block path finds candidates with RE2 (an alternation
 #: RE2 runs as one DFA); above it, Hyperscan
@@ -652,10 +653,9 @@ class _BlockReader(LineProcessor):
         self.offsets = ZoneOffsets(self.resolver.tz)
         self._accept: dict[str | None, np.ndarray] = {}
         self._literal_pattern: str | None = None
-        #: most candidates of the last block read as columns became events anyway (see
-        #: BlockRecords): read blocks on the line path, trying columns again now and then
+        #: most candidates of the last block became events (see BlockRecords): read this
+        #: one on the line path
         self._dense = False
-        self._blocks = 0
 
     def _read(
         self, data: bytes, first_line: int
@@ -678,8 +678,7 @@ class _BlockReader(LineProcessor):
         if self.prefilter is not None and not self.prefilter.use_hyperscan:
             block, same = self._arrow(data, nl)
         cands = self._candidates(data, nl, block, same)
-        self._blocks += 1
-        if len(cands) < FEW_CANDIDATES or (self._dense and self._blocks % RETRY_EVERY):
+        if len(cands) < FEW_CANDIDATES or self._dense:
             return self.counted_records(data, nl, n_lines, first_line, found=cands)
         if block is None:
             block, same = self._arrow(data, nl)
@@ -1050,9 +1049,10 @@ def number(det: Detector, rows: Rows, keys: list[str], ids: Any) -> None:
 
 @dataclass
 class Density:
-    """Whether the blocks read last had most of their candidates become events."""
+    """Whether the block read last had most of its candidates become events (None: no
+    block read yet)."""
 
-    dense: bool = False
+    dense: bool | None = None
 
 
 class BlockRecords(_BlockReader):
@@ -1075,7 +1075,8 @@ class BlockRecords(_BlockReader):
         #: shared by the parts one process reads, so a part starts from what the last
         #: one found (a worker reads many short parts of the same kind of input)
         self.density = density if density is not None else Density()
-        self._dense = self.density.dense
+        known = self.density.dense
+        self._dense = UNKNOWN_IS_DENSE if known is None else known
         self.rules = [
             ColumnRule(
                 rule,
@@ -1095,11 +1096,17 @@ class BlockRecords(_BlockReader):
         match = self.detector.match
         block = self._read(data, first_line)
         if not isinstance(block, _Block):
+            events = matched = 0
             for rec in block:
                 if isinstance(rec, Event):
-                    yield rec, [(m.rule.id, m.fields) for m in match(rec)]
+                    found = [(m.rule.id, m.fields) for m in match(rec)]
+                    events += 1
+                    matched += bool(found)
+                    yield rec, found
                 elif isinstance(rec, TimeMark):
                     yield rec
+            self._dense = matched > DENSE * max(1, events)
+            self.density.dense = self._dense
             return
         marks = block.marks
         if marks and marks[0][0] == 0:

@@ -149,7 +149,9 @@ def columns_for_every_block(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline import block
 
     monkeypatch.setattr(block, "FEW_CANDIDATES", 0)
-    monkeypatch.setattr(block, "RETRY_EVERY", 1)  # and never handed to the line path
+    # and never handed to the line path for being dense
+    monkeypatch.setattr(block, "UNKNOWN_IS_DENSE", False)
+    monkeypatch.setattr(block, "DENSE", 2.0)
 
 
 @pytest.fixture(scope="module")
@@ -654,18 +656,26 @@ def test_blocks_with_few_candidates_are_read_on_the_line_path(
     assert not read_blocks  # no block was read as columns
 
 
-def test_dense_blocks_go_to_the_line_path_and_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_blocks: list[int]
+def test_dense_blocks_go_to_the_line_path_and_sparse_ones_to_columns(
+    rules: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_blocks: list[int]
 ) -> None:
-    """When most candidates of a block become events, the next blocks are read on the
-    line path, with columns tried again every RETRY_EVERY blocks: the same findings."""
+    """A block whose candidates nearly all become events sends the next one to the line
+    path, one whose candidates mostly match nothing sends it to columns: the same findings
+    either way, and both kinds of blocks happen here."""
     from pipeline import block
 
-    monkeypatch.setattr(block, "RETRY_EVERY", 3)
-    monkeypatch.setattr(engine_module, "iter_chunks", partial(iter_chunks, chunk_size=300))
+    monkeypatch.setattr(block, "UNKNOWN_IS_DENSE", True)
+    monkeypatch.setattr(block, "DENSE", 0.5)
+    monkeypatch.setattr(engine_module, "iter_chunks", partial(iter_chunks, chunk_size=2000))
+    dense = [f"Jan  1 00:0{i % 10}:00 h CRON[3]: (root) CMD (job {i})" for i in range(60)]
+    sparse = [f"Jan  1 00:1{i % 10}:00 h sshd[4]: Failed password for x{i}" for i in range(60)]
     path = tmp_path / "syslog"
-    path.write_bytes(awkward_lines() * 4)
+    path.write_text("\n".join(dense + sparse + dense) + "\n", encoding="utf-8")
     os.utime(path, (datetime(2026, 1, 2, tzinfo=UTC).timestamp(),) * 2)
-    everything = load_rules([SAMPLES / "scenarios" / "delivery-silence"])
-    assert_same_records(*scan_both(everything, [str(path)]))
-    assert read_blocks
+    both = [*load_rules(), *rules]
+    block_result, line_result = scan_both(both, [str(path)])
+    assert_same_records(block_result, line_result)
+    with path.open("rb") as stream:
+        blocks = sum(1 for _ in iter_chunks(stream, str(path), print, chunk_size=2000))
+    # the first block on the line path (nothing known yet), then both kinds
+    assert 0 < len(read_blocks) < blocks - 1, (read_blocks, blocks)
