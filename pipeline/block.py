@@ -708,8 +708,6 @@ class _BlockReader(LineProcessor):
         """The prefilter's candidate lines: Hyperscan over the bytes where it is installed;
         else, with a few literals, one RE2 pass over the block's lines (an alternation of
         the literals) answers per line at once, instead of one ``bytes.find`` per literal."""
-        import pyarrow.compute as pc
-
         pf = self.prefilter
         assert pf is not None
         if (
@@ -728,6 +726,8 @@ class _BlockReader(LineProcessor):
                 self._literal_pattern = ""
         if not self._literal_pattern:
             return pf.candidate_lines(data, nl)
+        import pyarrow.compute as pc
+
         hit = pc.match_substring_regex(block, self._literal_pattern)
         return np.flatnonzero(numpy_of(hit)).astype(np.int64)
 

@@ -679,3 +679,22 @@ def test_dense_blocks_go_to_the_line_path_and_sparse_ones_to_columns(
         blocks = sum(1 for _ in iter_chunks(stream, str(path), print, chunk_size=2000))
     # the first block on the line path (nothing known yet), then both kinds
     assert 0 < len(read_blocks) < blocks - 1, (read_blocks, blocks)
+
+
+def test_a_scan_whose_blocks_stay_on_the_line_path_does_not_import_pyarrow(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "syslog"
+    path.write_bytes(awkward_lines() * 50)  # a few hundred candidates: the line path
+    code = (
+        "import sys\n"
+        "from pipeline.detection.loader import load_rules\n"
+        "from pipeline.engine import Engine, ScanOptions\n"
+        f"res = Engine(load_rules(), ScanOptions()).scan([{str(path)!r}])\n"
+        "assert res.stats.candidates > 100, res.stats\n"
+        "print('pyarrow' in sys.modules, 'pandas' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False False"
