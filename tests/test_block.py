@@ -685,12 +685,17 @@ def test_a_scan_whose_blocks_stay_on_the_line_path_does_not_import_pyarrow(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "syslog"
-    path.write_bytes(awkward_lines() * 50)  # a few hundred candidates: the line path
+    path.write_bytes(awkward_lines() * 10)  # a few hundred candidates: the line path
+    rule_dir = tmp_path / "rules"
+    rule_dir.mkdir()
+    (rule_dir / "t.yaml").write_text(RULES_YAML, encoding="utf-8")
+    (rule_dir / "a.yaml").write_text(ABSENCE_YAML, encoding="utf-8")  # not column rules
     code = (
         "import sys\n"
         "from pipeline.detection.loader import load_rules\n"
         "from pipeline.engine import Engine, ScanOptions\n"
-        f"res = Engine(load_rules(), ScanOptions()).scan([{str(path)!r}])\n"
+        f"rules = load_rules([{str(rule_dir)!r}])\n"
+        f"res = Engine(rules, ScanOptions()).scan([{str(path)!r}])\n"
         "assert res.stats.candidates > 100, res.stats\n"
         "print('pyarrow' in sys.modules, 'pandas' in sys.modules)\n"
     )
