@@ -1062,13 +1062,20 @@ def render_startup(rows: list[Row]) -> list[str]:
 # -- main -----------------------------------------------------------------------------------
 
 
-def _logcheck_section(report: Path) -> str:
-    """The section ``bench/logcheck.py`` keeps in the report, carried over a rewrite."""
-    begin, end = "<!-- logcheck bench: begin -->", "<!-- logcheck bench: end -->"
+#: sections of the report written by other scripts or by hand, between ``<!-- NAME:
+#: begin -->`` and ``<!-- NAME: end -->``, carried over a rewrite
+KEPT_SECTIONS = ("before and after", "fail2ban bench", "logcheck bench")
+
+
+def _kept_sections(report: Path) -> str:
+    """The kept sections of the report (:data:`KEPT_SECTIONS`), carried over a rewrite."""
     old = report.read_text(encoding="utf-8") if report.exists() else ""
-    if begin not in old or end not in old:
-        return ""
-    return "\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    out = ""
+    for name in KEPT_SECTIONS:
+        begin, end = f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
+        if begin in old and end in old:
+            out += "\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1208,7 +1215,7 @@ def main(argv: list[str] | None = None) -> int:
         only=sorted(groups) if not full else None,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n" + _logcheck_section(args.out), encoding="utf-8")
+    args.out.write_text(text + "\n" + _kept_sections(args.out), encoding="utf-8")
     print(text)
     failed = [r.tool for r in rows if r.check is not None and not r.check.ok]
     if failed:
