@@ -505,7 +505,11 @@ def render_phases(phases: dict[str, dict[str, Any]], lines: int) -> list[str]:
         "each; seconds). `match` is the line rules (stateless, done by workers with "
         "`--workers`); `detect (stateful)` is joins, windows and suppression, done in order "
         "by the scanning process; `workers: pack`/`unpack` is what handing a part's results "
-        "from a worker to the scanning process costs.\n"
+        "from a worker to the scanning process costs. Those are the line path's phases (one "
+        "event per candidate); the `block:` rows time the scan as `logwarden scan` runs it, "
+        "on the block path: its whole time, and within it the candidates, the envelope of "
+        "the candidates as columns, the line rules over the columns, keying the findings "
+        "(0 where every block stayed on the line path), then writing the findings.\n"
     )
     out.append("| phase | " + " | ".join(names) + " |")
     out.append("|---|" + "---:|" * len(names))

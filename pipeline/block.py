@@ -1,28 +1,29 @@
-"""The block path of a scan: candidate lines judged as columns, findings kept as columns.
+"""The block path of a scan: syslog blocks read as columns (see docs/architecture.md).
 
-When every rule of a scan is a *column rule* (a line rule that reports each matching line:
-a program selector and one message regex, nothing stateful), the lines of each block are
-not turned into :class:`~pipeline.model.Event` objects at all:
+Per block (:class:`_BlockReader`):
 
-1. the prefilter picks the candidate lines of the block (one pass for every literal);
+1. the prefilter picks the candidate lines (one pass for every literal);
 2. the candidates, with the block's first and last line (their times keep the year
    inference current, as the line path samples them), are taken into one Arrow string
    array and their envelope is read in bulk (:func:`pipeline.columns.syslog_envelope`);
    lines the fast path does not take go through the grammar, in line order, as events;
-3. each rule is judged over the columns: its program selector once per distinct program,
-   its literals and its RE2 regex over the messages of the rows it selects (Python ``re``
-   for the patterns RE2 cannot take); captures are read only for the rows that match;
-4. findings are kept in a :class:`FindingTable`, one row each, with the identity
-   (``key``, ``occurrence``) the detector gives them, and written as JSON lines from the
-   rows (:meth:`TableView.write_jsonl`); :class:`~pipeline.model.Finding` objects are made
-   only when something asks for them.
+3. each line rule is judged over the columns: its program selector once per distinct
+   program, its RE2 regex and then its literals over the messages of the rows it selects
+   (Python ``re`` for the patterns RE2 cannot take); captures are read only for the rows
+   that match.
 
-The findings, counts and problem locations are those of the line path (tests compare
-both on the samples, the corpora and generated lines). A scan with any other kind of rule
-(correlations, suppression, enrichment, other selectors or conditions), with
-``--since``/``--until``, ``--state``, workers, journals, logcheck or several rotation sets
-takes the line path; so does a block of another format, or one with CR line ends or
-over-long lines.
+Then one of two front-ends. When every rule is a *column rule* (a line rule whose tests are
+a program selector and one message regex, nothing stateful: ``Detector.column_rules()``),
+:class:`BlockProcessor` keeps the findings in a :class:`FindingTable`, one row each, with
+the identity (``key``, ``occurrence``) the detector gives them, written as JSON lines and
+digested from the rows (:class:`TableView`); :class:`~pipeline.model.Finding` objects are
+made only when something asks for them. Otherwise :class:`BlockRecords` gives the detector
+the records the line path gives it, making events only for the candidates a rule matches.
+
+A block of another format, with CR line ends or over-long lines, with few candidates, or
+(for records) after a block whose candidates nearly all became events, is read on the line
+path. The findings, counts and problem locations are those of the line path either way
+(``tests/test_block.py`` compares both).
 """
 
 from __future__ import annotations
@@ -229,6 +230,7 @@ class FindingTable(Sequence[Finding]):
                 self._again = True  # a key seen before: resolved when the rows are read
             self._parts.append(rows)
             self._rows = self._py = None
+            self._made = {}
 
     @property
     def rows(self) -> Rows:
