@@ -1289,7 +1289,7 @@ class Engine:
         inp = part.inp
         proc: BlockRecords | None = None
         for chunk in self._part_chunks(part, stats, report, progress_lines):
-            if proc is None:  # numpy and pyarrow are imported for a first block
+            if proc is None:  # the block path (numpy) is imported for a first block
                 from pipeline.block import BlockRecords, Density
 
                 if self._density is None:
@@ -1543,7 +1543,7 @@ class Engine:
             part_log = ProblemLog(stats)
             proc: BlockProcessor | None = None
             for chunk in self._part_chunks(part, stats, part_log, _lines_of(total, stats)):
-                if proc is None:  # numpy and pyarrow are imported for a first block
+                if proc is None:  # numpy, and pyarrow, are imported for a first block
                     from pipeline.block import FindingTable
 
                     if table is None:
