@@ -52,6 +52,7 @@ from pipeline.columns import (
     numpy_of,
     resolve_run,
     syslog_envelope,
+    valid_utf8,
 )
 from pipeline.detection.correlate import ColumnRule, Detector
 from pipeline.detection.model import Rule
@@ -696,14 +697,7 @@ class _BlockReader(LineProcessor):
     def _arrow(data: bytes, nl: IntArray) -> tuple[Any, bool]:
         """The block's lines as one Arrow array (invalid UTF-8 replaced, as the line path
         decodes it), and whether it holds the block's own bytes."""
-        buf = data
-        if not data.isascii():
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                buf = data.decode("utf-8", "replace").encode("utf-8")
-        if not buf.endswith(b"\n"):
-            buf += b"\n"
+        buf = valid_utf8(data)
         return Lines(buf, nl if buf is data else None).arrow(), buf is data
 
     def _candidates(self, data: bytes, nl: IntArray, block: Any, same_bytes: bool) -> np.ndarray:

@@ -33,6 +33,7 @@ from pipeline.columns import (
     days_from_civil,
     resolve_run,
     syslog_envelope,
+    valid_utf8,
 )
 from pipeline.detection.prefilter import newline_offsets
 from pipeline.engine import (
@@ -310,13 +311,7 @@ class BulkLineProcessor(LineProcessor):
         self.stats.bytes += len(data)
         if self._scan_anomalies(data, first_line, nl):
             data, nl = cut_nul_runs(data, nl)
-        buf = data
-        if not data.isascii():
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                buf = data.decode("utf-8", "replace").encode("utf-8")
-        lines = Lines(buf if buf.endswith(b"\n") else buf + b"\n")
+        lines = Lines(valid_utf8(data))
         if name == "syslog":
             return self._syslog(lines, first_line)
         return self._rfc3339(lines, first_line)

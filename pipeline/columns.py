@@ -187,6 +187,18 @@ _NUMPY_TYPES = {
 }
 
 
+def valid_utf8(data: bytes) -> bytes:
+    """``data`` as valid UTF-8: itself when it is, else with undecodable bytes replaced by
+    U+FFFD (as the line path decodes each line), ending in ``\\n``."""
+    buf = data
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            buf = data.decode("utf-8", "replace").encode("utf-8")
+    return buf if buf.endswith(b"\n") else buf + b"\n"
+
+
 def block_ok(data: bytes, nl: np.ndarray, max_line: int) -> bool:
     """Whether a block can be read as columns: no CR line ends (cut per line by the line
     path) and no line over ``max_line`` bytes (cut to it, and reported, by the line path)."""

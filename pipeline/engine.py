@@ -911,6 +911,7 @@ class Part:
 
 
 _R = TypeVar("_R")
+_P = TypeVar("_P", bound="LineProcessor")
 
 #: a candidate event with its line-rule matches as (rule id, captured fields)
 Matched: TypeAlias = tuple[Event, list[tuple[str, dict[str, str]]]]
@@ -1285,8 +1286,6 @@ class Engine:
     ) -> Iterator[Matched | TimeMark]:
         """:meth:`iter_part`'s records read on the block path (:class:`~pipeline.block.
         BlockRecords`): the same records, with events made only for matched lines."""
-        o = self.options
-        inp = part.inp
         proc: BlockRecords | None = None
         for chunk in self._part_chunks(part, stats, report, progress_lines):
             if proc is None:  # the block path (numpy) is imported for a first block
@@ -1295,20 +1294,8 @@ class Engine:
                 if self._density is None:
                     self._density = Density()
 
-                proc = BlockRecords(
-                    inp.display,
-                    self._resolver(inp),
-                    self.prefilter,
-                    report,
-                    stats,
-                    fmt=o.format,
-                    max_line=o.max_line,
-                    body_fields=self.body_fields,
-                    sniffed=part.sniffed,
-                    host=o.host_of(inp.path),
-                    group=rotation_set(inp.path),
-                    detector=self.detector,
-                    density=self._density,
+                proc = self._reader(
+                    BlockRecords, part, stats, report, detector=self.detector, density=self._density
                 )
             yield from proc.block_records(chunk.data, chunk.first_line)
 
@@ -1603,9 +1590,23 @@ class Engine:
     ) -> BlockProcessor:
         from pipeline.block import BlockProcessor
 
+        return self._reader(
+            BlockProcessor, part, stats, report, rules=rules, detector=det, table=table
+        )
+
+    def _reader(
+        self,
+        kind: type[_P],
+        part: Part,
+        stats: ScanStats,
+        report: Callable[[Problem], None],
+        **extra: Any,
+    ) -> _P:
+        """A block path reader of ``part``'s candidates (``kind``, with ``extra``), set up
+        as the line path's processor of the part is."""
         o = self.options
         inp = part.inp
-        return BlockProcessor(
+        return kind(
             inp.display,
             self._resolver(inp),
             self.prefilter,
@@ -1617,9 +1618,7 @@ class Engine:
             sniffed=part.sniffed,
             host=o.host_of(inp.path),
             group=rotation_set(inp.path),
-            rules=rules,
-            detector=det,
-            table=table,
+            **extra,
         )
 
     def run_block_part(self, part: Part) -> BlockPart:
