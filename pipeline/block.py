@@ -200,11 +200,12 @@ def _utc_of(ts: datetime) -> tuple[int, int]:
     )
 
 
-class FindingTable(Sequence[Finding]):
+class FindingTable:
     """Findings kept as rows, in order of first emission; a later finding with the key of
     an earlier one replaces it in place (as the line path's finding set does).
 
-    As a sequence it gives :class:`~pipeline.model.Finding` objects, made on first access.
+    A scan hands them on as a :class:`TableView` (:meth:`view`), which gives
+    :class:`~pipeline.model.Finding` objects, made on first access.
     """
 
     def __init__(self, rules: Sequence[Rule]) -> None:
@@ -257,18 +258,9 @@ class FindingTable(Sequence[Finding]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    @overload
-    def __getitem__(self, i: int) -> Finding: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[Finding]: ...
-    def __getitem__(self, i: int | slice) -> Finding | Sequence[Finding]:
-        if isinstance(i, slice):
-            return [self.finding(r) for r in range(len(self))[i]]
-        return self.finding(range(len(self))[i])
-
-    def __iter__(self) -> Iterator[Finding]:
-        for row in range(len(self)):
-            yield self.finding(row)
+    def view(self) -> TableView:
+        """Every row, in order of first emission."""
+        return TableView(self, np.arange(len(self), dtype=np.int64))
 
     def _columns(self) -> dict[str, list[Any]]:
         if self._py is None:
@@ -322,22 +314,10 @@ class FindingTable(Sequence[Finding]):
         self._made[row] = f
         return f
 
-    def sorted_view(self) -> TableView:
-        """The rows in the scan's output order: by time (none first), source, line; rows
-        that tie keep their order of emission."""
-        r = self.rows
-        # as datetime.timestamp() gives it: microseconds over 10**6, as a float
-        secs = np.where(r.utc == NO_TIME, -np.inf, (r.utc // 1000).astype(float) / 1e6)
-        names = sorted(set(self.sources))
-        place = {n: i for i, n in enumerate(names)}
-        rank = np.array([place[s] for s in self.sources], dtype=np.int64)
-        src = rank[r.source] if len(r.source) else r.source
-        order = np.lexsort((r.line, src, secs))
-        return TableView(self, order.astype(np.int64))
-
 
 class TableView(Sequence[Finding]):
-    """Some rows of a :class:`FindingTable`, in a given order (what a scan shows)."""
+    """Some rows of a :class:`FindingTable`, in a given order: what a block-path scan
+    returns as its findings (all rows, in order of emission) and what it shows."""
 
     def __init__(self, table: FindingTable, rows: np.ndarray) -> None:
         self.table = table
@@ -359,6 +339,21 @@ class TableView(Sequence[Finding]):
         finding = self.table.finding
         for row in self.rows.tolist():
             yield finding(row)
+
+    def sorted_view(self) -> TableView:
+        """These rows in the scan's output order: by time (none first), source, line; rows
+        that tie keep their order here."""
+        t = self.table
+        r = t.rows
+        utc = r.utc[self.rows]
+        # as datetime.timestamp() gives it: microseconds over 10**6, as a float
+        secs = np.where(utc == NO_TIME, -np.inf, (utc // 1000).astype(float) / 1e6)
+        names = sorted(set(t.sources))
+        place = {n: i for i, n in enumerate(names)}
+        rank = np.array([place[s] for s in t.sources], dtype=np.int64)
+        src = rank[r.source[self.rows]] if len(self.rows) else self.rows
+        order = np.lexsort((r.line[self.rows], src, secs))
+        return TableView(t, self.rows[order].astype(np.int64))
 
     def at_least(self, floor: Severity | None) -> TableView:
         """The rows whose rule's severity is ``floor`` or above."""

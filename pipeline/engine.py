@@ -50,7 +50,7 @@ from pipeline.sources.journal import JournalSpec, check_backend, iter_journal
 from pipeline.timeinfer import TimeResolver, local_zone
 
 if TYPE_CHECKING:
-    from pipeline.block import BlockProcessor, BlockRecords, FindingTable
+    from pipeline.block import BlockProcessor, BlockRecords, FindingTable, TableView
     from pipeline.detection.correlate import ColumnRule
     from pipeline.detection.prefilter import IntArray
     from pipeline.imports.logcheck import LogcheckMatcher
@@ -884,7 +884,7 @@ class FindingSet:
 
 @dataclass
 class ScanResult:
-    #: a list, or a :class:`~pipeline.block.FindingTable` from the block path
+    #: a list, or a :class:`~pipeline.block.TableView` from the block path
     findings: Sequence[Finding]
     stats: ScanStats
     problems: list[Problem]
@@ -1505,7 +1505,7 @@ class Engine:
         total: ScanStats,
         log: ProblemLog,
         runner: Runner | None = None,
-    ) -> FindingTable | list[Finding] | None:
+    ) -> TableView | list[Finding] | None:
         """The findings of ``parts`` read on the block path (:mod:`pipeline.block`), or None
         when the rules, the options or the inputs need the line path."""
         o = self.options
@@ -1539,7 +1539,7 @@ class Engine:
                 proc.judge(chunk.data, chunk.first_line)
             total.merge(stats)
             log.merge(part_log)
-        return table if table is not None else []
+        return table.view() if table is not None else []
 
     def _block_scan_workers(
         self,
@@ -1549,7 +1549,7 @@ class Engine:
         total: ScanStats,
         log: ProblemLog,
         runner: Runner,
-    ) -> FindingTable:
+    ) -> TableView:
         """:meth:`_block_scan` with the parts read, judged and keyed by ``runner``'s workers;
         the rows are numbered here, in input order, as one process numbers them."""
         from pipeline.block import FindingTable, number
@@ -1577,7 +1577,7 @@ class Engine:
                 end = res.part.end if res.part.end is not None else _input_size(res.part.inp)
                 self._progress_done += end - res.part.start
                 self.progress(self._progress_done, self._progress_total, total.lines)
-        return table
+        return table.view()
 
     def _block_processor(
         self,

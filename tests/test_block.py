@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import engine as engine_module
-from pipeline.block import FindingTable
+from pipeline.block import TableView
 from pipeline.cli import write_findings
 from pipeline.detection.correlate import Detector
 from pipeline.detection.loader import load_rules
@@ -179,8 +179,8 @@ def scan_both(rules: list[Any], paths: list[str], **options: Any) -> tuple[Any, 
 
 
 def assert_same(block: Any, line: Any) -> None:
-    assert isinstance(block.findings, FindingTable), "the block path did not run"
-    assert not isinstance(line.findings, FindingTable)
+    assert isinstance(block.findings, TableView), "the block path did not run"
+    assert not isinstance(line.findings, TableView)
     assert [f.as_dict() for f in block.findings] == [f.as_dict() for f in line.findings]
     assert block.stats.as_dict() | {"seconds": 0} == line.stats.as_dict() | {"seconds": 0}
     assert [str(p) for p in block.problems] == [str(p) for p in line.problems]
@@ -389,11 +389,11 @@ def test_a_block_scan_does_not_import_pandas(tmp_path: Path) -> None:
         "import sys\n"
         "from pipeline.detection.loader import load_rules\n"
         "from pipeline.engine import Engine, ScanOptions\n"
-        "from pipeline.block import FindingTable\n"
+        "from pipeline.block import TableView\n"
         "import io\n"
         f"rules = [r for r in load_rules() if r.id == 'system.disk-full']\n"
         f"res = Engine(rules, ScanOptions()).scan([{str(path)!r}])\n"
-        "assert isinstance(res.findings, FindingTable)\n"
+        "assert isinstance(res.findings, TableView)\n"
         "res.findings.sorted_view().write_jsonl(io.StringIO())\n"
         "print('pandas' in sys.modules)\n"
     )
@@ -451,7 +451,7 @@ def read_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def assert_same_records(block: Any, line: Any) -> None:
-    assert not isinstance(block.findings, FindingTable)
+    assert not isinstance(block.findings, TableView)
     assert [f.as_dict() for f in block.findings] == [f.as_dict() for f in line.findings]
     assert block.stats.as_dict() | {"seconds": 0} == line.stats.as_dict() | {"seconds": 0}
     assert [str(p) for p in block.problems] == [str(p) for p in line.problems]
