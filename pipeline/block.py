@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,6 +72,7 @@ _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _NO_FIELDS: dict[str, str] = {}
 _NO_EVENT_FIELDS: MappingProxyType[str, str] = MappingProxyType({})
+_log = logging.getLogger("logwarden")
 
 
 # -- findings as rows -------------------------------------------------------------------------
@@ -101,6 +104,10 @@ class Rows:
     source: np.ndarray  # index into the table's sources
     occurrence: np.ndarray | None = None
     key: Any = None
+    #: filled in by the table (:meth:`FindingTable.add`): the row's id, and its place
+    #: among rows that tie in the output order (its own id, or the first id of its key)
+    rid: np.ndarray | None = None
+    order: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rule)
@@ -122,6 +129,8 @@ class Rows:
             self.source[order],
             None if self.occurrence is None else self.occurrence[order],
             None if self.key is None else self.key.take(at),
+            None if self.rid is None else self.rid[order],
+            None if self.order is None else self.order[order],
         )
 
     @staticmethod
@@ -140,6 +149,7 @@ class Rows:
             for p in parts:
                 fields.extend(p.fields if p.fields is not None else [_NO_FIELDS] * len(p))
         numbered = all(p.key is not None for p in parts)
+        kept = all(p.rid is not None for p in parts)
         return Rows(
             ints("rule"),
             ints("utc"),
@@ -154,6 +164,8 @@ class Rows:
             ints("source"),
             ints("occurrence") if numbered else None,
             strings("key") if numbered else None,
+            ints("rid") if kept else None,
+            ints("order") if kept else None,
         )
 
 
@@ -200,20 +212,168 @@ def _utc_of(ts: datetime) -> tuple[int, int]:
     )
 
 
+#: bytes of findings' columns held in memory before they are written to a sorted run on
+#: disk (:class:`FindingTable`); None: never
+HOLD_BYTES: int | None = 4 << 20
+#: rows per record batch of a run on disk, and per batch of JSON lines written
+BATCH_ROWS = 2048
+
+
+def _row_bytes(rows: Rows) -> int:
+    """About what ``rows`` hold in memory."""
+    strings = sum(int(a.nbytes) for a in (rows.stamp, rows.host, rows.program, rows.message))
+    key = int(rows.key.nbytes) if rows.key is not None else 0
+    return strings + key + 96 * len(rows) + (200 * len(rows) if rows.fields else 0)
+
+
+def _key_ints(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The 80 bits of each 20-hex-digit key as (high 64 bits, low 16 bits)."""
+    raw = np.frombuffer("".join(keys).encode("ascii"), dtype="S20") if keys else None
+    if raw is None:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint16)
+    hi = np.frombuffer(bytes.fromhex("".join(k[:16] for k in keys)), dtype=">u8")
+    lo = np.frombuffer(bytes.fromhex("".join(k[16:] for k in keys)), dtype=">u2")
+    return hi.astype(np.uint64), lo.astype(np.uint16)
+
+
+class _KeyIndex:
+    """The keys of a table's rows, for finding a key seen before: sorted levels of (high
+    bits, low bits, row id), merged as a binary counter merges (``log n`` levels), 18
+    bytes a row instead of a Python set's hundred."""
+
+    def __init__(self) -> None:
+        self._levels: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def seen(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """Which of the keys were added before."""
+        out = np.zeros(len(hi), dtype=bool)
+        for h, lw, _ in self._levels:
+            at = np.searchsorted(h, hi)
+            ok = at < len(h)
+            hit = np.zeros(len(hi), dtype=bool)
+            hit[ok] = h[at[ok]] == hi[ok]
+            for i in np.flatnonzero(hit):  # the same high bits: rare unless the same key
+                lo_match = lw[np.searchsorted(h, hi[i]) : np.searchsorted(h, hi[i], "right")]
+                out[i] |= bool(np.any(lo_match == lo[i]))
+        return out
+
+    def latest(self, hi: int, lo: int) -> int:
+        """The row id last added with this key."""
+        best = -1
+        for h, lw, rid in self._levels:
+            a, b = np.searchsorted(h, hi), np.searchsorted(h, hi, "right")
+            got = rid[a:b][lw[a:b] == lo]
+            if len(got):
+                best = max(best, int(got.max()))
+        return best
+
+    def add(self, hi: np.ndarray, lo: np.ndarray, rid: np.ndarray) -> None:
+        order = np.lexsort((rid, lo, hi))
+        self._levels.append((hi[order], lo[order], rid[order]))
+        while len(self._levels) > 1 and len(self._levels[-1][0]) >= len(self._levels[-2][0]):
+            a, b = self._levels.pop(), self._levels.pop()
+            h, lw, r = (np.concatenate((x, y)) for x, y in zip(a, b, strict=True))
+            order = np.lexsort((r, lw, h))
+            self._levels.append((h[order], lw[order], r[order]))
+
+
+class _Run:
+    """Rows written to a file, sorted in output order (Arrow IPC, LZ4)."""
+
+    def __init__(self, path: str, rows: int, first: Rows) -> None:
+        self.path = path
+        self.rows = rows
+        self.first = first  # its first row
+
+    def batches(self) -> Iterator[Rows]:
+        import pyarrow as pa
+        import pyarrow.ipc
+
+        with pa.OSFile(self.path, "rb") as f:
+            reader = pyarrow.ipc.open_file(f, options=pyarrow.ipc.IpcReadOptions(use_threads=False))
+            for i in range(reader.num_record_batches):
+                yield _rows_of_batch(reader.get_batch(i))
+
+
+_INT_COLUMNS = ("rule", "utc", "offset", "line", "counts", "source", "occurrence", "rid", "order")
+_STRING_COLUMNS = ("stamp", "host", "program", "message", "key")
+
+
+def _batch_of_rows(rows: Rows) -> Any:
+    import pyarrow as pa
+
+    names = [*_INT_COLUMNS, *_STRING_COLUMNS, "fields"]
+    arrays = [arrow_ints(getattr(rows, n)) for n in _INT_COLUMNS]
+    arrays += [getattr(rows, n) for n in _STRING_COLUMNS]
+    fields = rows.fields
+    arrays.append(
+        _strings([_ENCODE(f) if f else None for f in fields] if fields else [None] * len(rows))
+    )
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _rows_of_batch(batch: Any) -> Rows:
+    def ints(name: str) -> np.ndarray:
+        return numpy_of(batch.column(name)).copy()
+
+    fields_col = batch.column("fields")
+    fields = None
+    if fields_col.null_count < len(fields_col):
+        fields = [json.loads(f) if f is not None else _NO_FIELDS for f in fields_col.to_pylist()]
+    return Rows(
+        ints("rule"),
+        ints("utc"),
+        ints("offset"),
+        batch.column("stamp"),
+        batch.column("host"),
+        batch.column("program"),
+        ints("line"),
+        batch.column("message"),
+        fields,
+        ints("counts"),
+        ints("source"),
+        ints("occurrence"),
+        batch.column("key"),
+        ints("rid"),
+        ints("order"),
+    )
+
+
+def _secs(utc: np.ndarray) -> np.ndarray:
+    """The sort time of rows: as ``datetime.timestamp()`` gives it (microseconds over
+    10**6, as a float), -inf for none."""
+    return np.where(utc == NO_TIME, -np.inf, (utc // 1000).astype(float) / 1e6)
+
+
 class FindingTable:
     """Findings kept as rows, in order of first emission; a later finding with the key of
-    an earlier one replaces it in place (as the line path's finding set does).
+    an earlier one replaces it (its content, in the earlier one's place among rows that
+    tie in the output order), as the line path's finding set does.
+
+    Rows beyond :data:`HOLD_BYTES` are written to disk, sorted in output order, in runs
+    (a temporary directory, removed with the table): the JSON lines of a sorted view of
+    every row are merged from the runs in bounded memory (:meth:`TableView.write_jsonl`);
+    anything else reads the rows back.
 
     A scan hands them on as a :class:`TableView` (:meth:`view`), which gives
     :class:`~pipeline.model.Finding` objects, made on first access.
     """
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(self, rules: Sequence[Rule], hold: int | None = -1) -> None:
         self.rules = list(rules)
+        self.hold = HOLD_BYTES if hold == -1 else hold
         self.sources: list[str] = []
-        self._parts: list[Rows] = []
-        self._keys: set[str] = set()
-        self._again = False
+        self._held: list[Rows] = []
+        self._held_bytes = 0
+        self._runs: list[_Run] = []
+        self._dir: str | None = None
+        self._count = 0  # row ids given
+        self._index = _KeyIndex()
+        #: rows replaced by a later row with their key
+        self._dropped: set[int] = set()
+        #: a replacing row's place among ties: the first row with its key (others: own id)
+        self._order_of: dict[int, int] = {}
+        self._alive = np.zeros(len(self.rules), dtype=np.int64)  # rows per rule
         self._rows: Rows | None = None
         self._py: dict[str, list[Any]] | None = None
         self._made: dict[int, Finding] = {}
@@ -225,42 +385,199 @@ class FindingTable:
     def add(self, rows: Rows, keys: list[str]) -> None:
         """Append numbered rows (``key`` and ``occurrence`` filled in; ``keys`` the keys as
         Python strings)."""
-        if len(rows):
-            before = len(self._keys)
-            self._keys.update(keys)
-            if len(self._keys) - before != len(keys):
-                self._again = True  # a key seen before: resolved when the rows are read
-            self._parts.append(rows)
-            self._rows = self._py = None
-            self._made = {}
+        n = len(rows)
+        if not n:
+            return
+        rid = np.arange(self._count, self._count + n, dtype=np.int64)
+        self._count += n
+        order = rid.copy()
+        hi, lo = _key_ints(keys)
+        again = self._index.seen(hi, lo)
+        if len(np.unique(np.rec.fromarrays((hi, lo)))) != n or again.any():
+            latest: dict[str, int] = {}
+            for i in np.flatnonzero(again).tolist():
+                latest.setdefault(keys[i], self._index.latest(int(hi[i]), int(lo[i])))
+            for i, k in enumerate(keys):
+                before = latest.get(k)
+                if before is not None:
+                    self._dropped.add(before)
+                    self._alive[int(rows.rule[i])] -= 1
+                    order[i] = self._order_of.get(before, before)
+                    self._order_of[int(rid[i])] = int(order[i])
+                latest[k] = int(rid[i])
+        self._index.add(hi, lo, rid)
+        np.add.at(self._alive, rows.rule, 1)
+        rows.rid, rows.order = rid, order
+        self._held.append(rows)
+        self._held_bytes += _row_bytes(rows)
+        self._rows = self._py = None
+        self._made = {}
+        if self.hold is not None and self._held_bytes > self.hold:
+            self._spill()
+
+    def _sorted_held(self) -> Rows:
+        """The rows held, in output order."""
+        rows = Rows.concat(self._held) if len(self._held) > 1 else self._held[0]
+        # names sort the same now as when every source is known: an order within a run
+        rank = self._source_rank()
+        assert rows.order is not None
+        order = np.lexsort((rows.order, rows.line, rank[rows.source], _secs(rows.utc)))
+        return rows.take(order)
+
+    def _source_rank(self) -> np.ndarray:
+        place = {n: i for i, n in enumerate(sorted(set(self.sources)))}
+        return np.array([place[s] for s in self.sources] or [0], dtype=np.int64)
+
+    def _spill(self) -> None:
+        import shutil
+        import tempfile
+        import weakref
+
+        import pyarrow as pa
+        import pyarrow.ipc
+
+        rows = self._sorted_held()
+        try:
+            if self._dir is None:
+                self._dir = tempfile.mkdtemp(prefix="logwarden-findings-")
+                weakref.finalize(self, shutil.rmtree, self._dir, True)
+            path = os.path.join(self._dir, f"run-{len(self._runs)}.arrow")
+            options = pyarrow.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
+            first = _batch_of_rows(rows.take(np.arange(min(len(rows), BATCH_ROWS))))
+            with (
+                pa.OSFile(path, "wb") as f,
+                pyarrow.ipc.new_file(f, first.schema, options=options) as w,
+            ):
+                w.write_batch(first)
+                for start in range(BATCH_ROWS, len(rows), BATCH_ROWS):
+                    at = np.arange(start, min(len(rows), start + BATCH_ROWS))
+                    w.write_batch(_batch_of_rows(rows.take(at)))
+        except OSError as exc:  # no room on disk: held in memory from now on
+            _log.warning("findings kept in memory: cannot write them to disk: %s", exc)
+            self.hold = None
+            return
+        self._runs.append(_Run(path, len(rows), rows.take(np.arange(1))))
+        self._held, self._held_bytes = [], 0
+
+    def alive(self, floor: Severity | None = None) -> int:
+        """How many rows there are (at or above ``floor``)."""
+        if floor is None:
+            return int(self._alive.sum())
+        ok = np.array([r.severity >= floor for r in self.rules], dtype=bool)
+        return int(self._alive[ok].sum()) if len(ok) else 0
+
+    def _all_parts(self) -> Iterator[Rows]:
+        for run in self._runs:
+            yield from run.batches()
+        yield from self._held
 
     @property
     def rows(self) -> Rows:
-        """All rows, one per key (the rows of a key seen again replace the first's)."""
+        """All rows, one per key, in order of first emission (read back from disk)."""
         if self._rows is None:
-            if not self._parts:
-                self._parts = [_EventRows().rows(0)]
-                self._parts[0].occurrence = np.zeros(0, dtype=np.int64)
-                self._parts[0].key = _strings([])
-            rows = Rows.concat(self._parts) if len(self._parts) > 1 else self._parts[0]
-            self._parts = [rows]
-            keys = rows.key
-            if self._again:
-                first: dict[str, int] = {}
-                last: dict[str, int] = {}
-                for i, k in enumerate(keys.to_pylist()):
-                    first.setdefault(k, i)
-                    last[k] = i
-                rows = rows.take(np.array([last[k] for k in first], dtype=np.int64))
+            parts = list(self._all_parts())
+            if not parts:
+                empty = _EventRows().rows(0)
+                empty.occurrence = empty.rid = empty.order = np.zeros(0, dtype=np.int64)
+                empty.key = _strings([])
+                parts = [empty]
+            rows = Rows.concat(parts) if len(parts) > 1 else parts[0]
+            assert rows.order is not None and rows.rid is not None
+            keep = np.ones(len(rows), dtype=bool)
+            if self._dropped:
+                keep = ~np.isin(rows.rid, np.fromiter(self._dropped, dtype=np.int64))
+            kept = np.flatnonzero(keep)
+            rows = rows.take(kept[np.argsort(rows.order[kept], kind="stable")])
+            if not self._runs and len(rows):  # nothing on disk: keep them as one part
+                self._held = [rows]
             self._rows = rows
         return self._rows
 
+    def sorted_batches(self, floor: Severity | None = None) -> Iterator[Rows]:
+        """Every row (at or above ``floor``) in output order, in batches: the runs on disk
+        and the rows held merged, a batch of each run in memory at a time."""
+        ok = np.array([floor is None or r.severity >= floor for r in self.rules], dtype=bool)
+        dropped = np.fromiter(self._dropped, dtype=np.int64) if self._dropped else None
+        rank = self._source_rank()
+
+        def keyed(rows: Rows) -> tuple[Rows, tuple[np.ndarray, ...]]:
+            assert rows.order is not None and rows.rid is not None
+            keep = ok[rows.rule]
+            if dropped is not None:
+                keep &= ~np.isin(rows.rid, dropped)
+            if not keep.all():
+                rows = rows.take(np.flatnonzero(keep))
+            assert rows.order is not None
+            return rows, (_secs(rows.utc), rank[rows.source], rows.line, rows.order)
+
+        def first_key(rows: Rows) -> tuple[float, int, int, int]:
+            assert rows.order is not None
+            utc, src = rows.utc[:1], rank[rows.source[:1]]
+            return (float(_secs(utc)[0]), int(src[0]), int(rows.line[0]), int(rows.order[0]))
+
+        # per run: the sort key of its first row (a lower bound of all of it) and batches
+        runs: list[tuple[tuple[float, int, int, int], Iterator[Rows]]] = [
+            (first_key(run.first), run.batches()) for run in self._runs
+        ]
+        held = self._sorted_held() if self._held else None
+        if held is not None and len(held):
+            step = range(0, len(held), BATCH_ROWS)
+            batches = (held.take(np.arange(a, min(len(held), a + BATCH_ROWS))) for a in step)
+            runs.append((first_key(held), batches))
+        # runs not yet open, the one starting first last; a run is opened only when it may
+        # hold rows before the rows open so far (runs of a time-ordered input do not
+        # overlap: one is open at a time)
+        pending = sorted(range(len(runs)), key=lambda i: runs[i][0], reverse=True)
+        # per open run: its current batch (rows and sort keys) from where it is not yet out
+        current: dict[int, tuple[Rows, tuple[np.ndarray, ...]]] = {}
+
+        def refill(i: int) -> None:
+            for rows in runs[i][1]:
+                got = keyed(rows)
+                if len(got[0]):
+                    current[i] = got
+                    return
+            current.pop(i, None)
+
+        while current or pending:
+            if not current:
+                refill(pending.pop())
+                continue
+            # every row up to the smallest of the current batches' last keys comes before
+            # anything not yet read
+            bound = min(
+                (float(k[0][-1]), int(k[1][-1]), int(k[2][-1]), int(k[3][-1]))
+                for _, k in current.values()
+            )
+            if pending and runs[pending[-1]][0] <= bound:
+                refill(pending.pop())
+                continue
+            if len(current) == 1:  # one run open: its batch as it is
+                ((i, (rows, _)),) = current.items()
+                yield rows
+                refill(i)
+                continue
+            pieces: list[tuple[Rows, tuple[np.ndarray, ...]]] = []
+            for i in list(current):
+                rows, keys = current[i]
+                n = int(np.count_nonzero(_at_most(keys, bound)))
+                if n == len(rows):
+                    pieces.append((rows, keys))
+                    refill(i)
+                elif n:
+                    pieces.append((rows.take(np.arange(n)), tuple(k[:n] for k in keys)))
+                    rest = np.arange(n, len(rows))
+                    current[i] = (rows.take(rest), tuple(k[n:] for k in keys))
+            merged = Rows.concat([p[0] for p in pieces]) if len(pieces) > 1 else pieces[0][0]
+            keys = tuple(np.concatenate([p[1][j] for p in pieces]) for j in range(4))
+            yield merged.take(np.lexsort(keys[::-1]))
+
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.alive()
 
     def view(self) -> TableView:
         """Every row, in order of first emission."""
-        return TableView(self, np.arange(len(self), dtype=np.int64))
+        return TableView(self, None)
 
     def _columns(self) -> dict[str, list[Any]]:
         if self._py is None:
@@ -274,11 +591,7 @@ class FindingTable:
         return self._py
 
     def timestamp(self, row: int) -> datetime | None:
-        utc = int(self.rows.utc[row])
-        if utc == NO_TIME:
-            return None
-        zone = fixed_zone(timedelta(seconds=int(self.rows.offset[row])))
-        return (_EPOCH_UTC + timedelta(microseconds=utc // 1000)).astimezone(zone)
+        return _time_of(int(self.rows.utc[row]), int(self.rows.offset[row]))
 
     def finding(self, row: int) -> Finding:
         made = self._made.get(row)
@@ -315,16 +628,85 @@ class FindingTable:
         return f
 
 
+@dataclass
+class _Example:
+    """What a digest row shows of its earliest finding."""
+
+    utc: int
+    offset: int
+    source: str
+    line: int
+    message: str
+
+
+def _example(t: FindingTable, rows: Rows, i: int) -> _Example:
+    return _Example(
+        int(rows.utc[i]),
+        int(rows.offset[i]),
+        t.sources[int(rows.source[i])],
+        int(rows.line[i]),
+        str(rows.message[i].as_py()),
+    )
+
+
+def _time_of(utc: int, offset: int) -> datetime | None:
+    """The aware time of a row's UTC nanoseconds and offset (None for none)."""
+    if utc == NO_TIME:
+        return None
+    zone = fixed_zone(timedelta(seconds=offset))
+    return (_EPOCH_UTC + timedelta(microseconds=utc // 1000)).astimezone(zone)
+
+
+def _at_most(keys: tuple[np.ndarray, ...], bound: tuple[Any, ...]) -> np.ndarray:
+    """Which rows' sort keys (time, source rank, line, order) are at most ``bound``."""
+    t, s, line, o = keys
+    b0, b1, b2, b3 = bound
+    out: np.ndarray = (t < b0) | (
+        (t == b0) & ((s < b1) | ((s == b1) & ((line < b2) | ((line == b2) & (o <= b3)))))
+    )
+    return out
+
+
 class TableView(Sequence[Finding]):
     """Some rows of a :class:`FindingTable`, in a given order: what a block-path scan
-    returns as its findings (all rows, in order of emission) and what it shows."""
+    returns as its findings (all rows, in order of emission) and what it shows.
 
-    def __init__(self, table: FindingTable, rows: np.ndarray) -> None:
+    ``rows`` None is every row of the table: in order of emission, or with ``in_order``
+    in output order (at or above ``floor``), without reading the rows back from disk
+    until something asks for them one by one."""
+
+    def __init__(
+        self,
+        table: FindingTable,
+        rows: np.ndarray | None,
+        *,
+        in_order: bool = False,
+        floor: Severity | None = None,
+    ) -> None:
         self.table = table
-        self.rows = rows
+        self._index = rows
+        self.in_order = in_order
+        self.floor = floor
+        self._read: np.ndarray | None = None
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The rows, as indexes into the table's rows in order of first emission (for
+        every row: read back from disk, once)."""
+        if self._index is not None:
+            return self._index
+        if self._read is None:
+            every = np.arange(len(self.table.rows), dtype=np.int64)
+            view = TableView(self.table, every)
+            if self.in_order:
+                view = view.sorted_view()
+            self._read = view.at_least(self.floor).rows
+        return self._read
 
     def __len__(self) -> int:
-        return len(self.rows)
+        if self._index is None:
+            return self.table.alive(self.floor)
+        return len(self._index)
 
     @overload
     def __getitem__(self, i: int) -> Finding: ...
@@ -343,59 +725,65 @@ class TableView(Sequence[Finding]):
     def sorted_view(self) -> TableView:
         """These rows in the scan's output order: by time (none first), source, line; rows
         that tie keep their order here."""
+        if self._index is None:
+            return TableView(self.table, None, in_order=True, floor=self.floor)
         t = self.table
         r = t.rows
-        utc = r.utc[self.rows]
-        # as datetime.timestamp() gives it: microseconds over 10**6, as a float
-        secs = np.where(utc == NO_TIME, -np.inf, (utc // 1000).astype(float) / 1e6)
-        names = sorted(set(t.sources))
-        place = {n: i for i, n in enumerate(names)}
-        rank = np.array([place[s] for s in t.sources], dtype=np.int64)
+        secs = _secs(r.utc[self.rows])
+        rank = t._source_rank()
         src = rank[r.source[self.rows]] if len(self.rows) else self.rows
         order = np.lexsort((r.line[self.rows], src, secs))
         return TableView(t, self.rows[order].astype(np.int64))
 
     def at_least(self, floor: Severity | None) -> TableView:
         """The rows whose rule's severity is ``floor`` or above."""
-        if floor is None or not len(self.rows):
+        if floor is None:
+            return self
+        if self._index is None:
+            above = floor if self.floor is None else max(floor, self.floor)
+            return TableView(self.table, None, in_order=self.in_order, floor=above)
+        if not len(self.rows):
             return self
         ok = np.array([r.severity >= floor for r in self.table.rules], dtype=bool)
         return TableView(self.table, self.rows[ok[self.table.rows.rule[self.rows]]])
 
     def digest_rows(self) -> list[DigestRow]:
         """:func:`pipeline.output.digest.digest` of these rows, read from the columns (the
-        same groups, counts, times, examples and order, without a Finding per row)."""
+        same groups, counts, times, examples and order, without a Finding per row), batch
+        by batch (every row in output order: merged from the runs on disk)."""
         from pipeline.output.digest import DigestExample, DigestRow, ordered
 
         t = self.table
-        r = t.rows
-        order = self.rows
-        hosts = r.host.take(arrow_ints(order)).to_pylist()
-        # per (rule, host): [row of the earliest, findings, count, earliest, latest, row of
-        # the latest], rows as indexes into this view
-        groups: dict[tuple[int, str | None], list[int]] = {}
-        items = zip(
-            r.rule[order].tolist(),
-            hosts,
-            r.utc[order].tolist(),
-            r.counts[order].tolist(),
-            strict=True,
-        )
-        for i, (rule, host, ts, count) in enumerate(items):
-            key = (rule, host or None)
-            g = groups.get(key)
-            if g is None:
-                groups[key] = [i, 1, count, ts, ts, i]
-                continue
-            g[1] += 1
-            g[2] += count
-            if ts != NO_TIME and (g[3] == NO_TIME or ts < g[3]):
-                g[3], g[0] = ts, i
-            if ts != NO_TIME and (g[4] == NO_TIME or ts > g[4]):
-                g[4], g[5] = ts, i
+        # per (rule, host): [the earliest row's (utc, offset, source, line, message),
+        # findings, count, earliest, latest, the latest row's (utc, offset)]
+        groups: dict[tuple[int, str | None], list[Any]] = {}
+        for r in self._batches(BATCH_ROWS):
+            items = zip(
+                r.rule.tolist(),
+                r.host.to_pylist(),
+                r.utc.tolist(),
+                r.counts.tolist(),
+                strict=True,
+            )
+            for i, (rule, host, ts, count) in enumerate(items):
+                key = (rule, host or None)
+                g = groups.get(key)
+                if g is None:
+                    here = (ts, int(r.offset[i]))
+                    groups[key] = [(r, i), 1, count, ts, ts, here]
+                    continue
+                g[1] += 1
+                g[2] += count
+                if ts != NO_TIME and (g[3] == NO_TIME or ts < g[3]):
+                    g[3], g[0] = ts, (r, i)
+                if ts != NO_TIME and (g[4] == NO_TIME or ts > g[4]):
+                    g[4], g[5] = ts, (ts, int(r.offset[i]))
+            # before the batch goes: what the digest shows of the earliest rows in it
+            for g in groups.values():
+                if isinstance(g[0], tuple):
+                    g[0] = _example(t, *g[0])
         out = []
-        for (rule, host), (at, findings, count, _, _, latest) in groups.items():
-            row = int(order[at])
+        for (rule, host), (first, findings, count, _, _, latest) in groups.items():
             spec = t.rules[rule]
             out.append(
                 DigestRow(
@@ -404,18 +792,24 @@ class TableView(Sequence[Finding]):
                     spec.severity,
                     findings,
                     count,
-                    t.timestamp(row),
-                    t.timestamp(int(order[latest])),
-                    DigestExample(
-                        t.sources[int(r.source[row])],
-                        int(r.line[row]),
-                        str(r.message[row].as_py()),
-                    ),
+                    _time_of(first.utc, first.offset),
+                    _time_of(*latest),
+                    DigestExample(first.source, first.line, first.message),
                 )
             )
         return ordered(out)
 
-    def write_jsonl(self, out: TextIO, batch: int = 8192) -> None:
+    def _batches(self, batch: int) -> Iterator[Rows]:
+        """These rows in batches; every row in output order is merged from the table's
+        runs without reading them all back."""
+        if self._index is None and self.in_order:
+            yield from self.table.sorted_batches(self.floor)
+            return
+        every = self.table.rows
+        for start in range(0, len(self.rows), batch):
+            yield every.take(self.rows[start : start + batch])
+
+    def write_jsonl(self, out: TextIO, batch: int = BATCH_ROWS) -> None:
         """The rows as JSON lines, byte for byte what ``Finding.as_dict`` gives encoded:
         assembled column by column with Arrow, in batches."""
         t = self.table
@@ -436,10 +830,8 @@ class TableView(Sequence[Finding]):
         raw = getattr(out, "buffer", None)
         if str(getattr(out, "encoding", "")).lower().replace("-", "") != "utf8":
             raw = None
-        all_rows = t.rows
-        for start in range(0, len(self.rows), batch):
-            order = self.rows[start : start + batch]
-            text = _json_lines(all_rows.take(order), heads, tags, sources)
+        for rows in self._batches(batch):
+            text = _json_lines(rows, heads, tags, sources)
             data = text.buffers()[2]
             offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)
             chunk = memoryview(data)[

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -152,6 +153,20 @@ def columns_for_every_block(monkeypatch: pytest.MonkeyPatch) -> None:
     # and never handed to the line path for being dense
     monkeypatch.setattr(block, "UNKNOWN_IS_DENSE", False)
     monkeypatch.setattr(block, "DENSE", 2.0)
+
+
+@pytest.fixture(autouse=True, params=["held", "on-disk"])
+def findings_held_or_on_disk(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Every comparison twice: with the findings held in memory, and with every part of
+    them written to a sorted run on disk at once and merged back in batches of 3 rows."""
+    from pipeline import block
+
+    if request.param == "on-disk":
+        monkeypatch.setattr(block, "HOLD_BYTES", 1)
+        monkeypatch.setattr(block, "BATCH_ROWS", 3)
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -313,6 +328,53 @@ def test_awkward_lines_in_small_chunks(
     assert_same(*scan_both(rules, [str(path)]))
 
 
+def out_of_order_lines() -> bytes:
+    """Blocks whose times go back and forth (each block spans an early and a late time,
+    so the runs on disk overlap), across hosts, with the same lines again after their
+    host's time moved on (the same key: the later finding replaces the earlier one), and
+    time-less findings among them."""
+    out = []
+    for rnd in range(3):
+        for early, late in ((10, 50), (20, 40), (10, 30), (25, 26)):
+            for sec in (5, 5, 7):
+                for minute in (early, late):
+                    host = "ab"[(sec + minute) % 2]
+                    out.append(
+                        f"Mar  3 10:{minute:02d}:{sec:02d} {host} sshd[{rnd}]: Failed password "
+                        f"for root from 192.0.2.{sec} port 22"
+                    )
+                    out.append(f"Mar  3 10:{minute:02d}:{sec:02d} {host} app[1]: error {rnd % 2}")
+            out.append(f"no time at all: an error {rnd}")
+    return ("\n".join(out) + "\n").encode()
+
+
+def test_out_of_order_times_and_repeated_keys_in_small_chunks(
+    rules: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, findings_held_or_on_disk: str
+) -> None:
+    """Runs on disk that overlap in time, merged in output order; a key seen again in a
+    later run replaces the row of an earlier one."""
+    path = tmp_path / "syslog"
+    path.write_bytes(out_of_order_lines())
+    os.utime(path, (datetime(2026, 3, 4, tzinfo=UTC).timestamp(),) * 2)
+    monkeypatch.setattr(engine_module, "iter_chunks", partial(iter_chunks, chunk_size=400))
+    block, line = scan_both(rules, [str(path)])
+    table = block.findings.table
+    if findings_held_or_on_disk == "on-disk":
+        assert len(table._runs) > 5, "the findings were not written to disk"
+    assert table._dropped, "no finding replaced another"
+    assert_same(block, line)
+    # and at or above a severity, in output order, from the runs
+    view = block.findings.sorted_view().at_least(Severity.MEDIUM)
+    assert 0 < len(view) < len(block.findings)
+    assert [f.key for f in view] == [
+        f.key for f in block.findings.sorted_view() if f.severity >= Severity.MEDIUM
+    ]
+    fast, slow = io.StringIO(), io.StringIO()
+    write_findings(view, "jsonl", fast)
+    write_findings(list(view), "jsonl", slow)
+    assert fast.getvalue() == slow.getvalue()
+
+
 def test_no_final_newline_gz_and_a_zone_with_summer_time(rules: list[Any], tmp_path: Path) -> None:
     lines = [
         f"Mar 29 0{h}:{m:02d}:00 web1 sshd[1]: Failed password for root from 192.0.2.{m} port 2"
@@ -384,7 +446,8 @@ def test_a_block_scan_does_not_import_pandas(tmp_path: Path) -> None:
     """pyarrow imports pandas on its first ``pa.array``: the block path builds its arrays
     from buffers, so a scan does not pay for it."""
     path = tmp_path / "syslog"
-    path.write_bytes(awkward_lines())
+    full = b"Mar  1 00:00:%02d h rsyslogd: write error: No space left on device\n"
+    path.write_bytes(awkward_lines() + b"".join(full % i for i in range(9)))
     code = (
         "import sys\n"
         "from pipeline.detection.loader import load_rules\n"
@@ -394,6 +457,11 @@ def test_a_block_scan_does_not_import_pandas(tmp_path: Path) -> None:
         f"rules = [r for r in load_rules() if r.id == 'system.disk-full']\n"
         f"res = Engine(rules, ScanOptions()).scan([{str(path)!r}])\n"
         "assert isinstance(res.findings, TableView)\n"
+        "res.findings.sorted_view().write_jsonl(io.StringIO())\n"
+        "import pipeline.block\n"
+        "pipeline.block.HOLD_BYTES = 1\n"  # and with the findings on disk
+        f"res = Engine(rules, ScanOptions()).scan([{str(path)!r}])\n"
+        "assert len(res.findings) == 9 and res.findings.table._runs\n"
         "res.findings.sorted_view().write_jsonl(io.StringIO())\n"
         "print('pandas' in sys.modules)\n"
     )
@@ -703,3 +771,43 @@ def test_a_scan_whose_blocks_stay_on_the_line_path_does_not_import_pyarrow(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False False"
+
+
+def test_digest_of_rows_without_times_and_across_batches(
+    rules: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group whose first rows in output order have no time shows its earliest timed row
+    (in a later batch) as its example, as the digest of the findings does."""
+    from pipeline import block
+
+    monkeypatch.setattr(block, "BATCH_ROWS", 2)
+    table = block.FindingTable(rules[:2])
+    source = table.source_index("x.log")
+    for part in range(3):
+        rows = block._EventRows()
+        for i in range(3):
+            timed = part > 0 and i != 1
+            rows.rule.append(i % 2)
+            rows.utc.append((1_700_000_000 + 60 * part - i) * 10**9 if timed else block.NO_TIME)
+            rows.offset.append(3600)
+            rows.stamp.append("2023-11-14T23:13:20+01:00" if timed else None)
+            rows.host.append("h" if i < 2 else None)
+            rows.program.append("p")
+            rows.line.append(10 * part + i)
+            rows.message.append(f"message {part}.{i}")
+            rows.fields.append({})
+            rows.counts.append(1 + i)
+            rows.at.append(i)
+        out = rows.rows(source)
+        out.occurrence = np.zeros(len(out), dtype=np.int64)
+        keys = [f"{part:02d}{i:02d}".ljust(20, "0") for i in range(3)]
+        out.key = block.arrow_strings(keys)
+        table.add(out, keys)
+    view = table.view().sorted_view()
+    assert digest(view) == digest(list(view))
+    examples = {(r.rule, r.host): r.example.message for r in digest(view)}
+    assert examples == {
+        ("t.sshd-failed", "h"): "message 1.0",  # the earliest timed row, not line 0
+        ("t.any-error", "h"): "message 0.1",  # none has a time: the first in order
+        ("t.sshd-failed", None): "message 1.2",
+    }
