@@ -652,6 +652,7 @@ def iter_chunks(
         else:
             whole = block if cut == len(block) - 1 else block[: cut + 1]
         carry = block[cut + 1 :]
+        block = b""  # not held while the next block is read
         yield Chunk(whole, line_no)
         line_no += whole.count(b"\n")
         if len(carry) > max_line:
