@@ -1401,6 +1401,10 @@ def number(det: Detector, rows: Rows, keys: list[str], ids: Any) -> None:
     within one timestamp): ``occurrence``, and the keys of the repeated ones, in place."""
     recent_stamp, recent = det._recent_stamp, det._recent
     occurrence = np.zeros(len(rows), dtype=np.int64)
+    if _numbered_in_bulk(recent_stamp, recent, rows, keys):
+        rows.occurrence = occurrence
+        rows.key = _strings(keys)
+        return
     for i, (key, host, stamp) in enumerate(
         zip(keys, rows.host.to_pylist(), rows.stamp.to_pylist(), strict=True)
     ):
@@ -1428,6 +1432,51 @@ def number(det: Detector, rows: Rows, keys: list[str], ids: Any) -> None:
             keys[i] = hashlib.sha256((text + str(got)).encode()).hexdigest()[:20]
     rows.occurrence = occurrence
     rows.key = _strings(keys)
+
+
+def _numbered_in_bulk(
+    recent_stamp: dict[str | None, str],
+    recent: dict[str | None, dict[str, int]],
+    rows: Rows,
+    keys: list[str],
+) -> bool:
+    """:func:`number` where no key repeats (the rows' keys are distinct and none is among
+    the detector's recent ones): every occurrence is 0, and only the detector's recent
+    keys move on, per host to the keys at its last time here. False where a key repeats:
+    then the rows are numbered one by one."""
+    import pyarrow.compute as pc
+
+    if len(set(keys)) != len(keys):
+        return False
+    for seen in recent.values():
+        if not seen.keys().isdisjoint(keys):
+            return False
+    timed = np.flatnonzero(numpy_of(pc.is_valid(rows.stamp)))
+    if not len(timed):
+        return True
+    host = pc.dictionary_encode(rows.host, null_encoding="encode")
+    stamp = pc.dictionary_encode(rows.stamp)
+    hosts, stamps = host.dictionary.to_pylist(), stamp.dictionary.to_pylist()
+    host_of = numpy_of(host.indices)[timed]
+    stamp_of = numpy_of(stamp.indices)[timed]
+    by_host = np.argsort(host_of, kind="stable")  # each host's rows, in order
+    starts = np.flatnonzero(np.diff(host_of[by_host], prepend=-1))
+    for at, end in zip(starts.tolist(), [*starts[1:].tolist(), len(by_host)], strict=True):
+        mine = by_host[at:end]
+        codes = stamp_of[mine]
+        last = codes[-1]
+        other = np.flatnonzero(codes != last)
+        run = mine[other[-1] + 1 :] if len(other) else mine  # the rows at its last time
+        name, text = hosts[int(host_of[mine[0]])], stamps[int(last)]
+        before = None
+        if not len(other) and recent_stamp.get(name) == text:
+            before = recent.get(name)  # its time goes on from the rows before
+        if before is None:
+            recent_stamp[name] = text
+            before = recent[name] = {}
+        for i in timed[run].tolist():
+            before[keys[i]] = 1
+    return True
 
 
 @dataclass

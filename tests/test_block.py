@@ -811,3 +811,40 @@ def test_digest_of_rows_without_times_and_across_batches(
         ("t.any-error", "h"): "message 0.1",  # none has a time: the first in order
         ("t.sshd-failed", None): "message 1.2",
     }
+
+
+def scanned_detector(rules: list[Any], path: Path, block_path: bool) -> Detector:
+    """The detector of a scan of ``path`` (made by the engine, as a scan makes it)."""
+    engine = Engine(rules, ScanOptions(block_path=block_path))
+    made: list[Detector] = []
+    new_detector = engine.new_detector
+
+    def keep() -> Detector:
+        made.append(new_detector())
+        return made[-1]
+
+    engine.new_detector = keep  # type: ignore[method-assign]
+    res = engine.scan([str(path)])
+    assert isinstance(res.findings, TableView) == block_path
+    return made[0]
+
+
+@pytest.mark.parametrize("chunk_size", [90, 300, 5000])
+def test_the_detector_state_after_a_scan_is_the_line_paths(
+    rules: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_size: int
+) -> None:
+    """The recent keys per host that a detector numbers identical findings against (kept
+    across blocks) are the same after either path (the table path keeps nothing else of
+    the detector: its rules keep no state)."""
+    path = tmp_path / "syslog"
+    # the same second over blocks of a line each: a line seen two blocks before repeats
+    again = b"".join(
+        b"Mar  4 11:00:00 h app[1]: error %s\n" % x for x in (b"x", b"y", b"x", b"z", b"y")
+    )
+    path.write_bytes(awkward_lines() + out_of_order_lines() + again + awkward_lines())
+    os.utime(path, (datetime(2026, 3, 4, tzinfo=UTC).timestamp(),) * 2)
+    monkeypatch.setattr(engine_module, "iter_chunks", partial(iter_chunks, chunk_size=chunk_size))
+    assert_same(*scan_both(rules, [str(path)]))
+    block, line = (scanned_detector(rules, path, b).snapshot()["recent"] for b in (True, False))
+    assert block, "no recent keys to compare"
+    assert block == line
