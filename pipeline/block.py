@@ -231,12 +231,10 @@ def _row_bytes(rows: Rows) -> int:
 
 def _key_ints(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """The 80 bits of each 20-hex-digit key as (high 64 bits, low 16 bits)."""
-    raw = np.frombuffer("".join(keys).encode("ascii"), dtype="S20") if keys else None
-    if raw is None:
-        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint16)
-    hi = np.frombuffer(bytes.fromhex("".join(k[:16] for k in keys)), dtype=">u8")
-    lo = np.frombuffer(bytes.fromhex("".join(k[16:] for k in keys)), dtype=">u2")
-    return hi.astype(np.uint64), lo.astype(np.uint16)
+    raw = np.frombuffer(
+        bytes.fromhex("".join(keys)), dtype=np.dtype([("hi", ">u8"), ("lo", ">u2")])
+    )
+    return raw["hi"].astype(np.uint64), raw["lo"].astype(np.uint16)
 
 
 class _KeyIndex:
@@ -396,7 +394,7 @@ class FindingTable:
         order = rid.copy()
         hi, lo = _key_ints(keys)
         again = self._index.seen(hi, lo)
-        if len(np.unique(np.rec.fromarrays((hi, lo)))) != n or again.any():
+        if again.any() or len(set(keys)) != n:
             latest: dict[str, int] = {}
             for i in np.flatnonzero(again).tolist():
                 latest.setdefault(keys[i], self._index.latest(int(hi[i]), int(lo[i])))
@@ -1401,32 +1399,75 @@ def base_keys(rows: Rows, ids: Any) -> list[str]:
 
 def number(det: Detector, rows: Rows, keys: list[str], ids: Any) -> None:
     """Number the rows as the detector numbers identical findings at one time (per host,
-    within one timestamp): ``occurrence``, and the keys of the repeated ones, in place."""
+    within one timestamp): ``occurrence``, and the keys of the repeated ones, in place.
+
+    In bulk: a row's occurrence is how many rows before it have its key within its host's
+    run of rows at one time (a host's time changing starts a new run; rows without a time
+    take no part), plus, for the run a host was in when the block began, the count the
+    detector kept of the key; the detector keeps each host's last run's counts."""
+    import pyarrow.compute as pc
+
     recent_stamp, recent = det._recent_stamp, det._recent
-    occurrence = np.zeros(len(rows), dtype=np.int64)
-    if _numbered_in_bulk(recent_stamp, recent, rows, keys):
-        rows.occurrence = occurrence
-        rows.key = _strings(keys)
-        return
-    for i, (key, host, stamp) in enumerate(
-        zip(keys, rows.host.to_pylist(), rows.stamp.to_pylist(), strict=True)
-    ):
-        if stamp is None:
-            continue
-        if recent_stamp.get(host) != stamp:
-            recent_stamp[host] = stamp
-            seen = recent[host] = {}
-        else:
-            seen = recent[host]
-        got = seen.get(key, 0)
-        seen[key] = got + 1
-        if got:
-            occurrence[i] = got
+    n = len(rows)
+    occurrence = np.zeros(n, dtype=np.int64)
+    timed = np.flatnonzero(numpy_of(pc.is_valid(rows.stamp))) if n else np.zeros(0, np.int64)
+    if len(timed):
+        host = pc.dictionary_encode(rows.host, null_encoding="encode")
+        stamp = pc.dictionary_encode(rows.stamp)
+        hosts, stamps = host.dictionary.to_pylist(), stamp.dictionary.to_pylist()
+        host_of = numpy_of(host.indices)[timed]
+        stamp_of = numpy_of(stamp.indices)[timed]
+        by_host = np.argsort(host_of, kind="stable")  # each host's rows, in order
+        h, st = host_of[by_host], stamp_of[by_host]
+        first = np.ones(len(h), dtype=bool)
+        first[1:] = h[1:] != h[:-1]  # a host's first row here
+        starts = first.copy()
+        starts[1:] |= st[1:] != st[:-1]  # a run at one time starts
+        # a host whose first row here has the time it had before goes on with that run
+        goes_on = np.zeros(len(h), dtype=bool)
+        for at in np.flatnonzero(first).tolist():
+            name = hosts[int(h[at])]
+            if name in recent and recent_stamp.get(name) == stamps[int(st[at])]:
+                goes_on[at] = True
+        run = np.cumsum(starts)  # per row (host order): its run
+        hi, lo = _key_ints([keys[i] for i in timed[by_host].tolist()])
+        # within a run, the rows of one key, in order: the k-th has occurrence k
+        order = np.lexsort((np.arange(len(h)), lo, hi, run))
+        r, kh, kl = run[order], hi[order], lo[order]
+        new_group = np.ones(len(order), dtype=bool)
+        new_group[1:] = (r[1:] != r[:-1]) | (kh[1:] != kh[:-1]) | (kl[1:] != kl[:-1])
+        group_start = np.maximum.accumulate(np.where(new_group, np.arange(len(order)), 0))
+        count = np.empty(len(order), dtype=np.int64)
+        count[order] = np.arange(len(order)) - group_start  # per row (host order)
+        # the runs that go on: add what the detector counted of each key before
+        carried = set(run[goes_on].tolist())
+        row_of = timed[by_host]
+        if carried:
+            for j in np.flatnonzero(np.isin(run, list(carried))).tolist():
+                seen = recent[hosts[int(h[j])]]
+                count[j] += seen.get(keys[int(row_of[j])], 0)
+        occurrence[row_of] = count
+        # the detector keeps each host's last run: the count after its last row per key
+        last = np.ones(len(h), dtype=bool)
+        last[:-1] = h[:-1] != h[1:]
+        run_start = np.flatnonzero(starts)  # runs are contiguous in host order
+        for end in np.flatnonzero(last).tolist():
+            name = hosts[int(h[end])]
+            mine = range(int(run_start[run[end] - 1]), end + 1)
+            if run[end] in carried:
+                seen = recent[name]
+            else:
+                recent_stamp[name] = stamps[int(st[end])]
+                seen = recent[name] = {}
+            for j in mine:
+                seen[keys[int(row_of[j])]] = int(count[j]) + 1
+        for i in np.flatnonzero(occurrence).tolist():
+            got = int(occurrence[i])
             text = "\x1f".join(
                 (
                     ids[int(rows.rule[i])].as_py(),
-                    stamp,
-                    host or "",
+                    rows.stamp[i].as_py(),
+                    rows.host[i].as_py() or "",
                     rows.program[i].as_py() or "",
                     rows.message[i].as_py(),
                     "",
@@ -1435,51 +1476,6 @@ def number(det: Detector, rows: Rows, keys: list[str], ids: Any) -> None:
             keys[i] = hashlib.sha256((text + str(got)).encode()).hexdigest()[:20]
     rows.occurrence = occurrence
     rows.key = _strings(keys)
-
-
-def _numbered_in_bulk(
-    recent_stamp: dict[str | None, str],
-    recent: dict[str | None, dict[str, int]],
-    rows: Rows,
-    keys: list[str],
-) -> bool:
-    """:func:`number` where no key repeats (the rows' keys are distinct and none is among
-    the detector's recent ones): every occurrence is 0, and only the detector's recent
-    keys move on, per host to the keys at its last time here. False where a key repeats:
-    then the rows are numbered one by one."""
-    import pyarrow.compute as pc
-
-    if len(set(keys)) != len(keys):
-        return False
-    for seen in recent.values():
-        if not seen.keys().isdisjoint(keys):
-            return False
-    timed = np.flatnonzero(numpy_of(pc.is_valid(rows.stamp)))
-    if not len(timed):
-        return True
-    host = pc.dictionary_encode(rows.host, null_encoding="encode")
-    stamp = pc.dictionary_encode(rows.stamp)
-    hosts, stamps = host.dictionary.to_pylist(), stamp.dictionary.to_pylist()
-    host_of = numpy_of(host.indices)[timed]
-    stamp_of = numpy_of(stamp.indices)[timed]
-    by_host = np.argsort(host_of, kind="stable")  # each host's rows, in order
-    starts = np.flatnonzero(np.diff(host_of[by_host], prepend=-1))
-    for at, end in zip(starts.tolist(), [*starts[1:].tolist(), len(by_host)], strict=True):
-        mine = by_host[at:end]
-        codes = stamp_of[mine]
-        last = codes[-1]
-        other = np.flatnonzero(codes != last)
-        run = mine[other[-1] + 1 :] if len(other) else mine  # the rows at its last time
-        name, text = hosts[int(host_of[mine[0]])], stamps[int(last)]
-        before = None
-        if not len(other) and recent_stamp.get(name) == text:
-            before = recent.get(name)  # its time goes on from the rows before
-        if before is None:
-            recent_stamp[name] = text
-            before = recent[name] = {}
-        for i in timed[run].tolist():
-            before[keys[i]] = 1
-    return True
 
 
 @dataclass
