@@ -22,7 +22,9 @@ scanned at once; match ends map to lines with one ``numpy.searchsorted``. Patter
 rejects (back-references) are searched with Python ``re`` over the chunk; without Hyperscan
 every pattern is (correct, much slower). A pattern no engine takes is a problem at its
 ``file:line``, never silently dropped. Lines are matched as logcheck sees them: trailing
-white space removed, bytes as in the C locale.
+white space removed, bytes as in the C locale. (One database per program was measured, in
+``bench/logcheck_dispatch.py``: its scans are faster, but keying the lines by program costs
+as much; see ``docs/rules.md``.)
 """
 
 from __future__ import annotations
