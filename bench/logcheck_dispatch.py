@@ -314,7 +314,8 @@ class Dispatch:
         #: bytes read for a line's word: two more than the longest pattern word (the last
         #: one is never a word byte: a line's word that reaches it is longer than all)
         self.width = max((len(w) for _, w in by_pair), default=0) + 2
-        self.words = {w for _, w in by_pair}
+        #: the newlines :meth:`line_sets` needs after the data (it reads rows of bytes)
+        self.pad = max(self.width, 16) + 2
         self._union: dict[tuple[int, ...], int] = {}
         self._codes: dict[int, tuple[npt.NDArray[np.uint64], IntArray]] = {}
 
@@ -351,8 +352,8 @@ class Dispatch:
 
     def line_sets(self, arr: npt.NDArray[np.uint8], starts: IntArray, ends: IntArray) -> IntArray:
         """The set each line needs (-1: none but the generic patterns): line i is
-        ``arr[starts[i]:ends[i]]``; ``arr`` ends with :attr:`width` + 1 newlines or more
-        after the last line."""
+        ``arr[starts[i]:ends[i]]``; ``arr`` ends with :attr:`pad` newlines or more after
+        the last line."""
         n = len(starts)
         out = np.full(n, -1, dtype=np.int64)
         if not n or not self.pair_set:
@@ -440,78 +441,68 @@ def _scan(db: Any, buf: Any, base: int, out: list[tuple[int, int]]) -> None:
     db.scan(buf, match_event_handler=lambda i, _s, e, _f, _c: add((i, e + base)))
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-    import time
-    from pathlib import Path
+#: the phases :meth:`Experiment.chunk` times
+PHASES = ("one database", "keys", "gather", "sets", "generic")
 
-    import hyperscan
-    import pyarrow as pa
 
-    repo = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(repo))
-    from pipeline.imports.logcheck import LogcheckMatcher, LogcheckSet, _to_line_end
+class Experiment:
+    """A matcher's Hyperscan patterns as one database and dispatched by program."""
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--dir", default="/etc/logcheck")
-    ap.add_argument("--level", default="server")
-    ap.add_argument("--file", type=Path, default=repo / "bench" / "out" / "syslog-1m.log")
-    ap.add_argument("--chunk", type=int, default=8_000_000)
-    args = ap.parse_args(argv)
-    matcher = LogcheckMatcher(LogcheckSet.load(args.dir, args.level))
-    fast = matcher._fast
-    t = time.perf_counter()
-    keys = [pattern_key(p.regex) for _, p in fast]
-    t_keys = time.perf_counter() - t
-    plan = Dispatch(keys)
-    flags = hyperscan.HS_FLAG_MULTILINE | hyperscan.HS_FLAG_ALLOWEMPTY
+    def __init__(self, matcher: Any) -> None:
+        import time
 
-    def compile_(idx: Any) -> Any:
-        exprs = [_to_line_end(fast[k][1].regex) for k in idx]
-        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        db.compile(
-            expressions=exprs,
-            ids=[fast[k][0] for k in idx],
-            elements=len(exprs),
-            flags=[flags] * len(exprs),
-        )
-        return db
+        import hyperscan
 
-    t = time.perf_counter()
-    full = compile_(range(len(fast)))
-    t_full = time.perf_counter() - t
-    t = time.perf_counter()
-    dbs = [compile_(x) for x in plan.sets]
-    generic = compile_(plan.generic) if plan.generic else None
-    t_sets = time.perf_counter() - t
-    print(
-        f"{len(fast)} patterns: {len(fast) - len(plan.generic)} keyed by program "
-        f"({len(plan.pair_set)} (width, word) keys, {len(plan.sets)} sets), "
-        f"{len(plan.generic)} on every line; reading the keys {t_keys:.2f} s; compiling "
-        f"one database {t_full:.2f} s, the sets {t_sets:.2f} s"
-    )
-    raw = args.file.read_bytes()
-    # Arrow's first take pays for setting up its kernels (a scan has done that already)
-    pa.array([b"x"]).take(pa.array(np.zeros(1, dtype=np.int64)))
-    totals = dict.fromkeys(("one database", "keys", "gather", "sets", "generic"), 0.0)
-    pos, chunks, wrong = 0, 0, 0
-    while pos < len(raw):
-        end = raw.rfind(b"\n", pos, pos + args.chunk) + 1 or len(raw)
-        data = raw[pos:end]
-        pos = end
-        chunks += 1
-        arr = np.frombuffer(data, np.uint8)
-        nl = np.flatnonzero(arr == 10).astype(np.int64)
+        from pipeline.imports.logcheck import _to_line_end
+
+        fast = matcher._fast
+        t = time.perf_counter()
+        keys = [pattern_key(p.regex) for _, p in fast]
+        self.t_keys = time.perf_counter() - t
+        self.patterns = len(fast)
+        self.plan = Dispatch(keys)
+        flags = hyperscan.HS_FLAG_MULTILINE | hyperscan.HS_FLAG_ALLOWEMPTY
+
+        def compile_(idx: Any) -> Any:
+            exprs = [_to_line_end(fast[k][1].regex) for k in idx]
+            if not exprs:
+                return None
+            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            db.compile(
+                expressions=exprs,
+                ids=[fast[k][0] for k in idx],
+                elements=len(exprs),
+                flags=[flags] * len(exprs),
+            )
+            return db
+
+        self._compile = compile_
+        t = time.perf_counter()
+        self.full = compile_(range(len(fast)))
+        self.t_full = time.perf_counter() - t
+        t = time.perf_counter()
+        self.dbs = [compile_(x) for x in self.plan.sets]
+        self.generic = compile_(self.plan.generic)
+        self.t_sets = time.perf_counter() - t
+
+    def chunk(self, data: bytes) -> tuple[set[tuple[int, int]], set[tuple[int, int]], list[float]]:
+        """The (pattern id, line) pairs of ``data`` found by the one database and by the
+        dispatched scan, and the seconds of each of :data:`PHASES`."""
+        import time
+
+        import pyarrow as pa
+
+        plan = self.plan
         if not data.endswith(b"\n"):
             data += b"\n"
-            arr = np.frombuffer(data, np.uint8)
-            nl = np.flatnonzero(arr == 10).astype(np.int64)
+        arr = np.frombuffer(data, np.uint8)
+        nl = np.flatnonzero(arr == 10).astype(np.int64)
         t0 = time.perf_counter()
         want: list[tuple[int, int]] = []
-        _scan(full, data, 0, want)
+        if self.full is not None:
+            _scan(self.full, data, 0, want)
         t1 = time.perf_counter()
-        padded = np.concatenate((arr, np.full(plan.width + 2, 10, np.uint8)))
+        padded = np.concatenate((arr, np.full(plan.pad, 10, np.uint8)))
         starts = np.concatenate(([0], nl[:-1] + 1)).astype(np.int64)
         sid = plan.line_sets(padded, starts, nl)
         t2 = time.perf_counter()
@@ -524,33 +515,73 @@ def main(argv: list[str] | None = None) -> int:
             len(starts),
             [None, pa.py_buffer(np.append(starts, nl[-1] + 1)), pa.py_buffer(data)],
         )
-        taken = lines.take(pa.array(order))
+        taken = lines.take(pa.array(order, type=pa.int64()))
         off = np.frombuffer(taken.buffers()[1], np.int64)[: len(taken) + 1]
-        buf = memoryview(taken.buffers()[2])
+        buf = memoryview(taken.buffers()[2]) if len(taken) else memoryview(b"")
+        # sets made for lines keyed under two widths (compiled when first needed)
+        self.dbs.extend(self._compile(x) for x in plan.sets[len(self.dbs) :])
         t3 = time.perf_counter()
         got_local: list[tuple[int, int]] = []
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             if a == b:  # no line needs a set
                 continue
-            _scan(dbs[int(ss[a])], buf[off[a] : off[b]], int(off[a]), got_local)
+            _scan(self.dbs[int(ss[a])], buf[off[a] : off[b]], int(off[a]), got_local)
         t4 = time.perf_counter()
         got: list[tuple[int, int]] = []
-        if generic is not None:
-            _scan(generic, data, 0, got)
+        if self.generic is not None:
+            _scan(self.generic, data, 0, got)
         t5 = time.perf_counter()
         # the same (pattern id, line) pairs, lines numbered in the chunk
-        local_nl = off[1:] - 1
         at = np.searchsorted(nl, [e for _, e in got]).tolist()
         pairs = {(i, int(line)) for (i, _), line in zip(got, at, strict=True)}
         if got_local:
-            local = np.searchsorted(local_nl, [e for _, e in got_local]).tolist()
+            local = np.searchsorted(off[1:] - 1, [e for _, e in got_local]).tolist()
             pairs |= {(i, int(order[k])) for (i, _), k in zip(got_local, local, strict=True)}
         at = np.searchsorted(nl, [e for _, e in want]).tolist()
         expected = {(i, int(line)) for (i, _), line in zip(want, at, strict=True)}
+        return expected, pairs, [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    repo = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(repo))
+    from pipeline.imports.logcheck import LogcheckMatcher, LogcheckSet
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--dir", default="/etc/logcheck")
+    ap.add_argument("--level", default="server")
+    ap.add_argument("--file", type=Path, default=repo / "bench" / "out" / "syslog-1m.log")
+    ap.add_argument("--chunk", type=int, default=8_000_000)
+    args = ap.parse_args(argv)
+    ex = Experiment(LogcheckMatcher(LogcheckSet.load(args.dir, args.level)))
+    plan = ex.plan
+    print(
+        f"{ex.patterns} patterns: {ex.patterns - len(plan.generic)} keyed by program "
+        f"({len(plan.pair_set)} (width, word) keys, {len(plan.sets)} sets), "
+        f"{len(plan.generic)} on every line; reading the keys {ex.t_keys:.2f} s; compiling "
+        f"one database {ex.t_full:.2f} s, the sets {ex.t_sets:.2f} s"
+    )
+    raw = args.file.read_bytes()
+    # Arrow's first take pays for setting up its kernels (a scan has done that already)
+    pa.array([b"x"]).take(pa.array(np.zeros(1, dtype=np.int64)))
+    totals = dict.fromkeys(PHASES, 0.0)
+    pos, chunks, wrong = 0, 0, 0
+    while pos < len(raw):
+        end = raw.rfind(b"\n", pos, pos + args.chunk) + 1 or len(raw)
+        data = raw[pos:end]
+        pos = end
+        chunks += 1
+        expected, pairs, times = ex.chunk(data)
         if pairs != expected:
             wrong += 1
             print(f"chunk {chunks}: {len(expected - pairs)} missed, {len(pairs - expected)} extra")
-        for name, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+        for name, dt in zip(PHASES, times, strict=True):
             totals[name] += dt
     print(f"{args.file.name}, {chunks} chunks of up to {args.chunk:,} bytes, seconds in all:")
     for name, dt in totals.items():
