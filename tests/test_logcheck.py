@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -536,6 +537,47 @@ def test_bulk_fold_groups_lines_as_the_fast_path_reads_them(fmt: str) -> None:
     assert sorted(fold.firsts.tolist()) == sorted(g[0] for g in groups.values())
     expect_lasts = {g[-1]: len(g) - 1 for g in groups.values() if len(g) > 1}
     assert dict(zip(fold.lasts.tolist(), fold.weights.tolist(), strict=True)) == expect_lasts
+
+
+def _program_ends_by_arrow(data: bytes, starts: np.ndarray, at: int) -> np.ndarray:
+    """The program ends as the bulk fold first read them: each line an element of a binary
+    array running on to the next line's start, searched with Arrow's string kernels."""
+    pa = pytest.importorskip("pyarrow")
+    pc = pytest.importorskip("pyarrow.compute")
+    arr = lc._binary(data, np.append(starts, len(data)))
+    part = pc.binary_slice(arr, at, at + lc._SEARCH)
+    found = [lc._ints(pc.find_substring(part, sep)) for sep in ("[", ":")]
+    assert isinstance(arr, pa.Array)
+    big = np.iinfo(np.int64).max
+    first = np.minimum(*(np.where(f < 0, big, f) for f in found))
+    return np.where(first == big, -1, first + at)
+
+
+def test_program_ends_read_in_windows_are_those_arrow_finds() -> None:
+    at = 17
+    lines = [
+        b"Mar  1 10:00:00 web1 app[1]: x",
+        b"Mar  1 10:00:00 web1 app: x",
+        b"Mar  1 10:00:00 web1 sshd(pam_unix)[9]: x",
+        # the end at each distance around the windows' edges and the search's limit
+        *(b"Mar  1 10:00:00 w " + b"p" * n + b": x" for n in (12, 13, 14, 45, 46, 237, 238, 239)),
+        b"Mar  1 10:00:00 w " + b"p" * 300 + b": too far",
+        b"Mar  1 10:00:00 web1 no colon or bracket at all in this line",
+        b"Mar  1 10:00:00 web1 app[1]: \xff\xfe odd bytes",
+    ]
+    for tail in (b"", b"\n", b"Mar  1 10:00:00 w p" * 3):
+        # the last lines are near the data's end (read one by one)
+        data = b"\n".join(lines) + b"\n" + tail + b"Mar  1 10:00:00 web1 last[2]: x"
+        arr = np.frombuffer(data, np.uint8)
+        starts = np.concatenate(([0], np.flatnonzero(arr == 10) + 1)).astype(np.int64)
+        # the lines the fold asks about: those the envelope fits (the end is in the line)
+        envelope = re.compile(lc._FOLD_HEADS["syslog"].regex.encode())
+        ok = np.array([envelope.match(line) is not None for line in data.split(b"\n")])
+        assert ok.sum() >= 12
+        got = lc._program_ends(data, starts, at, ok)
+        want = _program_ends_by_arrow(data, starts, at)
+        assert got[ok].tolist() == want[ok].tolist() and (got[~ok] == -1).all()
+        assert sorted(set(got[ok].tolist()))[:2] == [-1, 24]  # some too far, some found
 
 
 def test_bulk_fold_of_odd_bytes_never_fails() -> None:

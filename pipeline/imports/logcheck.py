@@ -22,7 +22,9 @@ scanned at once; match ends map to lines with one ``numpy.searchsorted``. Patter
 rejects (back-references) are searched with Python ``re`` over the chunk; without Hyperscan
 every pattern is (correct, much slower). A pattern no engine takes is a problem at its
 ``file:line``, never silently dropped. Lines are matched as logcheck sees them: trailing
-white space removed, bytes as in the C locale.
+white space removed, bytes as in the C locale. (One database per program was measured, in
+``bench/logcheck_dispatch.py``: its scans are faster, but keying the lines by program costs
+as much; see ``docs/rules.md``.)
 """
 
 from __future__ import annotations
@@ -705,14 +707,47 @@ def _binary(data: bytes, offsets: IntArray) -> Any:
     return pa.Array.from_buffers(pa.binary(), len(offsets) - 1, [None, buf, pa.py_buffer(data)])
 
 
-def _program_ends(arr: Any, at: int) -> IntArray:
-    """The column of the first ``[`` or ``:`` from column ``at`` of each element (-1: none
-    within :data:`_SEARCH` bytes)."""
-    part = pc.binary_slice(arr, at, at + _SEARCH)
-    found = [_ints(pc.find_substring(part, sep)) for sep in ("[", ":")]
-    big = np.iinfo(np.int64).max
-    first = np.minimum(*(np.where(f < 0, big, f) for f in found))
-    return np.where(first == big, -1, first + at)
+#: the program's end is looked for this many bytes at a time
+_WINDOW = 32
+
+
+def _rows(data: bytes, width: int) -> npt.NDArray[np.uint8]:
+    """``data`` as rows of ``width`` bytes, row i starting at byte i (a view: taking rows
+    copies each as one piece, much faster than gathering their bytes one by one)."""
+    return np.lib.stride_tricks.sliding_window_view(np.frombuffer(data, np.uint8), width)
+
+
+def _program_ends(data: bytes, starts: IntArray, at: int, ok: npt.NDArray[np.bool_]) -> IntArray:
+    """The column of the first ``[`` or ``:`` from column ``at`` of each line ``ok`` (the
+    envelope fits it, so the ``:`` that ends its program is in the line); -1 for the others
+    and where there is none within :data:`_SEARCH` bytes.
+
+    Read :data:`_WINDOW` bytes at a time for all the lines still looking (a row of bytes is
+    contiguous in a sliding-window view, so each is one copy); the lines too near the end of
+    ``data`` for a whole window are looked at one by one."""
+    out = np.full(len(starts), -1, dtype=np.int64)
+    rows = np.flatnonzero(ok)
+    pos = starts[rows] + at
+    tail = pos + _SEARCH > len(data)
+    for r, p in zip(rows[tail].tolist(), pos[tail].tolist(), strict=True):
+        part = data[p : p + _SEARCH]
+        found = [i for i in (part.find(b"["), part.find(b":")) if i >= 0]
+        if found:
+            out[r] = at + min(found)
+    rows, pos = rows[~tail], pos[~tail]
+    if not len(rows):
+        return out
+    view = _rows(data, _WINDOW)
+    for step in range(0, _SEARCH, _WINDOW):
+        window = view[pos + step]
+        hit = (window == 91) | (window == 58)  # [ :
+        first = np.argmax(hit, axis=1)
+        found = hit[np.arange(len(rows)), first]
+        out[rows[found]] = first[found] + at + step
+        rows, pos = rows[~found], pos[~found]
+        if not len(rows):
+            break
+    return out
 
 
 def fold_lines(data: bytes, nl: IntArray, lines: IntArray, fmt: str | None) -> Fold:
@@ -738,11 +773,13 @@ def fold_lines(data: bytes, nl: IntArray, lines: IntArray, fmt: str | None) -> F
             if line >= 0:
                 ok[line] = False
             at = data.find(_REPEATED, at + 1)
-    ends = _program_ends(arr, head.search)
-    if head.zone is not None:
+    if head.zone is None:
+        ends = _program_ends(data, starts, head.search, ok)
+    else:
         six = np.frombuffer(data, np.uint8)[np.minimum(starts + head.zone, len(data) - 1)] != 90
+        ends = _program_ends(data, starts, head.search, ok & ~six)
         if six.any():
-            ends = np.where(six, _program_ends(arr, head.search + 5), ends)
+            ends = np.where(six, _program_ends(data, starts, head.search + 5, ok & six), ends)
     ok &= ends >= 0
     bulk = np.flatnonzero(ok)
     singles = lines[~ok]
@@ -760,7 +797,9 @@ def fold_lines(data: bytes, nl: IntArray, lines: IntArray, fmt: str | None) -> F
     )
     encoded = pc.dictionary_encode(pairs.take(evens))
     key_codes = _ints(encoded.indices)
-    cols = np.frombuffer(data, np.uint8)[s[:, None] + np.array(head.hour)].astype(np.int64)
+    # the hour's bytes: a row of the envelope's first bytes each (one copy per line)
+    rows = _rows(data, head.hour[-1] + 1)
+    cols = rows[s][:, list(head.hour)].astype(np.int64)
     hour = np.zeros(len(s), dtype=np.int64)
     for j in range(cols.shape[1]):
         hour = (hour << head.bits) | (cols[:, j] if head.bits == 8 else cols[:, j] & 15)
