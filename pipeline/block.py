@@ -407,7 +407,7 @@ class FindingTable:
                     self._order_of[int(rid[i])] = int(order[i])
                 latest[k] = int(rid[i])
         self._index.add(hi, lo, rid)
-        np.add.at(self._alive, rows.rule, 1)
+        self._alive += np.bincount(rows.rule, minlength=len(self._alive))
         rows.rid, rows.order = rid, order
         self._held.append(rows)
         self._held_bytes += _row_bytes(rows)
@@ -953,14 +953,43 @@ def _stamps(local_ns: np.ndarray, offset: np.ndarray) -> list[str | None]:
             for t, o in zip(local_ns.tolist(), offset.tolist(), strict=True)
         ]
     wall = np.datetime_as_string(secs.astype("datetime64[s]"), unit="s").tolist()
-    zones = {
-        int(o): datetime(2000, 1, 1, tzinfo=fixed_zone(timedelta(seconds=int(o)))).isoformat()[19:]
-        for o in np.unique(offset).tolist()
-    }
+    zones = _zone_suffixes(offset)
     if len(zones) == 1:
         (suffix,) = zones.values()
         return [w + suffix for w in wall]
     return [w + zones[o] for w, o in zip(wall, offset.tolist(), strict=True)]
+
+
+def _zone_suffixes(offset: np.ndarray) -> dict[int, str]:
+    """What ``isoformat()`` writes after the seconds for each UTC offset (``+01:00``)."""
+    return {
+        int(o): datetime(2000, 1, 1, tzinfo=fixed_zone(timedelta(seconds=int(o)))).isoformat()[19:]
+        for o in np.unique(offset).tolist()
+    }
+
+
+def _stamp_array(local_ns: np.ndarray, offset: np.ndarray) -> Any:
+    """:func:`_stamps` as an Arrow string array, built in numpy where every time has a
+    four-digit year and whole seconds and every offset's suffix is as long."""
+    import pyarrow as pa
+
+    secs = local_ns // NS
+    zones = _zone_suffixes(offset) if len(local_ns) else {}
+    if len({len(z) for z in zones.values()}) == 1:
+        years = secs.astype("datetime64[s]").astype("datetime64[Y]").astype(np.int64) + 1970
+        if int(years.min()) >= 1000 and int(years.max()) <= 9999 and not np.any(local_ns % NS):
+            wall = np.datetime_as_string(secs.astype("datetime64[s]"), unit="s").astype("S19")
+            width = 19 + len(next(iter(zones.values())))
+            out = np.empty((len(secs), width), dtype=np.uint8)
+            out[:, :19] = np.frombuffer(wall.tobytes(), dtype=np.uint8).reshape(-1, 19)
+            codes = sorted(zones)
+            table = np.array([list(zones[c].encode("ascii")) for c in codes], dtype=np.uint8)
+            out[:, 19:] = table[np.searchsorted(codes, offset)]
+            offsets = np.arange(0, width * (len(secs) + 1), width, dtype=np.int64)
+            return pa.Array.from_buffers(
+                pa.large_string(), len(secs), [None, pa.py_buffer(offsets), pa.py_buffer(out)]
+            )
+    return _strings(_stamps(local_ns, offset))
 
 
 #: candidates in a block below which it is read on the line path (columns cost about a
@@ -1313,7 +1342,7 @@ class BlockProcessor(_BlockReader):
             rules,
             utc,
             offset,
-            _strings(_stamps(local, offset)),
+            _stamp_array(local, offset),
             block.host.take(take),
             block.program.take(take),
             first_line + block.sel[at],

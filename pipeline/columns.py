@@ -125,7 +125,7 @@ def arrow_strings(values: Sequence[str | None]) -> Any:
     validity = None
     nulls = 0
     texts: Sequence[str]
-    if any(v is None for v in values):
+    if None in values:  # (== with a str is False: only None matches)
         valid = np.array([v is not None for v in values], dtype=bool)
         nulls = n - int(valid.sum())
         validity = pa.py_buffer(np.packbits(valid, bitorder="little"))

@@ -195,7 +195,7 @@ class Prefilter:
         hits = self._hits(data, journal)
         if not hits:
             return np.zeros(0, dtype=np.int64)
-        return np.unique(np.searchsorted(nl, np.asarray(hits, dtype=np.int64)))
+        return _distinct(np.searchsorted(nl, np.asarray(hits, dtype=np.int64)))
 
     def _confirmed_lines(self, data: bytes, nl: IntArray) -> IntArray:
         """:meth:`candidate_lines` with some rules' candidates confirmed by their condition."""
@@ -206,7 +206,7 @@ class Prefilter:
             hits = self._hits(data, False)
             if not hits:
                 return np.zeros(0, dtype=np.int64)
-            mine = np.unique(np.searchsorted(nl, np.asarray(hits, dtype=np.int64)))
+            mine = _distinct(np.searchsorted(nl, np.asarray(hits, dtype=np.int64)))
             return self.confirmed[0][0].confirm_block(data, nl, mine)
         ids: list[int] = []
         offsets = np.asarray(self._hits(data, False, ids), dtype=np.int64)
@@ -228,3 +228,16 @@ class Prefilter:
                 kept = cond.confirm_block(data, nl, mine)
                 out = np.union1d(out, kept)
         return out.astype(np.int64)
+
+
+def _distinct(lines: IntArray) -> IntArray:
+    """``numpy.unique`` of line indexes, without a sort where they come in order (as
+    Hyperscan reports matches: by end offset)."""
+    import numpy as np
+
+    if len(lines) > 1 and bool(np.all(lines[1:] >= lines[:-1])):
+        keep = np.ones(len(lines), dtype=bool)
+        keep[1:] = lines[1:] != lines[:-1]
+        out: IntArray = lines[keep]
+        return out
+    return np.unique(lines)
