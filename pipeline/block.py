@@ -1023,6 +1023,33 @@ def _re2_literal(literal: bytes) -> str:
 
 
 @dataclass
+class Prepared:
+    """A block's bytes and what :meth:`_BlockReader.prepare` found in them (None: not
+    looked at yet)."""
+
+    data: bytes
+    nl: IntArray
+    ok: bool  # block_ok(): LF line ends, no over-long line
+    cands: np.ndarray | None = None
+    block: Any = None  # the block's lines as one Arrow array
+    same: bool = True  # whether ``block`` holds the block's own bytes (valid UTF-8)
+    sel: np.ndarray | None = None  # the rows taken: candidates, first and last line
+    is_cand: np.ndarray | None = None
+    env: Envelope | None = None  # of the rows taken
+
+    def envelope(self, n_lines: int) -> None:
+        """The rows to take (the candidates, with the first and the last line for their
+        times, as the line path samples them) and their envelope."""
+        assert self.cands is not None
+        last = n_lines - 1 if n_lines > 1 else 0
+        sel = np.unique(np.concatenate(([0, last], self.cands))).astype(np.int64)
+        is_cand = np.zeros(len(sel), dtype=bool)
+        is_cand[np.searchsorted(sel, self.cands)] = True
+        self.sel, self.is_cand = sel, is_cand
+        self.env = syslog_envelope(Lines.of_arrow(self.block.take(arrow_ints(sel))))
+
+
+@dataclass
 class _Block:
     """One block read as columns: the rows taken (``sel``: the candidates, and the first and
     last line for their times), the envelope of those the fast path read, and the events
@@ -1084,38 +1111,64 @@ class _BlockReader(LineProcessor):
         #: one on the line path
         self._dense = False
 
+    def prepare(self, data: bytes) -> Prepared:
+        """What :meth:`_read` needs of ``data`` that depends on its bytes alone: newline
+        offsets, candidates and, when the columns will read it, the candidates' envelope.
+        Safe on another thread (the engine prepares the next block there while this one is
+        judged); :meth:`_read` uses it only if the block's bytes stay as they are."""
+        nl = newline_offsets(data)
+        ready = Prepared(data, nl, block_ok(data, nl, self.max_line))
+        if not ready.ok or not data:
+            return ready
+        if self.sniffed and (self.format is None or self.format.name != "syslog"):
+            return ready
+        if self.prefilter is not None and not self.prefilter.use_hyperscan:
+            ready.block, ready.same = self._arrow(data, nl)
+        ready.cands = self._candidates(data, nl, ready.block, ready.same)
+        if len(ready.cands) < FEW_CANDIDATES or self._dense:
+            return ready
+        if ready.block is None:
+            ready.block, ready.same = self._arrow(data, nl)
+        n_lines = len(nl) + (0 if data.endswith(b"\n") else 1)
+        ready.envelope(n_lines)
+        return ready
+
     def _read(
-        self, data: bytes, first_line: int
+        self, data: bytes, first_line: int, ready: Prepared | None = None
     ) -> _Block | Iterator[Event | Unparsed | TimeMark | LogcheckHit]:
         """The block as columns; or, when the columns cannot read it (another format, CR
         line ends, over-long lines) or it has few candidates (too few for columns to pay
-        for themselves), the line path's records of it."""
+        for themselves), the line path's records of it. ``ready``: :meth:`prepare` of
+        ``data``, done ahead."""
         if not self.sniffed:
             self._sniff(data)
-        nl = newline_offsets(data)
+        if ready is not None and ready.data is not data:
+            ready = None
+        nl = newline_offsets(data) if ready is None else ready.nl
         if (
             self.format is None
             or self.format.name != "syslog"
-            or not block_ok(data, nl, self.max_line)
+            or not (block_ok(data, nl, self.max_line) if ready is None else ready.ok)
         ):
             return self.records(data, first_line)
-        data, nl, n_lines = self.counted(data, first_line, nl)
-        block: Any = None
-        same = True
-        if self.prefilter is not None and not self.prefilter.use_hyperscan:
-            block, same = self._arrow(data, nl)
-        cands = self._candidates(data, nl, block, same)
+        cut, nl, n_lines = self.counted(data, first_line, nl)
+        if ready is None or cut is not data or ready.cands is None:
+            ready = Prepared(cut, nl, True)
+        data = cut
+        if ready.cands is None:
+            if self.prefilter is not None and not self.prefilter.use_hyperscan:
+                ready.block, ready.same = self._arrow(data, nl)
+            ready.cands = self._candidates(data, nl, ready.block, ready.same)
+        cands = ready.cands
         if len(cands) < FEW_CANDIDATES or self._dense:
             return self.counted_records(data, nl, n_lines, first_line, found=cands)
-        if block is None:
-            block, same = self._arrow(data, nl)
-        # the first and the last line are read for their times, as the line path samples them
+        if ready.block is None:
+            ready.block, ready.same = self._arrow(data, nl)
+        if ready.env is None:
+            ready.envelope(n_lines)
+        assert ready.sel is not None and ready.is_cand is not None and ready.env is not None
         last = n_lines - 1 if n_lines > 1 else 0
-        sel = np.unique(np.concatenate(([0, last], cands))).astype(np.int64)
-        is_cand = np.zeros(len(sel), dtype=bool)
-        is_cand[np.searchsorted(sel, cands)] = True
-        lines = Lines.of_arrow(block.take(arrow_ints(sel)))
-        return self._columns(data, nl, first_line, sel, is_cand, lines, last)
+        return self._columns(data, nl, first_line, ready.sel, ready.is_cand, ready.env, last)
 
     @staticmethod
     def _arrow(data: bytes, nl: IntArray) -> tuple[Any, bool]:
@@ -1158,12 +1211,11 @@ class _BlockReader(LineProcessor):
         first_line: int,
         sel: np.ndarray,
         is_cand: np.ndarray,
-        lines: Lines,
+        env: Envelope,
         last: int,
     ) -> _Block:
         import pyarrow.compute as pc
 
-        env = syslog_envelope(lines)
         is_fast = np.zeros(len(sel), dtype=bool)
         is_fast[env.idx] = True
         # times: runs of fast rows between the rows read one by one, in line order
@@ -1330,11 +1382,12 @@ class BlockProcessor(_BlockReader):
         self._ids = _strings([c.rule.id for c in rules])
         self._source = table.source_index(self.display) if table is not None else 0
 
-    def judge(self, data: bytes, first_line: int) -> None:
-        """Add the findings of the lines in ``data`` (lines ``first_line`` on)."""
+    def judge(self, data: bytes, first_line: int, ready: Prepared | None = None) -> None:
+        """Add the findings of the lines in ``data`` (lines ``first_line`` on; ``ready``:
+        :meth:`prepare` of ``data``, done ahead)."""
         if not data:
             return
-        block = self._read(data, first_line)
+        block = self._read(data, first_line, ready)
         if not isinstance(block, _Block):
             self._judge_events(block)
             return
@@ -1556,12 +1609,15 @@ class BlockRecords(_BlockReader):
             for pattern in (rule.message_search(),)
         ]
 
-    def block_records(self, data: bytes, first_line: int) -> Iterator[Matched | TimeMark]:
-        """The records of the lines in ``data`` (lines ``first_line`` on)."""
+    def block_records(
+        self, data: bytes, first_line: int, ready: Prepared | None = None
+    ) -> Iterator[Matched | TimeMark]:
+        """The records of the lines in ``data`` (lines ``first_line`` on; ``ready``:
+        :meth:`prepare` of ``data``, done ahead)."""
         if not data:
             return
         match = self.detector.match
-        block = self._read(data, first_line)
+        block = self._read(data, first_line, ready)
         if not isinstance(block, _Block):
             events = matched = 0
             for rec in block:

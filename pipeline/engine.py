@@ -50,7 +50,16 @@ from pipeline.sources.journal import JournalSpec, check_backend, iter_journal
 from pipeline.timeinfer import TimeResolver, local_zone
 
 if TYPE_CHECKING:
-    from pipeline.block import BlockProcessor, BlockRecords, FindingTable, TableView
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from pipeline.block import (
+        BlockProcessor,
+        BlockRecords,
+        FindingTable,
+        Prepared,
+        TableView,
+        _BlockReader,
+    )
     from pipeline.detection.correlate import ColumnRule
     from pipeline.detection.prefilter import IntArray
     from pipeline.imports.logcheck import LogcheckMatcher
@@ -140,6 +149,10 @@ class ScanOptions:
     #: judge blocks as columns where the rules allow it (:mod:`pipeline.block`); off, every
     #: scan takes the line path (the two give the same findings: tests compare them)
     block_path: bool = True
+    #: on the block path, prepare the next block (newline offsets, candidates, envelope:
+    #: C kernels, most of which release the GIL) on a second thread while this one is
+    #: judged, where more than one core is usable and this is not a worker process
+    read_ahead: bool = True
 
     def host_of(self, path: str) -> str | None:
         """The host of the lines of ``path`` that carry none (once per input, not per line)."""
@@ -1050,6 +1063,7 @@ class Engine:
         self.prefilter = Prefilter(self.detector.line_rules)
         #: the block path's verdict on how dense candidates are (pipeline.block.Density)
         self._density: Any = None
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None  # see _ahead_pool()
         self.body_fields = self.detector.needs_body_fields()
         self.tz = self.options.tz or local_zone()
 
@@ -1287,17 +1301,90 @@ class Engine:
         """:meth:`iter_part`'s records read on the block path (:class:`~pipeline.block.
         BlockRecords`): the same records, with events made only for matched lines."""
         proc: BlockRecords | None = None
-        for chunk in self._part_chunks(part, stats, report, progress_lines):
+
+        def reader() -> BlockRecords:
+            nonlocal proc
             if proc is None:  # the block path (numpy) is imported for a first block
                 from pipeline.block import BlockRecords, Density
 
                 if self._density is None:
                     self._density = Density()
-
                 proc = self._reader(
                     BlockRecords, part, stats, report, detector=self.detector, density=self._density
                 )
-            yield from proc.block_records(chunk.data, chunk.first_line)
+            return proc
+
+        for chunk, ready in self._read_ahead(part, stats, report, progress_lines, reader):
+            yield from reader().block_records(chunk.data, chunk.first_line, ready)
+
+    def _read_ahead(
+        self,
+        part: Part,
+        stats: ScanStats,
+        report: Callable[[Problem], None],
+        progress_lines: Callable[[], int] | None,
+        reader: Callable[[], _BlockReader],
+    ) -> Iterator[tuple[Chunk, Prepared | None]]:
+        """The chunks of ``part``, each with its :meth:`~pipeline.block._BlockReader.
+        prepare` done on a second thread while the caller judges the chunk before it (see
+        :attr:`ScanOptions.read_ahead`); else each with None.
+
+        The next chunk is read before the caller judges this one, so the problems its
+        reading reports are held and reported just before it is judged: in the order a
+        scan without read-ahead reports them."""
+        pool = self._ahead_pool()
+        if pool is None:
+            for chunk in self._part_chunks(part, stats, report, progress_lines):
+                yield chunk, None
+            return
+        held: list[Problem] = []
+        before: tuple[Chunk, list[Problem], Future[Prepared]] | None = None
+        try:
+            for chunk in self._part_chunks(part, stats, held.append, progress_lines):
+                problems = held[:]
+                held.clear()
+                ahead = pool.submit(reader().prepare, chunk.data)
+                if before is not None:
+                    yield self._replayed(before, report)
+                before = (chunk, problems, ahead)
+            if before is not None:
+                yield self._replayed(before, report)
+                before = None
+        finally:
+            if before is not None:  # the caller stopped early: let the thread finish
+                before[2].cancel()
+        for p in held:
+            report(p)
+
+    @staticmethod
+    def _replayed(
+        item: tuple[Chunk, list[Problem], Future[Prepared]], report: Callable[[Problem], None]
+    ) -> tuple[Chunk, Prepared]:
+        chunk, problems, ahead = item
+        for p in problems:
+            report(p)
+        return chunk, ahead.result()
+
+    def _ahead_pool(self) -> ThreadPoolExecutor | None:
+        """The thread that prepares blocks ahead, or None where read-ahead is off (the
+        pool is this process's: a forked worker does not use its parent's)."""
+        if not self.options.read_ahead:
+            return None
+        if self._pool is not None and self._pool[0] == os.getpid():
+            return self._pool[1]
+        import multiprocessing
+
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            cores = os.cpu_count() or 1
+        if cores < 2 or multiprocessing.parent_process() is not None:
+            return None
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="logwarden-ahead")
+        self._pool = (os.getpid(), pool)
+        return pool
 
     def _with_hits(
         self, records: Iterable[Event | Unparsed | TimeMark | LogcheckHit]
@@ -1526,20 +1613,40 @@ class Engine:
             return self._block_scan_workers(det, rules, parts, total, log, runner)
         table: FindingTable | None = None
         for part in parts:
-            stats = ScanStats()
-            part_log = ProblemLog(stats)
-            proc: BlockProcessor | None = None
-            for chunk in self._part_chunks(part, stats, part_log, _lines_of(total, stats)):
-                if proc is None:  # numpy, and pyarrow, are imported for a first block
-                    from pipeline.block import FindingTable
-
-                    if table is None:
-                        table = FindingTable([c.rule for c in rules])
-                    proc = self._block_processor(part, stats, part_log, rules, det, table)
-                proc.judge(chunk.data, chunk.first_line)
-            total.merge(stats)
-            log.merge(part_log)
+            table = self._block_scan_part(part, det, rules, table, total, log)
         return table.view() if table is not None else []
+
+    def _block_scan_part(
+        self,
+        part: Part,
+        det: Detector,
+        rules: list[ColumnRule],
+        table: FindingTable | None,
+        total: ScanStats,
+        log: ProblemLog,
+    ) -> FindingTable | None:
+        """:meth:`_block_scan` of one part: its findings added to ``table`` (made for a
+        first block: numpy and pyarrow are imported then)."""
+        stats = ScanStats()
+        part_log = ProblemLog(stats)
+        proc: BlockProcessor | None = None
+
+        def judge() -> BlockProcessor:
+            nonlocal proc, table
+            if proc is None:
+                from pipeline.block import FindingTable
+
+                if table is None:
+                    table = FindingTable([c.rule for c in rules])
+                proc = self._block_processor(part, stats, part_log, rules, det, table)
+            return proc
+
+        lines = _lines_of(total, stats)
+        for chunk, ready in self._read_ahead(part, stats, part_log, lines, judge):
+            judge().judge(chunk.data, chunk.first_line, ready)
+        total.merge(stats)
+        log.merge(part_log)
+        return table
 
     def _block_scan_workers(
         self,
