@@ -1350,6 +1350,9 @@ class Engine:
             if before is not None:
                 yield self._replayed(before, report)
                 before = None
+                if self.progress is not None:  # the lines of the last chunk, judged now
+                    lines = progress_lines() if progress_lines else stats.lines
+                    self.progress(self._progress_done, self._progress_total, lines)
         finally:
             if before is not None:  # the caller stopped early: let the thread finish
                 before[2].cancel()

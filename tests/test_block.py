@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -508,8 +509,8 @@ def read_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     orig = block._BlockReader._read
 
-    def counted(self: Any, data: bytes, first_line: int) -> Any:
-        got = orig(self, data, first_line)
+    def counted(self: Any, data: bytes, first_line: int, ready: Any = None) -> Any:
+        got = orig(self, data, first_line, ready)
         if isinstance(got, block._Block):
             seen.append(first_line)
         return got
@@ -848,3 +849,37 @@ def test_the_detector_state_after_a_scan_is_the_line_paths(
     block, line = (scanned_detector(rules, path, b).snapshot()["recent"] for b in (True, False))
     assert block, "no recent keys to compare"
     assert block == line
+
+
+@pytest.mark.parametrize("chunk_size", [300, 4000])
+def test_read_ahead_gives_the_same_results_and_problems_in_the_same_order(
+    rules: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_size: int
+) -> None:
+    """The next block prepared on a second thread while this one is judged: the same
+    findings, counts and problems, listed in the order of a scan without read-ahead (the
+    problems of reading a block are reported just before it is judged), for a plain file
+    and a truncated archive, in small and larger blocks."""
+    data = (awkward_lines() + out_of_order_lines()) * 3
+    plain = tmp_path / "syslog"
+    plain.write_bytes(data)
+    # an archive cut just after a line with a problem (invalid UTF-8): its last block's
+    # problem comes before the archive's
+    z = zlib.compressobj(wbits=31)
+    whole = out_of_order_lines() + b"Mar  3 11:00:00 h app[1]: error in caf\xe9\n"
+    head = z.compress(whole) + z.flush(zlib.Z_FULL_FLUSH)
+    cut = tmp_path / "cut.log.gz"
+    cut.write_bytes(head + (z.compress(data) + z.flush())[:40])
+    for path in (plain, cut):
+        os.utime(path, (datetime(2026, 3, 4, tzinfo=UTC).timestamp(),) * 2)
+    monkeypatch.setattr(engine_module, "iter_chunks", partial(iter_chunks, chunk_size=chunk_size))
+    for ruleset in (rules, builtin_column_rules() + rules, load_rules()):
+        for path in (plain, cut):
+            ahead = Engine(ruleset, ScanOptions(read_ahead=True))
+            assert ahead._ahead_pool() is not None, "read-ahead is off on this machine"
+            got = ahead.scan([str(path)])
+            want = Engine(ruleset, ScanOptions(read_ahead=False)).scan([str(path)])
+            assert [f.as_dict() for f in got.findings] == [f.as_dict() for f in want.findings]
+            assert got.stats.as_dict() | {"seconds": 0} == want.stats.as_dict() | {"seconds": 0}
+            assert [str(p) for p in got.problems] == [str(p) for p in want.problems]
+            assert got.detection == want.detection
+    assert [p.kind for p in got.problems][-2:] == ["invalid-utf8", "truncated-archive"]
