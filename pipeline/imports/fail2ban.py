@@ -188,13 +188,14 @@ class Pattern:
                 return None
             return {k: v for k, v in m.groupdict().items() if v is not None}, m.start(), m.end()
         # the binding's Match on bytes: re2's search() and groupdict() cost several matches
+        # (one byte per character: the text's own length, before a newline is cut)
+        ascii_only = len(data) == len(text)
         if self._strip and data.endswith(b"\n"):
             data = data[:-1]
         spans = raw.Match(_UNANCHORED, data, 0, len(data))
         start, end = spans[0]
         if start < 0:
             return None
-        ascii_only = len(data) == len(text) or data.isascii()
         out: dict[str, str] = {}
         for name, index in self._names:
             gs, ge = spans[index]
