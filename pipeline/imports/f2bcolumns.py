@@ -241,21 +241,6 @@ class ColumnJudge:
         # the rows the columns describe as the filter sees them; others go whole, per row
         whole = (repeat != 1) | (_lengths(program) == 0)
         whole |= ~_numpy(pc.is_valid(text))
-        lines: dict[int, str] = {}
-        if whole.any():
-            at = np.flatnonzero(whole)
-            take = arrow_ints(at)
-            parts = zip(
-                host.take(take).to_pylist(),
-                program.take(take).to_pylist(),
-                pid[at].tolist(),
-                has_pid[at].tolist(),
-                repeat[at].tolist(),
-                message.take(take).to_pylist(),
-                strict=True,
-            )
-            for row, (h, prog, p, has, rep, msg) in zip(at.tolist(), parts, strict=True):
-                lines[row] = filter_line(h, prog, p if has else None, rep, msg or "")
         pre_groups: dict[str, list[Any]] = {}
         pre_unsure: dict[str, np.ndarray] = {}
         matched = ~whole
@@ -288,6 +273,21 @@ class ColumnJudge:
                             ]
         else:
             content = text
+        lines: dict[int, str] = {}
+        if whole.any():
+            at = np.flatnonzero(whole)
+            take = arrow_ints(at)
+            parts = zip(
+                host.take(take).to_pylist(),
+                program.take(take).to_pylist(),
+                pid[at].tolist(),
+                has_pid[at].tolist(),
+                repeat[at].tolist(),
+                message.take(take).to_pylist(),
+                strict=True,
+            )
+            for row, (h, prog, p, has, rep, msg) in zip(at.tolist(), parts, strict=True):
+                lines[row] = filter_line(h, prog, p if has else None, rep, msg or "")
         rows = np.flatnonzero(matched)
         # per failregex: the rows it matches, with its groups, or the rows to try per row
         hits: list[tuple[_Regex, np.ndarray, dict[str, list[Any]], dict[str, np.ndarray]]] = []
@@ -302,7 +302,12 @@ class ColumnJudge:
                         continue
                     if ascii_only is None:
                         ascii_only = _numpy(pc.string_is_ascii(cont))
-                    may = _numpy(pc.match_substring_regex(cont, rx.relaxed)) | ~ascii_only
+                    try:
+                        may = _numpy(pc.match_substring_regex(cont, rx.relaxed)) | ~ascii_only
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                        self._broken.add(rx.index)
+                        per_row.append((rx, rows))
+                        continue
                     if may.any():
                         per_row.append((rx, rows[may]))
                     continue
@@ -408,15 +413,22 @@ class JudgedRows:
         self._contents = contents
         self._pre_groups = pre_groups
         self._pre_unsure = pre_unsure
-        #: per row with a failregex to look at: [(regex index, groups or None: per row)]
-        self._todo: dict[int, list[tuple[int, dict[str, str] | None]]] = {}
+        self._pre_items = list(pre_groups.items())
+        #: per row with a failregex to look at: its hits as :meth:`Fail2banFilter.failures`
+        #: takes them, groups None where the row is to be asked (see :attr:`_ask`)
+        self._todo: dict[int, list[Any]] = {}
+        self._ask: set[int] = set()
         todo = self._todo
         for rx, rows, groups, unsure in hits:
             names = list(groups)
             columns = [groups[k] for k in names]
-            asks = _any(unsure, len(rows)).tolist()
+            index = rx.index
+            asks = _any(unsure, len(rows))
+            if asks.any():
+                self._ask.update(rows[asks].tolist())
+            asked = asks.tolist()
             for j, row in enumerate(rows.tolist()):
-                if asks[j]:
+                if asked[j]:
                     found: dict[str, str] | None = None
                 else:
                     found = {}
@@ -424,47 +436,53 @@ class JudgedRows:
                         v = col[j]
                         if v is not None:
                             found[k] = v
-                todo.setdefault(row, []).append((rx.index, found))
+                got = todo.get(row)
+                if got is None:
+                    todo[row] = [(index, found, 0, 0)]
+                else:
+                    got.append((index, found, 0, 0))
         for rx, rows in per_row:
             for row in rows.tolist():
-                todo.setdefault(row, []).append((rx.index, None))
+                todo.setdefault(row, []).append((rx.index, None, 0, 0))
+            self._ask.update(rows.tolist())
         if per_row:
             for got in todo.values():
                 got.sort(key=lambda x: x[0])
 
     def verdict(self, row: int) -> list[Failure]:
         """The filter's failures on row ``row``."""
-        flt = self.flt
-        line = self._lines.get(row)
-        if line is not None:
-            return flt.process_text(line)
         todo = self._todo.get(row)
         if todo is None:
+            if self._lines:
+                line = self._lines.get(row)
+                if line is not None:
+                    return self.flt.process_text(line)
             return []  # no failregex matches: nothing moves
         pre: dict[str, str] = {}
-        for name, col in self._pre_groups.items():
+        for name, col in self._pre_items:
             v = col[row]
-            if v is None:
-                continue
-            unsure = self._pre_unsure.get(name)
-            if unsure is not None and unsure[row]:
-                return flt.process_text(self._text[row].as_py())
-            pre[name] = v
-        content: str | None = None
-        data = b""
+            if v is not None:
+                pre[name] = v
+        if self._pre_unsure and any(u[row] for u in self._pre_unsure.values()):
+            return self.flt.process_text(self._text[row].as_py())
+        if row in self._ask:
+            todo = self._asked(row, todo)
+        return self.flt.failures(pre, todo, None)
+
+    def _asked(self, row: int, todo: list[Any]) -> list[_Hit]:
+        """The hits of a row whose groups (some or all) are looked for per row."""
+        flt = self.flt
+        content = self._contents[row] + "\n"
+        data = content.encode("utf-8", "surrogatepass")
         hits: list[_Hit] = []
-        for index, found in todo:
+        for index, found, start, end in todo:
             if found is None:
-                if content is None:
-                    content = self._contents[row] + "\n"
-                    data = content.encode("utf-8", "surrogatepass")
                 got = flt.failregex[index].find(content, data)
-                if got is None:
-                    continue
-                hits.append((index, *got))
+                if got is not None:
+                    hits.append((index, *got))
             else:
-                hits.append((index, found, 0, 0))
-        return flt.failures(pre, hits, None)
+                hits.append((index, found, start, end))
+        return hits
 
 
 def column_judge(flt: Fail2banFilter) -> ColumnJudge | None:

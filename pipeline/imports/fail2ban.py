@@ -421,6 +421,7 @@ class Fail2banFilter:
                 self._set_members = members
         #: every failregex, and those the set does not run (tried on every line)
         self._all = range(len(self.failregex))
+        self._alts = [p.alts for p in self.failregex]
         self._unset = [i for i in self._all if i not in set(self._set_members)]
         self.ignoreregex = [
             Pattern(src, expand_tags(src, spec.usedns), loc, multiline)
@@ -541,13 +542,15 @@ class Fail2banFilter:
         filter's state moves). ``buf`` and ``data`` are the content the ignoreregexes and
         the buffer need (a filter with neither may leave them out)."""
         out: list[Failure] = []
+        alts = self._alts
+        multiline = self.spec.maxlines > 1
+        ignore = self.ignoreregex
         for index, found, start, end in hits:
-            pattern = self.failregex[index]
-            if self.ignoreregex and any(p.find(buf, data) for p in self.ignoreregex):
+            if ignore and any(p.find(buf, data) for p in ignore):
                 continue
-            groups = _groups(found) if pattern.alts else found
+            groups = _groups(found) if alts[index] else found
             fail = {**pre, **groups} if pre else groups
-            if self.spec.maxlines > 1:
+            if multiline:
                 self._consume(buf, start, end)
             failure = self._failure(index, fail, when)
             if failure is not None:

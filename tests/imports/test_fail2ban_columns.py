@@ -61,7 +61,7 @@ def _failures(got: list[Any]) -> list[tuple[Any, ...]]:
     return [(f.regex, f.fid, dict(f.groups), f.nofail) for f in got]
 
 
-def _compare(name: str, data: bytes, *, chunk: int = 0) -> int:
+def _compare(name: str, data: bytes, *, chunk: int = 0, broken: set[int] | None = None) -> int:
     """Assert the two paths agree on every syslog event of ``data``; the number of rows
     with a failure. ``chunk``: judge the rows in blocks of this many (the state carries)."""
     events = [ev for _, ev in _events(data) if ev.format != "journal-json"]
@@ -69,6 +69,8 @@ def _compare(name: str, data: bytes, *, chunk: int = 0) -> int:
     assert line_flt is not None and col_flt is not None
     line_cond, col_cond = _condition(_rule(line_flt)), _condition(_rule(col_flt))
     assert col_cond.columns is not None
+    if broken is not None:  # regexes Arrow's kernel refused: per row
+        col_cond.columns._broken = broken
     want_failures = []
     want = []
     for ev in events:
@@ -176,6 +178,17 @@ def test_columns_on_awkward_lines() -> None:
     for name in ("sshd", "dovecot", "postfix", "pam-generic"):
         if _fresh(name) is not None:
             _compare(name, AWKWARD)
+
+
+def test_regexes_the_kernel_refuses_run_per_row() -> None:
+    require_samples()
+    data = _sample("sshd") + AWKWARD
+    flt = _fresh("sshd")
+    assert flt is not None
+    n = len(flt.failregex)
+    _compare("sshd", data, broken={-1})  # the prefregex: every row whole
+    _compare("sshd", data, broken=set(range(0, n, 2)))
+    _compare("sshd", data, broken=set(range(n)))
 
 
 def test_columns_on_the_bench_lines_and_the_loghub_corpus(tmp_path: Path) -> None:
