@@ -1190,17 +1190,22 @@ class BlockRecords(_BlockReader):
             if not len(mine):
                 continue
             env, fast = block.env, block.fast
-            at = arrow_ints(mine)
+            every = len(mine) == len(block.message)  # the rule takes every row
+            at = None if every else arrow_ints(mine)
+
+            def cols(values: Any, at: Any = at) -> Any:
+                return values if at is None else values.take(at)
+
             verdict = judge(
-                block.host.take(at),
-                block.program.take(at),
+                cols(block.host),
+                cols(block.program),
                 env.pid[fast][mine],
                 env.has_pid[fast][mine],
                 env.repeat[fast][mine],
-                block.message.take(at),
+                cols(block.message),
             )
             if verdict is not None:
-                out[c.order] = _on_rows(verdict, mine)
+                out[c.order] = verdict if every else _on_rows(verdict, mine)
         return out
 
     def _event(self, block: _Block, row: int) -> Event:

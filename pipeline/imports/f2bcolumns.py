@@ -469,6 +469,32 @@ class JudgedRows:
             todo = self._asked(row, todo)
         return self.flt.failures(pre, todo, None)
 
+    def moves_nothing(self, row: int) -> bool:
+        """Whether row ``row`` is known to give no failure that counts and to move no state
+        without asking the filter: every failregex that matches it is ``<F-NOFAIL>``, and
+        it has no multi-line id or every match forgets one the filter does not hold (a
+        line fail2ban reads only for the ids it forgets, as sshd's ``Connection closed``).
+        The filter's state is read here: call it in line order, just before
+        :meth:`verdict`."""
+        todo = self._todo.get(row)
+        if todo is None or row in self._ask or self._pre_unsure:
+            return False
+        alts = self.flt._alts
+        for index, found, _, _ in todo:
+            if alts[index] or "nofail" not in found:
+                return False
+        pre = None
+        for name, col in self._pre_items:
+            if name == "mlfid":
+                pre = col[row]
+        held = self.flt._mlfid
+        for _, found, _, _ in todo:
+            # the id a match merges under (a failregex's own group wins over the prefregex's)
+            mlfid = found.get("mlfid", pre)
+            if mlfid is not None and (mlfid in held or "mlfforget" not in found):
+                return False
+        return True
+
     def _asked(self, row: int, todo: list[Any]) -> list[_Hit]:
         """The hits of a row whose groups (some or all) are looked for per row."""
         flt = self.flt

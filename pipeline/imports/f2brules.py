@@ -121,6 +121,8 @@ class Fail2banCondition(Condition):
         judged = self.columns.judge(host, program, pid, has_pid, repeat, message)
 
         def verdict(row: int) -> dict[str, str] | None:
+            if judged.moves_nothing(row):
+                return None
             return self._verdict(judged.verdict(row))
 
         return verdict
