@@ -32,7 +32,7 @@ from pipeline.imports.f2bcolumns import (
     group_kinds,
     named_only,
 )
-from pipeline.imports.f2brules import filter_rules
+from pipeline.imports.f2brules import filter_rules, jail_rules
 from pipeline.imports.fail2ban import Fail2banFilter, read_filter
 from pipeline.model import Event
 from tests.conftest import shared_path
@@ -302,4 +302,27 @@ def test_scans_find_the_same_on_the_block_path(
     assert [f.as_dict() for f in block.findings] == [f.as_dict() for f in line.findings]
     assert block.stats.as_dict() | {"seconds": 0} == line.stats.as_dict() | {"seconds": 0}
     assert [str(p) for p in block.problems] == [str(p) for p in line.problems]
+    assert block.detection == line.detection
+
+
+def test_a_jail_scan_finds_the_same_on_the_block_path(
+    tmp_path: Path, columns_for_every_block: list[int]
+) -> None:
+    require_samples()
+    root = tmp_path / "fail2ban"
+    root.mkdir()
+    (root / "filter.d").symlink_to(CONFIG / "filter.d")
+    (root / "jail.conf").write_text(
+        "[DEFAULT]\nmaxretry = 5\nfindtime = 10m\nbantime = 1h\n"
+        "[sshd]\nenabled = true\nmaxretry = 2\nfindtime = 1d\nignoreip = 10.0.0.0/29\n",
+        encoding="utf-8",
+    )
+    path = tmp_path / "auth.log"
+    path.write_bytes(_sample("sshd") + _shaped(_sample("sshd"), "sshd") + AWKWARD + AWKWARD)
+    block = Engine(jail_rules(root), ScanOptions()).scan([str(path)])
+    line = Engine(jail_rules(root), ScanOptions(block_path=False)).scan([str(path)])
+    assert any(columns_for_every_block), "no block was judged over columns"
+    assert any(f.rule == "f2b-sshd" for f in line.findings)
+    assert [f.as_dict() for f in block.findings] == [f.as_dict() for f in line.findings]
+    assert block.stats.as_dict() | {"seconds": 0} == line.stats.as_dict() | {"seconds": 0}
     assert block.detection == line.detection
