@@ -1152,9 +1152,9 @@ class BlockRecords(_BlockReader):
                         got = c.rule.evaluate_rest(made_event)
                     if got is not None:
                         hits.append((c.rule.id, got))
+                made += made_event is not None or bool(hits)  # the events this block made
                 if hits:
                     yield (made_event if made_event is not None else self._event(block, row)), hits
-                    made += 1
                     last = None
                     continue
             host, t = hosts[row], int(local_ns[row])
