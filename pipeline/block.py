@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
@@ -62,6 +62,8 @@ from pipeline.model import Event, Finding, Related, Severity
 from pipeline.timeinfer import fixed_zone
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pipeline.detection.prefilter import IntArray
     from pipeline.output.digest import DigestRow
 
