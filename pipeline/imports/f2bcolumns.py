@@ -14,7 +14,9 @@ filter's regexes over all the rows of a block at once, on RE2 through pyarrow's 
 
 What stays per row, in line order (:meth:`JudgedRows.verdict`), is what moves the filter's
 state (:meth:`Fail2banFilter.failures`: the multi-line failure ids of ``<F-MLFID>``) and the
-verdict; a row no failregex matches moves nothing and makes no event. The captures are
+verdict; a row no failregex matches moves nothing and makes no event, and a row whose every
+match is ``<F-NOFAIL>`` and forgets an id the filter does not hold is known to move nothing
+before any failure is built (:meth:`JudgedRows.moves_nothing`). The captures are
 those the per-line path gives: RE2 says where each group took part, Arrow only gives its
 text, so a group that may match the empty string and did (or did not take part) is looked
 up again per row with the filter's own pattern. Rows the columns do not describe as the
