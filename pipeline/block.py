@@ -64,6 +64,8 @@ from pipeline.model import Event, Finding, Related, Severity
 from pipeline.timeinfer import fixed_zone
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pipeline.detection.prefilter import IntArray
     from pipeline.output.digest import DigestRow
 
@@ -1567,6 +1569,14 @@ def number(det: Detector, rows: Rows, keys: list[str], ids: Any) -> None:
     rows.key = _strings(keys)
 
 
+def _on_rows(
+    verdict: Callable[[int], dict[str, str] | None], rows: np.ndarray
+) -> Callable[[int], dict[str, str] | None]:
+    """``verdict`` (over the elements of ``rows``) called with a block row."""
+    place = {row: k for k, row in enumerate(rows.tolist())}
+    return lambda row: verdict(place[row])
+
+
 @dataclass
 class Density:
     """Whether the block read last had most of its candidates become events (None: no
@@ -1640,6 +1650,8 @@ class BlockRecords(_BlockReader):
         todo: dict[int, list[int]] = {}
         for row, order in zip(rows.tolist(), orders.tolist(), strict=True):
             todo.setdefault(row, []).append(order)
+        judged = self._judged(block, rows, orders)
+        made = 0
         # in line order: every fast candidate (an event with its matches, else its time),
         # and the candidates the grammar read
         slow = block.slow
@@ -1656,18 +1668,27 @@ class BlockRecords(_BlockReader):
                 last = None
             pending = todo.get(row)
             if pending is not None:
-                event = self._event(block, row)
+                # made when a rule needs it or matches (a body grammar may report a
+                # problem: then for every pending row, as the line path parses it)
+                made_event = self._event(block, row) if self.body_fields else None
                 hits = []
                 for order in pending:
                     c = self.rules[order]
                     if c.pattern is not None:
                         hits.append((c.rule.id, captured.get((row, order), {})))
                         continue
-                    got = c.rule.evaluate_rest(event)
+                    verdict = judged.get(order)
+                    if verdict is not None:
+                        got = verdict(row)
+                    else:
+                        if made_event is None:
+                            made_event = self._event(block, row)
+                        got = c.rule.evaluate_rest(made_event)
                     if got is not None:
                         hits.append((c.rule.id, got))
+                made += made_event is not None or bool(hits)  # the events this block made
                 if hits:
-                    yield event, hits
+                    yield (made_event if made_event is not None else self._event(block, row)), hits
                     last = None
                     continue
             host, t = hosts[row], int(local_ns[row])
@@ -1682,8 +1703,44 @@ class BlockRecords(_BlockReader):
             yield event, [(m.rule.id, m.fields) for m in match(event)]
         if marks and marks[-1][0] != 0:
             yield marks[-1][1]
-        self._dense = len(todo) + len(slow) > DENSE * max(1, len(block.pos) + len(slow))
+        self._dense = made + len(slow) > DENSE * max(1, len(block.pos) + len(slow))
         self.density.dense = self._dense
+
+    def _judged(
+        self, block: _Block, rows: np.ndarray, orders: np.ndarray
+    ) -> dict[int, Callable[[int], dict[str, str] | None]]:
+        """Per rule order, the verdicts of a rule whose one condition judges a block's rows
+        at once (``judge_rows``, e.g. a fail2ban filter's), over the rows it selects."""
+        out: dict[int, Callable[[int], dict[str, str] | None]] = {}
+        for c in self.rules:
+            rule = c.rule
+            sel = rule.select
+            if c.pattern is not None or len(rule.conditions) != 1:
+                continue
+            judge = getattr(rule.conditions[0], "judge_rows", None)
+            if judge is None or sel.format or sel.host or sel.level:
+                continue
+            mine = rows[orders == c.order]
+            if not len(mine):
+                continue
+            env, fast = block.env, block.fast
+            every = len(mine) == len(block.message)  # the rule takes every row
+            at = None if every else arrow_ints(mine)
+
+            def cols(values: Any, at: Any = at) -> Any:
+                return values if at is None else values.take(at)
+
+            verdict = judge(
+                cols(block.host),
+                cols(block.program),
+                env.pid[fast][mine],
+                env.has_pid[fast][mine],
+                env.repeat[fast][mine],
+                cols(block.message),
+            )
+            if verdict is not None:
+                out[c.order] = verdict if every else _on_rows(verdict, mine)
+        return out
 
     def _event(self, block: _Block, row: int) -> Event:
         """The event of fast candidate row ``row``, as the grammar's fast path gives it."""

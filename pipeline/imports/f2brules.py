@@ -18,19 +18,22 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.detection.model import Condition, Correlation, Rule, Selectors, Step, Suppress
 from pipeline.errors import Location, RuleError
 from pipeline.imports.f2bblock import BlockConfirmation, block_confirmation
+from pipeline.imports.f2bcolumns import ColumnJudge, column_judge, filter_line
 from pipeline.imports.f2bconf import Config, read_config
 from pipeline.imports.fail2ban import (
     DEFAULT_DIR,
     Fail2banFilter,
+    Failure,
     parse_spec,
     read_filter,
 )
@@ -90,6 +93,8 @@ class Fail2banCondition(Condition):
     #: the filter relaxed into RE2, run on a chunk's candidates at once (single-line
     #: filters whose regexes it can widen; see :mod:`pipeline.imports.f2bblock`)
     block: BlockConfirmation | None = dc_field(default=None, compare=False)
+    #: the filter's regexes over a block's rows at once (see :meth:`judge_rows`)
+    columns: ColumnJudge | None = dc_field(default=None, compare=False)
 
     def confirm_block(self, data: bytes, nl: IntArray, lines: IntArray) -> IntArray:
         """The candidate lines the filter may match (the prefilter's block stage)."""
@@ -97,20 +102,44 @@ class Fail2banCondition(Condition):
             return lines
         return self.block.keep(data, nl, lines)
 
+    def judge_rows(
+        self,
+        host: Any,
+        program: Any,
+        pid: IntArray,
+        has_pid: Any,
+        repeat: IntArray,
+        message: Any,
+    ) -> Callable[[int], dict[str, str] | None] | None:
+        """The condition over a block's fast syslog rows at once (Arrow ``host``,
+        ``program``, ``message``; numpy ``pid``, ``has_pid``, ``repeat``): a function
+        giving, for row ``k``, what :meth:`test` gives on its event, to be called in line
+        order (the filter's state moves there); None when the filter is not judged over
+        columns (see :mod:`pipeline.imports.f2bcolumns`)."""
+        if self.columns is None:
+            return None
+        judged = self.columns.judge(host, program, pid, has_pid, repeat, message)
+
+        def verdict(row: int) -> dict[str, str] | None:
+            if judged.moves_nothing(row):
+                return None
+            return self._verdict(judged.verdict(row))
+
+        return verdict
+
     def test(self, event: Event) -> dict[str, str] | None:
         assert self.matcher is not None
         if self.journal and event.format == "journal-json" and not self._journal_ok(event):
             return None
         if event.program:
-            pid = f"[{event.pid}]" if event.pid is not None else ""
-            message = event.message
-            if event.repeat > 1:
-                # as rsyslog wrote it: fail2ban sees the wrapper, not N failures
-                message = f"message repeated {event.repeat} times: [ {message}]"
-            line = f"{event.host or ''} {event.program}{pid}: {message}"
+            line = filter_line(event.host, event.program, event.pid, event.repeat, event.message)
         else:
             line = event.message
-        for failure in self.matcher.process_line(line, when=event.timestamp):
+        return self._verdict(self.matcher.process_line(line, when=event.timestamp))
+
+    def _verdict(self, failures: list[Failure]) -> dict[str, str] | None:
+        """The captures of the first failure that counts, None without one."""
+        for failure in failures:
             if failure.fid is None or failure.nofail or self._ignored(failure.fid):
                 continue
             out = {ID_FIELD: failure.fid}
@@ -202,6 +231,7 @@ def _line_rule(
         journal=parse_journalmatch(flt.spec.journalmatch),
         location=location,
         block=block_confirmation(flt) if flt.spec.maxlines == 1 else None,
+        columns=column_judge(flt),
     )
     return Fail2banRule(
         id=rule_id,

@@ -188,13 +188,14 @@ class Pattern:
                 return None
             return {k: v for k, v in m.groupdict().items() if v is not None}, m.start(), m.end()
         # the binding's Match on bytes: re2's search() and groupdict() cost several matches
+        # (one byte per character: the text's own length, before a newline is cut)
+        ascii_only = len(data) == len(text)
         if self._strip and data.endswith(b"\n"):
             data = data[:-1]
         spans = raw.Match(_UNANCHORED, data, 0, len(data))
         start, end = spans[0]
         if start < 0:
             return None
-        ascii_only = len(data) == len(text) or data.isascii()
         out: dict[str, str] = {}
         for name, index in self._names:
             gs, ge = spans[index]
@@ -420,6 +421,7 @@ class Fail2banFilter:
                 self._set_members = members
         #: every failregex, and those the set does not run (tried on every line)
         self._all = range(len(self.failregex))
+        self._alts = [p.alts for p in self.failregex]
         self._unset = [i for i in self._all if i not in set(self._set_members)]
         self.ignoreregex = [
             Pattern(src, expand_tags(src, spec.usedns), loc, multiline)
@@ -466,6 +468,10 @@ class Fail2banFilter:
             tup, when = self.split_date(line)
         return self._find(tup, when)
 
+    def process_text(self, line: str, when: datetime | None = None) -> list[Failure]:
+        """The failures on ``line`` matched whole (no date is looked for in it)."""
+        return self._find(("", "", line), when)
+
     def _find(self, tup: tuple[str, str, str], when: datetime | None) -> list[Failure]:
         if self.spec.maxlines > 1:
             self._buffer.append(tup)
@@ -486,7 +492,11 @@ class Fail2banFilter:
             if content:
                 buf = content + "\n"
                 data = buf.encode("utf-8", "surrogatepass")
-        out: list[Failure] = []
+        return self.failures(pre, self._hits(buf, data), when, buf, data)
+
+    def _hits(self, buf: str, data: bytes) -> list[tuple[int, dict[str, str], int, int]]:
+        """(failregex index, groups that took part, start, end) of every failregex that
+        matches the content ``buf`` (``data``: its UTF-8 bytes), in filter order."""
         hits: Collection[int] = ()
         order: Iterable[int] = self._all
         if self._set is not None:
@@ -499,6 +509,7 @@ class Fail2banFilter:
             else:
                 order = self._unset
         failregex = self.failregex
+        out: list[tuple[int, dict[str, str], int, int]] = []
         for index in order:
             pattern = failregex[index]
             if index in hits:
@@ -513,14 +524,34 @@ class Fail2banFilter:
                     if pattern.literals:
                         continue
                 found = pattern.find(buf, data, True)
-            if found is None:
+            if found is not None:
+                out.append((index, *found))
+        return out
+
+    def failures(
+        self,
+        pre: dict[str, str],
+        hits: Iterable[tuple[int, dict[str, str], int, int]],
+        when: datetime | None,
+        buf: str = "",
+        data: bytes = b"",
+    ) -> list[Failure]:
+        """The failures of the failregexes that matched a line's content (``hits``, from
+        :meth:`_hits`), ``pre`` the prefregex's other groups: the ignoreregexes, the
+        multi-line buffer and failure ids as fail2ban applies them (this is where the
+        filter's state moves). ``buf`` and ``data`` are the content the ignoreregexes and
+        the buffer need (a filter with neither may leave them out)."""
+        out: list[Failure] = []
+        alts = self._alts
+        multiline = self.spec.maxlines > 1
+        ignore = self.ignoreregex
+        for index, found, start, end in hits:
+            if ignore and any(p.find(buf, data) for p in ignore):
                 continue
-            if self.ignoreregex and any(p.find(buf, data) for p in self.ignoreregex):
-                continue
-            groups = _groups(found[0]) if pattern.alts else found[0]
+            groups = _groups(found) if alts[index] else found
             fail = {**pre, **groups} if pre else groups
-            if self.spec.maxlines > 1:
-                self._consume(buf, found[1], found[2])
+            if multiline:
+                self._consume(buf, start, end)
             failure = self._failure(index, fail, when)
             if failure is not None:
                 out.append(failure)

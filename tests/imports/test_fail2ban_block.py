@@ -361,3 +361,17 @@ def test_shape_is_what_the_fast_path_reads() -> None:
         "<38>1 2026-03-01T00:00:00Z mx1 sshd 12 - - x",
     ):
         assert not shape.search(line), line
+
+
+def test_groups_of_a_line_with_one_two_byte_character() -> None:
+    """A line one byte longer in UTF-8 than in characters: its groups are cut from the bytes
+    (a newline cut from the bytes once made it look like ASCII)."""
+    flt = _filter("sshd")
+    assert flt is not None
+    text = "mx1 sshd[12]: Failed password for r\u00e9ot from 10.0.0.1 port 22 ssh2"
+    got = flt.process_line(text, when=NOW)
+    assert [(f.fid, f.groups.get("user")) for f in got] == [("10.0.0.1", "r\u00e9ot")]
+    buf = text + "\n"
+    assert flt.prefregex is not None
+    found = flt.prefregex.find(buf, buf.encode())
+    assert found is not None and found[0]["content"].endswith("ssh2")
