@@ -1619,15 +1619,12 @@ class BlockRecords(_BlockReader):
             for pattern in (rule.message_search(),)
         ]
 
-    def block_records(
-        self, data: bytes, first_line: int, ready: Prepared | None = None
-    ) -> Iterator[Matched | TimeMark]:
-        """The records of the lines in ``data`` (lines ``first_line`` on; ``ready``:
-        :meth:`prepare` of ``data``, done ahead)."""
+    def block_records(self, data: bytes, first_line: int) -> Iterator[Matched | TimeMark]:
+        """The records of the lines in ``data`` (lines ``first_line`` on)."""
         if not data:
             return
         match = self.detector.match
-        block = self._read(data, first_line, ready)
+        block = self._read(data, first_line)
         if not isinstance(block, _Block):
             events = matched = 0
             for rec in block:
