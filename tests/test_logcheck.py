@@ -614,3 +614,47 @@ def test_translations_come_from_the_cache_the_same_and_a_bad_cache_is_ignored(
     assert LogcheckSet.load(str(root), "server").patterns == fresh.patterns
     cached[0].write_bytes(pickle.dumps({b"x": ("wrong", "shape")}))
     assert LogcheckSet.load(str(root), "server").patterns == fresh.patterns
+
+
+def test_the_fold_is_the_same_however_chunks_and_workers_cut_the_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group's count, times and examples (its first and last line) do not depend on
+    where chunks or worker parts cut it: small chunks, workers and the line path (every
+    unexplained line an event, as --since makes it) give the same JSON lines."""
+    import io
+    from dataclasses import replace
+    from datetime import UTC, datetime
+    from functools import partial
+
+    from pipeline import engine as engine_module
+    from pipeline.cli import write_findings
+    from pipeline.engine import Engine, ScanOptions
+    from pipeline.parallel import ProcessRunner
+    from pipeline.sources.files import iter_chunks
+
+    root = rule_dir(tmp_path / "rules", RULES)
+    log = tmp_path / "syslog"
+    lines = [  # in time order, three seconds apart: over three hours
+        f"Mar  1 {10 + i * 3 // 3600:02d}:{i * 3 // 60 % 60:02d}:{i * 3 % 60:02d} web{i % 3} "
+        f"{('app', 'db', 'CRON')[i % 7 % 3]}[{i}]: event {i}"
+        for i in range(4000)
+    ]
+    log.write_text("\n".join(lines) + "\n")
+
+    def jsonl(options: ScanOptions, runner: Any = None) -> str:
+        engine = Engine([], options, logcheck=LogcheckMatcher(LogcheckSet.load(str(root))))
+        result = engine.scan([str(log)], runner=runner)
+        out = io.StringIO()
+        write_findings(sorted(result.findings, key=lambda f: (f.timestamp, f.line)), "jsonl", out)
+        return out.getvalue()
+
+    base = ScanOptions(tz=UTC)
+    whole = jsonl(base)
+    found = [json.loads(x) for x in whole.splitlines()]
+    assert len(found) > 10 and max(f["count"] for f in found) > 100
+    assert all(len(f["related"]) == min(2, f["count"]) for f in found)
+    assert jsonl(replace(base, since=datetime(2000, 1, 1, tzinfo=UTC))) == whole
+    assert jsonl(base, ProcessRunner(2, part_size=8192)) == whole
+    monkeypatch.setattr(engine_module, "iter_chunks", partial(iter_chunks, chunk_size=3000))
+    assert jsonl(base) == whole

@@ -593,7 +593,9 @@ class Suppressor(StoredPart):
             ch[key] = False
         if ts is not None and (cur.last is None or ts > cur.last):
             cur.last = ts
-        if len(cur.related) < self.sample:
+        if self.spec.examples == "ends" and len(cur.related) >= 2:
+            cur.related[-1] = Related.of(event)  # the latest
+        elif len(cur.related) < self.sample:
             cur.related.append(Related.of(event))
         self.stats.suppressed += event.repeat
         if not self.spec.digest:

@@ -249,12 +249,16 @@ class Suppress:
     """At most one finding per ``period`` and group key; later ones update its count.
 
     With ``digest``, nothing is reported at once: one summary finding per period instead.
+    ``examples``: the matches a finding keeps as related lines: ``first``, the first few;
+    ``ends``, the first and the latest (the same however the matched lines were grouped
+    before they reached detection, as logcheck's bulk fold groups them per chunk).
     """
 
     period: timedelta
     group_by: tuple[str, ...] = ()
     digest: bool = False
     marks: Marks = dc_field(default=(), compare=False)
+    examples: str = "first"
 
 
 @dataclass(frozen=True, slots=True)

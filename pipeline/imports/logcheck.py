@@ -142,9 +142,12 @@ def logcheck_rules(directory: str) -> list[Rule]:
             "program and hour.",
             remediation="Read the lines; add an ignore pattern for those that are normal.",
             location=loc,
+            # examples: the group's first and last line, wherever chunks or worker parts
+            # cut it (the bulk fold passes on a first and a last line per chunk)
             suppress=Suppress(
                 period=timedelta(hours=FOLD_PERIOD_HOURS),
                 group_by=("host", "program", "logcheck_hour"),
+                examples="ends",
             ),
         ),
     ]
