@@ -139,7 +139,9 @@ def phases(
     return out
 
 
-#: what the block path's phases time (pipeline.block), by (class, method)
+#: what the block path's phases time (pipeline.block), by (class, method); with read-ahead
+#: (the table path, more than one core) candidates and the envelope run on the second
+#: thread: their times are that thread's, overlapping the rest of ``block: scan``
 BLOCK_TIMERS = {
     "block: candidates": ("_BlockReader", "_candidates"),
     "block: envelope": ("block", "syslog_envelope"),

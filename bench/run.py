@@ -621,7 +621,8 @@ def render_targets(
     block_cause = (
         "per 1 M lines, one process: "
         + ", ".join(f"{k[7:]} {v:.2f} s" for k, v in block.items() if k != "block: scan")
-        + f" (of a {block.get('block: scan', 0):.2f} s scan); plus start-up "
+        + f" (of a {block.get('block: scan', 0):.2f} s scan; candidates and envelope are "
+        "timed on the read-ahead thread, where they overlap the rest); plus start-up "
         f"{start(peers_):.2f} s and {int(peers_.get('findings', 0)):,} findings to key and write"
     )
     add(
