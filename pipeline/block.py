@@ -1013,8 +1013,10 @@ DENSE = 0.5
 UNKNOWN_IS_DENSE = True
 
 #: prefilter literals up to which the block path finds candidates with RE2 (an alternation
-#: RE2 runs as one DFA); above it, Hyperscan
+#: RE2 runs as one DFA) where Hyperscan is missing or the hits are many; above it, Hyperscan
 RE2_LITERALS = 256
+#: a block whose candidates are more than 1 line in this many has many hits (above)
+MANY_HITS = 16
 
 
 def _re2_literal(literal: bytes) -> str:
@@ -1109,6 +1111,9 @@ class _BlockReader(LineProcessor):
         self.offsets = ZoneOffsets(self.resolver.tz)
         self._accept: dict[str | None, np.ndarray] = {}
         self._literal_pattern: str | None = None
+        #: the last block's candidates were many (over 1 in MANY_HITS lines): RE2 then
+        #: finds the next block's, one pass with no Python call per hit (see _candidates)
+        self._many_hits = False
         #: most candidates of the last block became events (see BlockRecords): read this
         #: one on the line path
         self._dense = False
@@ -1124,7 +1129,7 @@ class _BlockReader(LineProcessor):
             return ready
         if self.sniffed and (self.format is None or self.format.name != "syslog"):
             return ready
-        if self.prefilter is not None and not self.prefilter.use_hyperscan:
+        if self._arrow_first():
             ready.block, ready.same = self._arrow(data, nl)
         ready.cands = self._candidates(data, nl, ready.block, ready.same)
         if len(ready.cands) < FEW_CANDIDATES or self._dense:
@@ -1158,7 +1163,7 @@ class _BlockReader(LineProcessor):
             ready = Prepared(cut, nl, True)
         data = cut
         if ready.cands is None:
-            if self.prefilter is not None and not self.prefilter.use_hyperscan:
+            if self._arrow_first():
                 ready.block, ready.same = self._arrow(data, nl)
             ready.cands = self._candidates(data, nl, ready.block, ready.same)
         cands = ready.cands
@@ -1180,13 +1185,28 @@ class _BlockReader(LineProcessor):
         return Lines(buf, nl if buf is data else None).arrow(), buf is data
 
     def _candidates(self, data: bytes, nl: IntArray, block: Any, same_bytes: bool) -> np.ndarray:
-        """The prefilter's candidate lines: Hyperscan over the bytes where it is installed;
-        else, with a few literals, one RE2 pass over the block's lines (an alternation of
-        the literals) answers per line at once, instead of one ``bytes.find`` per literal."""
+        """The prefilter's candidate lines: Hyperscan over the bytes where it is installed
+        and the last block's hits were few; else, with a few literals, one RE2 pass over
+        the block's lines (an alternation of the literals, ``block``) answers per line at
+        once, instead of one ``bytes.find`` per literal or a Python call per hit."""
+        cands = self._found(data, nl, block, same_bytes)
+        self._many_hits = len(cands) * MANY_HITS > len(nl)
+        return cands
+
+    def _arrow_first(self) -> bool:
+        """Whether candidates are found over the block's lines as Arrow strings."""
+        pf = self.prefilter
+        return pf is not None and (not pf.use_hyperscan or self._many_hits)
+
+    def _found(self, data: bytes, nl: IntArray, block: Any, same_bytes: bool) -> np.ndarray:
         pf = self.prefilter
         assert pf is not None
         if (
-            pf.use_hyperscan  # as fast with many hits, much faster with few
+            # Hyperscan: as fast with many hits, much faster with few; with many, RE2 frees
+            # the GIL for the whole pass (Hyperscan calls Python per hit), which counts
+            # where the next block is prepared on a second thread
+            (pf.use_hyperscan and not self._many_hits)
+            or block is None
             or pf.everything
             or pf.confirmed  # rules that narrow their candidates themselves
             or not pf.literals
