@@ -211,9 +211,16 @@ def test_status_and_metrics_of_the_running_daemon_then_stopped(
     assert table.stdout.startswith(f"running (pid {proc.pid}, up "), table.stdout
     assert "lines/s over the last minute" in table.stdout and "hook" in table.stdout
 
-    # /metrics from the running daemon: the same numbers
-    metrics = scrape(port)
-    _, after = status_json(watch.state_dir)
+    # /metrics from the running daemon: the same numbers. Both read the daemon's status
+    # record, which it rewrites as it counts the last lines read: compare a scrape with a
+    # record that did not change around it
+    for _ in range(20):
+        _, first = status_json(watch.state_dir)
+        metrics = scrape(port)
+        _, after = status_json(watch.state_dir)
+        if first["sources"][0]["lines"] == after["sources"][0]["lines"]:
+            break
+        time.sleep(0.5)
     b, a = before["daemon"], after["daemon"]
 
     def one(name: str, **labels: str) -> float:
