@@ -35,6 +35,18 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def bench_lines(out: Path, lines: int, *, loghub: bool = False) -> Path:
+    """``lines`` lines from ``../shared/bench/gen_syslog.py`` (the bench file's generator,
+    its default seed) written to ``out``; with ``loghub``, the loghub corpus's lines mixed
+    in. Skips (fails under CI) without ``../shared``."""
+    gen = shared_path("bench", "gen_syslog.py")
+    cmd = [sys.executable, str(gen), "--lines", str(lines), "--out", str(out)]
+    if loghub:
+        cmd += ["--loghub", str(shared_path("corpus", "loghub"))]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    return out
+
+
 def require_program(name: str, *candidates: str) -> str:
     """The path of a real program, or skip (fail under CI) when it is not installed."""
     for cand in (name, *candidates):

@@ -37,7 +37,7 @@ from pipeline.engine import Engine, ScanOptions
 from pipeline.model import Severity
 from pipeline.output.digest import digest
 from pipeline.sources.files import iter_chunks
-from tests.conftest import REPO, SAMPLES, shared_path
+from tests.conftest import REPO, SAMPLES, bench_lines, shared_path
 
 RULES_YAML = r"""
 rules:
@@ -236,13 +236,7 @@ def test_sample_directories_scanned_together(rules: list[Any]) -> None:
 
 
 def test_bench_rules_on_generated_lines(tmp_path: Path) -> None:
-    gen = shared_path("bench", "gen_syslog.py")
-    out = tmp_path / "syslog"
-    subprocess.run(
-        [sys.executable, str(gen), "--lines", "30000", "--out", str(out)],
-        check=True,
-        capture_output=True,
-    )
+    out = bench_lines(tmp_path / "syslog", 30000)
     sys.path.insert(0, str(REPO / "bench"))
     try:
         import peers
@@ -565,13 +559,7 @@ def test_builtin_rules_on_the_loghub_corpus(read_blocks: list[int]) -> None:
 def test_builtin_rules_with_workers(tmp_path: Path, read_blocks: list[int]) -> None:
     from pipeline.parallel import ProcessRunner
 
-    gen = shared_path("bench", "gen_syslog.py")
-    out = tmp_path / "syslog"
-    subprocess.run(
-        [sys.executable, str(gen), "--lines", "20000", "--out", str(out)],
-        check=True,
-        capture_output=True,
-    )
+    out = bench_lines(tmp_path / "syslog", 20000)
     rules = load_rules()
     line = Engine(rules, ScanOptions(block_path=False)).scan([str(out)])
     for runner in (None, ProcessRunner(2, part_size=256 * 1024)):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import pytest
 from pipeline.detection.prefilter import newline_offsets
 from pipeline.imports.logcheck import LEVELS, LogcheckMatcher, LogcheckSet
 from pipeline.sources.files import expand_inputs, iter_chunks, open_input
-from tests.conftest import IN_CI, SAMPLES, require_program, shared_path
+from tests.conftest import IN_CI, SAMPLES, bench_lines, require_program, shared_path
 
 pytestmark = [pytest.mark.real, pytest.mark.corpus]
 
@@ -161,23 +160,7 @@ def logwarden_verdicts(matcher: LogcheckMatcher, files: list[Path]) -> Verdicts:
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The samples (plain-text logs), the loghub corpus and 20,000 bench lines."""
     loghub = shared_path("corpus", "loghub")
-    gen = shared_path("bench", "gen_syslog.py")
-    bench = tmp_path_factory.mktemp("bench") / "syslog-20k.log"
-    subprocess.run(
-        [
-            sys.executable,
-            str(gen),
-            "--lines",
-            "20000",
-            "--out",
-            str(bench),
-            "--loghub",
-            str(loghub),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    bench = bench_lines(tmp_path_factory.mktemp("bench") / "syslog-20k.log", 20000, loghub=True)
     samples = sorted(
         p for p in SAMPLES.rglob("*") if p.is_file() and not p.name.endswith((".gz", ".yaml"))
     )

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +38,7 @@ from pipeline.imports.f2brules import Fail2banCondition, _line_rule
 from pipeline.imports.fail2ban import Fail2banFilter, expand_tags, read_filter
 from pipeline.model import Event
 from pipeline.timeinfer import TimeResolver
-from tests.conftest import shared_path
+from tests.conftest import bench_lines, shared_path
 from tests.imports.test_fail2ban_samples import CONFIG, LOGS, require_samples, sample_names
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -182,23 +180,7 @@ def test_block_stage_keeps_every_line_a_filter_matches_in_fail2bans_samples() ->
 def test_block_stage_on_the_sshd_corpus_and_bench_lines(tmp_path: Path) -> None:
     require_samples()
     loghub = shared_path("corpus", "loghub")
-    gen = shared_path("bench", "gen_syslog.py")
-    bench = tmp_path / "syslog-20k.log"
-    subprocess.run(
-        [
-            sys.executable,
-            str(gen),
-            "--lines",
-            "20000",
-            "--out",
-            str(bench),
-            "--loghub",
-            str(loghub),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    bench = bench_lines(tmp_path / "syslog-20k.log", 20000, loghub=True)
     flt = _filter("sshd")
     assert flt is not None
     literal, kept, matched = _check(flt, bench.read_bytes())

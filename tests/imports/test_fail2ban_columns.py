@@ -13,8 +13,6 @@ messages, multi-line ids). Whole scans then compare the block path with the line
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,7 @@ from pipeline.imports.f2bcolumns import (
 from pipeline.imports.f2brules import filter_rules, jail_rules
 from pipeline.imports.fail2ban import Fail2banFilter, read_filter
 from pipeline.model import Event
-from tests.conftest import shared_path
+from tests.conftest import bench_lines, shared_path
 from tests.imports.test_fail2ban_block import _condition, _events, _rule, _sample, _shaped
 from tests.imports.test_fail2ban_samples import CONFIG, require_samples, sample_names
 
@@ -210,23 +208,7 @@ def test_regexes_the_kernel_refuses_run_per_row() -> None:
 def test_columns_on_the_bench_lines_and_the_loghub_corpus(tmp_path: Path) -> None:
     require_samples()
     loghub = shared_path("corpus", "loghub")
-    gen = shared_path("bench", "gen_syslog.py")
-    bench = tmp_path / "syslog-20k.log"
-    subprocess.run(
-        [
-            sys.executable,
-            str(gen),
-            "--lines",
-            "20000",
-            "--out",
-            str(bench),
-            "--loghub",
-            str(loghub),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    bench = bench_lines(tmp_path / "syslog-20k.log", 20000, loghub=True)
     assert _compare("sshd", bench.read_bytes(), chunk=997, skips=True) > 200
     for log in sorted(loghub.glob("*/*_2k.log")):
         _compare("sshd", log.read_bytes())
