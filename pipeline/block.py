@@ -290,9 +290,8 @@ class _KeyIndex:
 class _Run:
     """Rows written to a file, sorted in output order (Arrow IPC)."""
 
-    def __init__(self, path: str, rows: int, first: Rows) -> None:
+    def __init__(self, path: str, first: Rows) -> None:
         self.path = path
-        self.rows = rows
         self.first = first  # its first row
 
     def batches(self) -> Iterator[Rows]:
@@ -369,9 +368,10 @@ class FindingTable:
     :class:`~pipeline.model.Finding` objects, made on first access.
     """
 
-    def __init__(self, rules: Sequence[Rule], hold: int | None = -1) -> None:
+    def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
-        self.hold = HOLD_BYTES if hold == -1 else hold
+        #: None once a run could not be written: the rows stay in memory
+        self.hold: int | None = HOLD_BYTES
         self.sources: list[str] = []
         self._held: list[Rows] = []
         self._held_bytes = 0
@@ -466,7 +466,7 @@ class FindingTable:
             _log.warning("findings kept in memory: cannot write them to disk: %s", exc)
             self.hold = None
             return
-        self._runs.append(_Run(path, len(rows), rows.take(np.arange(1))))
+        self._runs.append(_Run(path, rows.take(np.arange(1))))
         self._held, self._held_bytes = [], 0
 
     def alive(self, floor: Severity | None = None) -> int:

